@@ -1,0 +1,217 @@
+"""Registry authentication: the bearer-token challenge and basic auth, per registry host.
+
+A :class:`Authenticator` belongs to one registry host. It keeps a token per scope set, answers a
+401 challenge by fetching a token (anonymously or with the host's credential) and hands out the
+``Authorization`` header for later requests. Credentials are only ever sent to the registry host
+itself and to the token realm its challenge names; they never appear in a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+import requests
+
+from .errors import UnauthorizedError
+
+#: Tokens are refreshed this many seconds before the expiry they announce.
+EXPIRY_MARGIN_S: Final = 10
+#: When a token response gives no ``expires_in`` the spec says to assume 60 seconds.
+DEFAULT_TOKEN_LIFETIME_S: Final = 60
+_MAX_TOKEN_BODY: Final = 1 << 20
+
+_PARAM: Final = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?')
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A username/password or an identity (refresh) token. The repr never shows a secret."""
+
+    username: str | None = field(default=None)
+    password: str | None = field(default=None, repr=False)
+    identity_token: str | None = field(default=None, repr=False)
+    source: str = "none"  # where it came from, for error messages ("--username", "config.json")
+
+    @property
+    def has_basic(self) -> bool:
+        return bool(self.username) and self.password is not None
+
+    def basic_header(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+ANONYMOUS: Final = Credential()
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str
+    params: dict[str, str]
+
+
+def parse_challenge(header: str) -> Challenge | None:
+    """Parse one ``WWW-Authenticate`` value; quoted values may contain commas and spaces."""
+    header = header.strip()
+    if not header:
+        return None
+    scheme, _, rest = header.partition(" ")
+    params: dict[str, str] = {}
+    pos = 0
+    while pos < len(rest):
+        m = _PARAM.match(rest, pos)
+        if not m or m.end() == pos:
+            break
+        key, value = m.group(1).lower(), m.group(2)
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        params[key] = value
+        pos = m.end()
+    return Challenge(scheme.lower(), params)
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+
+
+class Authenticator:
+    """Answers challenges for one registry host and caches what it learns, thread-safely."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        credential: Credential = ANONYMOUS,
+        *,
+        timeout: tuple[float, float],
+        verify: bool | str = True,
+    ) -> None:
+        self._session = session
+        self._credential = credential
+        self._timeout = timeout
+        self._verify = verify
+        self._lock = threading.Lock()
+        self._tokens: dict[frozenset[str], _Token] = {}
+        self._basic = False  # the host asked for Basic auth
+        self.token_requests = 0
+
+    @property
+    def credential(self) -> Credential:
+        return self._credential
+
+    def header(self, scopes: Iterable[str]) -> str | None:
+        """The Authorization value to send for a request needing ``scopes``, if known."""
+        key = frozenset(scopes)
+        with self._lock:
+            if self._basic and self._credential.has_basic:
+                return self._credential.basic_header()
+            token = self._tokens.get(key)
+            if token and token.expires_at > time.monotonic():
+                return f"Bearer {token.value}"
+        return None
+
+    def forget(self, scopes: Iterable[str]) -> None:
+        with self._lock:
+            self._tokens.pop(frozenset(scopes), None)
+
+    def answer(self, response: requests.Response, scopes: Iterable[str], what: str) -> None:
+        """Learn from a 401 so the retried request can succeed; raise if nothing can help."""
+        wanted = sorted(set(scopes))
+        challenges = [
+            c for c in (parse_challenge(h) for h in _split_challenges(response)) if c is not None
+        ]
+        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
+        if bearer is not None and bearer.params.get("realm"):
+            asked = bearer.params.get("scope", "").split()
+            token = self._fetch_token(bearer.params, sorted(set(wanted) | set(asked)), what)
+            with self._lock:
+                self._tokens[frozenset(wanted)] = token
+            return
+        if any(c.scheme == "basic" for c in challenges):
+            if not self._credential.has_basic:
+                raise UnauthorizedError(
+                    f"{what}: the registry requires credentials and none were found",
+                    status=401,
+                    code="UNAUTHORIZED",
+                )
+            with self._lock:
+                if self._basic:  # already sent and still refused
+                    raise UnauthorizedError(
+                        f"{what}: the registry refused the credentials "
+                        f"from {self._credential.source}",
+                        status=401,
+                        code="UNAUTHORIZED",
+                    )
+                self._basic = True
+            return
+        raise UnauthorizedError(f"{what}: unauthorized (no usable challenge)", status=401)
+
+    def _fetch_token(self, params: dict[str, str], scopes: list[str], what: str) -> _Token:
+        realm = params["realm"]
+        query: list[tuple[str, str]] = []
+        if params.get("service"):
+            query.append(("service", params["service"]))
+        query.extend(("scope", s) for s in scopes)
+        cred = self._credential
+        headers: dict[str, str] = {}
+        try:
+            if cred.identity_token:
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": cred.identity_token,
+                    "service": params.get("service", ""),
+                    "scope": " ".join(scopes),
+                    "client_id": "oci-normalize",
+                }
+                resp = self._session.post(
+                    realm, data=form, timeout=self._timeout, verify=self._verify
+                )
+            else:
+                if cred.has_basic:
+                    headers["Authorization"] = cred.basic_header()
+                resp = self._session.get(
+                    realm,
+                    params=query,
+                    headers=headers,
+                    timeout=self._timeout,
+                    verify=self._verify,
+                )
+        except requests.RequestException as exc:
+            raise UnauthorizedError(
+                f"{what}: token service unreachable ({type(exc).__name__})"
+            ) from exc
+        self.token_requests += 1
+        if resp.status_code != 200:
+            who = f"credentials from {cred.source}" if cred.source != "none" else "anonymous"
+            raise UnauthorizedError(
+                f"{what}: token service refused {who} for {' '.join(scopes) or 'no scope'} "
+                f"(HTTP {resp.status_code})",
+                status=resp.status_code,
+                code="UNAUTHORIZED",
+            )
+        try:
+            body = resp.json() if len(resp.content) <= _MAX_TOKEN_BODY else {}
+        except ValueError:
+            body = {}
+        value = body.get("token") or body.get("access_token")
+        if not isinstance(value, str) or not value:
+            raise UnauthorizedError(f"{what}: token service answered without a token")
+        lifetime = body.get("expires_in")
+        if not isinstance(lifetime, (int, float)) or lifetime <= 0:
+            lifetime = DEFAULT_TOKEN_LIFETIME_S
+        expires = time.monotonic() + max(float(lifetime) - EXPIRY_MARGIN_S, 1.0)
+        return _Token(value, expires)
+
+
+def _split_challenges(response: requests.Response) -> list[str]:
+    """``WWW-Authenticate`` may hold several challenges; split on scheme starts."""
+    raw = response.headers.get("WWW-Authenticate", "")
+    parts = re.split(r",\s*(?=(?:Bearer|Basic)\s)", raw, flags=re.IGNORECASE)
+    return [p for p in parts if p.strip()]

@@ -1,0 +1,173 @@
+"""The command line: the only place that prints for humans and picks exit codes.
+
+Exit codes: 0 success (or nothing to do; for ``check``: everything OCI), 1 ``check`` found Docker
+media types, 2 error (bad reference, unreachable, denied, unsupported, …): one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, Final
+
+import typer
+
+from . import api
+from .errors import OciNormalizeError
+from .models import CheckResult, ConvertResult
+from .registry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ClientOptions
+
+EXIT_OK: Final = 0
+EXIT_DOCKER_FOUND: Final = 1
+EXIT_ERROR: Final = 2
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Rewrite Docker media types in registry images to their OCI equivalents.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
+PlainHttpOpt = Annotated[
+    bool, typer.Option("--plain-http", help="Speak plain HTTP to non-loopback registries.")
+]
+InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Skip TLS certificate checks.")]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", min=0.1, help="Read timeout per request, seconds.")
+]
+
+
+def _client(plain_http: bool, insecure: bool, timeout: float) -> api.Client:
+    if insecure:
+        _err("warning: --insecure: TLS certificates are not verified")
+    options = ClientOptions(
+        plain_http=plain_http,
+        insecure=insecure,
+        connect_timeout=min(CONNECT_TIMEOUT_S, timeout),
+        read_timeout=timeout,
+    )
+    return api.Client(options=options)
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _emit_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=False))
+
+
+@app.command()
+def check(
+    refs: Annotated[list[str], typer.Argument(metavar="REF...", help="Image references.")],
+    json_out: JsonOpt = False,
+    plain_http: PlainHttpOpt = False,
+    insecure: InsecureOpt = False,
+    timeout: TimeoutOpt = READ_TIMEOUT_S,
+) -> None:
+    """List every Docker media type under each REF (index, children, config, layers)."""
+    client = _client(plain_http, insecure, timeout)
+    results: list[CheckResult] = []
+    for ref in refs:
+        try:
+            results.append(api.check(ref, client=client))
+        except OciNormalizeError as exc:
+            _err(f"oci-normalize: error: {exc}")
+            results.append(CheckResult(reference=ref, error=str(exc)))
+    code = EXIT_OK
+    if any(r.error for r in results):
+        code = EXIT_ERROR
+    elif any(not r.oci for r in results):
+        code = EXIT_DOCKER_FOUND
+    if json_out:
+        _emit_json({"results": [r.model_dump() for r in results], "exit_code": code})
+    else:
+        for r in results:
+            if r.error is None:
+                _print_check(r)
+    raise typer.Exit(code)
+
+
+def _print_check(r: CheckResult) -> None:
+    verdict = "OCI" if r.oci else "DOCKER"
+    print(f"{r.reference}  {r.digest}  {r.media_type}  [{verdict}]")
+    for f in r.findings:
+        twin = f.oci_media_type or "(no OCI equivalent)"
+        print(f"  {f.path:<24} {f.manifest[:19]}  {f.where:<12} {f.media_type} -> {twin}")
+    for w in r.warnings:
+        print(f"  warning: {w}")
+    count = len(r.findings)
+    if r.oci:
+        print(f"  all OCI ({r.manifests} manifest{'s' if r.manifests != 1 else ''})")
+    else:
+        print(f"  {count} Docker media type{'s' if count != 1 else ''} in {r.manifests} manifests")
+
+
+@app.command()
+def convert(
+    src: Annotated[str, typer.Argument(metavar="SRC", help="Image to convert.")],
+    dest: Annotated[
+        str | None,
+        typer.Argument(metavar="[DEST]", help="Where to push; default: SRC's tag, in place."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Push nothing; show the diff and new digests.")
+    ] = False,
+    json_out: JsonOpt = False,
+    plain_http: PlainHttpOpt = False,
+    insecure: InsecureOpt = False,
+    timeout: TimeoutOpt = READ_TIMEOUT_S,
+) -> None:
+    """Rewrite SRC with OCI media types, in place or into DEST."""
+    client = _client(plain_http, insecure, timeout)
+    try:
+        result = api.convert(src, dest, dry_run=dry_run, client=client)
+    except OciNormalizeError as exc:
+        _err(f"oci-normalize: error: {exc}")
+        if json_out:
+            failed = ConvertResult(
+                source=src,
+                destination=dest or src,
+                status="error",
+                dry_run=dry_run,
+                error=str(exc),
+            )
+            _emit_json(failed.model_dump())
+        raise typer.Exit(EXIT_ERROR) from None
+    if json_out:
+        _emit_json(result.model_dump())
+    else:
+        _print_convert(result)
+    raise typer.Exit(EXIT_OK)
+
+
+def _print_convert(r: ConvertResult) -> None:
+    for w in r.warnings:
+        print(f"warning: {w}")
+    if r.status == "already-oci":
+        print(f"{r.source}: already OCI ({r.old_digest}); nothing to do")
+        return
+    for change in r.changes:
+        if r.dry_run:
+            print(change.diff)
+        print(f"# {change.path}: {change.old_digest} -> {change.new_digest}")
+        if r.dry_run:
+            print()
+    if r.status == "would-convert":
+        print(
+            f"dry run: {r.destination} would point at {r.new_digest} (now {r.old_digest} "
+            f"at {r.source}); {len(r.changes)} manifest(s) would change; nothing pushed"
+        )
+    elif r.status == "copied":
+        print(f"{r.source} is already OCI; copied to {r.destination} ({r.new_digest})")
+    else:
+        print(
+            f"converted {r.source} -> {r.destination}: {r.old_digest} -> {r.new_digest} "
+            f"({r.pushed_manifests} manifest(s), {r.pushed_blobs} blob(s) uploaded, "
+            f"{r.mounted_blobs} mounted, {r.requests} requests)"
+        )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,85 @@
+"""One exception tree for the whole tool; only the CLI turns these into exit codes.
+
+::
+
+    OciNormalizeError
+    ├── ReferenceError_            malformed image reference
+    ├── InvalidDigestError         malformed digest string
+    ├── ContentError               bytes that cannot be trusted or understood
+    │   ├── DigestMismatchError    bytes do not hash to the digest they were fetched by
+    │   ├── ManifestTooLargeError  manifest body over the size cap
+    │   └── MalformedManifestError not JSON / not a manifest shape
+    ├── UnsupportedMediaTypeError  Docker type with no OCI twin, schema1, unknown root type
+    ├── RegistryError              the registry answered with an error (code, status)
+    │   ├── NotFoundError          repository, tag or blob unknown
+    │   ├── UnauthorizedError      401: no or wrong credentials
+    │   └── DeniedError            403 / DENIED: credentials lack access
+    ├── TransportError             connection, TLS or timeout failure
+    └── PushError                  pushed, but the result did not verify (e.g. tag moved)
+
+Messages never contain credentials: callers pass only references, URLs without userinfo, and
+registry error codes/messages.
+"""
+
+from __future__ import annotations
+
+
+class OciNormalizeError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ReferenceError_(OciNormalizeError, ValueError):  # noqa: N801 - avoid the builtin name
+    """A reference string that does not parse."""
+
+
+class InvalidDigestError(OciNormalizeError, ValueError):
+    """A digest string with an unknown algorithm or a bad hex part."""
+
+
+class ContentError(OciNormalizeError):
+    """Content that cannot be trusted or understood."""
+
+
+class DigestMismatchError(ContentError):
+    """Bytes that do not match the digest they were requested or announced by."""
+
+
+class ManifestTooLargeError(ContentError):
+    """A manifest body larger than the cap we accept."""
+
+
+class MalformedManifestError(ContentError):
+    """A manifest body that is not JSON or not shaped like a manifest or index."""
+
+
+class UnsupportedMediaTypeError(OciNormalizeError):
+    """A media type we refuse to convert (no OCI twin, schema1, unknown manifest type)."""
+
+
+class RegistryError(OciNormalizeError):
+    """An error answer from a registry; ``code`` is the distribution-spec error code if any."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class NotFoundError(RegistryError):
+    """Repository, manifest or blob unknown to the registry."""
+
+
+class UnauthorizedError(RegistryError):
+    """The registry wants (other) credentials."""
+
+
+class DeniedError(RegistryError):
+    """The credentials are valid but lack the access asked for."""
+
+
+class TransportError(OciNormalizeError):
+    """Connection refused or reset, TLS failure, timeout."""
+
+
+class PushError(OciNormalizeError):
+    """A push that did not end where it should have (verification failed, tag moved)."""

@@ -1,0 +1,133 @@
+"""Apply a :class:`~oci_normalize.models.Plan`: blobs, then children, then the root, the tag last.
+
+In place (same repository) only changed manifests move: every blob and every unchanged child is
+already there. Towards another repository the whole tree goes, and each missing blob is made
+present the cheapest way: HEAD (already there), cross-repository mount (same registry), or a
+streamed copy that is hashed on the way and never held in memory whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import mediatypes as mt
+from .digest import Digest
+from .errors import DigestMismatchError, PushError
+from .models import Blob, Plan, PlannedNode
+from .reference import Reference
+from .registry import CHUNK, Registry
+
+
+@dataclass
+class PushStats:
+    manifests: int = 0
+    blobs_uploaded: int = 0
+    blobs_mounted: int = 0
+    blobs_present: int = 0
+    blobs_skipped: int = 0  # non-distributable (foreign) layers, left where their urls say
+
+
+def push_plan(
+    plan: Plan,
+    *,
+    source: Registry,
+    src: Reference,
+    dest_registry: Registry,
+    dest: Reference,
+    guard: Digest | None = None,
+) -> PushStats:
+    """Push ``plan`` to ``dest``. ``guard``: the digest the dest tag must still point at."""
+    stats = PushStats()
+    in_place = src.same_repository(dest)
+    nodes = [n for n in plan.nodes if n.changed] if in_place else list(plan.nodes)
+    if not nodes:
+        return stats
+    root = plan.root
+    if root not in nodes:  # only possible in place, where an unchanged root needs no push
+        raise AssertionError("a changed child implies a changed root")
+
+    if not in_place:
+        _ensure_blobs(nodes, source, src, dest_registry, dest, stats)
+
+    for node in nodes[:-1]:
+        dest_registry.put_manifest(
+            dest.repository, str(node.new_digest), node.new_data, node.new_media_type
+        )
+        stats.manifests += 1
+
+    target = dest.tag if dest.tag is not None else str(root.new_digest)
+    if dest.tag is not None and guard is not None:
+        now = dest_registry.head_manifest(dest.repository, dest.tag)
+        if now != guard:
+            raise PushError(
+                f"{dest}: tag moved during conversion (now {now}, expected {guard}); "
+                "nothing was tagged"
+            )
+    dest_registry.put_manifest(dest.repository, target, root.new_data, root.new_media_type)
+    stats.manifests += 1
+
+    if dest.tag is not None:
+        landed = dest_registry.head_manifest(dest.repository, dest.tag)
+        if landed != root.new_digest:
+            raise PushError(
+                f"{dest}: after push the tag resolves to {landed}, not {root.new_digest}"
+            )
+    return stats
+
+
+def _ensure_blobs(
+    nodes: list[PlannedNode],
+    source: Registry,
+    src: Reference,
+    dest_registry: Registry,
+    dest: Reference,
+    stats: PushStats,
+) -> None:
+    seen: set[Digest] = set()
+    same_registry = source.registry == dest_registry.registry
+    for node in nodes:
+        for blob in node.blobs:
+            if blob.digest in seen:
+                continue
+            seen.add(blob.digest)
+            if blob.urls and _non_distributable(blob):
+                stats.blobs_skipped += 1
+                continue
+            if dest_registry.blob_exists(dest.repository, blob.digest):
+                stats.blobs_present += 1
+            elif same_registry and dest_registry.mount_blob(
+                dest.repository, blob.digest, src.repository
+            ):
+                stats.blobs_mounted += 1
+            else:
+                _copy_blob(blob, source, src, dest_registry, dest)
+                stats.blobs_uploaded += 1
+
+
+def _non_distributable(blob: Blob) -> bool:
+    return mt.base(blob.media_type) in mt.FOREIGN | {mt.OCI_ND_LAYER_GZIP, mt.OCI_ND_LAYER_TAR}
+
+
+def _copy_blob(
+    blob: Blob, source: Registry, src: Reference, dest_registry: Registry, dest: Reference
+) -> None:
+    resp = source.open_blob(src.repository, blob.digest)
+    with resp:
+        hasher = blob.digest.hasher()
+        count = 0
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal count
+            for chunk in resp.iter_content(CHUNK):
+                hasher.update(chunk)
+                count += len(chunk)
+                yield chunk
+            if hasher.hexdigest() != blob.digest.hex or count != blob.size:
+                # Raising inside the body generator aborts the upload before it completes.
+                raise DigestMismatchError(
+                    f"{src.registry}/{src.repository}@{blob.digest}: blob content does not "
+                    f"match its digest/size ({count} bytes)"
+                )
+
+        dest_registry.upload_blob(dest.repository, blob.digest, blob.size, chunks())
