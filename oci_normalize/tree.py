@@ -11,7 +11,7 @@ from .errors import MalformedManifestError
 from .models import Blob, Node
 from .normalize import descriptors, parse_body
 from .reference import Reference
-from .registry import Registry, effective_media_type
+from .registry import Fetched, Registry, effective_media_type
 
 #: Children of one index fetched at once (manifests are small; latency dominates).
 CHILD_FETCH_CONCURRENCY: Final = 4
@@ -22,7 +22,12 @@ MAX_DEPTH: Final = 8
 def fetch_tree(registry: Registry, ref: Reference) -> Node:
     """The whole tree under ``ref``; every manifest verified against its digest."""
     fetched = registry.get_manifest(ref.repository, ref.ref, expected=ref.digest, what=str(ref))
-    return _build(registry, ref, fetched.data, fetched.media_type, fetched.digest, "@", 0)
+    return build_tree(registry, ref, fetched)
+
+
+def build_tree(registry: Registry, ref: Reference, root: Fetched) -> Node:
+    """The tree under an already fetched root (batch reads roots first to group tags by digest)."""
+    return _build(registry, ref, root.data, root.media_type, root.digest, "@", 0)
 
 
 def _build(
