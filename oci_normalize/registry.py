@@ -184,6 +184,16 @@ class Registry:
         return self.get_manifest(repository, ref, what=what).digest
 
     def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
+        return self.put_manifest_confirmed(repository, ref, data, media_type)[0]
+
+    def put_manifest_confirmed(
+        self, repository: str, ref: str, data: bytes, media_type: str
+    ) -> tuple[Digest, bool]:
+        """PUT a manifest; also whether the registry confirmed storing exactly these bytes.
+
+        Confirmed means the answer carried ``Docker-Content-Digest`` equal to our digest (a
+        different one raises). The header is optional in the OCI spec, hence the flag.
+        """
         what = f"push {self.registry}/{repository}:{ref}"
         digest = Digest.of(data)
         resp = self._request(
@@ -198,7 +208,7 @@ class Registry:
         returned = resp.headers.get("Docker-Content-Digest")
         if returned and _parse_header_digest(returned, what) != digest:
             raise DigestMismatchError(f"{what}: registry stored {returned}, we sent {digest}")
-        return digest
+        return digest, bool(returned)
 
     # ---- blobs ------------------------------------------------------------------------------
 
