@@ -15,7 +15,8 @@
     │   ├── UnauthorizedError      401: no or wrong credentials
     │   └── DeniedError            403 / DENIED: credentials lack access
     ├── TransportError             connection, TLS or timeout failure
-    └── PushError                  pushed, but the result did not verify (e.g. tag moved)
+    ├── PushError                  pushed, but the result did not verify (e.g. tag moved)
+    └── JournalError               a batch journal that cannot be opened, written or read
 
 Messages never contain credentials: callers pass only references, URLs without userinfo, and
 registry error codes/messages.
@@ -83,3 +84,7 @@ class TransportError(OciNormalizeError):
 
 class PushError(OciNormalizeError):
     """A push that did not end where it should have (verification failed, tag moved)."""
+
+
+class JournalError(OciNormalizeError):
+    """A batch journal that cannot be opened, written or read."""
