@@ -1,7 +1,9 @@
 """The command line: the only place that prints for humans and picks exit codes.
 
 Exit codes: 0 success (or nothing to do; for ``check``: everything OCI), 1 ``check`` found Docker
-media types, 2 error (bad reference, unreachable, denied, unsupported, …): one line on stderr.
+media types, 2 error (bad reference, unreachable, denied, unsupported, …): one line on stderr;
+for ``batch``/``rollback`` 2 means it could not start, 3 that some references failed (or, for
+``rollback``, conflicted).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from . import api
+from . import api, batch_cli
 from .errors import OciNormalizeError
 from .models import CheckResult, ConvertResult
 from .registry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ClientOptions
@@ -20,6 +22,7 @@ from .registry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ClientOptions
 EXIT_OK: Final = 0
 EXIT_DOCKER_FOUND: Final = 1
 EXIT_ERROR: Final = 2
+EXIT_SOME_FAILED: Final = batch_cli.EXIT_SOME_FAILED
 
 app = typer.Typer(
     add_completion=False,
@@ -38,7 +41,7 @@ TimeoutOpt = Annotated[
 ]
 
 
-def _client(plain_http: bool, insecure: bool, timeout: float) -> api.Client:
+def _client(plain_http: bool, insecure: bool, timeout: float, pool_size: int = 16) -> api.Client:
     if insecure:
         _err("warning: --insecure: TLS certificates are not verified")
     options = ClientOptions(
@@ -47,7 +50,7 @@ def _client(plain_http: bool, insecure: bool, timeout: float) -> api.Client:
         connect_timeout=min(CONNECT_TIMEOUT_S, timeout),
         read_timeout=timeout,
     )
-    return api.Client(options=options)
+    return api.Client(options=options, pool_size=pool_size)
 
 
 def _err(message: str) -> None:
@@ -167,6 +170,98 @@ def _print_convert(r: ConvertResult) -> None:
             f"({r.pushed_manifests} manifest(s), {r.pushed_blobs} blob(s) uploaded, "
             f"{r.mounted_blobs} mounted, {r.requests} requests)"
         )
+
+
+ConcurrencyOpt = Annotated[
+    int,
+    typer.Option(
+        "--concurrency", min=1, max=batch_cli.MAX_CONCURRENCY, help="References worked on at once."
+    ),
+]
+
+
+@app.command()
+def batch(
+    registry: Annotated[
+        str | None,
+        typer.Argument(metavar="[REGISTRY]", help="HOST[:PORT] whose catalog to sweep."),
+    ] = None,
+    repo: Annotated[
+        list[str] | None, typer.Option("--repo", metavar="GLOB", help="Repository glob (repeat).")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", metavar="GLOB", help="Tag glob (repeat).")
+    ] = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from-file",
+            metavar="FILE|-",
+            help="References, one a line, instead of the catalog ('-': stdin).",
+        ),
+    ] = None,
+    concurrency: ConcurrencyOpt = batch_cli.DEFAULT_CONCURRENCY,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Change nothing; report what each would become.")
+    ] = False,
+    journal: Annotated[
+        str | None,
+        typer.Option(
+            "--journal", metavar="FILE", help="Append a JSON-lines journal (for rollback)."
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON line per reference, then a summary line.")
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", metavar="I/N", help="Only slice I (0-based) of N stable slices."),
+    ] = None,
+    report: Annotated[
+        str | None, typer.Option("--report", metavar="FILE", help="Write a .html or .md report.")
+    ] = None,
+    plain_http: PlainHttpOpt = False,
+    insecure: InsecureOpt = False,
+    timeout: TimeoutOpt = READ_TIMEOUT_S,
+) -> None:
+    """Convert every selected reference in place, concurrently; journal and report."""
+    client = _client(plain_http, insecure, timeout, batch_cli.pool_size(concurrency))
+    request = batch_cli.BatchRequest(
+        registry=registry,
+        repos=tuple(repo or ()),
+        tags=tuple(tag or ()),
+        from_file=from_file,
+        concurrency=concurrency,
+        dry_run=dry_run,
+        journal=journal,
+        json_out=json_out,
+        shard=shard,
+        report=report,
+    )
+    raise typer.Exit(batch_cli.run_batch(request, client))
+
+
+@app.command()
+def rollback(
+    journal: Annotated[str, typer.Argument(metavar="JOURNAL", help="A batch journal file.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Change nothing; report what would be restored.")
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON line per tag, then a summary line.")
+    ] = False,
+    concurrency: ConcurrencyOpt = batch_cli.DEFAULT_CONCURRENCY,
+    plain_http: PlainHttpOpt = False,
+    insecure: InsecureOpt = False,
+    timeout: TimeoutOpt = READ_TIMEOUT_S,
+) -> None:
+    """Put the original manifests back on every tag a batch moved, where nothing moved since."""
+    client = _client(plain_http, insecure, timeout, batch_cli.pool_size(concurrency))
+    raise typer.Exit(
+        batch_cli.run_rollback(
+            journal, client, dry_run=dry_run, json_out=json_out, concurrency=concurrency
+        )
+    )
 
 
 def main() -> None:
