@@ -20,6 +20,9 @@ from .errors import OciNormalizeError, ReferenceError_
 from .reference import DOCKER_HUB, Reference
 
 _HUB_PREFIXES = ("docker.io/", "index.docker.io/", "registry-1.docker.io/")
+#: Page sizes asked for; distribution refuses more than 1000 a page (HTTP 400).
+CATALOG_PAGE = 1000
+TAGS_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -99,11 +102,11 @@ def from_registry(
     """
     probe = registry_reference(registry)
     reg = client.registry(probe)
-    repositories = [r for r in reg.catalog() if selection.wants_repository(r)]
+    repositories = [r for r in reg.catalog(page_size=CATALOG_PAGE) if selection.wants_repository(r)]
 
     def tags_of(repository: str) -> tuple[str, list[str] | str]:
         try:
-            return repository, reg.list_tags(repository)
+            return repository, reg.list_tags(repository, page_size=TAGS_PAGE)
         except OciNormalizeError as exc:
             return repository, str(exc)
 
