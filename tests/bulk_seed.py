@@ -107,6 +107,20 @@ class Seeder:
         self.put_manifest(repo, tag or seed.sha256_digest(body), body, seed.DOCKER_MANIFEST)
         return Image(manifest=body, blobs=blobs)
 
+    def oci_image(self, repo: str, tag: str, *, key: str) -> Image:
+        """Like :meth:`docker_image`, all OCI (manifest without ``mediaType``, as skopeo does)."""
+        layer, diff_id = seed.make_layer({f"{key}/file.txt": f"{key} oci\n".encode()})
+        config = seed.make_config([diff_id])
+        blobs = (self.put_blob(repo, config), self.put_blob(repo, layer))
+        manifest = {
+            "schemaVersion": 2,
+            "config": seed.descriptor(seed.OCI_CONFIG, config),
+            "layers": [seed.descriptor(seed.OCI_LAYER_GZIP, layer)],
+        }
+        body = json.dumps(manifest).encode()
+        self.put_manifest(repo, tag, body, seed.OCI_MANIFEST)
+        return Image(manifest=body, blobs=blobs)
+
     def docker_list(self, repo: str, tag: str, *, key: str) -> ListImage:
         """A Docker manifest list of two Docker v2s2 children (linux/amd64, linux/arm64)."""
         children = tuple(
