@@ -18,7 +18,7 @@ from typer.testing import CliRunner, Result
 
 from oci_normalize.cli import app
 from tests import seed
-from tests.bulk_seed import Seeder
+from tests.bulk_seed import Seeder, docker_manifest_variant
 from tests.registry import RunningRegistry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -352,8 +352,6 @@ def test_resume_after_a_killed_run(registry: RunningRegistry, tmp_path: Path) ->
     s = Seeder(registry.url)
     base = s.docker_image("tb-resume/app", "base", key="tb-resume")
     tags = [f"r{i:02d}" for i in range(40)]
-    from tests.bulk_seed import docker_manifest_variant
-
     for i, tag in enumerate(tags):
         s.put_manifest("tb-resume/app", tag, docker_manifest_variant(base, i), seed.DOCKER_MANIFEST)
     s.close()
