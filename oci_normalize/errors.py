@@ -15,7 +15,9 @@
     │   ├── UnauthorizedError      401: no or wrong credentials
     │   └── DeniedError            403 / DENIED: credentials lack access
     ├── TransportError             connection, TLS or timeout failure
-    └── PushError                  pushed, but the result did not verify (e.g. tag moved)
+    ├── PushError                  pushed, but the result did not verify (e.g. tag moved)
+    └── RefusedError               would break what points at the old digest (signatures,
+                                   a backup tag that points elsewhere); nothing was changed
 
 Messages never contain credentials: callers pass only references, URLs without userinfo, and
 registry error codes/messages.
@@ -83,3 +85,14 @@ class TransportError(OciNormalizeError):
 
 class PushError(OciNormalizeError):
     """A push that did not end where it should have (verification failed, tag moved)."""
+
+
+class RefusedError(OciNormalizeError):
+    """A change refused before anything moved, because it would break something.
+
+    ``details`` are JSON-ready dicts naming what would break (for ``--json`` output).
+    """
+
+    def __init__(self, message: str, *, details: tuple[dict[str, object], ...] = ()):
+        super().__init__(message)
+        self.details = details
