@@ -297,6 +297,49 @@ class Registry:
             params = None
         return out
 
+    # ---- referrers --------------------------------------------------------------------------
+
+    def referrers(self, repository: str, digest: Digest) -> bytes | None:
+        """The referrers API's index for ``digest``, or None when the registry lacks the API.
+
+        A registry with the API answers 200 for any digest (an empty index when nothing
+        refers to it); distribution 2.8 answers a plain 404 (or 400/405 elsewhere). Auth
+        failures still raise. The index is capped like a manifest; Link pagination is followed.
+        """
+        what = f"referrers of {self.registry}/{repository}@{digest}"
+        url: str | None = self._url(f"{repository}/referrers/{digest}")
+        merged: dict[str, Any] | None = None
+        while url:
+            resp = self._request(
+                "GET",
+                url,
+                scopes=(pull_scope(repository),),
+                what=what,
+                headers={"Accept": mt.OCI_INDEX},
+                stream=True,
+            )
+            with resp:
+                if merged is None and resp.status_code in (400, 404, 405):
+                    code, message = _read_errors(resp)
+                    cls = _CODES.get(code or "")
+                    if cls is None or code in ("MANIFEST_UNKNOWN", "BLOB_UNKNOWN"):
+                        return None
+                    raise cls(f"{what}: {code}: {message}", status=resp.status_code, code=code)
+                raise_for_status(resp, what, kind="referrers")
+                data = _read_capped(resp, self.options.max_manifest_bytes, what)
+            try:
+                page = json.loads(data)
+                entries = list(page.get("manifests") or [])
+            except (ValueError, AttributeError, TypeError) as exc:
+                raise RegistryError(f"{what}: the registry answered with broken JSON") from exc
+            if merged is None:
+                merged = page
+            else:
+                merged["manifests"] = list(merged.get("manifests") or []) + entries
+            nxt = resp.links.get("next", {}).get("url")
+            url = urljoin(url, nxt) if nxt else None
+        return json.dumps(merged).encode()
+
 
 # ---- helpers ----------------------------------------------------------------------------------
 
