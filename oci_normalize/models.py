@@ -123,6 +123,38 @@ class FindingOut(_Result):
     oci_media_type: str | None
 
 
+class ReferrerOut(_Result):
+    """Something that names an old digest: what it is and what happens to it.
+
+    ``kind``: cosign-signature | cosign-attestation | cosign-sbom | referrer |
+    buildkit-attestation. ``action``: blocks (signed; refused without --break-signatures) |
+    stale (signed; left on the old digest) | would-reattach | reattached | left (unsigned but
+    --no-referrers, or the old digest stays) | annotation-updated (buildkit entry follows).
+    ``new_name`` is the re-attached copy's digest or tag.
+    """
+
+    subject: str
+    new_subject: str | None = None
+    kind: str
+    name: str
+    artifact_type: str | None = None
+    signed: bool = False
+    action: str
+    new_name: str | None = None
+
+
+class TagMove(_Result):
+    """A tag written by a conversion: ``old_digest`` None when the tag is new.
+
+    ``role``: tag (the converted tag) | backup | referrers-fallback | cosign-sbom.
+    """
+
+    tag: str
+    role: str
+    old_digest: str | None = None
+    new_digest: str
+
+
 class CheckResult(_Result):
     reference: str
     digest: str | None = None
@@ -131,6 +163,7 @@ class CheckResult(_Result):
     manifests: int = 0
     findings: list[FindingOut] = []
     warnings: list[str] = []
+    referrers: list[ReferrerOut] = []
     error: str | None = None
 
 
@@ -156,6 +189,9 @@ class ConvertResult(_Result):
     pushed_blobs: int = 0
     mounted_blobs: int = 0
     requests: int = 0
+    referrers: list[ReferrerOut] = []
+    tags: list[TagMove] = []
+    backup_tag: str | None = None
     error: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
