@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import requests
 
-from . import diff
+from . import diff, inplace
 from .auth import ANONYMOUS, Credential
-from .errors import OciNormalizeError, UnsupportedMediaTypeError
+from .errors import OciNormalizeError, RegistryError, UnsupportedMediaTypeError
+from .inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions, ReferrerCache
 from .models import (
     CheckResult,
     ConvertResult,
@@ -24,6 +25,8 @@ from .models import (
     ManifestChange,
     Node,
     Plan,
+    ReferrerOut,
+    TagMove,
 )
 from .normalize import find_docker_types, normalize
 from .push import PushStats, push_plan
@@ -56,6 +59,8 @@ class Client:
         self._session.mount("https://", adapter)
         self._registries: dict[str, Registry] = {}
         self._lock = threading.Lock()
+        #: Tag lists and referrers-API support, read once per repository / registry.
+        self.referrers = ReferrerCache()
 
     def registry(self, ref: Reference) -> Registry:
         with self._lock:
@@ -99,10 +104,26 @@ def check(ref: str | Reference, *, client: Client | None = None) -> CheckResult:
     tree = fetch_tree(client.registry(reference), reference)
     findings = find_docker_types(tree)
     warnings: list[str] = []
+    referrers: list[ReferrerOut] = []
     try:
-        warnings = list(normalize(tree).warnings)
+        p = normalize(tree)
+        warnings = list(p.warnings)
     except UnsupportedMediaTypeError as exc:
         warnings = [str(exc)]
+    else:
+        if p.changed:
+            try:
+                referrers = inplace.prepare(
+                    registry=client.registry(reference),
+                    cache=client.referrers,
+                    source=reference,
+                    tree=tree,
+                    plan=p,
+                    options=DEFAULT_CONVERT_OPTIONS,
+                    dry_run=True,
+                ).referrers
+            except RegistryError as exc:
+                warnings.append(f"could not list what points at the old digests: {exc}")
     return CheckResult(
         reference=str(reference),
         digest=str(tree.digest),
@@ -120,6 +141,7 @@ def check(ref: str | Reference, *, client: Client | None = None) -> CheckResult:
             for f in findings
         ],
         warnings=warnings,
+        referrers=referrers,
     )
 
 
@@ -137,8 +159,15 @@ def convert(
     *,
     dry_run: bool = False,
     client: Client | None = None,
+    options: ConvertOptions = DEFAULT_CONVERT_OPTIONS,
 ) -> ConvertResult:
-    """Rewrite ``src`` as OCI, in place or into ``dest``; ``dry_run`` pushes nothing."""
+    """Rewrite ``src`` as OCI, in place or into ``dest``; ``dry_run`` pushes nothing.
+
+    In place, what points at the old digests is found first (see :mod:`.inplace`): signatures
+    make it refuse (:class:`~oci_normalize.errors.RefusedError`) unless
+    ``options.break_signatures``; unsigned referrers are re-attached unless
+    ``not options.referrers``; ``options.backup_tag`` tags the original first.
+    """
     source = _as_ref(src)
     target = _as_ref(dest) if dest is not None else source
     if dest is None and source.tag is None:
@@ -161,21 +190,35 @@ def convert(
         )
         for n in p.changed
     ]
+    if options.backup_tag is not None and not in_place:
+        raise OciNormalizeError(f"{source}: --backup-tag applies to in-place conversion only")
+    prepared = inplace.Prepared()
+    if in_place and p.changed:
+        prepared = inplace.prepare(
+            registry=client.registry(source),
+            cache=client.referrers,
+            source=source,
+            tree=planned.tree,
+            plan=p,
+            options=options,
+            dry_run=dry_run,
+        )
+    warnings = list(p.warnings)
     nothing_to_do = not p.changed and in_place
     if dry_run or nothing_to_do:
         status = "already-oci" if not p.changed else "would-convert"
+        if prepared.refusal:
+            status = "would-refuse"
+            warnings.append(prepared.refusal)
         stats = PushStats()
     else:
-        guard = p.root.old_digest if (in_place and source.digest is None) else None
-        stats = push_plan(
-            p,
-            source=client.registry(source),
-            src=source,
-            dest_registry=client.registry(target),
-            dest=target,
-            guard=guard,
-        )
+        stats = _push(client, planned, source, target, in_place, prepared, options)
         status = "converted" if p.changed else "copied"
+    tags = prepared.tag_moves()
+    if target.tag is not None and (p.changed or not in_place):
+        old = str(p.root.old_digest) if in_place else None
+        new = str(p.root.new_digest)
+        tags.append(TagMove(tag=target.tag, role="tag", old_digest=old, new_digest=new))
     return ConvertResult(
         source=str(source),
         destination=str(target),
@@ -184,9 +227,57 @@ def convert(
         old_digest=str(p.root.old_digest),
         new_digest=str(p.root.new_digest),
         changes=changes,
-        warnings=list(p.warnings),
+        warnings=warnings,
         pushed_manifests=stats.manifests,
         pushed_blobs=stats.blobs_uploaded,
         mounted_blobs=stats.blobs_mounted,
         requests=client.requests - before,
+        referrers=prepared.referrers,
+        tags=tags,
+        backup_tag=prepared.backup_tag,
     )
+
+
+def _push(
+    client: Client,
+    planned: Planned,
+    source: Reference,
+    target: Reference,
+    in_place: bool,
+    prepared: inplace.Prepared,
+    options: ConvertOptions,
+) -> PushStats:
+    """Push the plan; in place, the prepared writes go in just before the tag moves."""
+    p = planned.plan
+    dest_registry = client.registry(target)
+    guard = p.root.old_digest if (in_place and source.digest is None) else None
+    if options.force:
+        guard = None
+    check_tag = inplace.tag_guard(dest_registry, target, guard) if guard else _no_check
+
+    def before_tag() -> int:
+        pushed = inplace.apply(
+            dest_registry,
+            client.referrers,
+            target.repository,
+            prepared,
+            root=p.root,
+            check_tag=check_tag,
+        )
+        if options.before_tag is not None:
+            options.before_tag()
+        return pushed
+
+    return push_plan(
+        p,
+        source=client.registry(source),
+        src=source,
+        dest_registry=dest_registry,
+        dest=target,
+        guard=guard,
+        before_tag=before_tag,
+    )
+
+
+def _no_check() -> None:
+    return None

@@ -8,7 +8,7 @@ streamed copy that is hashed on the way and never held in memory whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import mediatypes as mt
@@ -36,8 +36,13 @@ def push_plan(
     dest_registry: Registry,
     dest: Reference,
     guard: Digest | None = None,
+    before_tag: Callable[[], int] | None = None,
 ) -> PushStats:
-    """Push ``plan`` to ``dest``. ``guard``: the digest the dest tag must still point at."""
+    """Push ``plan`` to ``dest``. ``guard``: the digest the dest tag must still point at.
+
+    ``before_tag`` runs after the children and before the tag is re-read and moved (referrer
+    copies and the backup tag go there); it returns how many manifests it pushed.
+    """
     stats = PushStats()
     in_place = src.same_repository(dest)
     nodes = [n for n in plan.nodes if n.changed] if in_place else list(plan.nodes)
@@ -55,6 +60,9 @@ def push_plan(
             dest.repository, str(node.new_digest), node.new_data, node.new_media_type
         )
         stats.manifests += 1
+
+    if before_tag is not None:
+        stats.manifests += before_tag()
 
     target = dest.tag if dest.tag is not None else str(root.new_digest)
     if dest.tag is not None and guard is not None:
