@@ -13,8 +13,9 @@ from typing import Annotated, Any, Final
 import typer
 
 from . import api
-from .errors import OciNormalizeError
-from .models import CheckResult, ConvertResult
+from .errors import OciNormalizeError, RefusedError
+from .inplace import ConvertOptions
+from .models import CheckResult, ConvertResult, ReferrerOut
 from .registry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ClientOptions
 
 EXIT_OK: Final = 0
@@ -97,6 +98,7 @@ def _print_check(r: CheckResult) -> None:
         print(f"  {f.path:<24} {f.manifest[:19]}  {f.where:<12} {f.media_type} -> {twin}")
     for w in r.warnings:
         print(f"  warning: {w}")
+    _print_referrers(r.referrers, indent="  ")
     count = len(r.findings)
     if r.oci:
         print(f"  all OCI ({r.manifests} manifest{'s' if r.manifests != 1 else ''})")
@@ -114,24 +116,61 @@ def convert(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Push nothing; show the diff and new digests.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Move the tag even if it changed since it was read."),
+    ] = False,
+    backup_tag: Annotated[
+        str | None,
+        typer.Option(
+            "--backup-tag",
+            metavar="TEMPLATE",
+            help="First tag the original manifest here, e.g. '{tag}-docker' (in place only).",
+        ),
+    ] = None,
+    break_signatures: Annotated[
+        bool,
+        typer.Option(
+            "--break-signatures",
+            help="Convert even though signatures name the old digest (they must be re-signed).",
+        ),
+    ] = False,
+    no_referrers: Annotated[
+        bool,
+        typer.Option(
+            "--no-referrers", help="Do not re-attach SBOMs/attestations to the new digest."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     plain_http: PlainHttpOpt = False,
     insecure: InsecureOpt = False,
     timeout: TimeoutOpt = READ_TIMEOUT_S,
 ) -> None:
-    """Rewrite SRC with OCI media types, in place or into DEST."""
+    """Rewrite SRC with OCI media types, in place or into DEST.
+
+    In place, signatures that name the old digest make it refuse; unsigned referrers (SBOMs,
+    attestations) are re-attached to the new digest; old ones are never deleted.
+    """
     client = _client(plain_http, insecure, timeout)
+    options = ConvertOptions(
+        force=force,
+        backup_tag=backup_tag,
+        break_signatures=break_signatures,
+        referrers=not no_referrers,
+    )
     try:
-        result = api.convert(src, dest, dry_run=dry_run, client=client)
+        result = api.convert(src, dest, dry_run=dry_run, client=client, options=options)
     except OciNormalizeError as exc:
         _err(f"oci-normalize: error: {exc}")
         if json_out:
+            details = exc.details if isinstance(exc, RefusedError) else ()
             failed = ConvertResult(
                 source=src,
                 destination=dest or src,
-                status="error",
+                status="refused" if isinstance(exc, RefusedError) else "error",
                 dry_run=dry_run,
                 error=str(exc),
+                referrers=[ReferrerOut.model_validate(d) for d in details],
             )
             _emit_json(failed.model_dump())
         raise typer.Exit(EXIT_ERROR) from None
@@ -142,12 +181,34 @@ def convert(
     raise typer.Exit(EXIT_OK)
 
 
+_ACTIONS: Final = {
+    "blocks": "signed: blocks conversion (re-sign after, or --break-signatures)",
+    "stale": "signed: left on the old digest, STALE until re-signed",
+    "would-reattach": "would be re-attached to the new digest",
+    "reattached": "re-attached to the new digest",
+    "left": "left on the old digest (--no-referrers)",
+    "annotation-updated": "index annotation follows the new digest",
+}
+
+
+def _print_referrers(items: list[ReferrerOut], *, indent: str = "") -> None:
+    if items:
+        print(f"{indent}pointing at digests that change ({len(items)}):")
+    for item in items:
+        what = f" [{item.artifact_type}]" if item.artifact_type else ""
+        print(f"{indent}  {item.kind} {item.name}{what} -> {item.subject}")
+        note = _ACTIONS.get(item.action, item.action)
+        target = f" as {item.new_name}" if item.new_name and item.action == "reattached" else ""
+        print(f"{indent}    {note}{target}")
+
+
 def _print_convert(r: ConvertResult) -> None:
     for w in r.warnings:
         print(f"warning: {w}")
     if r.status == "already-oci":
         print(f"{r.source}: already OCI ({r.old_digest}); nothing to do")
         return
+    _print_referrers(r.referrers)
     for change in r.changes:
         if r.dry_run:
             print(change.diff)
@@ -159,6 +220,8 @@ def _print_convert(r: ConvertResult) -> None:
             f"dry run: {r.destination} would point at {r.new_digest} (now {r.old_digest} "
             f"at {r.source}); {len(r.changes)} manifest(s) would change; nothing pushed"
         )
+    elif r.status == "would-refuse":
+        print(f"dry run: {r.source} would be refused; nothing pushed")
     elif r.status == "copied":
         print(f"{r.source} is already OCI; copied to {r.destination} ({r.new_digest})")
     else:
@@ -167,6 +230,9 @@ def _print_convert(r: ConvertResult) -> None:
             f"({r.pushed_manifests} manifest(s), {r.pushed_blobs} blob(s) uploaded, "
             f"{r.mounted_blobs} mounted, {r.requests} requests)"
         )
+    verb = "would move" if r.dry_run else "moved"
+    for t in r.tags:
+        print(f"{verb} tag {t.tag} ({t.role}): {t.old_digest or '(new)'} -> {t.new_digest}")
 
 
 def main() -> None:
