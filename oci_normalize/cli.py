@@ -94,7 +94,8 @@ def _print_check(r: CheckResult) -> None:
     print(f"{r.reference}  {r.digest}  {r.media_type}  [{verdict}]")
     for f in r.findings:
         twin = f.oci_media_type or "(no OCI equivalent)"
-        print(f"  {f.path:<24} {f.manifest[:19]}  {f.where:<12} {f.media_type} -> {twin}")
+        where = f.where if f.path == "@" else f"{f.path} {f.where}"
+        print(f"  {where}: {f.media_type} -> {twin}")
     for w in r.warnings:
         print(f"  warning: {w}")
     if r.oci:
