@@ -146,6 +146,10 @@ def convert(
         raise OciNormalizeError(
             f"{source}: converting in place needs a tag to move; give a DEST reference"
         )
+    if target.digest is not None:
+        raise OciNormalizeError(
+            f"{target}: DEST must name a tag (the converted image gets a new digest)"
+        )
     client = client or Client()
     before = client.requests
     planned = plan(source, client=client)

@@ -249,6 +249,13 @@ def test_already_oci_is_left_alone(registry: RunningRegistry, tmp_path: Path) ->
     assert "already OCI" in done.stdout
     assert {e.method for e in registry.access_log_lines(since=mark)} == {"GET"}
     assert seed.head_manifest(registry.url, "conv/oci", "v1") == digest
+    # To another tag, an OCI image is copied as it is (same bytes, same digest).
+    copied = cli(
+        "convert", "--json", f"{registry.host}/conv/oci:v1", f"{registry.host}/conv/oci:copy"
+    )
+    assert copied.returncode == 0, copied.stderr
+    assert json.loads(copied.stdout)["status"] == "copied"
+    assert seed.head_manifest(registry.url, "conv/oci", "copy") == digest
 
 
 @pytest.mark.registry
@@ -295,6 +302,11 @@ def test_convert_to_new_tag_other_repo_and_other_registry(
         (["check", "{host}/conv/errs:no-such-tag"], 2, "MANIFEST_UNKNOWN"),
         (["convert", "127.0.0.1:1/x/y:v1"], 2, "cannot reach"),
         (["convert", "{host}/conv/errs@sha256:" + "0" * 64], 2, "needs a tag"),
+        (
+            ["convert", "{host}/conv/errs:v1", "{host}/conv/x@sha256:" + "0" * 64],
+            2,
+            "DEST must name a tag",
+        ),
     ],
 )
 def test_errors_are_one_line_and_exit_2(
