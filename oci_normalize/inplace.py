@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from . import mediatypes as mt
@@ -114,8 +114,19 @@ def discover(
         if index is None and rf.fallback_tag(subject) in tags:
             index = registry.get_manifest(repository, rf.fallback_tag(subject), what=what).data
         if index is not None:
-            found.extend(rf.referrers_from_index(subject, index, what))
+            for ref in rf.referrers_from_index(subject, index, what):
+                found.append(_typed(registry, repository, ref) if not ref.artifact_type else ref)
     return found
+
+
+def _typed(registry: Registry, repository: str, ref: rf.Referrer) -> rf.Referrer:
+    """A referrer listed without artifactType, typed from its manifest: an unlisted type must
+    not let a signature pass as unsigned (one GET, only for such listings)."""
+    assert ref.digest is not None
+    what = f"{registry.registry}/{repository}@{ref.digest}"
+    got = registry.get_manifest(repository, str(ref.digest), expected=ref.digest, what=what)
+    artifact_type = rf.referrer_descriptor(got.data, got.media_type, what).get("artifactType")
+    return replace(ref, artifact_type=artifact_type, signed=rf.is_signature(artifact_type))
 
 
 def render_backup_tag(template: str, tag: str) -> str:
