@@ -85,16 +85,23 @@ class ReferrerCache:
                 cached.add(tag)
 
     def referrers_index(self, registry: Registry, repository: str, digest: Digest) -> bytes | None:
-        """The referrers API's answer, or None when this registry lacks the API (probed once)."""
-        with self._key_lock((registry.registry, "")):
-            with self._lock:
-                supported = self._api.get(registry.registry)
-            if supported is False:
-                return None
-            data = registry.referrers(repository, digest)
-            with self._lock:
-                self._api[registry.registry] = data is not None
-            return data
+        """The referrers API's answer, or None when this registry lacks the API.
+
+        The first call per registry is the probe (other threads wait for its verdict); after
+        that, registries without the API cost nothing and those with it are asked in parallel.
+        """
+        with self._lock:
+            supported = self._api.get(registry.registry)
+        if supported is None:
+            with self._key_lock((registry.registry, "")):
+                with self._lock:
+                    supported = self._api.get(registry.registry)
+                if supported is None:
+                    data = registry.referrers(repository, digest)
+                    with self._lock:
+                        self._api[registry.registry] = data is not None
+                    return data
+        return registry.referrers(repository, digest) if supported else None
 
     def has_api(self, registry: str) -> bool:
         with self._lock:
