@@ -177,6 +177,10 @@ class Prepared:
     backup_tag: str | None = None
     refusal: str | None = None
 
+    def in_push_order(self) -> list[Write]:
+        """Referrer copies (by digest) first, then tags, the backup tag last."""
+        return sorted(self.writes, key=lambda w: (bool(w.role), w.role == "backup"))
+
     def tag_moves(self) -> list[TagMove]:
         return [
             TagMove(
@@ -185,7 +189,7 @@ class Prepared:
                 old_digest=str(w.old) if w.old else None,
                 new_digest=str(w.digest),
             )
-            for w in self.writes
+            for w in self.in_push_order()
             if w.role
         ]
 
@@ -358,7 +362,7 @@ def apply(
     if any(not w.role for w in prepared.writes):
         registry.put_manifest(repo, str(root.new_digest), root.new_data, root.new_media_type)
         count += 1
-    for write in sorted(prepared.writes, key=lambda w: (bool(w.role), w.role == "backup")):
+    for write in prepared.in_push_order():
         registry.put_manifest(repo, write.ref, write.data, write.media_type)
         count += 1
         if write.role:
