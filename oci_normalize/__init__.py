@@ -12,7 +12,8 @@ Python API::
 from __future__ import annotations
 
 from .api import Client, check, convert, plan
-from .errors import OciNormalizeError
+from .errors import OciNormalizeError, RefusedError
+from .inplace import ConvertOptions
 from .models import CheckResult, ConvertResult
 from .reference import Reference
 from .registry import ClientOptions
@@ -21,9 +22,11 @@ __all__ = [
     "CheckResult",
     "Client",
     "ClientOptions",
+    "ConvertOptions",
     "ConvertResult",
     "OciNormalizeError",
     "Reference",
+    "RefusedError",
     "check",
     "convert",
     "plan",
