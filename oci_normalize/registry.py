@@ -31,6 +31,7 @@ from .errors import (
     UnauthorizedError,
 )
 from .reference import Reference
+from .schema1 import digest_input
 
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 MAX_ERROR_BODY: Final = 64 * 1024
@@ -352,6 +353,7 @@ def _parse_header_digest(value: str, what: str) -> Digest:
 
 
 def _verify_manifest(data: bytes, expected: Digest | None, header: str | None, what: str) -> Digest:
+    data = digest_input(data)  # a signed schema1 manifest is addressed by its JWS payload
     if expected is not None:
         expected.verify(data, what)
         return expected if expected.algorithm == "sha256" else Digest.of(data)
