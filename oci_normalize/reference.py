@@ -150,7 +150,7 @@ class LayoutRef:
         body = text[len(OCI_PREFIX) :]
         path, tag = body, None
         head, colon, tail = body.rpartition(":")
-        if colon and head and (tail == "" or _TAG.fullmatch(tail)):
+        if colon and (tail == "" or _TAG.fullmatch(tail)):
             path, tag = head, tail or None
         if not path:
             raise ReferenceError_(f"invalid layout reference {text!r}: empty path")
