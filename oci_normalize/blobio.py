@@ -76,6 +76,19 @@ class Gunzip:
             raise ContentError(f"{self._what}: truncated gzip stream (unexpected end of data)")
 
 
+def _sniffable(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The same bytes, the first chunk at least as long as the longest magic number."""
+    head = b""
+    it = iter(chunks)
+    for chunk in it:
+        head += chunk
+        if len(head) >= len(ZSTD_MAGIC):
+            break
+    if head:
+        yield head
+    yield from it
+
+
 def layer_facts(chunks: Iterable[bytes], expected: Digest, what: str) -> LayerFacts:
     """Stream a layer blob: check its digest, measure it, and compute its diff_id.
 
@@ -87,7 +100,7 @@ def layer_facts(chunks: Iterable[bytes], expected: Digest, what: str) -> LayerFa
     size = 0
     gunzip: Gunzip | None = None
     kind = ""
-    for chunk in chunks:
+    for chunk in _sniffable(chunks):
         if not chunk:
             continue
         if not kind:
@@ -146,6 +159,7 @@ def _spool(chunks: Iterable[bytes], out: IO[bytes], what: str) -> tuple[Digest, 
     gunzip: Gunzip | None = None
     compressor: zlib._Compress | None = None
     started = False
+    chunks = _sniffable(chunks)
 
     def emit(data: bytes) -> None:
         nonlocal size

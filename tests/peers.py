@@ -32,8 +32,16 @@ def run(*args: str) -> str:
 
 
 def skopeo_copy(src: str, dest: str, *extra: str) -> None:
-    run("skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
-        *extra, src, dest)  # fmt: skip
+    run(
+        "skopeo",
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        *extra,
+        src,
+        dest,
+    )
 
 
 def layout_with_history(tmp: Path, name: str = "hist") -> Path:
@@ -52,8 +60,18 @@ def layout_with_history(tmp: Path, name: str = "hist") -> Path:
     os.chmod(src / "app" / "run.sh", 0o755)
     os.symlink("run.sh", src / "app" / "start")
     run("umoci", "insert", "--image", image, str(src / "app"), "/app")
-    run("umoci", "config", "--image", image, "--config.cmd", "/app/start",
-        "--os", "linux", "--architecture", "amd64")  # fmt: skip
+    run(
+        "umoci",
+        "config",
+        "--image",
+        image,
+        "--config.cmd",
+        "/app/start",
+        "--os",
+        "linux",
+        "--architecture",
+        "amd64",
+    )
     run("umoci", "gc", "--layout", str(layout))
     return layout
 
@@ -100,14 +118,14 @@ def schema_validator(name: str) -> Any:
     def retrieve(uri: str) -> Resource[Any]:
         # Every $ref names a sibling file; ids nest under different bases, so match by name.
         doc = json.loads((SPEC_DIR / uri.rsplit("/", 1)[-1]).read_text())
-        return Resource(contents=doc, specification=DRAFT4)
+        return DRAFT4.create_resource(doc)
 
     registry: Registry[Any] = Registry(retrieve=retrieve)  # type: ignore[call-arg]
     schema = json.loads((SPEC_DIR / name).read_text())
     return Draft4Validator(schema, registry=registry, format_checker=Draft4Validator.FORMAT_CHECKER)
 
 
-# ---- docker save tarballs, made by hand -----------------------------------------------------------
+# ---- docker save tarballs, made by hand ---------------------------------------------------
 
 
 def layer_tar(files: dict[str, bytes]) -> bytes:

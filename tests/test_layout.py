@@ -38,7 +38,10 @@ CWD = os.getcwd()
         ("localhost:5000/x", Reference("localhost:5000", "x", "latest")),
         ("docker://oci:5000/x:1", Reference("oci:5000", "x", "1")),
         ("docker-archive:/t/x.tar", ArchiveRef("/t/x.tar")),
-        ("docker-archive:/t/x.tar:localhost:5000/app:v1", ArchiveRef("/t/x.tar", "localhost:5000/app:v1")),  # noqa: E501
+        (
+            "docker-archive:/t/x.tar:localhost:5000/app:v1",
+            ArchiveRef("/t/x.tar", "localhost:5000/app:v1"),
+        ),
         ("docker-archive:/t/x.tar:@2", ArchiveRef("/t/x.tar", "@2")),
     ],
 )
@@ -71,8 +74,10 @@ def test_blob_paths_come_only_from_valid_digests(tmp_path: Path, digest: Digest)
 
 
 def test_index_json_with_a_traversing_digest_is_refused(tmp_path: Path) -> None:
-    layout = _layout_with(tmp_path, [{"mediaType": mt.OCI_MANIFEST, "size": 2,
-                                      "digest": "sha256:../../../../etc/passwd"}])  # fmt: skip
+    layout = _layout_with(
+        tmp_path,
+        [{"mediaType": mt.OCI_MANIFEST, "size": 2, "digest": "sha256:../../../../etc/passwd"}],
+    )
     with pytest.raises(Exception, match="invalid digest"):
         layout.get_manifest("", "")
 
@@ -90,8 +95,12 @@ def _manifest(n: int) -> bytes:
 
 
 def _entry(data: bytes, name: str | None, **extra: object) -> dict[str, object]:
-    out: dict[str, object] = {"mediaType": mt.OCI_MANIFEST, "digest": str(Digest.of(data)),
-                              "size": len(data), **extra}  # fmt: skip
+    out: dict[str, object] = {
+        "mediaType": mt.OCI_MANIFEST,
+        "digest": str(Digest.of(data)),
+        "size": len(data),
+        **extra,
+    }
     if name is not None:
         out["annotations"] = {REF_NAME: name, "keep": "me"}
     return out

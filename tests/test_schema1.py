@@ -57,8 +57,11 @@ def test_golden_unsigned_builds_skopeo_shaped_config() -> None:
             "created_by": "/bin/sh -c #(nop)  ENV A=1",
             "empty_layer": True,
         },
-        {"created": "2020-01-03T00:00:00Z", "created_by": "/bin/sh -c cp app /app",
-         "comment": "copy"},  # fmt: skip
+        {
+            "created": "2020-01-03T00:00:00Z",
+            "created_by": "/bin/sh -c cp app /app",
+            "comment": "copy",
+        },
         {
             "created": "2020-01-04T00:00:00Z",
             "created_by": '/bin/sh -c #(nop)  CMD ["/app"]',
@@ -157,17 +160,31 @@ def _schema1_layout(tmp: Path, layer: bytes) -> Path:
     (layout / "blobs" / "sha256").mkdir(parents=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     blob = "sha256:" + hashlib.sha256(layer).hexdigest()
-    compat = {"id": "f" * 64, "created": "2021-01-01T00:00:00Z", "os": "linux",
-              "architecture": "amd64", "config": {"Cmd": ["/bin/true"]}}  # fmt: skip
-    manifest = json.dumps({
-        "schemaVersion": 1, "name": "x", "tag": "v1", "architecture": "amd64",
-        "fsLayers": [{"blobSum": blob}], "history": [{"v1Compatibility": json.dumps(compat)}],
-    }).encode()  # fmt: skip
+    compat = {
+        "id": "f" * 64,
+        "created": "2021-01-01T00:00:00Z",
+        "os": "linux",
+        "architecture": "amd64",
+        "config": {"Cmd": ["/bin/true"]},
+    }
+    manifest = json.dumps(
+        {
+            "schemaVersion": 1,
+            "name": "x",
+            "tag": "v1",
+            "architecture": "amd64",
+            "fsLayers": [{"blobSum": blob}],
+            "history": [{"v1Compatibility": json.dumps(compat)}],
+        }
+    ).encode()
     for data in (layer, manifest):
         (layout / "blobs" / "sha256" / hashlib.sha256(data).hexdigest()).write_bytes(data)
-    entry = {"mediaType": mt.DOCKER_SCHEMA1, "size": len(manifest),
-             "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(),
-             "annotations": {peers.REF_NAME: "v1"}}  # fmt: skip
+    entry = {
+        "mediaType": mt.DOCKER_SCHEMA1,
+        "size": len(manifest),
+        "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(),
+        "annotations": {peers.REF_NAME: "v1"},
+    }
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
     return layout
 
