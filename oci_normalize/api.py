@@ -31,7 +31,7 @@ from .models import (
     Node,
     Plan,
 )
-from .normalize import find_docker_types, normalize, schema1_layer_blobs
+from .normalize import find_docker_types, normalize, require_image, schema1_layer_blobs
 from .push import PushStats, push_plan
 from .reference import (
     ArchiveRef,
@@ -159,6 +159,7 @@ def check(ref: str | Location, *, client: Client | None = None) -> CheckResult:
         return _check_archive(reference)
     client = client or Client()
     tree = fetch_tree(client.store(reference), reference)
+    require_image(tree)
     findings = find_docker_types(tree)
     warnings: list[str] = []
     schema1 = [n for n in tree.walk() if mt.is_schema1(n.media_type)]
@@ -276,6 +277,10 @@ def _convert(
             raise OciNormalizeError(f"{target}: cannot write a docker-archive; use oci:PATH")
         if isinstance(target, LayoutRef) and target.tag is None:
             target = target.with_tag(DEFAULT_LAYOUT_TAG)
+    if target.digest is not None:
+        raise OciNormalizeError(
+            f"{target}: DEST must name a tag (the converted image gets a new digest)"
+        )
     before = client.requests
     planned = plan(source, client=client)
     p = planned.plan

@@ -84,9 +84,7 @@ def find_docker_types(root: Node) -> list[Finding]:
     for node in root.walk():
         what = f"{node.path} {node.digest.short}"
         if mt.is_docker(node.media_type):
-            twin = mt.oci_twin(node.media_type)
-            if mt.is_schema1(node.media_type):
-                twin = mt.OCI_MANIFEST  # rebuilt, not renamed: see schema1.py
+            twin = mt.oci_twin(node.media_type)  # None for schema1: rebuilt, not renamed
             findings.append(Finding(node.digest, node.path, "mediaType", node.media_type, twin))
         if mt.is_schema1(node.media_type):
             continue
@@ -98,12 +96,22 @@ def find_docker_types(root: Node) -> list[Finding]:
     return findings
 
 
+def require_image(root: Node) -> None:
+    """Refuse a root that is not an image index, an image manifest or a schema1 manifest."""
+    if not mt.is_manifest(root.media_type):
+        raise UnsupportedMediaTypeError(
+            f"{root.path} {root.digest.short}: {root.media_type or 'no media type'!r} is not an "
+            "image manifest or index; nothing to convert"
+        )
+
+
 def normalize(root: Node, *, schema1_layers: Mapping[Digest, LayerFacts] | None = None) -> Plan:
     """Plan the OCI-pure version of ``root``'s tree. Raises on types that cannot convert.
 
     Schema1 manifests convert only with ``schema1_layers``: the facts (diff_id, size) of their
     layer blobs, which take streaming every layer (see :func:`schema1_layer_blobs`).
     """
+    require_image(root)
     findings = tuple(find_docker_types(root))
     warnings: list[str] = []
     memo: dict[Digest, PlannedNode] = {}

@@ -17,14 +17,12 @@ in ``rootfs.diff_ids``, layer order and history:
 The uncompressed digests (``diff_ids``) and sizes of the kept layers need the layer bytes: the
 caller streams them (see :mod:`oci_normalize.blobio`) and passes :class:`~.models.LayerFacts`.
 
-Signed manifests (``…v1+prettyjws``) are addressed by the digest of their JWS payload, not of the
-bytes served: :func:`digest_input` gives the bytes a digest is computed from.
+Signed manifests (``…v1+prettyjws``) are addressed by the digest of their JWS payload (see
+:func:`oci_normalize.registry.jws_payload`); the signature plays no part in the conversion.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -65,34 +63,6 @@ class Converted:
     config: NewBlob
     blobs: tuple[Blob, ...]  # config first, then layers (oldest first), as in a manifest
     warnings: tuple[str, ...] = ()
-
-
-def digest_input(data: bytes) -> bytes:
-    """The bytes a manifest's digest covers: the JWS payload for signed schema1, else ``data``."""
-    if b'"signatures"' not in data:
-        return data
-    try:
-        body = json.loads(data)
-    except ValueError:
-        return data
-    if not isinstance(body, dict) or body.get("schemaVersion") != 1:
-        return data
-    signatures = body.get("signatures")
-    if not isinstance(signatures, list) or not signatures:
-        return data
-    try:
-        protected = json.loads(_b64url(signatures[0]["protected"]))
-        length = protected["formatLength"]
-        tail = _b64url(protected["formatTail"])
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise MalformedManifestError(f"signed schema1 manifest has a bad signature: {exc}") from exc
-    if not isinstance(length, int) or not 0 < length <= len(data):
-        raise MalformedManifestError("signed schema1 manifest has a bad formatLength")
-    return data[:length] + tail
-
-
-def _b64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def entries(body: dict[str, Any], what: str) -> list[Entry]:

@@ -18,6 +18,7 @@ from oci_normalize.digest import Digest
 from oci_normalize.errors import ContentError, MalformedManifestError, UnsupportedMediaTypeError
 from oci_normalize.models import LayerFacts, Node
 from oci_normalize.normalize import normalize, schema1_layer_blobs, serialize
+from oci_normalize.registry import jws_payload
 from tests import peers, seed
 from tests.registry import RunningRegistry
 
@@ -34,7 +35,7 @@ def _unsigned() -> bytes:
 
 
 def _node(data: bytes, media_type: str = mt.DOCKER_SCHEMA1) -> Node:
-    return Node(digest=Digest.of(schema1.digest_input(data)), media_type=media_type, data=data)
+    return Node(digest=Digest.of(jws_payload(data)), media_type=media_type, data=data)
 
 
 # ---- pure ------------------------------------------------------------------------------------
@@ -108,9 +109,9 @@ def test_normalize_needs_the_layer_facts() -> None:
 def test_signed_manifest_digest_covers_the_jws_payload() -> None:
     data = (FIXTURES / "signed.json").read_bytes()
     want = "sha256:09050bd24a30d82dff48022d38b428fb5616838fa9e185de16926e457e882755"
-    assert str(Digest.of(schema1.digest_input(data))) == want
+    assert str(Digest.of(jws_payload(data))) == want
     assert Digest.of(data) != Digest.parse(want)
-    assert schema1.digest_input(_unsigned()) == _unsigned()
+    assert jws_payload(_unsigned()) == _unsigned()
 
 
 def _mutated(**changes: object) -> bytes:
