@@ -15,7 +15,6 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-SPEC_DIR = Path("/work/shared/oci-image-spec-v1.1.1")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -110,19 +109,17 @@ def unpacked_tree(layout: Path, tag: str, bundle: Path) -> dict[str, tuple[str, 
 
 
 def schema_validator(name: str) -> Any:
-    """A jsonschema validator for one of the OCI spec's schemas (refs resolved locally)."""
+    """A format-checking validator for one OCI spec schema file (found as tests/oci_schema says)."""
     from jsonschema import Draft4Validator
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT4
 
-    def retrieve(uri: str) -> Resource[Any]:
-        # Every $ref names a sibling file; ids nest under different bases, so match by name.
-        doc = json.loads((SPEC_DIR / uri.rsplit("/", 1)[-1]).read_text())
-        return DRAFT4.create_resource(doc)
+    from tests.oci_schema import _registry, schema_dir
 
-    registry: Registry[Any] = Registry(retrieve=retrieve)  # type: ignore[call-arg]
-    schema = json.loads((SPEC_DIR / name).read_text())
-    return Draft4Validator(schema, registry=registry, format_checker=Draft4Validator.FORMAT_CHECKER)
+    base = schema_dir()
+    assert base is not None, "OCI schemas not found (set OCI_SCHEMA_DIR)"
+    schema = json.loads((base / name).read_text())
+    return Draft4Validator(
+        schema, registry=_registry(), format_checker=Draft4Validator.FORMAT_CHECKER
+    )
 
 
 # ---- docker save tarballs, made by hand ---------------------------------------------------
