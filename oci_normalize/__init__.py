@@ -14,18 +14,21 @@ from __future__ import annotations
 from .api import Client, check, convert, plan
 from .errors import OciNormalizeError
 from .models import CheckResult, ConvertResult
-from .reference import Reference
+from .reference import ArchiveRef, LayoutRef, Reference, parse_location
 from .registry import ClientOptions
 
 __all__ = [
+    "ArchiveRef",
     "CheckResult",
     "Client",
     "ClientOptions",
     "ConvertResult",
+    "LayoutRef",
     "OciNormalizeError",
     "Reference",
     "check",
     "convert",
+    "parse_location",
     "plan",
 ]
 __version__ = "0.1.0"
