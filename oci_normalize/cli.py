@@ -61,7 +61,13 @@ def _emit_json(doc: Any) -> None:
 
 @app.command()
 def check(
-    refs: Annotated[list[str], typer.Argument(metavar="REF...", help="Image references.")],
+    refs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="REF...",
+            help="Images: HOST/REPO[:TAG][@DIGEST], oci:PATH[:TAG] or docker-archive:PATH[:REF].",
+        ),
+    ],
     json_out: JsonOpt = False,
     plain_http: PlainHttpOpt = False,
     insecure: InsecureOpt = False,
@@ -113,10 +119,19 @@ def _plural(n: int, noun: str) -> str:
 
 @app.command()
 def convert(
-    src: Annotated[str, typer.Argument(metavar="SRC", help="Image to convert.")],
+    src: Annotated[
+        str,
+        typer.Argument(
+            metavar="SRC",
+            help="Image to convert: a registry ref, oci:PATH[:TAG] or docker-archive:PATH[:REF].",
+        ),
+    ],
     dest: Annotated[
         str | None,
-        typer.Argument(metavar="[DEST]", help="Where to push; default: SRC's tag, in place."),
+        typer.Argument(
+            metavar="[DEST]",
+            help="Where to write (registry ref or oci:PATH[:TAG]); default: SRC's tag, in place.",
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Push nothing; show the diff and new digests.")

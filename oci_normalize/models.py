@@ -88,12 +88,31 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class LayerFacts:
+    """What streaming one compressed layer blob taught us (schema1 manifests lack it)."""
+
+    diff_id: Digest  # sha256 of the uncompressed tar
+    size: int  # bytes of the blob as stored
+    media_type: str  # OCI layer type matching the blob's compression
+
+
+@dataclass(frozen=True)
+class NewBlob:
+    """A blob the plan creates (a schema1 image's new config): pushed before any manifest."""
+
+    digest: Digest
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Plan:
     """What normalizing a tree yields: every node (children first), findings and warnings."""
 
     nodes: tuple[PlannedNode, ...]
     findings: tuple[Finding, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    new_blobs: tuple[NewBlob, ...] = ()
 
     @property
     def root(self) -> PlannedNode:

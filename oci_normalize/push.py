@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from . import mediatypes as mt
 from .digest import Digest
 from .errors import DigestMismatchError, PushError
-from .models import Blob, Plan, PlannedNode
-from .reference import Reference
-from .registry import CHUNK, Registry
+from .models import Blob, NewBlob, Plan, PlannedNode
+from .reference import Location, same_repository
+from .registry import CHUNK
+from .store import Store
 
 
 @dataclass
@@ -31,10 +32,10 @@ class PushStats:
 def push_plan(
     plan: Plan,
     *,
-    source: Registry,
-    src: Reference,
-    dest_registry: Registry,
-    dest: Reference,
+    source: Store,
+    src: Location,
+    dest_registry: Store,
+    dest: Location,
     guard: Digest | None = None,
     before_tag: Callable[[], int] | None = None,
 ) -> PushStats:
@@ -45,13 +46,17 @@ def push_plan(
     copies and the backup tag go there); it returns how many manifests it pushed.
     """
     stats = PushStats()
-    same_repo = src.same_repository(dest)
+    same_repo = same_repository(src, dest)
     root = plan.root
     # In the same repository every blob and every unchanged child is already there.
     children = [n for n in plan.nodes[:-1] if n.changed or not same_repo]
 
+    # Blobs the plan created (a schema1 image's new config) go first, in place too.
+    created = {blob.digest for blob in plan.new_blobs}
+    for blob in plan.new_blobs:
+        _put_new_blob(blob, dest_registry, dest, stats)
     if not same_repo:
-        _ensure_blobs(list(plan.nodes), source, src, dest_registry, dest, stats)
+        _ensure_blobs(list(plan.nodes), source, src, dest_registry, dest, stats, skip=created)
 
     for node in children:
         dest_registry.put_manifest(
@@ -84,13 +89,15 @@ def push_plan(
 
 def _ensure_blobs(
     nodes: list[PlannedNode],
-    source: Registry,
-    src: Reference,
-    dest_registry: Registry,
-    dest: Reference,
+    source: Store,
+    src: Location,
+    dest_registry: Store,
+    dest: Location,
     stats: PushStats,
+    *,
+    skip: set[Digest],
 ) -> None:
-    seen: set[Digest] = set()
+    seen: set[Digest] = set(skip)
     same_registry = source.registry == dest_registry.registry
     for node in nodes:
         for blob in node.blobs:
@@ -111,12 +118,20 @@ def _ensure_blobs(
                 stats.blobs_uploaded += 1
 
 
+def _put_new_blob(blob: NewBlob, dest_registry: Store, dest: Location, stats: PushStats) -> None:
+    if dest_registry.blob_exists(dest.repository, blob.digest):
+        stats.blobs_present += 1
+        return
+    dest_registry.upload_blob(dest.repository, blob.digest, len(blob.data), [blob.data])
+    stats.blobs_uploaded += 1
+
+
 def _non_distributable(blob: Blob) -> bool:
     return mt.base(blob.media_type) in mt.FOREIGN | {mt.OCI_ND_LAYER_GZIP, mt.OCI_ND_LAYER_TAR}
 
 
 def _copy_blob(
-    blob: Blob, source: Registry, src: Reference, dest_registry: Registry, dest: Reference
+    blob: Blob, source: Store, src: Location, dest_registry: Store, dest: Location
 ) -> None:
     resp = source.open_blob(src.repository, blob.digest)
     with resp:

@@ -10,8 +10,9 @@ from .digest import Digest
 from .errors import MalformedManifestError
 from .models import Blob, Node
 from .normalize import descriptors, parse_body
-from .reference import Reference
-from .registry import Registry, effective_media_type
+from .reference import Location
+from .registry import effective_media_type
+from .store import Store
 
 #: Children of one index fetched at once (manifests are small; latency dominates).
 CHILD_FETCH_CONCURRENCY: Final = 4
@@ -19,15 +20,15 @@ CHILD_FETCH_CONCURRENCY: Final = 4
 MAX_DEPTH: Final = 8
 
 
-def fetch_tree(registry: Registry, ref: Reference) -> Node:
+def fetch_tree(registry: Store, ref: Location) -> Node:
     """The whole tree under ``ref``; every manifest verified against its digest."""
     fetched = registry.get_manifest(ref.repository, ref.ref, expected=ref.digest, what=str(ref))
     return _build(registry, ref, fetched.data, fetched.media_type, fetched.digest, "@", 0)
 
 
 def _build(
-    registry: Registry,
-    ref: Reference,
+    registry: Store,
+    ref: Location,
     data: bytes,
     media_type: str,
     digest: Digest,
