@@ -34,7 +34,7 @@ from .errors import (
 )
 from .normalize import descriptors, parse_body, serialize
 from .registry import MAX_MANIFEST_BYTES, Fetched, effective_media_type
-from .store import FileBlob
+from .store import FileBlob, StreamBlob
 
 REF_NAME: Final = "org.opencontainers.image.ref.name"
 LAYOUT_FILE: Final = "oci-layout"
@@ -168,7 +168,7 @@ class Layout:
     def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
         return False  # nothing to mount from: blobs arrive by upload_blob
 
-    def open_blob(self, repository: str, digest: Digest) -> FileBlob:
+    def open_blob(self, repository: str, digest: Digest) -> StreamBlob:
         self.requests += 1
         path = self.blob_path(digest)
         try:

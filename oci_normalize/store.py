@@ -8,10 +8,11 @@ store that has no repositories ignores the ``repository`` argument.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from .digest import Digest
 from .registry import Fetched
@@ -52,11 +53,11 @@ class Store(Protocol):
     ) -> None: ...
 
 
-class FileBlob:
-    """A local file read in chunks, shaped like a streaming ``requests.Response``."""
+class StreamBlob:
+    """A binary file object read in chunks, shaped like a streaming ``requests.Response``."""
 
-    def __init__(self, path: Path) -> None:
-        self._fh = path.open("rb")
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
 
     def iter_content(self, chunk_size: int) -> Iterator[bytes]:
         while chunk := self._fh.read(chunk_size):
@@ -65,7 +66,7 @@ class FileBlob:
     def close(self) -> None:
         self._fh.close()
 
-    def __enter__(self) -> FileBlob:
+    def __enter__(self) -> StreamBlob:
         return self
 
     def __exit__(
@@ -77,26 +78,11 @@ class FileBlob:
         self.close()
 
 
-class BytesBlob:
-    """Bytes in memory (a config blob), shaped like a streaming ``requests.Response``."""
+def FileBlob(path: Path) -> StreamBlob:  # noqa: N802 - reads like the type it makes
+    """A local file, streamed."""
+    return StreamBlob(path.open("rb"))
 
-    def __init__(self, data: bytes) -> None:
-        self._data = data
 
-    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
-        for start in range(0, len(self._data), chunk_size):
-            yield self._data[start : start + chunk_size]
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> BytesBlob:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        pass
+def BytesBlob(data: bytes) -> StreamBlob:  # noqa: N802
+    """Bytes in memory (a config blob), streamed."""
+    return StreamBlob(io.BytesIO(data))
