@@ -8,8 +8,11 @@ streamed copy that is hashed on the way and never held in memory whole.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import requests
 
 from . import mediatypes as mt
 from .digest import Digest
@@ -112,22 +115,27 @@ def _non_distributable(blob: Blob) -> bool:
 def _copy_blob(
     blob: Blob, source: Registry, src: Reference, dest_registry: Registry, dest: Reference
 ) -> None:
-    resp = source.open_blob(src.repository, blob.digest)
-    with resp:
-        hasher = blob.digest.hasher()
-        count = 0
+    @contextlib.contextmanager
+    def open_body() -> Iterator[Iterator[bytes]]:
+        """One upload try: a fresh source stream, hashed on the way through."""
+        resp = source.open_blob(src.repository, blob.digest)
+        with resp:
+            yield _verified_chunks(resp, blob, src)
 
-        def chunks() -> Iterator[bytes]:
-            nonlocal count
-            for chunk in resp.iter_content(CHUNK):
-                hasher.update(chunk)
-                count += len(chunk)
-                yield chunk
-            if hasher.hexdigest() != blob.digest.hex or count != blob.size:
-                # Raising inside the body generator aborts the upload before it completes.
-                raise DigestMismatchError(
-                    f"{src.registry}/{src.repository}@{blob.digest}: blob content does not "
-                    f"match its digest/size ({count} bytes)"
-                )
+    # A callable body lets the registry client restart the whole upload after a failure.
+    dest_registry.upload_blob(dest.repository, blob.digest, blob.size, open_body)
 
-        dest_registry.upload_blob(dest.repository, blob.digest, blob.size, chunks())
+
+def _verified_chunks(resp: requests.Response, blob: Blob, src: Reference) -> Iterator[bytes]:
+    hasher = blob.digest.hasher()
+    count = 0
+    for chunk in resp.iter_content(CHUNK):
+        hasher.update(chunk)
+        count += len(chunk)
+        yield chunk
+    if hasher.hexdigest() != blob.digest.hex or count != blob.size:
+        # Raising inside the body generator aborts the upload before it completes.
+        raise DigestMismatchError(
+            f"{src.registry}/{src.repository}@{blob.digest}: blob content does not "
+            f"match its digest/size ({count} bytes)"
+        )
