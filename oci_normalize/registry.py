@@ -98,7 +98,7 @@ class Registry:
         self.base_url = f"{scheme}://{reference.api_host}/v2/"
         self.options = options
         self._session = session or requests.Session()
-        self._session.headers.setdefault("User-Agent", USER_AGENT)
+        self._session.headers["User-Agent"] = USER_AGENT
         verify: bool | str = options.ca_file or True
         if options.insecure:
             verify = False
