@@ -30,7 +30,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization"}
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+    }
 )
 UPSTREAM_TIMEOUT = 30.0
 MAX_DELAY = 10.0
@@ -125,7 +133,7 @@ class FaultProxy:
             def handle_one_request(self) -> None:
                 try:
                     super().handle_one_request()
-                except (ConnectionError, socket.timeout):
+                except (TimeoutError, ConnectionError):
                     self.close_connection = True
 
             def _any(self) -> None:

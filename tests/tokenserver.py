@@ -191,9 +191,7 @@ class TokenServer:
             def _grant(self, method: str, user: str | None, scopes: list[str]) -> None:
                 token = owner.issue(user, scopes, method)
                 expires_in = owner.expires_in if owner.expires_in is not None else owner.lifetime_s
-                self._answer(
-                    200, {"token": token, "access_token": token, "expires_in": expires_in}
-                )
+                self._answer(200, {"token": token, "access_token": token, "expires_in": expires_in})
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
