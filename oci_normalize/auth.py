@@ -120,6 +120,7 @@ class Authenticator:
         self._tokens: dict[frozenset[str], _Token] = {}
         self._fetching: dict[frozenset[str], threading.Lock] = {}
         self._basic = False  # the host asked for Basic auth
+        self._challenge_params: dict[str, str] | None = None  # realm/service, to renew tokens
         self.token_requests = 0
 
     @property
@@ -133,9 +134,13 @@ class Authenticator:
             if self._basic and self._credential.has_basic:
                 return self._credential.basic_header()
             token = self._tokens.get(key)
-            if token and token.expires_at > time.monotonic():
+            if token and token.fresh():
                 return f"Bearer {token.value}"
-        return None
+            params = self._challenge_params
+        if token is None or params is None:
+            return None
+        # Expired: renew before sending, rather than earn a 401 to learn the same challenge.
+        return f"Bearer {self._renew(key, params, sorted(key), 'renew token', None).value}"
 
     def forget(self, scopes: Iterable[str]) -> None:
         with self._lock:
@@ -147,19 +152,13 @@ class Authenticator:
         challenges = _challenges(response)
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         if bearer is not None and bearer.params.get("realm"):
-            key = frozenset(wanted)
             sent = response.request.headers.get("Authorization") if response.request else None
+            asked = bearer.params.get("scope", "").split()
             with self._lock:
-                fetch_lock = self._fetching.setdefault(key, threading.Lock())
-            with fetch_lock:
-                with self._lock:
-                    cached = self._tokens.get(key)
-                if cached and f"Bearer {cached.value}" != sent and cached.fresh():
-                    return  # another thread already replaced the refused token
-                asked = bearer.params.get("scope", "").split()
-                token = self._fetch_token(bearer.params, sorted(set(wanted) | set(asked)), what)
-                with self._lock:
-                    self._tokens[key] = token
+                self._challenge_params = dict(bearer.params)
+            self._renew(
+                frozenset(wanted), bearer.params, sorted(set(wanted) | set(asked)), what, sent
+            )
             return
         if any(c.scheme == "basic" for c in challenges):
             if not self._credential.has_basic:
@@ -180,24 +179,46 @@ class Authenticator:
             return
         raise UnauthorizedError(f"{what}: unauthorized (no usable challenge)", status=401)
 
+    def _renew(
+        self,
+        key: frozenset[str],
+        params: dict[str, str],
+        scopes: list[str],
+        what: str,
+        refused: str | None,
+    ) -> _Token:
+        """Fetch a token for ``key`` once, even when many threads need it at the same time."""
+        with self._lock:
+            fetch_lock = self._fetching.setdefault(key, threading.Lock())
+        with fetch_lock:
+            with self._lock:
+                cached = self._tokens.get(key)
+            if cached and cached.fresh() and f"Bearer {cached.value}" != refused:
+                return cached  # another thread already renewed it
+            token = self._fetch_token(params, scopes, what)
+            with self._lock:
+                self._tokens[key] = token
+            return token
+
     def refused(self, response: requests.Response, scopes: Iterable[str], what: str) -> None:
         """Raise the clearest error for a request still refused after its credentials."""
         bearer = next((c for c in _challenges(response) if c.scheme == "bearer"), None)
         cred = self._credential
-        who = f"credentials from {cred.source}" if cred.source != "none" else "anonymous access"
-        if bearer is not None and bearer.params.get("error") == "insufficient_scope":
-            raise DeniedError(
-                f"{what}: access denied: the token for {who} does not grant "
-                f"{' '.join(sorted(set(scopes)))}",
-                status=401,
-                code="DENIED",
-            )
-        if cred.source == "none":
+        anonymous = not cred.has_basic and not cred.identity_token
+        if anonymous:
             raise UnauthorizedError(
                 f"{what}: unauthorized: the registry needs credentials and none were found "
                 f"({cred.looked_in()})",
                 status=401,
                 code="UNAUTHORIZED",
+            )
+        who = f"credentials from {cred.source}"
+        if bearer is not None and bearer.params.get("error") == "insufficient_scope":
+            raise DeniedError(
+                f"{what}: access denied: the token service did not grant {who} "
+                f"{' '.join(sorted(set(scopes)))}",
+                status=401,
+                code="DENIED",
             )
         raise UnauthorizedError(
             f"{what}: unauthorized: the registry refused {who}", status=401, code="UNAUTHORIZED"
