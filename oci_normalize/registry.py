@@ -94,7 +94,11 @@ class Registry:
         session: requests.Session | None = None,
     ) -> None:
         self.registry = reference.registry
-        scheme = "http" if (options.plain_http or reference.is_loopback) else "https"
+        # Loopback registries speak plain HTTP unless a TLS flag (--ca-file, --insecure) says
+        # the user expects TLS there.
+        wants_tls = bool(options.ca_file) or options.insecure
+        plain = options.plain_http or (reference.is_loopback and not wants_tls)
+        scheme = "http" if plain else "https"
         self.base_url = f"{scheme}://{reference.api_host}/v2/"
         self.options = options
         self._session = session or requests.Session()

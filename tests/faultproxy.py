@@ -11,9 +11,10 @@ whose method and path match, then the proxy forwards faithfully. Faults:
 - ``redirect``: answer 307 to ``target`` + the request path (a blob served from "object
   storage").
 
-With ``upstream_auth`` the proxy itself authenticates upstream (the fake object store) and
-records whether the client sent an ``Authorization`` header. Request bodies are read whole
-(test blobs are small). Neither this module nor its callers import the package under test.
+With ``tls`` it serves HTTPS (a registry behind a private CA). With ``upstream_auth`` the
+proxy itself authenticates upstream (the fake object store). Every request is recorded with
+whether the client sent an ``Authorization`` header. Request bodies are read whole (test blobs
+are small). Neither this module nor its callers import the package under test.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import base64
 import http.client
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -79,10 +81,12 @@ class FaultProxy:
         *,
         upstream_auth: tuple[str, str] | None = None,
         strip_prefix: str = "",
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.upstream = upstream  # "127.0.0.1:PORT"
         self.upstream_auth = upstream_auth
         self.strip_prefix = strip_prefix
+        self.tls = tls  # (certificate, key) PEM paths: serve HTTPS in front of the registry
         self.rules: list[Rule] = []
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
@@ -183,6 +187,10 @@ class FaultProxy:
                 self.close_connection = True
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
