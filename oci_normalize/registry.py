@@ -309,8 +309,7 @@ class Registry:
                 delay = policy.wait(retry, elapsed=time.monotonic() - start)
                 if delay is None:
                     raise
-                self.transport.retries += 1
-                self.transport.sleep(delay)
+                self.transport.backoff(delay)
 
     def _blob_landed(self, repository: str, digest: Digest) -> bool:
         with contextlib.suppress(OciNormalizeError):

@@ -117,9 +117,13 @@ class Transport:
                     raise_for_status(resp, what, kind="")
                     raise AssertionError("unreachable: a retryable status is an error")
                 resp.close()
-            with self._lock:
-                self.retries += 1
-            self.sleep(delay)
+            self.backoff(delay)
+
+    def backoff(self, delay: float) -> None:
+        """Count one retry and wait ``delay`` seconds before it."""
+        with self._lock:
+            self.retries += 1
+        self.sleep(delay)
 
     # ---- one try: auth, one 401 answer, redirects --------------------------------------------
 

@@ -115,3 +115,84 @@ def test_origin(a: str, b: str, same: bool) -> None:
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+class RecordingSession:
+    """Stands in for requests.Session at the token realm: records calls, hands out a token."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, object]]] = []
+
+    def _answer(self) -> requests.Response:
+        resp = requests.Response()
+        resp.status_code = 200
+        resp._content = b'{"token": "tok-abcdef", "expires_in": 300}'
+        return resp
+
+    def get(self, url: str, **kwargs: object) -> requests.Response:
+        self.calls.append(("GET", url, kwargs))
+        return self._answer()
+
+    def post(self, url: str, **kwargs: object) -> requests.Response:
+        self.calls.append(("POST", url, kwargs))
+        return self._answer()
+
+
+def _authenticator(cred: Credential, *, allow_plain_http: bool = False):  # type: ignore[no-untyped-def]
+    from oci_normalize.auth import Authenticator
+
+    session = RecordingSession()
+    auth = Authenticator(
+        session,  # type: ignore[arg-type]
+        cred,
+        timeout=(1, 1),
+        allow_plain_http=allow_plain_http,
+    )
+    return auth, session
+
+
+BASIC = Credential(username="u", password="pw-secret-1", source="test")
+REALM = 'Bearer realm="{realm}",service="svc",scope="repository:a:pull,push"'
+
+
+@pytest.mark.parametrize(
+    ("realm", "cred", "allow", "sent"),
+    [
+        ("https://auth.example/token", BASIC, False, True),
+        ("http://127.0.0.1:9/token", BASIC, False, True),  # loopback
+        ("http://auth.example/token", BASIC, True, True),  # --plain-http given
+        ("http://auth.example/token", BASIC, False, False),  # refused
+        ("http://auth.example/token", Credential(), False, True),  # anonymous: nothing to leak
+    ],
+)
+def test_basic_credentials_never_go_to_a_plain_http_realm(
+    realm: str, cred: Credential, allow: bool, sent: bool
+) -> None:
+    from oci_normalize.errors import UnauthorizedError
+
+    auth, session = _authenticator(cred, allow_plain_http=allow)
+    resp = _response(REALM.format(realm=realm))
+    if not sent:
+        with pytest.raises(UnauthorizedError, match="plain-HTTP token service"):
+            auth.answer(resp, ["repository:a:pull,push"], "push a")
+        assert session.calls == []
+        return
+    auth.answer(resp, ["repository:a:pull,push"], "push a")
+    assert auth.header(["repository:a:pull,push"]) == "Bearer tok-abcdef"
+    (method, url, kwargs) = session.calls[0]
+    assert (method, url) == ("GET", realm)
+    assert kwargs["params"] == [("service", "svc"), ("scope", "repository:a:pull,push")]
+    assert ("Authorization" in kwargs["headers"]) is cred.has_basic  # type: ignore[operator]
+
+
+def test_several_scopes_go_as_separate_parameters_and_identity_tokens_post() -> None:
+    auth, session = _authenticator(Credential(identity_token="idt-123456", source="t"))
+    wanted = ["repository:dst:pull,push", "repository:src:pull"]
+    auth.answer(_response(REALM.format(realm="https://a.example/t")), wanted, "mount")
+    (method, url, kwargs) = session.calls[0]
+    form = kwargs["data"]
+    assert method == "POST" and form["grant_type"] == "refresh_token"  # type: ignore[index]
+    assert form["scope"] == "repository:a:pull,push repository:dst:pull,push repository:src:pull"  # type: ignore[index]
+    # cached for the scope set asked, whatever the order
+    assert auth.header(reversed(wanted)) == "Bearer tok-abcdef"
+    assert auth.token_requests == 1
