@@ -25,7 +25,7 @@ from .models import (
     Node,
     Plan,
 )
-from .normalize import find_docker_types, normalize
+from .normalize import find_docker_types, normalize, require_image
 from .push import PushStats, push_plan
 from .reference import Reference
 from .registry import DEFAULT_OPTIONS, ClientOptions, Registry
@@ -97,6 +97,7 @@ def check(ref: str | Reference, *, client: Client | None = None) -> CheckResult:
     reference = _as_ref(ref)
     client = client or Client()
     tree = fetch_tree(client.registry(reference), reference)
+    require_image(tree)
     findings = find_docker_types(tree)
     warnings: list[str] = []
     try:
@@ -144,6 +145,10 @@ def convert(
     if dest is None and source.tag is None:
         raise OciNormalizeError(
             f"{source}: converting in place needs a tag to move; give a DEST reference"
+        )
+    if target.digest is not None:
+        raise OciNormalizeError(
+            f"{target}: DEST must name a tag (the converted image gets a new digest)"
         )
     client = client or Client()
     before = client.requests

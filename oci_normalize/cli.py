@@ -198,14 +198,19 @@ def _print_check(r: CheckResult) -> None:
     print(f"{r.reference}  {r.digest}  {r.media_type}  [{verdict}]")
     for f in r.findings:
         twin = f.oci_media_type or "(no OCI equivalent)"
-        print(f"  {f.path:<24} {f.manifest[:19]}  {f.where:<12} {f.media_type} -> {twin}")
+        where = f.where if f.path == "@" else f"{f.path} {f.where}"
+        print(f"  {where}: {f.media_type} -> {twin}")
     for w in r.warnings:
         print(f"  warning: {w}")
-    count = len(r.findings)
     if r.oci:
-        print(f"  all OCI ({r.manifests} manifest{'s' if r.manifests != 1 else ''})")
+        print(f"  all OCI ({_plural(r.manifests, 'manifest')})")
     else:
-        print(f"  {count} Docker media type{'s' if count != 1 else ''} in {r.manifests} manifests")
+        docker = _plural(len(r.findings), "Docker media type")
+        print(f"  not OCI-pure: {docker} in {_plural(r.manifests, 'manifest')}")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @app.command()
@@ -274,18 +279,20 @@ def _print_convert(r: ConvertResult) -> None:
         print(f"# {change.path}: {change.old_digest} -> {change.new_digest}")
         if r.dry_run:
             print()
+    where = "in place" if r.destination == r.source else f"-> {r.destination}"
     if r.status == "would-convert":
         print(
-            f"dry run: {r.destination} would point at {r.new_digest} (now {r.old_digest} "
-            f"at {r.source}); {len(r.changes)} manifest(s) would change; nothing pushed"
+            f"dry run: {r.destination} would point at {r.new_digest} (now {r.old_digest}); "
+            f"{_plural(len(r.changes), 'manifest')} would change; nothing pushed"
         )
     elif r.status == "copied":
-        print(f"{r.source} is already OCI; copied to {r.destination} ({r.new_digest})")
+        print(f"{r.source} is already OCI; copied {where} ({r.new_digest})")
     else:
         print(
-            f"converted {r.source} -> {r.destination}: {r.old_digest} -> {r.new_digest} "
-            f"({r.pushed_manifests} manifest(s), {r.pushed_blobs} blob(s) uploaded, "
-            f"{r.mounted_blobs} mounted, {r.requests} requests)"
+            f"converted {r.source} {where}: {r.old_digest} -> {r.new_digest} "
+            f"({_plural(r.pushed_manifests, 'manifest')} pushed, "
+            f"{_plural(r.pushed_blobs, 'blob')} uploaded, {r.mounted_blobs} mounted, "
+            f"{_plural(r.requests, 'request')})"
         )
 
 

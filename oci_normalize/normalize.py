@@ -94,8 +94,18 @@ def find_docker_types(root: Node) -> list[Finding]:
     return findings
 
 
+def require_image(root: Node) -> None:
+    """Refuse a root that is not an image index, an image manifest or a schema1 manifest."""
+    if not mt.is_manifest(root.media_type):
+        raise UnsupportedMediaTypeError(
+            f"{root.path} {root.digest.short}: {root.media_type or 'no media type'!r} is not an "
+            "image manifest or index; nothing to convert"
+        )
+
+
 def normalize(root: Node) -> Plan:
     """Plan the OCI-pure version of ``root``'s tree. Raises on types that cannot convert."""
+    require_image(root)
     findings = tuple(find_docker_types(root))
     warnings: list[str] = []
     memo: dict[Digest, PlannedNode] = {}

@@ -40,20 +40,20 @@ def push_plan(
     dest: Reference,
     guard: Digest | None = None,
 ) -> PushStats:
-    """Push ``plan`` to ``dest``. ``guard``: the digest the dest tag must still point at."""
+    """Push ``plan`` to ``dest``; the root always goes (under dest's tag), children as needed.
+
+    ``guard``: the digest the dest tag must still point at just before it moves.
+    """
     stats = PushStats()
-    in_place = src.same_repository(dest)
-    nodes = [n for n in plan.nodes if n.changed] if in_place else list(plan.nodes)
-    if not nodes:
-        return stats
+    same_repo = src.same_repository(dest)
     root = plan.root
-    if root not in nodes:  # only possible in place, where an unchanged root needs no push
-        raise AssertionError("a changed child implies a changed root")
+    # In the same repository every blob and every unchanged child is already there.
+    children = [n for n in plan.nodes[:-1] if n.changed or not same_repo]
 
-    if not in_place:
-        _ensure_blobs(nodes, source, src, dest_registry, dest, stats)
+    if not same_repo:
+        _ensure_blobs(list(plan.nodes), source, src, dest_registry, dest, stats)
 
-    for node in nodes[:-1]:
+    for node in children:
         dest_registry.put_manifest(
             dest.repository, str(node.new_digest), node.new_data, node.new_media_type
         )

@@ -11,6 +11,7 @@ with a freshly opened body.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import time
@@ -179,7 +180,8 @@ class Registry:
             raise_for_status(resp, what, kind="manifest")
             data = _read_capped(resp, self.options.max_manifest_bytes, what)
         content_type = resp.headers.get("Content-Type", "")
-        digest = _verify_manifest(data, expected, resp.headers.get("Docker-Content-Digest"), what)
+        header = resp.headers.get("Docker-Content-Digest")
+        digest = _verify_manifest(data, content_type, expected, header, what)
         return Fetched(
             data=data, media_type=effective_media_type(data, content_type), digest=digest
         )
@@ -433,14 +435,39 @@ def _parse_header_digest(value: str, what: str) -> Digest:
         raise RegistryError(f"{what}: registry sent a bad Docker-Content-Digest") from exc
 
 
-def _verify_manifest(data: bytes, expected: Digest | None, header: str | None, what: str) -> Digest:
+def _verify_manifest(
+    data: bytes, media_type: str, expected: Digest | None, header: str | None, what: str
+) -> Digest:
+    # A signed schema1 manifest is identified by its JWS payload, without the signatures.
+    content = jws_payload(data) if mt.base(media_type) == mt.DOCKER_SCHEMA1_SIGNED else data
     if expected is not None:
-        expected.verify(data, what)
-        return expected if expected.algorithm == "sha256" else Digest.of(data)
+        expected.verify(content, what)
+        return expected if expected.algorithm == "sha256" else Digest.of(content)
     if header:
         announced = _parse_header_digest(header, what)
-        announced.verify(data, what)
-    return Digest.of(data)
+        announced.verify(content, what)
+    return Digest.of(content)
+
+
+def jws_payload(data: bytes) -> bytes:
+    """The signed payload of a Docker schema1 "pretty JWS" manifest (what its digest covers).
+
+    Each signature's protected header names ``formatLength`` (bytes of the body before the
+    signatures) and ``formatTail`` (base64url of the closing bytes that replace them).
+    Unsigned or unparseable bodies are returned unchanged.
+    """
+    try:
+        body = json.loads(data)
+        protected = body["signatures"][0]["protected"]
+        header = json.loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)))
+        length = int(header["formatLength"])
+        tail_b64 = str(header["formatTail"])
+        tail = base64.urlsafe_b64decode(tail_b64 + "=" * (-len(tail_b64) % 4))
+    except (ValueError, KeyError, IndexError, TypeError):
+        return data
+    if not 0 < length <= len(data):
+        return data
+    return data[:length] + tail
 
 
 def _may_have_landed(exc: OciNormalizeError) -> bool:

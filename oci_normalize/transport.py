@@ -219,11 +219,6 @@ _CODES: Final = {
     "UNAUTHORIZED": UnauthorizedError,
     "TOOMANYREQUESTS": RateLimitedError,
 }
-_HINTS: Final = {
-    "NAME_UNKNOWN": "repository not found",
-    "MANIFEST_UNKNOWN": "manifest or tag not found",
-    "BLOB_UNKNOWN": "blob not found",
-}
 
 
 def raise_for_status(resp: requests.Response, what: str, *, kind: str) -> None:
@@ -234,8 +229,6 @@ def raise_for_status(resp: requests.Response, what: str, *, kind: str) -> None:
     status = resp.status_code
     if code:
         detail = f"{code}: {message}" if message else code
-        if code in _HINTS:
-            detail = f"{_HINTS[code]} ({detail})"
     else:
         detail = f"HTTP {status} {resp.reason or ''}".strip()
     text = f"{what}: {detail}"
@@ -244,11 +237,11 @@ def raise_for_status(resp: requests.Response, what: str, *, kind: str) -> None:
             f"{what}: the registry refused the size (HTTP 413 Payload Too Large)"
         )
     cls = _CODES.get(code or "")
+    if cls is NotFoundError or (cls is None and status == 404):
+        noun = "repository" if code == "NAME_UNKNOWN" else (kind or "resource")
+        raise NotFoundError(f"{what}: {noun} not found ({detail})", status=status, code=code)
     if cls is None:
-        if status == 404:
-            cls = NotFoundError
-            text = f"{what}: {kind or 'resource'} not found (HTTP 404)"
-        elif status == 401:
+        if status == 401:
             cls = UnauthorizedError
         elif status == 403:
             cls = DeniedError
