@@ -140,7 +140,7 @@ class Authenticator:
         if token is None or params is None:
             return None
         # Expired: renew before sending, rather than earn a 401 to learn the same challenge.
-        return f"Bearer {self._renew(key, params, sorted(key), 'renew token', None).value}"
+        return f"Bearer {self._renew(key, params, merge_scopes(key), 'renew token', None).value}"
 
     def forget(self, scopes: Iterable[str]) -> None:
         with self._lock:
@@ -156,9 +156,8 @@ class Authenticator:
             asked = bearer.params.get("scope", "").split()
             with self._lock:
                 self._challenge_params = dict(bearer.params)
-            self._renew(
-                frozenset(wanted), bearer.params, sorted(set(wanted) | set(asked)), what, sent
-            )
+            scopes = merge_scopes([*wanted, *asked])
+            self._renew(frozenset(wanted), bearer.params, scopes, what, sent)
             return
         if any(c.scheme == "basic" for c in challenges):
             if not self._credential.has_basic:
@@ -298,6 +297,29 @@ class Authenticator:
         if parts.scheme == "https" or self._allow_plain_http:
             return True
         return is_loopback_host(parts.hostname or "")
+
+
+_ACTION_ORDER: Final = {"pull": 0, "push": 1}
+
+
+def merge_scopes(scopes: Iterable[str]) -> list[str]:
+    """One ``type:name:actions`` per resource, actions united in a stable order.
+
+    ``repository:a:push,pull`` and ``repository:a:pull`` become ``repository:a:pull,push``:
+    a registry's challenge lists actions in any order, and asking twice for one resource
+    only makes the token service work harder.
+    """
+    merged: dict[tuple[str, str], set[str]] = {}
+    for scope in scopes:
+        kind, _, rest = scope.partition(":")
+        name, _, actions = rest.rpartition(":")
+        if not kind or not name:
+            continue
+        merged.setdefault((kind, name), set()).update(a for a in actions.split(",") if a)
+    return [
+        f"{kind}:{name}:{','.join(sorted(acts, key=lambda a: (_ACTION_ORDER.get(a, 9), a)))}"
+        for (kind, name), acts in sorted(merged.items())
+    ]
 
 
 def is_loopback_host(name: str) -> bool:

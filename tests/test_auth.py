@@ -196,3 +196,24 @@ def test_several_scopes_go_as_separate_parameters_and_identity_tokens_post() -> 
     # cached for the scope set asked, whatever the order
     assert auth.header(reversed(wanted)) == "Bearer tok-abcdef"
     assert auth.token_requests == 1
+
+
+@pytest.mark.parametrize(
+    ("scopes", "merged"),
+    [
+        (["repository:a:pull"], ["repository:a:pull"]),
+        (["repository:a:push,pull", "repository:a:pull,push"], ["repository:a:pull,push"]),
+        (
+            ["repository:dst:pull,push", "repository:src:pull", "repository:dst:push,pull"],
+            ["repository:dst:pull,push", "repository:src:pull"],
+        ),
+        (["repository:a:pull", "repository:a:delete"], ["repository:a:pull,delete"]),
+        (["registry:catalog:*"], ["registry:catalog:*"]),
+        (["repository:host:5000/x:pull"], ["repository:host:5000/x:pull"]),
+        (["garbage", ""], []),
+    ],
+)
+def test_merge_scopes(scopes: list[str], merged: list[str]) -> None:
+    from oci_normalize.auth import merge_scopes
+
+    assert merge_scopes(scopes) == merged
