@@ -40,7 +40,7 @@ from .errors import (
 )
 from .normalize import serialize
 from .reference import ArchiveRef, Reference
-from .registry import Fetched
+from .registry import BodyOpener, Fetched
 from .store import BlobStream, BytesBlob, FileBlob
 
 MANIFEST_FILE: Final = "manifest.json"
@@ -293,6 +293,6 @@ class ArchiveStore:
         raise OciNormalizeError(f"{self.registry}: docker-archive is a source only")
 
     def upload_blob(
-        self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes]
+        self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes] | BodyOpener
     ) -> None:
         raise OciNormalizeError(f"{self.registry}: docker-archive is a source only")

@@ -7,16 +7,19 @@ media types, 2 error (bad reference, unreachable, denied, unsupported, …): one
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
 
-from . import api
-from .errors import OciNormalizeError, RefusedError
+from . import api, credentials
+from .errors import CredentialError, OciNormalizeError, RefusedError
 from .inplace import ConvertOptions
 from .models import CheckResult, ConvertResult, ReferrerOut
 from .registry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ClientOptions
+from .retry import MAX_ATTEMPTS, MAX_RETRY_TIME_S, RetryPolicy
 
 EXIT_OK: Final = 0
 EXIT_DOCKER_FOUND: Final = 1
@@ -37,18 +40,99 @@ InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Skip TLS certific
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Read timeout per request, seconds.")
 ]
+ConnectTimeoutOpt = Annotated[
+    float,
+    typer.Option("--connect-timeout", min=0.1, help="Connect timeout per request, seconds."),
+]
+UsernameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--username",
+        "-u",
+        help="Registry user name; the password is read from stdin (--password-stdin).",
+    ),
+]
+PasswordStdinOpt = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the password for --username from stdin."),
+]
+CaFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-file",
+        exists=True,
+        dir_okay=False,
+        help="PEM bundle of the CA(s) that signed the registry's certificate.",
+    ),
+]
+RetriesOpt = Annotated[
+    int,
+    typer.Option(
+        "--retries",
+        min=0,
+        max=20,
+        help="Retries of a request after 429, 502-504 or a dropped connection.",
+    ),
+]
+RetryTimeOpt = Annotated[
+    float,
+    typer.Option("--retry-max-time", min=0, help="No retry starts later than this, seconds."),
+]
+
+_warned_insecure = False
 
 
-def _client(plain_http: bool, insecure: bool, timeout: float) -> api.Client:
-    if insecure:
-        _err("warning: --insecure: TLS certificates are not verified")
+def _client(
+    plain_http: bool,
+    insecure: bool,
+    timeout: float,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    username: str | None = None,
+    password_stdin: bool = False,
+    ca_file: Path | None = None,
+    retries: int = MAX_ATTEMPTS - 1,
+    retry_max_time: float = MAX_RETRY_TIME_S,
+) -> api.Client:
+    """The client every command uses; raises CredentialError for unusable credential flags."""
+    global _warned_insecure
+    _log_warnings()
+    if insecure and not _warned_insecure:
+        _warned_insecure = True
+        _err("oci-normalize: warning: --insecure: TLS certificates are not verified")
+    password = None
+    if password_stdin:
+        if not username:
+            raise CredentialError("--password-stdin needs --username")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CredentialError("--password-stdin: nothing was read from stdin")
+    elif username:
+        raise CredentialError(
+            "--username needs --password-stdin (passwords are never taken as arguments)"
+        )
     options = ClientOptions(
         plain_http=plain_http,
         insecure=insecure,
-        connect_timeout=min(CONNECT_TIMEOUT_S, timeout),
+        ca_file=str(ca_file) if ca_file else None,
+        connect_timeout=connect_timeout,
         read_timeout=timeout,
+        retry=RetryPolicy(attempts=retries + 1, total_s=retry_max_time),
     )
-    return api.Client(options=options)
+    return api.Client(
+        options=options,
+        credentials=credentials.lookup(username=username, password=password),
+    )
+
+
+def _log_warnings() -> None:
+    """Library warnings (a missing credential helper …) go to stderr as one line each."""
+    logger = logging.getLogger("oci_normalize")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("oci-normalize: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
 
 
 def _err(message: str) -> None:
@@ -72,9 +156,29 @@ def check(
     plain_http: PlainHttpOpt = False,
     insecure: InsecureOpt = False,
     timeout: TimeoutOpt = READ_TIMEOUT_S,
+    connect_timeout: ConnectTimeoutOpt = CONNECT_TIMEOUT_S,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    ca_file: CaFileOpt = None,
+    retries: RetriesOpt = MAX_ATTEMPTS - 1,
+    retry_max_time: RetryTimeOpt = MAX_RETRY_TIME_S,
 ) -> None:
     """List every Docker media type under each REF (index, children, config, layers)."""
-    client = _client(plain_http, insecure, timeout)
+    try:
+        client = _client(
+            plain_http,
+            insecure,
+            timeout,
+            connect_timeout=connect_timeout,
+            username=username,
+            password_stdin=password_stdin,
+            ca_file=ca_file,
+            retries=retries,
+            retry_max_time=retry_max_time,
+        )
+    except OciNormalizeError as exc:
+        _err(f"oci-normalize: error: {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
     results: list[CheckResult] = []
     for ref in refs:
         try:
@@ -165,13 +269,18 @@ def convert(
     plain_http: PlainHttpOpt = False,
     insecure: InsecureOpt = False,
     timeout: TimeoutOpt = READ_TIMEOUT_S,
+    connect_timeout: ConnectTimeoutOpt = CONNECT_TIMEOUT_S,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    ca_file: CaFileOpt = None,
+    retries: RetriesOpt = MAX_ATTEMPTS - 1,
+    retry_max_time: RetryTimeOpt = MAX_RETRY_TIME_S,
 ) -> None:
     """Rewrite SRC with OCI media types, in place or into DEST.
 
     In place, signatures that name the old digest make it refuse; unsigned referrers (SBOMs,
     attestations) are re-attached to the new digest; old ones are never deleted.
     """
-    client = _client(plain_http, insecure, timeout)
     options = ConvertOptions(
         force=force,
         backup_tag=backup_tag,
@@ -179,6 +288,17 @@ def convert(
         referrers=not no_referrers,
     )
     try:
+        client = _client(
+            plain_http,
+            insecure,
+            timeout,
+            connect_timeout=connect_timeout,
+            username=username,
+            password_stdin=password_stdin,
+            ca_file=ca_file,
+            retries=retries,
+            retry_max_time=retry_max_time,
+        )
         result = api.convert(src, dest, dry_run=dry_run, client=client, options=options)
     except OciNormalizeError as exc:
         _err(f"oci-normalize: error: {exc}")

@@ -33,8 +33,8 @@ from .errors import (
     NotFoundError,
 )
 from .normalize import descriptors, parse_body, serialize
-from .registry import MAX_MANIFEST_BYTES, Fetched, effective_media_type
-from .store import FileBlob, StreamBlob
+from .registry import MAX_MANIFEST_BYTES, BodyOpener, Fetched, effective_media_type
+from .store import FileBlob, StreamBlob, opened
 
 REF_NAME: Final = "org.opencontainers.image.ref.name"
 LAYOUT_FILE: Final = "oci-layout"
@@ -179,7 +179,7 @@ class Layout:
     # ---- writing ----------------------------------------------------------------------------
 
     def upload_blob(
-        self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes]
+        self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes] | BodyOpener
     ) -> None:
         """Write a blob atomically; nothing lands unless the digest and size match."""
         self._ensure_layout()
@@ -190,8 +190,8 @@ class Layout:
         tmp = Path(tmp_name)
         try:
             hasher, count = digest.hasher(), 0
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
+            with os.fdopen(fd, "wb") as out, opened(chunks) as body:
+                for chunk in body:
                     hasher.update(chunk)
                     count += len(chunk)
                     out.write(chunk)

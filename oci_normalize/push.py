@@ -8,6 +8,7 @@ streamed copy that is hashed on the way and never held in memory whole.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from .errors import DigestMismatchError, PushError
 from .models import Blob, NewBlob, Plan, PlannedNode
 from .reference import Location, same_repository
 from .registry import CHUNK
-from .store import Store
+from .store import BlobStream, Store
 
 
 @dataclass
@@ -133,22 +134,27 @@ def _non_distributable(blob: Blob) -> bool:
 def _copy_blob(
     blob: Blob, source: Store, src: Location, dest_registry: Store, dest: Location
 ) -> None:
-    resp = source.open_blob(src.repository, blob.digest)
-    with resp:
-        hasher = blob.digest.hasher()
-        count = 0
+    @contextlib.contextmanager
+    def open_body() -> Iterator[Iterator[bytes]]:
+        """One upload try: a fresh source stream, hashed on the way through."""
+        resp = source.open_blob(src.repository, blob.digest)
+        with resp:
+            yield _verified_chunks(resp, blob, src)
 
-        def chunks() -> Iterator[bytes]:
-            nonlocal count
-            for chunk in resp.iter_content(CHUNK):
-                hasher.update(chunk)
-                count += len(chunk)
-                yield chunk
-            if hasher.hexdigest() != blob.digest.hex or count != blob.size:
-                # Raising inside the body generator aborts the upload before it completes.
-                raise DigestMismatchError(
-                    f"{src.registry}/{src.repository}@{blob.digest}: blob content does not "
-                    f"match its digest/size ({count} bytes)"
-                )
+    # A callable body lets the registry client restart the whole upload after a failure.
+    dest_registry.upload_blob(dest.repository, blob.digest, blob.size, open_body)
 
-        dest_registry.upload_blob(dest.repository, blob.digest, blob.size, chunks())
+
+def _verified_chunks(resp: BlobStream, blob: Blob, src: Location) -> Iterator[bytes]:
+    hasher = blob.digest.hasher()
+    count = 0
+    for chunk in resp.iter_content(CHUNK):
+        hasher.update(chunk)
+        count += len(chunk)
+        yield chunk
+    if hasher.hexdigest() != blob.digest.hex or count != blob.size:
+        # Raising inside the body generator aborts the upload before it completes.
+        raise DigestMismatchError(
+            f"{src.registry}/{src.repository}@{blob.digest}: blob content does not "
+            f"match its digest/size ({count} bytes)"
+        )

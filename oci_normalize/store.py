@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Protocol
 
 from .digest import Digest
-from .registry import Fetched
+from .registry import BodyOpener, Fetched
 
 
 class BlobStream(Protocol):
@@ -32,7 +33,10 @@ class BlobStream(Protocol):
 
 class Store(Protocol):
     registry: str  # a name for messages; equal names mean the same store
-    requests: int  # operations performed, for the --json ``requests`` count
+
+    @property
+    def requests(self) -> int:
+        """Operations performed, for the --json ``requests`` count."""
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
@@ -49,8 +53,15 @@ class Store(Protocol):
     def open_blob(self, repository: str, digest: Digest) -> BlobStream: ...
 
     def upload_blob(
-        self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes]
+        self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes] | BodyOpener
     ) -> None: ...
+
+
+def opened(chunks: Iterable[bytes] | BodyOpener) -> AbstractContextManager[Iterable[bytes]]:
+    """The chunks of an upload body given either way (a store that never retries opens once)."""
+    if callable(chunks):
+        return chunks()
+    return nullcontext(chunks)
 
 
 class StreamBlob:
