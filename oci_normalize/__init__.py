@@ -12,20 +12,26 @@ Python API::
 from __future__ import annotations
 
 from .api import Client, check, convert, plan
-from .errors import OciNormalizeError
+from .errors import OciNormalizeError, RefusedError
+from .inplace import ConvertOptions
 from .models import CheckResult, ConvertResult
-from .reference import Reference
+from .reference import ArchiveRef, LayoutRef, Reference, parse_location
 from .registry import ClientOptions
 
 __all__ = [
+    "ArchiveRef",
     "CheckResult",
     "Client",
     "ClientOptions",
+    "ConvertOptions",
     "ConvertResult",
+    "LayoutRef",
     "OciNormalizeError",
     "Reference",
+    "RefusedError",
     "check",
     "convert",
+    "parse_location",
     "plan",
 ]
 __version__ = "0.1.0"

@@ -11,27 +11,46 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import requests
 
-from . import diff
+from . import archive, diff, inplace
+from . import mediatypes as mt
 from .auth import ANONYMOUS, Credential
-from .errors import OciNormalizeError, UnsupportedMediaTypeError
+from .blobio import layer_facts
+from .digest import Digest
+from .errors import OciNormalizeError, RegistryError, UnsupportedMediaTypeError
+from .inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions, ReferrerCache
+from .layout import Layout
 from .models import (
     CheckResult,
     ConvertResult,
     FindingOut,
+    LayerFacts,
     ManifestChange,
     Node,
     Plan,
+    ReferrerOut,
+    TagMove,
 )
-from .normalize import find_docker_types, normalize
+from .normalize import find_docker_types, normalize, require_image, schema1_layer_blobs
 from .push import PushStats, push_plan
-from .reference import Reference
-from .registry import DEFAULT_OPTIONS, ClientOptions, Registry
+from .reference import (
+    ArchiveRef,
+    LayoutRef,
+    Location,
+    Reference,
+    parse_location,
+    same_repository,
+)
+from .registry import CHUNK, DEFAULT_OPTIONS, ClientOptions, Registry
+from .store import Store
 from .tree import fetch_tree
 
 CredentialLookup = Callable[[str], Credential]
+#: The tag an untagged ``oci:PATH`` destination gets, as a registry reference would.
+DEFAULT_LAYOUT_TAG: Final = "latest"
 
 
 def _anonymous(_registry: str) -> Credential:
@@ -55,7 +74,11 @@ class Client:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._registries: dict[str, Registry] = {}
+        self._layouts: dict[str, Layout] = {}
+        self._archives: dict[str, archive.ArchiveStore] = {}
         self._lock = threading.Lock()
+        #: Tag lists and referrers-API support, read once per repository / registry.
+        self.referrers = ReferrerCache()
 
     def registry(self, ref: Reference) -> Registry:
         with self._lock:
@@ -70,39 +93,107 @@ class Client:
                 self._registries[ref.registry] = reg
             return reg
 
+    def store(self, loc: Location) -> Store:
+        """The store holding ``loc``: a registry client, a layout, or an archive (read-only)."""
+        if isinstance(loc, Reference):
+            return self.registry(loc)
+        with self._lock:
+            if isinstance(loc, LayoutRef):
+                layout = self._layouts.get(loc.path)
+                if layout is None:
+                    layout = Layout(loc.path, max_manifest_bytes=self.options.max_manifest_bytes)
+                    self._layouts[loc.path] = layout
+                return layout
+            key = str(loc)
+            found = self._archives.get(key)
+            if found is None:
+                found = archive.ArchiveStore(loc)
+                self._archives[key] = found
+            return found
+
+    def release(self, loc: Location) -> None:
+        """Drop an archive's converted copy (temp files); other stores hold nothing."""
+        with self._lock:
+            found = self._archives.pop(str(loc), None)
+        if found is not None:
+            found.close()
+
     @property
     def requests(self) -> int:
         with self._lock:
-            return sum(r.requests for r in self._registries.values())
+            stores: list[Store] = [*self._registries.values(), *self._layouts.values()]
+            stores.extend(self._archives.values())
+            return sum(s.requests for s in stores)
 
     def close(self) -> None:
+        with self._lock:
+            archives = list(self._archives.values())
+            self._archives.clear()
+        for found in archives:
+            found.close()
         self._session.close()
 
 
-def _as_ref(ref: str | Reference) -> Reference:
-    return ref if isinstance(ref, Reference) else Reference.parse(ref)
+def _as_ref(ref: str | Location) -> Location:
+    return parse_location(ref) if isinstance(ref, str) else ref
+
+
+def schema1_facts(tree: Node, store: Store, loc: Location) -> dict[Digest, LayerFacts]:
+    """Stream every layer of the tree's schema1 manifests once: digest check, size, diff_id."""
+    facts: dict[Digest, LayerFacts] = {}
+    for blob in schema1_layer_blobs(tree):
+        what = f"{loc.registry}/{loc.repository}@{blob}"
+        with store.open_blob(loc.repository, blob) as resp:
+            facts[blob] = layer_facts(resp.iter_content(CHUNK), blob, what)
+    return facts
 
 
 @dataclass(frozen=True)
 class Planned:
     """A fetched tree with its plan (``plan`` is None when the tree cannot be converted)."""
 
-    reference: Reference
+    reference: Location
     tree: Node
     plan: Plan
 
 
-def check(ref: str | Reference, *, client: Client | None = None) -> CheckResult:
+def check(ref: str | Location, *, client: Client | None = None) -> CheckResult:
     """Walk the whole tree under ``ref`` and list every Docker media type in it."""
     reference = _as_ref(ref)
+    if isinstance(reference, ArchiveRef):
+        return _check_archive(reference)
     client = client or Client()
-    tree = fetch_tree(client.registry(reference), reference)
+    tree = fetch_tree(client.store(reference), reference)
+    require_image(tree)
     findings = find_docker_types(tree)
     warnings: list[str] = []
+    referrers: list[ReferrerOut] = []
+    schema1 = [n for n in tree.walk() if mt.is_schema1(n.media_type)]
     try:
-        warnings = list(normalize(tree).warnings)
+        p = normalize(tree)
+        warnings = list(p.warnings)
     except UnsupportedMediaTypeError as exc:
         warnings = [str(exc)]
+        if schema1 and "schema1" in str(exc):
+            warnings = [
+                f"{n.path} {n.digest.short}: Docker schema1 manifest; convert rebuilds it as "
+                "OCI (a new config from its history; every layer is streamed for its diff_id)"
+                for n in schema1
+            ]
+    else:
+        if p.changed and isinstance(reference, Reference):
+            try:
+                referrers = inplace.prepare(
+                    registry=client.registry(reference),
+                    cache=client.referrers,
+                    source=reference,
+                    tree=tree,
+                    plan=p,
+                    options=DEFAULT_CONVERT_OPTIONS,
+                    dry_run=True,
+                ).referrers
+            except RegistryError as exc:
+                warnings.append(f"could not list what points at the old digests: {exc}")
     return CheckResult(
         reference=str(reference),
         digest=str(tree.digest),
@@ -120,36 +211,113 @@ def check(ref: str | Reference, *, client: Client | None = None) -> CheckResult:
             for f in findings
         ],
         warnings=warnings,
+        referrers=referrers,
     )
 
 
-def plan(ref: str | Reference, *, client: Client | None = None) -> Planned:
-    """Fetch ``ref``'s tree and plan its OCI-pure version (no writes)."""
+def _check_archive(ref: ArchiveRef) -> CheckResult:
+    """A docker-archive is Docker's format by definition: name its config and layers."""
+    image, config = archive.inspect(ref)
+    docker_findings = [("config", mt.DOCKER_CONFIG, mt.OCI_CONFIG)] + [
+        (f"layers[{i}]", mt.DOCKER_LAYER_TAR, mt.OCI_LAYER_GZIP) for i in range(len(image.layers))
+    ]
+    image_id = str(Digest.of(config))
+    return CheckResult(
+        reference=str(ref),
+        digest=image_id,
+        media_type="docker-archive",
+        oci=False,
+        manifests=1,
+        findings=[
+            FindingOut(manifest=image_id, path="@", where=w, media_type=m, oci_media_type=o)
+            for w, m, o in docker_findings
+        ],
+        warnings=[f"{ref}: convert builds an OCI image (layers gzipped, config kept)"],
+    )
+
+
+def plan(ref: str | Location, *, client: Client | None = None) -> Planned:
+    """Fetch ``ref``'s tree and plan its OCI-pure version (no writes).
+
+    Schema1 manifests are planned too: their layers are streamed once for their diff_ids.
+    """
     reference = _as_ref(ref)
     client = client or Client()
-    tree = fetch_tree(client.registry(reference), reference)
-    return Planned(reference=reference, tree=tree, plan=normalize(tree))
+    store = client.store(reference)
+    tree = fetch_tree(store, reference)
+    facts = schema1_facts(tree, store, reference)
+    return Planned(reference=reference, tree=tree, plan=normalize(tree, schema1_layers=facts))
 
 
-def convert(
-    src: str | Reference,
-    dest: str | Reference | None = None,
-    *,
-    dry_run: bool = False,
-    client: Client | None = None,
-) -> ConvertResult:
-    """Rewrite ``src`` as OCI, in place or into ``dest``; ``dry_run`` pushes nothing."""
-    source = _as_ref(src)
-    target = _as_ref(dest) if dest is not None else source
-    if dest is None and source.tag is None:
+def _in_place_target(source: Location, client: Client) -> Location:
+    if isinstance(source, ArchiveRef):
+        raise OciNormalizeError(f"{source}: a docker-archive is read-only; give a DEST")
+    if isinstance(source, LayoutRef) and source.tag is None:
+        layout = client.store(source)
+        assert isinstance(layout, Layout)
+        tag = layout.sole_tag()
+        if tag is None:
+            raise OciNormalizeError(
+                f"{source}: the layout's only image has no tag to move; give DEST oci:PATH:TAG"
+            )
+        return source.with_tag(tag)
+    if source.tag is None:
         raise OciNormalizeError(
             f"{source}: converting in place needs a tag to move; give a DEST reference"
         )
+    return source
+
+
+def convert(
+    src: str | Location,
+    dest: str | Location | None = None,
+    *,
+    dry_run: bool = False,
+    client: Client | None = None,
+    options: ConvertOptions = DEFAULT_CONVERT_OPTIONS,
+) -> ConvertResult:
+    """Rewrite ``src`` as OCI, in place or into ``dest``; ``dry_run`` pushes nothing.
+
+    ``src`` and ``dest`` are registry references, ``oci:PATH[:TAG]`` layouts (an untagged
+    destination layout gets ``latest``) or, as a source only, ``docker-archive:PATH[:REF]``.
+
+    In place in a registry, what points at the old digests is found first (see
+    :mod:`.inplace`): signatures make it refuse (:class:`~oci_normalize.errors.RefusedError`)
+    unless ``options.break_signatures``; unsigned referrers are re-attached unless
+    ``not options.referrers``; ``options.backup_tag`` tags the original first.
+    """
     client = client or Client()
+    source = _as_ref(src)
+    try:
+        return _convert(source, dest, dry_run=dry_run, client=client, options=options)
+    finally:
+        client.release(source)
+
+
+def _convert(
+    source: Location,
+    dest: str | Location | None,
+    *,
+    dry_run: bool,
+    client: Client,
+    options: ConvertOptions,
+) -> ConvertResult:
+    if dest is None:
+        source = target = _in_place_target(source, client)
+    else:
+        target = _as_ref(dest)
+        if isinstance(target, ArchiveRef):
+            raise OciNormalizeError(f"{target}: cannot write a docker-archive; use oci:PATH")
+        if isinstance(target, LayoutRef) and target.tag is None:
+            target = target.with_tag(DEFAULT_LAYOUT_TAG)
+    if target.digest is not None:
+        raise OciNormalizeError(
+            f"{target}: DEST must name a tag (the converted image gets a new digest)"
+        )
     before = client.requests
     planned = plan(source, client=client)
     p = planned.plan
-    in_place = source.same_repository(target) and (target.tag == source.tag)
+    in_place = same_repository(source, target) and (target.tag == source.tag)
     changes = [
         ManifestChange(
             path=n.path,
@@ -161,21 +329,36 @@ def convert(
         )
         for n in p.changed
     ]
+    if options.backup_tag is not None and not in_place:
+        raise OciNormalizeError(f"{source}: --backup-tag applies to in-place conversion only")
+    prepared = inplace.Prepared()
+    if in_place and p.changed and isinstance(source, Reference):
+        prepared = inplace.prepare(
+            registry=client.registry(source),
+            cache=client.referrers,
+            source=source,
+            tree=planned.tree,
+            plan=p,
+            options=options,
+            dry_run=dry_run,
+        )
+    warnings = list(p.warnings)
     nothing_to_do = not p.changed and in_place
     if dry_run or nothing_to_do:
-        status = "already-oci" if not p.changed else "would-convert"
+        rebuilt = p.changed or isinstance(source, ArchiveRef)  # an archive is Docker's format
+        status = "would-convert" if rebuilt else "already-oci"
+        if prepared.refusal:
+            status = "would-refuse"
+            warnings.append(prepared.refusal)
         stats = PushStats()
     else:
-        guard = p.root.old_digest if (in_place and source.digest is None) else None
-        stats = push_plan(
-            p,
-            source=client.registry(source),
-            src=source,
-            dest_registry=client.registry(target),
-            dest=target,
-            guard=guard,
-        )
-        status = "converted" if p.changed else "copied"
+        stats = _push(client, planned, source, target, in_place, prepared, options)
+        status = "converted" if p.changed or isinstance(source, ArchiveRef) else "copied"
+    tags = prepared.tag_moves()
+    if target.tag is not None and (p.changed or not in_place):
+        old = str(p.root.old_digest) if in_place else None
+        new = str(p.root.new_digest)
+        tags.append(TagMove(tag=target.tag, role="tag", old_digest=old, new_digest=new))
     return ConvertResult(
         source=str(source),
         destination=str(target),
@@ -184,9 +367,92 @@ def convert(
         old_digest=str(p.root.old_digest),
         new_digest=str(p.root.new_digest),
         changes=changes,
-        warnings=list(p.warnings),
+        warnings=warnings,
         pushed_manifests=stats.manifests,
         pushed_blobs=stats.blobs_uploaded,
         mounted_blobs=stats.blobs_mounted,
         requests=client.requests - before,
+        referrers=prepared.referrers,
+        tags=tags,
+        backup_tag=prepared.backup_tag,
     )
+
+
+def push_in_place(
+    planned: Planned,
+    *,
+    client: Client,
+    options: ConvertOptions = DEFAULT_CONVERT_OPTIONS,
+    trust_echo: bool = False,
+) -> tuple[PushStats, inplace.Prepared]:
+    """The writing half of an in-place :func:`convert` of a registry tag planned elsewhere.
+
+    ``batch`` reads each root once and plans once per digest, then moves every tag through
+    here: referrers and signatures checked (:func:`inplace.prepare`, may raise RefusedError),
+    backup tag, children, guard, tag. ``trust_echo``: see :func:`push_plan`.
+    """
+    source = planned.reference
+    if not isinstance(source, Reference) or source.tag is None:
+        raise OciNormalizeError(f"{source}: converting in place needs a registry tag")
+    prepared = inplace.Prepared()
+    if planned.plan.changed:
+        prepared = inplace.prepare(
+            registry=client.registry(source),
+            cache=client.referrers,
+            source=source,
+            tree=planned.tree,
+            plan=planned.plan,
+            options=options,
+            dry_run=False,
+        )
+    stats = _push(client, planned, source, source, True, prepared, options, trust_echo)
+    return stats, prepared
+
+
+def _push(
+    client: Client,
+    planned: Planned,
+    source: Location,
+    target: Location,
+    in_place: bool,
+    prepared: inplace.Prepared,
+    options: ConvertOptions,
+    trust_echo: bool = False,
+) -> PushStats:
+    """Push the plan; in place, the prepared writes go in just before the tag moves."""
+    p = planned.plan
+    dest_store = client.store(target)
+    guard = p.root.old_digest if (in_place and source.digest is None) else None
+    if options.force:
+        guard = None
+
+    def before_tag() -> int:
+        pushed = 0
+        if isinstance(dest_store, Registry) and isinstance(target, Reference):
+            check_tag = inplace.tag_guard(dest_store, target, guard) if guard else _no_check
+            pushed = inplace.apply(
+                dest_store,
+                client.referrers,
+                target.repository,
+                prepared,
+                root=p.root,
+                check_tag=check_tag,
+            )
+        if options.before_tag is not None:
+            options.before_tag()
+        return pushed
+
+    return push_plan(
+        p,
+        source=client.store(source),
+        src=source,
+        dest_registry=dest_store,
+        dest=target,
+        guard=guard,
+        before_tag=before_tag,
+        trust_echo=trust_echo,
+    )
+
+
+def _no_check() -> None:
+    return None

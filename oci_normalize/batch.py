@@ -24,14 +24,15 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
+from . import inplace
 from . import mediatypes as mt
-from .api import Client
+from .api import Client, Planned, push_in_place, schema1_facts
 from .digest import Digest
 from .errors import JournalError, OciNormalizeError
+from .inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from .journal import Journal
 from .models import Node, Plan
 from .normalize import descriptors, normalize, parse_body
-from .push import push_plan
 from .reference import Reference
 from .registry import Fetched
 from .tree import CHILD_FETCH_CONCURRENCY, build_tree
@@ -50,9 +51,9 @@ PENDING: Final = "pending"  # journal only: about to move the tag
 class BatchOptions:
     concurrency: int = DEFAULT_CONCURRENCY
     dry_run: bool = False
-    #: Reserved for ``api.ConvertOptions`` (force/backup/referrers) once it lands; the single
-    #: place to forward it is :meth:`_Runner._move`. Not used yet.
-    convert_options: object | None = None
+    #: What ``convert`` does in place, per tag: guard (``force``), ``backup_tag``, signatures
+    #: and referrers (see :class:`~.inplace.ConvertOptions`).
+    convert_options: ConvertOptions = DEFAULT_CONVERT_OPTIONS
 
 
 class _Result(BaseModel):
@@ -235,15 +236,28 @@ class _Runner:
         root = group.root
         if root.digest in self.known_oci:
             return [self._result(ref, group, ALREADY_OCI, kind="oci") for ref in group.refs]
+        registry = self.client.registry(first)
+        where = first.with_digest(root.digest)
         try:
-            tree = build_tree(self.client.registry(first), first.with_digest(root.digest), root)
-            plan = normalize(tree)
+            tree = build_tree(registry, where, root)
+            plan = normalize(tree, schema1_layers=schema1_facts(tree, registry, where))
         except OciNormalizeError as exc:
             return [self._failed(ref, exc, group) for ref in group.refs]
         kind = classify(tree)
         if not plan.changed or self.options.dry_run:
             status = ALREADY_OCI if not plan.changed else WOULD_CONVERT
-            out = [self._result(ref, group, status, kind, plan) for ref in group.refs]
+            try:
+                refusal = self._refusal(first, tree, plan) if plan.changed else None
+            except OciNormalizeError as exc:
+                return [self._failed(ref, exc, group, kind) for ref in group.refs]
+            out = [
+                self._result(ref, group, status, kind, plan)
+                if refusal is None
+                else self._result(ref, group, FAILED, kind, plan).model_copy(
+                    update={"error": f"would refuse: {refusal}"}
+                )
+                for ref in group.refs
+            ]
             return [self._noted(r, self._record(r, None)) for r in out]
         results = []
         children_pushed = False
@@ -254,7 +268,7 @@ class _Runner:
                 results.append(self._failed(ref, problem, group, kind, plan))
                 continue
             try:
-                pushed = self._move(plan, ref, root.digest, with_children=not children_pushed)
+                pushed = self._move(tree, plan, ref, with_children=not children_pushed)
             except OciNormalizeError as exc:
                 result = self._failed(ref, exc, group, kind, plan)
             else:
@@ -265,13 +279,30 @@ class _Runner:
             results.append(self._noted(result, self._record(result, root.data)))
         return results
 
-    def _move(self, plan: Plan, ref: Reference, guard: Digest, *, with_children: bool) -> int:
-        """Push ``plan`` for one tag (children only the first time); manifests pushed."""
+    def _refusal(self, ref: Reference, tree: Node, plan: Plan) -> str | None:
+        """Why a real run would refuse this tag (signatures, backup tag), read-only."""
+        prepared = inplace.prepare(
+            registry=self.client.registry(ref),
+            cache=self.client.referrers,
+            source=ref.with_tag(ref.tag or ""),
+            tree=tree,
+            plan=plan,
+            options=self.options.convert_options,
+            dry_run=True,
+        )
+        return prepared.refusal
+
+    def _move(self, tree: Node, plan: Plan, ref: Reference, *, with_children: bool) -> int:
+        """Convert one tag in place through the single-reference path; manifests pushed.
+
+        After the first tag of a group, the children are there: only the root moves.
+        """
         if not with_children:
             plan = Plan(nodes=(plan.root,), findings=plan.findings, warnings=plan.warnings)
-        reg = self.client.registry(ref)
-        stats = push_plan(
-            plan, source=reg, src=ref, dest_registry=reg, dest=ref, guard=guard, trust_echo=True
+        assert ref.tag is not None
+        planned = Planned(reference=ref.with_tag(ref.tag), tree=tree, plan=plan)
+        stats, _ = push_in_place(
+            planned, client=self.client, options=self.options.convert_options, trust_echo=True
         )
         return stats.manifests
 

@@ -32,6 +32,7 @@ from .batch import (
     summarize,
 )
 from .errors import OciNormalizeError, RegistryError
+from .inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from .journal import Journal, known_oci, read_journal
 from .rollback import CONFLICT, RESTORED, UNCHANGED, WOULD_RESTORE, RollbackResult, rollback
 from .targets import Selection, Shard, Targets, from_lines, from_registry
@@ -56,6 +57,7 @@ class BatchRequest:
     json_out: bool = False
     shard: str | None = None
     report: str | None = None
+    options: ConvertOptions = DEFAULT_CONVERT_OPTIONS
 
 
 def _err(message: str) -> None:
@@ -111,7 +113,11 @@ def run_batch(req: BatchRequest, client: Client) -> int:
         for r in early:
             results.append(r)
             on_result(r)
-        options = BatchOptions(concurrency=req.concurrency, dry_run=req.dry_run)
+        for repository, tags in targets.all_tags.items():
+            client.referrers.prime(targets.registry, repository, tags)
+        options = BatchOptions(
+            concurrency=req.concurrency, dry_run=req.dry_run, convert_options=req.options
+        )
         try:
             results += run(
                 targets.refs,

@@ -9,15 +9,19 @@ for ``batch``/``rollback`` 2 means it could not start, 3 that some references fa
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
 
-from . import api, batch_cli
-from .errors import OciNormalizeError
-from .models import CheckResult, ConvertResult
+from . import api, batch_cli, credentials
+from .errors import CredentialError, OciNormalizeError, RefusedError
+from .inplace import ConvertOptions
+from .models import CheckResult, ConvertResult, ReferrerOut
 from .registry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ClientOptions
+from .retry import MAX_ATTEMPTS, MAX_RETRY_TIME_S, RetryPolicy
 
 EXIT_OK: Final = 0
 EXIT_DOCKER_FOUND: Final = 1
@@ -39,18 +43,101 @@ InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Skip TLS certific
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Read timeout per request, seconds.")
 ]
+ConnectTimeoutOpt = Annotated[
+    float,
+    typer.Option("--connect-timeout", min=0.1, help="Connect timeout per request, seconds."),
+]
+UsernameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--username",
+        "-u",
+        help="Registry user name; the password is read from stdin (--password-stdin).",
+    ),
+]
+PasswordStdinOpt = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the password for --username from stdin."),
+]
+CaFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-file",
+        exists=True,
+        dir_okay=False,
+        help="PEM bundle of the CA(s) that signed the registry's certificate.",
+    ),
+]
+RetriesOpt = Annotated[
+    int,
+    typer.Option(
+        "--retries",
+        min=0,
+        max=20,
+        help="Retries of a request after 429, 502-504 or a dropped connection.",
+    ),
+]
+RetryTimeOpt = Annotated[
+    float,
+    typer.Option("--retry-max-time", min=0, help="No retry starts later than this, seconds."),
+]
+
+_warned_insecure = False
 
 
-def _client(plain_http: bool, insecure: bool, timeout: float, pool_size: int = 16) -> api.Client:
-    if insecure:
-        _err("warning: --insecure: TLS certificates are not verified")
+def _client(
+    plain_http: bool,
+    insecure: bool,
+    timeout: float,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    username: str | None = None,
+    password_stdin: bool = False,
+    ca_file: Path | None = None,
+    retries: int = MAX_ATTEMPTS - 1,
+    retry_max_time: float = MAX_RETRY_TIME_S,
+    pool_size: int = 16,
+) -> api.Client:
+    """The client every command uses; raises CredentialError for unusable credential flags."""
+    global _warned_insecure
+    _log_warnings()
+    if insecure and not _warned_insecure:
+        _warned_insecure = True
+        _err("oci-normalize: warning: --insecure: TLS certificates are not verified")
+    password = None
+    if password_stdin:
+        if not username:
+            raise CredentialError("--password-stdin needs --username")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CredentialError("--password-stdin: nothing was read from stdin")
+    elif username:
+        raise CredentialError(
+            "--username needs --password-stdin (passwords are never taken as arguments)"
+        )
     options = ClientOptions(
         plain_http=plain_http,
         insecure=insecure,
-        connect_timeout=min(CONNECT_TIMEOUT_S, timeout),
+        ca_file=str(ca_file) if ca_file else None,
+        connect_timeout=connect_timeout,
         read_timeout=timeout,
+        retry=RetryPolicy(attempts=retries + 1, total_s=retry_max_time),
     )
-    return api.Client(options=options, pool_size=pool_size)
+    return api.Client(
+        options=options,
+        credentials=credentials.lookup(username=username, password=password),
+        pool_size=pool_size,
+    )
+
+
+def _log_warnings() -> None:
+    """Library warnings (a missing credential helper …) go to stderr as one line each."""
+    logger = logging.getLogger("oci_normalize")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("oci-normalize: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
 
 
 def _err(message: str) -> None:
@@ -63,14 +150,40 @@ def _emit_json(doc: Any) -> None:
 
 @app.command()
 def check(
-    refs: Annotated[list[str], typer.Argument(metavar="REF...", help="Image references.")],
+    refs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="REF...",
+            help="Images: HOST/REPO[:TAG][@DIGEST], oci:PATH[:TAG] or docker-archive:PATH[:REF].",
+        ),
+    ],
     json_out: JsonOpt = False,
     plain_http: PlainHttpOpt = False,
     insecure: InsecureOpt = False,
     timeout: TimeoutOpt = READ_TIMEOUT_S,
+    connect_timeout: ConnectTimeoutOpt = CONNECT_TIMEOUT_S,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    ca_file: CaFileOpt = None,
+    retries: RetriesOpt = MAX_ATTEMPTS - 1,
+    retry_max_time: RetryTimeOpt = MAX_RETRY_TIME_S,
 ) -> None:
     """List every Docker media type under each REF (index, children, config, layers)."""
-    client = _client(plain_http, insecure, timeout)
+    try:
+        client = _client(
+            plain_http,
+            insecure,
+            timeout,
+            connect_timeout=connect_timeout,
+            username=username,
+            password_stdin=password_stdin,
+            ca_file=ca_file,
+            retries=retries,
+            retry_max_time=retry_max_time,
+        )
+    except OciNormalizeError as exc:
+        _err(f"oci-normalize: error: {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
     results: list[CheckResult] = []
     for ref in refs:
         try:
@@ -97,44 +210,112 @@ def _print_check(r: CheckResult) -> None:
     print(f"{r.reference}  {r.digest}  {r.media_type}  [{verdict}]")
     for f in r.findings:
         twin = f.oci_media_type or "(no OCI equivalent)"
-        print(f"  {f.path:<24} {f.manifest[:19]}  {f.where:<12} {f.media_type} -> {twin}")
+        where = f.where if f.path == "@" else f"{f.path} {f.where}"
+        print(f"  {where}: {f.media_type} -> {twin}")
     for w in r.warnings:
         print(f"  warning: {w}")
-    count = len(r.findings)
+    _print_referrers(r.referrers, indent="  ")
     if r.oci:
-        print(f"  all OCI ({r.manifests} manifest{'s' if r.manifests != 1 else ''})")
+        print(f"  all OCI ({_plural(r.manifests, 'manifest')})")
     else:
-        print(f"  {count} Docker media type{'s' if count != 1 else ''} in {r.manifests} manifests")
+        docker = _plural(len(r.findings), "Docker media type")
+        print(f"  not OCI-pure: {docker} in {_plural(r.manifests, 'manifest')}")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @app.command()
 def convert(
-    src: Annotated[str, typer.Argument(metavar="SRC", help="Image to convert.")],
+    src: Annotated[
+        str,
+        typer.Argument(
+            metavar="SRC",
+            help="Image to convert: a registry ref, oci:PATH[:TAG] or docker-archive:PATH[:REF].",
+        ),
+    ],
     dest: Annotated[
         str | None,
-        typer.Argument(metavar="[DEST]", help="Where to push; default: SRC's tag, in place."),
+        typer.Argument(
+            metavar="[DEST]",
+            help="Where to write (registry ref or oci:PATH[:TAG]); default: SRC's tag, in place.",
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Push nothing; show the diff and new digests.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Move the tag even if it changed since it was read."),
+    ] = False,
+    backup_tag: Annotated[
+        str | None,
+        typer.Option(
+            "--backup-tag",
+            metavar="TEMPLATE",
+            help="First tag the original manifest here, e.g. '{tag}-docker' (in place only).",
+        ),
+    ] = None,
+    break_signatures: Annotated[
+        bool,
+        typer.Option(
+            "--break-signatures",
+            help="Convert even though signatures name the old digest (they must be re-signed).",
+        ),
+    ] = False,
+    no_referrers: Annotated[
+        bool,
+        typer.Option(
+            "--no-referrers", help="Do not re-attach SBOMs/attestations to the new digest."
+        ),
     ] = False,
     json_out: JsonOpt = False,
     plain_http: PlainHttpOpt = False,
     insecure: InsecureOpt = False,
     timeout: TimeoutOpt = READ_TIMEOUT_S,
+    connect_timeout: ConnectTimeoutOpt = CONNECT_TIMEOUT_S,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    ca_file: CaFileOpt = None,
+    retries: RetriesOpt = MAX_ATTEMPTS - 1,
+    retry_max_time: RetryTimeOpt = MAX_RETRY_TIME_S,
 ) -> None:
-    """Rewrite SRC with OCI media types, in place or into DEST."""
-    client = _client(plain_http, insecure, timeout)
+    """Rewrite SRC with OCI media types, in place or into DEST.
+
+    In place, signatures that name the old digest make it refuse; unsigned referrers (SBOMs,
+    attestations) are re-attached to the new digest; old ones are never deleted.
+    """
+    options = ConvertOptions(
+        force=force,
+        backup_tag=backup_tag,
+        break_signatures=break_signatures,
+        referrers=not no_referrers,
+    )
     try:
-        result = api.convert(src, dest, dry_run=dry_run, client=client)
+        client = _client(
+            plain_http,
+            insecure,
+            timeout,
+            connect_timeout=connect_timeout,
+            username=username,
+            password_stdin=password_stdin,
+            ca_file=ca_file,
+            retries=retries,
+            retry_max_time=retry_max_time,
+        )
+        result = api.convert(src, dest, dry_run=dry_run, client=client, options=options)
     except OciNormalizeError as exc:
         _err(f"oci-normalize: error: {exc}")
         if json_out:
+            details = exc.details if isinstance(exc, RefusedError) else ()
             failed = ConvertResult(
                 source=src,
                 destination=dest or src,
-                status="error",
+                status="refused" if isinstance(exc, RefusedError) else "error",
                 dry_run=dry_run,
                 error=str(exc),
+                referrers=[ReferrerOut.model_validate(d) for d in details],
             )
             _emit_json(failed.model_dump())
         raise typer.Exit(EXIT_ERROR) from None
@@ -145,32 +326,63 @@ def convert(
     raise typer.Exit(EXIT_OK)
 
 
+_ACTIONS: Final = {
+    "blocks": "signed: blocks conversion (re-sign after, or --break-signatures)",
+    "stale": "signed: left on the old digest, STALE until re-signed",
+    "would-reattach": "would be re-attached to the new digest",
+    "reattached": "re-attached to the new digest",
+    "left": "left on the old digest (--no-referrers)",
+    "annotation-updated": "index annotation follows the new digest",
+}
+
+
+def _print_referrers(items: list[ReferrerOut], *, indent: str = "") -> None:
+    if items:
+        print(f"{indent}pointing at digests that change ({len(items)}):")
+    for item in items:
+        what = f" [{item.artifact_type}]" if item.artifact_type else ""
+        print(f"{indent}  {item.kind} {item.name}{what} -> {item.subject}")
+        note = _ACTIONS.get(item.action, item.action)
+        target = f" as {item.new_name}" if item.new_name and item.action == "reattached" else ""
+        print(f"{indent}    {note}{target}")
+
+
 def _print_convert(r: ConvertResult) -> None:
     for w in r.warnings:
         print(f"warning: {w}")
     if r.status == "already-oci":
         print(f"{r.source}: already OCI ({r.old_digest}); nothing to do")
         return
+    _print_referrers(r.referrers)
     for change in r.changes:
         if r.dry_run:
             print(change.diff)
         print(f"# {change.path}: {change.old_digest} -> {change.new_digest}")
         if r.dry_run:
             print()
+    where = "in place" if r.destination == r.source else f"-> {r.destination}"
     if r.status == "would-convert":
         print(
-            f"dry run: {r.destination} would point at {r.new_digest} (now {r.old_digest} "
-            f"at {r.source}); {len(r.changes)} manifest(s) would change; nothing pushed"
+            f"dry run: {r.destination} would point at {r.new_digest} (now {r.old_digest}); "
+            f"{_plural(len(r.changes), 'manifest')} would change; nothing pushed"
         )
+    elif r.status == "would-refuse":
+        print(f"dry run: {r.source} would be refused; nothing pushed")
     elif r.status == "copied":
-        print(f"{r.source} is already OCI; copied to {r.destination} ({r.new_digest})")
+        print(f"{r.source} is already OCI; copied {where} ({r.new_digest})")
     else:
         print(
-            f"converted {r.source} -> {r.destination}: {r.old_digest} -> {r.new_digest} "
-            f"({r.pushed_manifests} manifest(s), {r.pushed_blobs} blob(s) uploaded, "
-            f"{r.mounted_blobs} mounted, {r.requests} requests)"
+            f"converted {r.source} {where}: {r.old_digest} -> {r.new_digest} "
+            f"({_plural(r.pushed_manifests, 'manifest')} pushed, "
+            f"{_plural(r.pushed_blobs, 'blob')} uploaded, {r.mounted_blobs} mounted, "
+            f"{_plural(r.requests, 'request')})"
         )
+    verb = "would move" if r.dry_run else "moved"
+    for t in r.tags:
+        print(f"{verb} tag {t.tag} ({t.role}): {t.old_digest or '(new)'} -> {t.new_digest}")
 
+
+# ---- batch and rollback: wiring only; batch_cli.py prints and picks their exit codes ----------
 
 ConcurrencyOpt = Annotated[
     int,
@@ -220,12 +432,57 @@ def batch(
     report: Annotated[
         str | None, typer.Option("--report", metavar="FILE", help="Write a .html or .md report.")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Move tags even if they changed since read.")
+    ] = False,
+    backup_tag: Annotated[
+        str | None,
+        typer.Option(
+            "--backup-tag",
+            metavar="TEMPLATE",
+            help="First tag each original here ('{tag}-docker').",
+        ),
+    ] = None,
+    break_signatures: Annotated[
+        bool,
+        typer.Option("--break-signatures", help="Convert signed images too (re-sign after)."),
+    ] = False,
+    no_referrers: Annotated[
+        bool, typer.Option("--no-referrers", help="Do not re-attach SBOMs/attestations.")
+    ] = False,
     plain_http: PlainHttpOpt = False,
     insecure: InsecureOpt = False,
     timeout: TimeoutOpt = READ_TIMEOUT_S,
+    connect_timeout: ConnectTimeoutOpt = CONNECT_TIMEOUT_S,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    ca_file: CaFileOpt = None,
+    retries: RetriesOpt = MAX_ATTEMPTS - 1,
+    retry_max_time: RetryTimeOpt = MAX_RETRY_TIME_S,
 ) -> None:
-    """Convert every selected reference in place, concurrently; journal and report."""
-    client = _client(plain_http, insecure, timeout, batch_cli.pool_size(concurrency))
+    """Convert every selected reference in place, concurrently; journal, report, resume.
+
+    Each tag goes through what ``convert`` does in place (guard, signatures, referrers).
+    """
+    if password_stdin and from_file == "-":
+        _err("oci-normalize: error: --password-stdin and --from-file - both want stdin")
+        raise typer.Exit(batch_cli.EXIT_CANNOT_START)
+    try:
+        client = _client(
+            plain_http,
+            insecure,
+            timeout,
+            connect_timeout=connect_timeout,
+            username=username,
+            password_stdin=password_stdin,
+            ca_file=ca_file,
+            retries=retries,
+            retry_max_time=retry_max_time,
+            pool_size=batch_cli.pool_size(concurrency),
+        )
+    except OciNormalizeError as exc:
+        _err(f"oci-normalize: error: {exc}")
+        raise typer.Exit(batch_cli.EXIT_CANNOT_START) from None
     request = batch_cli.BatchRequest(
         registry=registry,
         repos=tuple(repo or ()),
@@ -237,6 +494,12 @@ def batch(
         json_out=json_out,
         shard=shard,
         report=report,
+        options=ConvertOptions(
+            force=force,
+            backup_tag=backup_tag,
+            break_signatures=break_signatures,
+            referrers=not no_referrers,
+        ),
     )
     raise typer.Exit(batch_cli.run_batch(request, client))
 
@@ -254,9 +517,30 @@ def rollback(
     plain_http: PlainHttpOpt = False,
     insecure: InsecureOpt = False,
     timeout: TimeoutOpt = READ_TIMEOUT_S,
+    connect_timeout: ConnectTimeoutOpt = CONNECT_TIMEOUT_S,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    ca_file: CaFileOpt = None,
+    retries: RetriesOpt = MAX_ATTEMPTS - 1,
+    retry_max_time: RetryTimeOpt = MAX_RETRY_TIME_S,
 ) -> None:
     """Put the original manifests back on every tag a batch moved, where nothing moved since."""
-    client = _client(plain_http, insecure, timeout, batch_cli.pool_size(concurrency))
+    try:
+        client = _client(
+            plain_http,
+            insecure,
+            timeout,
+            connect_timeout=connect_timeout,
+            username=username,
+            password_stdin=password_stdin,
+            ca_file=ca_file,
+            retries=retries,
+            retry_max_time=retry_max_time,
+            pool_size=batch_cli.pool_size(concurrency),
+        )
+    except OciNormalizeError as exc:
+        _err(f"oci-normalize: error: {exc}")
+        raise typer.Exit(batch_cli.EXIT_CANNOT_START) from None
     raise typer.Exit(
         batch_cli.run_rollback(
             journal, client, dry_run=dry_run, json_out=json_out, concurrency=concurrency

@@ -13,9 +13,14 @@
     ├── RegistryError              the registry answered with an error (code, status)
     │   ├── NotFoundError          repository, tag or blob unknown
     │   ├── UnauthorizedError      401: no or wrong credentials
-    │   └── DeniedError            403 / DENIED: credentials lack access
-    ├── TransportError             connection, TLS or timeout failure
+    │   ├── DeniedError            403 / DENIED: credentials lack access
+    │   └── RateLimitedError       429 still answered after every retry
+    ├── TransportError             connection, TLS or timeout failure (``retryable`` says which)
+    │   └── TLSFailureError        certificate or handshake failure: never retried
+    ├── CredentialError            a credential source is broken (bad config file, helper failed)
     ├── PushError                  pushed, but the result did not verify (e.g. tag moved)
+    ├── RefusedError               would break what points at the old digest (signatures,
+    │                              a backup tag that points elsewhere); nothing was changed
     └── JournalError               a batch journal that cannot be opened, written or read
 
 Messages never contain credentials: callers pass only references, URLs without userinfo, and
@@ -78,12 +83,42 @@ class DeniedError(RegistryError):
     """The credentials are valid but lack the access asked for."""
 
 
+class RateLimitedError(RegistryError):
+    """The registry kept answering 429 Too Many Requests until the retry budget ran out."""
+
+
 class TransportError(OciNormalizeError):
     """Connection refused or reset, TLS failure, timeout."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class TLSFailureError(TransportError):
+    """The TLS handshake or the certificate check failed; retrying will not help."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class CredentialError(OciNormalizeError):
+    """A credential source that exists but cannot be used (malformed file, failing helper)."""
 
 
 class PushError(OciNormalizeError):
     """A push that did not end where it should have (verification failed, tag moved)."""
+
+
+class RefusedError(OciNormalizeError):
+    """A change refused before anything moved, because it would break something.
+
+    ``details`` are JSON-ready dicts naming what would break (for ``--json`` output).
+    """
+
+    def __init__(self, message: str, *, details: tuple[dict[str, object], ...] = ()):
+        super().__init__(message)
+        self.details = details
 
 
 class JournalError(OciNormalizeError):

@@ -88,12 +88,31 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class LayerFacts:
+    """What streaming one compressed layer blob taught us (schema1 manifests lack it)."""
+
+    diff_id: Digest  # sha256 of the uncompressed tar
+    size: int  # bytes of the blob as stored
+    media_type: str  # OCI layer type matching the blob's compression
+
+
+@dataclass(frozen=True)
+class NewBlob:
+    """A blob the plan creates (a schema1 image's new config): pushed before any manifest."""
+
+    digest: Digest
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Plan:
     """What normalizing a tree yields: every node (children first), findings and warnings."""
 
     nodes: tuple[PlannedNode, ...]
     findings: tuple[Finding, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    new_blobs: tuple[NewBlob, ...] = ()
 
     @property
     def root(self) -> PlannedNode:
@@ -123,6 +142,38 @@ class FindingOut(_Result):
     oci_media_type: str | None
 
 
+class ReferrerOut(_Result):
+    """Something that names an old digest: what it is and what happens to it.
+
+    ``kind``: cosign-signature | cosign-attestation | cosign-sbom | referrer |
+    buildkit-attestation. ``action``: blocks (signed; refused without --break-signatures) |
+    stale (signed; left on the old digest) | would-reattach | reattached | left (unsigned but
+    --no-referrers, or the old digest stays) | annotation-updated (buildkit entry follows).
+    ``new_name`` is the re-attached copy's digest or tag.
+    """
+
+    subject: str
+    new_subject: str | None = None
+    kind: str
+    name: str
+    artifact_type: str | None = None
+    signed: bool = False
+    action: str
+    new_name: str | None = None
+
+
+class TagMove(_Result):
+    """A tag written by a conversion: ``old_digest`` None when the tag is new.
+
+    ``role``: tag (the converted tag) | backup | referrers-fallback | cosign-sbom.
+    """
+
+    tag: str
+    role: str
+    old_digest: str | None = None
+    new_digest: str
+
+
 class CheckResult(_Result):
     reference: str
     digest: str | None = None
@@ -131,6 +182,7 @@ class CheckResult(_Result):
     manifests: int = 0
     findings: list[FindingOut] = []
     warnings: list[str] = []
+    referrers: list[ReferrerOut] = []
     error: str | None = None
 
 
@@ -156,6 +208,9 @@ class ConvertResult(_Result):
     pushed_blobs: int = 0
     mounted_blobs: int = 0
     requests: int = 0
+    referrers: list[ReferrerOut] = []
+    tags: list[TagMove] = []
+    backup_tag: str | None = None
     error: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:

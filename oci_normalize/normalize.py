@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from . import mediatypes as mt
+from . import schema1
 from .digest import Digest
 from .errors import InvalidDigestError, MalformedManifestError, UnsupportedMediaTypeError
-from .models import Finding, Node, Plan, PlannedNode
+from .models import Finding, LayerFacts, NewBlob, Node, Plan, PlannedNode
 
 ATTESTATION_DIGEST_KEY = "vnd.docker.reference.digest"
 
@@ -82,7 +84,7 @@ def find_docker_types(root: Node) -> list[Finding]:
     for node in root.walk():
         what = f"{node.path} {node.digest.short}"
         if mt.is_docker(node.media_type):
-            twin = mt.oci_twin(node.media_type)
+            twin = mt.oci_twin(node.media_type)  # None for schema1: rebuilt, not renamed
             findings.append(Finding(node.digest, node.path, "mediaType", node.media_type, twin))
         if mt.is_schema1(node.media_type):
             continue
@@ -94,28 +96,80 @@ def find_docker_types(root: Node) -> list[Finding]:
     return findings
 
 
-def normalize(root: Node) -> Plan:
-    """Plan the OCI-pure version of ``root``'s tree. Raises on types that cannot convert."""
+def require_image(root: Node) -> None:
+    """Refuse a root that is not an image index, an image manifest or a schema1 manifest."""
+    if not mt.is_manifest(root.media_type):
+        raise UnsupportedMediaTypeError(
+            f"{root.path} {root.digest.short}: {root.media_type or 'no media type'!r} is not an "
+            "image manifest or index; nothing to convert"
+        )
+
+
+def normalize(root: Node, *, schema1_layers: Mapping[Digest, LayerFacts] | None = None) -> Plan:
+    """Plan the OCI-pure version of ``root``'s tree. Raises on types that cannot convert.
+
+    Schema1 manifests convert only with ``schema1_layers``: the facts (diff_id, size) of their
+    layer blobs, which take streaming every layer (see :func:`schema1_layer_blobs`).
+    """
+    require_image(root)
     findings = tuple(find_docker_types(root))
     warnings: list[str] = []
     memo: dict[Digest, PlannedNode] = {}
-    _plan(root, memo, warnings)
+    new_blobs: dict[Digest, NewBlob] = {}
+    _plan(root, memo, warnings, new_blobs, schema1_layers)
     ordered = tuple(memo[n.digest] for n in root.walk())
-    return Plan(nodes=ordered, findings=findings, warnings=tuple(dict.fromkeys(warnings)))
+    return Plan(
+        nodes=ordered,
+        findings=findings,
+        warnings=tuple(dict.fromkeys(warnings)),
+        new_blobs=tuple(new_blobs.values()),
+    )
 
 
-def _plan(node: Node, memo: dict[Digest, PlannedNode], warnings: list[str]) -> PlannedNode:
+def schema1_layer_blobs(root: Node) -> list[Digest]:
+    """The layer blobs whose facts :func:`normalize` needs for the schema1 manifests in the tree."""
+    out: dict[Digest, None] = {}
+    for node in root.walk():
+        if mt.is_schema1(node.media_type):
+            what = f"{node.path} {node.digest.short}"
+            out.update(dict.fromkeys(schema1.layer_blobs(parse_body(node.data, what), what)))
+    return list(out)
+
+
+def _plan(
+    node: Node,
+    memo: dict[Digest, PlannedNode],
+    warnings: list[str],
+    new_blobs: dict[Digest, NewBlob],
+    schema1_layers: Mapping[Digest, LayerFacts] | None,
+) -> PlannedNode:
     if node.digest in memo:
         return memo[node.digest]
     for child in node.children:
-        _plan(child, memo, warnings)
+        _plan(child, memo, warnings, new_blobs, schema1_layers)
     what = f"{node.path} {node.digest.short}"
     mtype = mt.base(node.media_type)
     if mt.is_schema1(mtype):
-        raise UnsupportedMediaTypeError(
-            f"{what}: Docker schema1 manifest ({mtype}) cannot be converted yet; "
-            "it has no config blob to point at"
+        if schema1_layers is None:
+            raise UnsupportedMediaTypeError(
+                f"{what}: Docker schema1 manifest ({mtype}) has no config blob; converting it "
+                "needs every layer's diff_id (convert streams the layers to compute them)"
+            )
+        built = schema1.convert(node.data, schema1_layers, what, serialize=serialize)
+        warnings.extend(built.warnings)
+        new_blobs[built.config.digest] = built.config
+        planned = PlannedNode(
+            path=node.path,
+            old_digest=node.digest,
+            old_media_type=mtype,
+            old_data=node.data,
+            new_digest=Digest.of(built.manifest),
+            new_media_type=mt.OCI_MANIFEST,
+            new_data=built.manifest,
+            blobs=built.blobs,
         )
+        memo[node.digest] = planned
+        return planned
     if not (mt.is_index(mtype) or mt.is_image_manifest(mtype)):
         warnings.append(f"{what}: unknown manifest type {mtype!r} left as it is")
         planned = _unchanged(node)

@@ -8,15 +8,17 @@ streamed copy that is hashed on the way and never held in memory whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import mediatypes as mt
 from .digest import Digest
 from .errors import DigestMismatchError, PushError
-from .models import Blob, Plan, PlannedNode
-from .reference import Reference
+from .models import Blob, NewBlob, Plan, PlannedNode
+from .reference import Location, same_repository
 from .registry import CHUNK, Registry
+from .store import BlobStream, Store
 
 
 @dataclass
@@ -31,36 +33,44 @@ class PushStats:
 def push_plan(
     plan: Plan,
     *,
-    source: Registry,
-    src: Reference,
-    dest_registry: Registry,
-    dest: Reference,
+    source: Store,
+    src: Location,
+    dest_registry: Store,
+    dest: Location,
     guard: Digest | None = None,
+    before_tag: Callable[[], int] | None = None,
     trust_echo: bool = False,
 ) -> PushStats:
-    """Push ``plan`` to ``dest``. ``guard``: the digest the dest tag must still point at.
+    """Push ``plan`` to ``dest``; the root always goes (under dest's tag), children as needed.
 
-    ``trust_echo``: skip the verifying HEAD after the tag PUT when the registry echoed our digest
-    (``Docker-Content-Digest``) for it: the registry then confirmed it stored exactly our bytes
-    under that tag, and a later HEAD could only add a race with other writers, not certainty.
+    ``guard``: the digest the dest tag must still point at just before it moves.
+    ``before_tag`` runs after the children and before the tag is re-read and moved (referrer
+    copies and the backup tag go there); it returns how many manifests it pushed.
+    ``trust_echo``: skip the verifying HEAD after the tag PUT when a registry confirmed that PUT
+    (it echoed our digest in ``Docker-Content-Digest``): it then stored exactly our bytes under
+    the tag, and a HEAD after it could only race other writers, not add certainty.
     """
     stats = PushStats()
-    in_place = src.same_repository(dest)
-    nodes = [n for n in plan.nodes if n.changed] if in_place else list(plan.nodes)
-    if not nodes:
-        return stats
+    same_repo = same_repository(src, dest)
     root = plan.root
-    if root not in nodes:  # only possible in place, where an unchanged root needs no push
-        raise AssertionError("a changed child implies a changed root")
+    # In the same repository every blob and every unchanged child is already there.
+    children = [n for n in plan.nodes[:-1] if n.changed or not same_repo]
 
-    if not in_place:
-        _ensure_blobs(nodes, source, src, dest_registry, dest, stats)
+    # Blobs the plan created (a schema1 image's new config) go first, in place too.
+    created = {blob.digest for blob in plan.new_blobs}
+    for blob in plan.new_blobs:
+        _put_new_blob(blob, dest_registry, dest, stats)
+    if not same_repo:
+        _ensure_blobs(list(plan.nodes), source, src, dest_registry, dest, stats, skip=created)
 
-    for node in nodes[:-1]:
+    for node in children:
         dest_registry.put_manifest(
             dest.repository, str(node.new_digest), node.new_data, node.new_media_type
         )
         stats.manifests += 1
+
+    if before_tag is not None:
+        stats.manifests += before_tag()
 
     target = dest.tag if dest.tag is not None else str(root.new_digest)
     if dest.tag is not None and guard is not None:
@@ -70,12 +80,16 @@ def push_plan(
                 f"{dest}: tag moved during conversion (now {now}, expected {guard}); "
                 "nothing was tagged"
             )
-    _, confirmed = dest_registry.put_manifest_confirmed(
-        dest.repository, target, root.new_data, root.new_media_type
-    )
+    confirmed = False
+    if trust_echo and isinstance(dest_registry, Registry):
+        _, confirmed = dest_registry.put_manifest_confirmed(
+            dest.repository, target, root.new_data, root.new_media_type
+        )
+    else:
+        dest_registry.put_manifest(dest.repository, target, root.new_data, root.new_media_type)
     stats.manifests += 1
 
-    if dest.tag is not None and not (trust_echo and confirmed):
+    if dest.tag is not None and not confirmed:
         landed = dest_registry.head_manifest(dest.repository, dest.tag)
         if landed != root.new_digest:
             raise PushError(
@@ -86,13 +100,15 @@ def push_plan(
 
 def _ensure_blobs(
     nodes: list[PlannedNode],
-    source: Registry,
-    src: Reference,
-    dest_registry: Registry,
-    dest: Reference,
+    source: Store,
+    src: Location,
+    dest_registry: Store,
+    dest: Location,
     stats: PushStats,
+    *,
+    skip: set[Digest],
 ) -> None:
-    seen: set[Digest] = set()
+    seen: set[Digest] = set(skip)
     same_registry = source.registry == dest_registry.registry
     for node in nodes:
         for blob in node.blobs:
@@ -113,29 +129,42 @@ def _ensure_blobs(
                 stats.blobs_uploaded += 1
 
 
+def _put_new_blob(blob: NewBlob, dest_registry: Store, dest: Location, stats: PushStats) -> None:
+    if dest_registry.blob_exists(dest.repository, blob.digest):
+        stats.blobs_present += 1
+        return
+    dest_registry.upload_blob(dest.repository, blob.digest, len(blob.data), [blob.data])
+    stats.blobs_uploaded += 1
+
+
 def _non_distributable(blob: Blob) -> bool:
     return mt.base(blob.media_type) in mt.FOREIGN | {mt.OCI_ND_LAYER_GZIP, mt.OCI_ND_LAYER_TAR}
 
 
 def _copy_blob(
-    blob: Blob, source: Registry, src: Reference, dest_registry: Registry, dest: Reference
+    blob: Blob, source: Store, src: Location, dest_registry: Store, dest: Location
 ) -> None:
-    resp = source.open_blob(src.repository, blob.digest)
-    with resp:
-        hasher = blob.digest.hasher()
-        count = 0
+    @contextlib.contextmanager
+    def open_body() -> Iterator[Iterator[bytes]]:
+        """One upload try: a fresh source stream, hashed on the way through."""
+        resp = source.open_blob(src.repository, blob.digest)
+        with resp:
+            yield _verified_chunks(resp, blob, src)
 
-        def chunks() -> Iterator[bytes]:
-            nonlocal count
-            for chunk in resp.iter_content(CHUNK):
-                hasher.update(chunk)
-                count += len(chunk)
-                yield chunk
-            if hasher.hexdigest() != blob.digest.hex or count != blob.size:
-                # Raising inside the body generator aborts the upload before it completes.
-                raise DigestMismatchError(
-                    f"{src.registry}/{src.repository}@{blob.digest}: blob content does not "
-                    f"match its digest/size ({count} bytes)"
-                )
+    # A callable body lets the registry client restart the whole upload after a failure.
+    dest_registry.upload_blob(dest.repository, blob.digest, blob.size, open_body)
 
-        dest_registry.upload_blob(dest.repository, blob.digest, blob.size, chunks())
+
+def _verified_chunks(resp: BlobStream, blob: Blob, src: Location) -> Iterator[bytes]:
+    hasher = blob.digest.hasher()
+    count = 0
+    for chunk in resp.iter_content(CHUNK):
+        hasher.update(chunk)
+        count += len(chunk)
+        yield chunk
+    if hasher.hexdigest() != blob.digest.hex or count != blob.size:
+        # Raising inside the body generator aborts the upload before it completes.
+        raise DigestMismatchError(
+            f"{src.registry}/{src.repository}@{blob.digest}: blob content does not "
+            f"match its digest/size ({count} bytes)"
+        )

@@ -1,43 +1,53 @@
 """A distribution-spec client for one registry host on one pooled ``requests.Session``.
 
-Every request goes through :meth:`Registry._request`, which adds the Authorization header,
-answers one 401 challenge, counts requests and turns transport failures into
-:class:`~oci_normalize.errors.TransportError`. Error answers become exceptions in one place,
-:func:`raise_for_status`, which reads at most :data:`MAX_ERROR_BODY` bytes of the body.
+Every request goes through :meth:`Registry._request`, which hands it to a
+:class:`~oci_normalize.transport.Transport`: Authorization header, one 401 challenge, redirects,
+retries of transient failures (:mod:`oci_normalize.retry`), request counting and translation of
+transport failures. Error answers become exceptions in one place, :func:`raise_for_status`.
+Writes survive lost answers: a manifest PUT or blob upload whose answer never came is checked
+with a HEAD before it is reported as failed, and a blob upload is retried as a whole session
+with a freshly opened body.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
-import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, urljoin
 
 import requests
+from requests import Response
 
 from . import mediatypes as mt
 from .auth import ANONYMOUS, Authenticator, Credential
 from .digest import Digest
 from .errors import (
-    DeniedError,
     DigestMismatchError,
     InvalidDigestError,
     ManifestTooLargeError,
-    NotFoundError,
+    OciNormalizeError,
     RegistryError,
     TransportError,
-    UnauthorizedError,
 )
 from .reference import Reference
+from .retry import DEFAULT_RETRY, RetryPolicy
+from .transport import ERROR_CLASSES, MAX_ERROR_BODY, Transport, raise_for_status, read_errors
+
+__all__ = ["MAX_ERROR_BODY", "raise_for_status"]  # re-exported: they used to live here
 
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
-MAX_ERROR_BODY: Final = 64 * 1024
 CONNECT_TIMEOUT_S: Final = 10.0
 READ_TIMEOUT_S: Final = 60.0
 CHUNK: Final = 1024 * 1024
 USER_AGENT: Final = "oci-normalize/0.1"
+#: A listing longer than this many pages is treated as a registry loop.
+MAX_PAGES: Final = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +58,7 @@ class ClientOptions:
     connect_timeout: float = CONNECT_TIMEOUT_S
     read_timeout: float = READ_TIMEOUT_S
     max_manifest_bytes: int = MAX_MANIFEST_BYTES
+    retry: RetryPolicy = field(default=DEFAULT_RETRY)
 
 
 DEFAULT_OPTIONS: Final = ClientOptions()
@@ -58,6 +69,10 @@ class Fetched:
     data: bytes
     media_type: str  # effective type: body mediaType, else Content-Type
     digest: Digest
+
+
+#: Opens a fresh body for one upload try: a context manager yielding the blob's chunks.
+BodyOpener = Callable[[], AbstractContextManager[Iterable[bytes]]]
 
 
 def pull_scope(repository: str) -> str:
@@ -80,19 +95,44 @@ class Registry:
         session: requests.Session | None = None,
     ) -> None:
         self.registry = reference.registry
-        scheme = "http" if (options.plain_http or reference.is_loopback) else "https"
+        # Loopback registries speak plain HTTP unless a TLS flag (--ca-file, --insecure) says
+        # the user expects TLS there.
+        wants_tls = bool(options.ca_file) or options.insecure
+        plain = options.plain_http or (reference.is_loopback and not wants_tls)
+        scheme = "http" if plain else "https"
         self.base_url = f"{scheme}://{reference.api_host}/v2/"
         self.options = options
         self._session = session or requests.Session()
-        self._session.headers.setdefault("User-Agent", USER_AGENT)
+        self._session.headers["User-Agent"] = USER_AGENT
         verify: bool | str = options.ca_file or True
         if options.insecure:
             verify = False
-        self._verify = verify
-        self._timeout = (options.connect_timeout, options.read_timeout)
-        self.auth = Authenticator(self._session, credential, timeout=self._timeout, verify=verify)
-        self._count_lock = threading.Lock()
-        self.requests = 0
+        timeout = (options.connect_timeout, options.read_timeout)
+        self.auth = Authenticator(
+            self._session,
+            credential,
+            timeout=timeout,
+            verify=verify,
+            allow_plain_http=options.plain_http,
+        )
+        self.transport = Transport(
+            registry=self.registry,
+            base_url=self.base_url,
+            session=self._session,
+            auth=self.auth,
+            timeout=timeout,
+            verify=verify,
+            retry=options.retry,
+        )
+
+    @property
+    def requests(self) -> int:
+        """Requests sent so far, retries included (token requests are counted by ``auth``)."""
+        return self.transport.requests
+
+    @property
+    def retries(self) -> int:
+        return self.transport.retries
 
     # ---- plumbing ---------------------------------------------------------------------------
 
@@ -107,38 +147,19 @@ class Registry:
         scopes: tuple[str, ...],
         what: str,
         retry_auth: bool = True,
+        replayable: bool = True,
         **kwargs: Any,
-    ) -> requests.Response:
+    ) -> Response:
         url = path_or_url if "://" in path_or_url else self._url(path_or_url)
-        headers: dict[str, str] = dict(kwargs.pop("headers", None) or {})
-        for attempt in (1, 2):
-            auth_header = self.auth.header(scopes)
-            if auth_header:
-                headers["Authorization"] = auth_header
-            try:
-                resp = self._session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    timeout=self._timeout,
-                    verify=self._verify,
-                    **kwargs,
-                )
-            except requests.exceptions.SSLError as exc:
-                raise TransportError(f"{what}: TLS failure talking to {self.registry}") from exc
-            except requests.exceptions.Timeout as exc:
-                raise TransportError(f"{what}: {self.registry} timed out") from exc
-            except requests.RequestException as exc:
-                raise TransportError(
-                    f"{what}: cannot reach {self.registry} ({type(exc).__name__})"
-                ) from exc
-            with self._count_lock:
-                self.requests += 1
-            if resp.status_code != 401 or attempt == 2 or not retry_auth:
-                return resp
-            self.auth.answer(resp, scopes, what)
-            resp.close()
-        raise AssertionError("unreachable")
+        return self.transport.request(
+            method,
+            url,
+            scopes=scopes,
+            what=what,
+            retry_auth=retry_auth,
+            replayable=replayable,
+            **kwargs,
+        )
 
     # ---- manifests --------------------------------------------------------------------------
 
@@ -159,7 +180,8 @@ class Registry:
             raise_for_status(resp, what, kind="manifest")
             data = _read_capped(resp, self.options.max_manifest_bytes, what)
         content_type = resp.headers.get("Content-Type", "")
-        digest = _verify_manifest(data, expected, resp.headers.get("Docker-Content-Digest"), what)
+        header = resp.headers.get("Docker-Content-Digest")
+        digest = _verify_manifest(data, content_type, expected, header, what)
         return Fetched(
             data=data, media_type=effective_media_type(data, content_type), digest=digest
         )
@@ -184,31 +206,43 @@ class Registry:
         return self.get_manifest(repository, ref, what=what).digest
 
     def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
+        """PUT a manifest by digest or tag; a failure whose PUT may have landed is re-checked."""
         return self.put_manifest_confirmed(repository, ref, data, media_type)[0]
 
     def put_manifest_confirmed(
         self, repository: str, ref: str, data: bytes, media_type: str
     ) -> tuple[Digest, bool]:
-        """PUT a manifest; also whether the registry confirmed storing exactly these bytes.
-
-        Confirmed means the answer carried ``Docker-Content-Digest`` equal to our digest (a
-        different one raises). The header is optional in the OCI spec, hence the flag.
-        """
+        """:meth:`put_manifest`, also telling whether the registry confirmed storing exactly
+        these bytes under ``ref``: its answer echoed our digest in ``Docker-Content-Digest``
+        (optional in the OCI spec, hence the flag), or a re-check after a lost answer did."""
         what = f"push {self.registry}/{repository}:{ref}"
         digest = Digest.of(data)
-        resp = self._request(
-            "PUT",
-            f"{repository}/manifests/{quote(ref, safe=':')}",
-            scopes=(push_scope(repository),),
-            what=what,
-            headers={"Content-Type": media_type},
-            data=data,
-        )
-        raise_for_status(resp, what, kind="manifest")
+        try:
+            resp = self._request(
+                "PUT",
+                f"{repository}/manifests/{quote(ref, safe=':')}",
+                scopes=(push_scope(repository),),
+                what=what,
+                headers={"Content-Type": media_type},
+                data=data,
+            )
+            raise_for_status(resp, what, kind="manifest")
+        except (TransportError, RegistryError) as exc:
+            if not _may_have_landed(exc) or not self._manifest_landed(repository, ref, digest):
+                raise
+            return digest, True
         returned = resp.headers.get("Docker-Content-Digest")
         if returned and _parse_header_digest(returned, what) != digest:
             raise DigestMismatchError(f"{what}: registry stored {returned}, we sent {digest}")
         return digest, bool(returned)
+
+    def _manifest_landed(self, repository: str, ref: str, digest: Digest) -> bool:
+        """After a lost answer: is ``digest`` stored, and does ``ref`` (a tag) point at it?"""
+        with contextlib.suppress(OciNormalizeError):
+            if self.head_manifest(repository, str(digest)) != digest:
+                return False
+            return ref == str(digest) or self.head_manifest(repository, ref) == digest
+        return False
 
     # ---- blobs ------------------------------------------------------------------------------
 
@@ -238,7 +272,7 @@ class Registry:
         # 202: the registry opened an upload session instead; leave it unused (it expires).
         return False
 
-    def open_blob(self, repository: str, digest: Digest) -> requests.Response:
+    def open_blob(self, repository: str, digest: Digest) -> Response:
         """A streaming GET of a blob; the caller closes it and checks the digest."""
         what = f"{self.registry}/{repository}@{digest}"
         resp = self._request(
@@ -252,9 +286,49 @@ class Registry:
         return resp
 
     def upload_blob(
+        self,
+        repository: str,
+        digest: Digest,
+        size: int,
+        chunks: Iterable[bytes] | BodyOpener,
+    ) -> None:
+        """Upload a blob as one streamed PUT after a POST that opens the session.
+
+        ``chunks`` is either an iterable (sent once: a stream cannot be replayed) or a
+        :data:`BodyOpener`, which makes the upload retryable as a whole: each try opens a fresh
+        body and a fresh session, and a try that failed after sending everything is checked
+        with a HEAD first, since its PUT may have landed.
+        """
+        if not callable(chunks):
+            self._upload_once(repository, digest, size, chunks)
+            return
+        policy = self.options.retry
+        start = time.monotonic()
+        retry = 0
+        while True:
+            try:
+                with chunks() as body:
+                    self._upload_once(repository, digest, size, body)
+                return
+            except (TransportError, RegistryError) as exc:
+                if not _may_have_landed(exc):
+                    raise
+                if self._blob_landed(repository, digest):
+                    return
+                retry += 1
+                delay = policy.wait(retry, elapsed=time.monotonic() - start)
+                if delay is None:
+                    raise
+                self.transport.backoff(delay)
+
+    def _blob_landed(self, repository: str, digest: Digest) -> bool:
+        with contextlib.suppress(OciNormalizeError):
+            return self.blob_exists(repository, digest)
+        return False
+
+    def _upload_once(
         self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes]
     ) -> None:
-        """Upload a blob as one streamed PUT (POST for the session first, so auth is settled)."""
         what = f"upload {digest.short} to {self.registry}/{repository}"
         scopes = (push_scope(repository),)
         resp = self._request("POST", f"{repository}/blobs/uploads/", scopes=scopes, what=what)
@@ -271,6 +345,7 @@ class Registry:
             scopes=scopes,
             what=what,
             retry_auth=False,
+            replayable=False,
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
             data=body,
         )
@@ -291,21 +366,71 @@ class Registry:
     def _paginate(
         self, path: str, key: str, scopes: tuple[str, ...], what: str, page_size: int
     ) -> list[str]:
+        """Follow ``Link: <…>; rel="next"``; without one, a full page asks on with ``last``."""
         out: list[str] = []
         url: str | None = self._url(path)
         params: dict[str, Any] | None = {"n": page_size}
-        while url:
+        for _ in range(MAX_PAGES):
+            if url is None:
+                return out
             resp = self._request("GET", url, scopes=scopes, what=what, params=params)
             raise_for_status(resp, what, kind="repository")
             try:
-                items = resp.json().get(key) or []
-            except ValueError as exc:
+                items = [str(i) for i in (resp.json().get(key) or [])]
+            except (ValueError, AttributeError) as exc:
                 raise RegistryError(f"{what}: the registry answered with broken JSON") from exc
-            out.extend(str(i) for i in items)
+            out.extend(items)
+            nxt = resp.links.get("next", {}).get("url")
+            if nxt:
+                url, params = urljoin(url, nxt), None
+            elif len(items) == page_size and items:
+                url, params = self._url(path), {"n": page_size, "last": items[-1]}
+            else:
+                url = None
+        raise RegistryError(f"{what}: more than {MAX_PAGES} pages")
+
+    # ---- referrers --------------------------------------------------------------------------
+
+    def referrers(self, repository: str, digest: Digest) -> bytes | None:
+        """The referrers API's index for ``digest``, or None when the registry lacks the API.
+
+        A registry with the API answers 200 for any digest (an empty index when nothing
+        refers to it); distribution 2.8 answers a plain 404 (or 400/405 elsewhere). Auth
+        failures still raise. The index is capped like a manifest; Link pagination is followed.
+        """
+        what = f"referrers of {self.registry}/{repository}@{digest}"
+        url: str | None = self._url(f"{repository}/referrers/{digest}")
+        merged: dict[str, Any] | None = None
+        while url:
+            resp = self._request(
+                "GET",
+                url,
+                scopes=(pull_scope(repository),),
+                what=what,
+                headers={"Accept": mt.OCI_INDEX},
+                stream=True,
+            )
+            with resp:
+                if merged is None and resp.status_code in (400, 404, 405):
+                    code, message = read_errors(resp)
+                    cls = ERROR_CLASSES.get(code or "")
+                    if cls is None or code in ("MANIFEST_UNKNOWN", "BLOB_UNKNOWN"):
+                        return None
+                    raise cls(f"{what}: {code}: {message}", status=resp.status_code, code=code)
+                raise_for_status(resp, what, kind="referrers")
+                data = _read_capped(resp, self.options.max_manifest_bytes, what)
+            try:
+                page = json.loads(data)
+                entries = list(page.get("manifests") or [])
+            except (ValueError, AttributeError, TypeError) as exc:
+                raise RegistryError(f"{what}: the registry answered with broken JSON") from exc
+            if merged is None:
+                merged = page
+            else:
+                merged["manifests"] = list(merged.get("manifests") or []) + entries
             nxt = resp.links.get("next", {}).get("url")
             url = urljoin(url, nxt) if nxt else None
-            params = None
-        return out
+        return json.dumps(merged).encode()
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -361,64 +486,43 @@ def _parse_header_digest(value: str, what: str) -> Digest:
         raise RegistryError(f"{what}: registry sent a bad Docker-Content-Digest") from exc
 
 
-def _verify_manifest(data: bytes, expected: Digest | None, header: str | None, what: str) -> Digest:
+def _verify_manifest(
+    data: bytes, media_type: str, expected: Digest | None, header: str | None, what: str
+) -> Digest:
+    # A signed schema1 manifest is identified by its JWS payload, without the signatures.
+    content = jws_payload(data) if mt.base(media_type) == mt.DOCKER_SCHEMA1_SIGNED else data
     if expected is not None:
-        expected.verify(data, what)
-        return expected if expected.algorithm == "sha256" else Digest.of(data)
+        expected.verify(content, what)
+        return expected if expected.algorithm == "sha256" else Digest.of(content)
     if header:
         announced = _parse_header_digest(header, what)
-        announced.verify(data, what)
-    return Digest.of(data)
+        announced.verify(content, what)
+    return Digest.of(content)
 
 
-_CODES: Final = {
-    "MANIFEST_UNKNOWN": NotFoundError,
-    "NAME_UNKNOWN": NotFoundError,
-    "BLOB_UNKNOWN": NotFoundError,
-    "DENIED": DeniedError,
-    "UNAUTHORIZED": UnauthorizedError,
-}
+def jws_payload(data: bytes) -> bytes:
+    """The signed payload of a Docker schema1 "pretty JWS" manifest (what its digest covers).
 
-
-def raise_for_status(resp: requests.Response, what: str, *, kind: str) -> None:
-    """Turn a non-2xx answer into one exception carrying the registry's error code."""
-    if resp.status_code < 300:
-        return
-    code, message = _read_errors(resp)
-    status = resp.status_code
-    if code:
-        detail = f"{code}: {message}" if message else code
-    else:
-        detail = f"HTTP {status} {resp.reason or ''}".strip()
-    text = f"{what}: {detail}"
-    if status == 413:
-        raise ManifestTooLargeError(f"{what}: the registry refused the size (HTTP 413)")
-    cls = _CODES.get(code or "")
-    if cls is None:
-        if status == 404:
-            cls = NotFoundError
-            text = f"{what}: {kind} not found (HTTP 404)"
-        elif status == 401:
-            cls = UnauthorizedError
-        elif status == 403:
-            cls = DeniedError
-        else:
-            cls = RegistryError
-    raise cls(text, status=status, code=code)
-
-
-def _read_errors(resp: requests.Response) -> tuple[str | None, str]:
-    raw = bytearray()
+    Each signature's protected header names ``formatLength`` (bytes of the body before the
+    signatures) and ``formatTail`` (base64url of the closing bytes that replace them).
+    Unsigned or unparseable bodies are returned unchanged.
+    """
     try:
-        for chunk in resp.iter_content(8192):
-            raw += chunk
-            if len(raw) >= MAX_ERROR_BODY:
-                break
-    except (requests.RequestException, OSError):
-        pass  # an unreadable error body must not hide the error itself
-    try:
-        errors = json.loads(bytes(raw[:MAX_ERROR_BODY])).get("errors") or []
-        first = errors[0]
-        return str(first.get("code") or "") or None, str(first.get("message") or "")[:300]
-    except (ValueError, AttributeError, IndexError, TypeError):
-        return None, ""
+        body = json.loads(data)
+        protected = body["signatures"][0]["protected"]
+        header = json.loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)))
+        length = int(header["formatLength"])
+        tail_b64 = str(header["formatTail"])
+        tail = base64.urlsafe_b64decode(tail_b64 + "=" * (-len(tail_b64) % 4))
+    except (ValueError, KeyError, IndexError, TypeError):
+        return data
+    if not 0 < length <= len(data):
+        return data
+    return data[:length] + tail
+
+
+def _may_have_landed(exc: OciNormalizeError) -> bool:
+    """A failure after which the write may still have happened (lost answer, 5xx)."""
+    if isinstance(exc, TransportError):
+        return exc.retryable
+    return isinstance(exc, RegistryError) and (exc.status or 0) >= 500

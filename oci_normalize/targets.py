@@ -81,6 +81,10 @@ class Targets:
     refs: list[Reference] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     repositories: int = 0
+    #: Every tag of each listed repository of ``registry``, before the filters (so that
+    #: nothing lists them twice).
+    all_tags: dict[str, list[str]] = field(default_factory=dict)
+    registry: str = ""
 
 
 def registry_reference(registry: str) -> Reference:
@@ -110,13 +114,14 @@ def from_registry(
         except OciNormalizeError as exc:
             return repository, str(exc)
 
-    targets = Targets(repositories=len(repositories))
+    targets = Targets(repositories=len(repositories), registry=probe.registry)
     found: list[Reference] = []
     with ThreadPoolExecutor(max(1, concurrency)) as pool:
         for repository, tags in pool.map(tags_of, repositories):
             if isinstance(tags, str):
                 targets.failures.append((f"{probe.registry}/{repository}", tags))
                 continue
+            targets.all_tags[repository] = tags
             found.extend(
                 Reference(registry=probe.registry, repository=repository, tag=t) for t in tags
             )

@@ -10,8 +10,9 @@ from .digest import Digest
 from .errors import MalformedManifestError
 from .models import Blob, Node
 from .normalize import descriptors, parse_body
-from .reference import Reference
-from .registry import Fetched, Registry, effective_media_type
+from .reference import Location
+from .registry import Fetched, effective_media_type
+from .store import Store
 
 #: Children of one index fetched at once (manifests are small; latency dominates).
 CHILD_FETCH_CONCURRENCY: Final = 4
@@ -19,20 +20,20 @@ CHILD_FETCH_CONCURRENCY: Final = 4
 MAX_DEPTH: Final = 8
 
 
-def fetch_tree(registry: Registry, ref: Reference) -> Node:
+def fetch_tree(registry: Store, ref: Location) -> Node:
     """The whole tree under ``ref``; every manifest verified against its digest."""
     fetched = registry.get_manifest(ref.repository, ref.ref, expected=ref.digest, what=str(ref))
     return build_tree(registry, ref, fetched)
 
 
-def build_tree(registry: Registry, ref: Reference, root: Fetched) -> Node:
+def build_tree(registry: Store, ref: Location, root: Fetched) -> Node:
     """The tree under an already fetched root (batch reads roots first to group tags by digest)."""
     return _build(registry, ref, root.data, root.media_type, root.digest, "@", 0)
 
 
 def _build(
-    registry: Registry,
-    ref: Reference,
+    registry: Store,
+    ref: Location,
     data: bytes,
     media_type: str,
     digest: Digest,

@@ -19,6 +19,8 @@ from tests.registry import (
     require_tools,
 )
 
+pytest_plugins = ["tests.secretguard"]  # fails any test whose captured output leaks a secret
+
 REGISTRY_FIXTURES = frozenset({"registry", "schema1_registry", "registry_factory"})
 
 

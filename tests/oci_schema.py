@@ -1,4 +1,8 @@
-"""Validate manifests and indexes against the official OCI JSON schemas in ../shared/.
+"""Validate manifests and indexes against the official OCI image-spec v1.1.1 JSON schemas.
+
+They are read from ``$OCI_SCHEMA_DIR``, else the team's shared copy beside the checkout
+(``../shared/oci-image-spec-v1.1.1``), else the unchanged copy vendored under ``fixtures/``
+(Apache-2.0, with its LICENSE), so a bare clone validates too.
 
 The schemas are draft-04 and refer to each other by relative file names under several
 ``id`` bases; every such reference is resolved to the local file of the same name.
@@ -22,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = [
     Path(os.environ["OCI_SCHEMA_DIR"]) if os.environ.get("OCI_SCHEMA_DIR") else None,
     ROOT.parent / "shared" / "oci-image-spec-v1.1.1",
+    ROOT / "fixtures" / "oci-image-spec-v1.1.1",
 ]
 SCHEMA_FOR = {
     mt.OCI_MANIFEST: "image-manifest-schema.json",

@@ -195,10 +195,21 @@ def test_bad_manifests_get_one_clear_error(body: Any, error: type[Exception], te
     assert text in str(info.value)
 
 
-def test_unknown_manifest_type_passes_through_with_warning() -> None:
-    node = _node({"whatever": 1}, media_type="application/vnd.example.thing+json")
-    plan = normalize(node)
-    assert plan.changed == ()
+def test_unknown_root_type_is_refused_but_unknown_children_pass_through() -> None:
+    odd = _node({"whatever": 1}, media_type="application/vnd.example.thing+json")
+    with pytest.raises(UnsupportedMediaTypeError, match="not an image manifest or index"):
+        normalize(odd)
+    entry = {
+        "mediaType": "application/vnd.example.thing+json",
+        "size": len(odd.data),
+        "digest": str(odd.digest),
+    }
+    index = _node(
+        {"schemaVersion": 2, "mediaType": mt.DOCKER_LIST, "manifests": [entry]}, mt.DOCKER_LIST
+    )
+    plan = normalize(index)
+    out = json.loads(plan.root.new_data)
+    assert out["manifests"] == [entry] and out["mediaType"] == mt.OCI_INDEX
     assert any("application/vnd.example.thing+json" in w for w in plan.warnings)
 
 

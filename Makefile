@@ -1,0 +1,40 @@
+# oci-normalize — the two commands that matter: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: help venv test unit lint demo bench-memory clean
+
+help:
+	@echo "make venv   - create $(VENV) with the package and its test extras"
+	@echo "make demo   - repair a Kaniko-style mixed image on a throwaway local registry"
+	@echo "make test   - lint (ruff, mypy) and run every test (real registry + peers)"
+	@echo "make unit   - only the tests that need no registry"
+	@echo "make bench-memory - peak RSS converting a 1 GiB-layer schema1 image and docker-archive"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+
+venv: $(PY)
+
+lint: $(PY)
+	$(PY) -m ruff check oci_normalize tests scripts bench
+	$(PY) -m ruff format --check oci_normalize tests scripts bench
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest -q -ra
+
+unit: $(PY)
+	$(PY) -m pytest -q -m "not registry"
+
+demo: $(PY)
+	$(PY) scripts/demo.py
+
+bench-memory: $(PY)
+	$(PY) bench/memory.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

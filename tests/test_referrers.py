@@ -1,0 +1,218 @@
+"""The pure referrer rules: names from digests, signature types, subject rewrite, fallback index."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from oci_normalize import mediatypes as mt
+from oci_normalize import referrers as rf
+from oci_normalize.digest import Digest
+from oci_normalize.errors import MalformedManifestError, ReferenceError_
+from oci_normalize.inplace import render_backup_tag
+from oci_normalize.normalize import normalize
+from tests.test_normalize import case_tree
+
+HEX = "ab" * 32
+D = Digest("sha256", HEX)
+OTHER = Digest("sha256", "cd" * 32)
+
+
+def test_cosign_tag_names_from_digest() -> None:
+    assert rf.cosign_tags(D) == {
+        f"sha256-{HEX}.sig": rf.COSIGN_SIGNATURE,
+        f"sha256-{HEX}.att": rf.COSIGN_ATTESTATION,
+        f"sha256-{HEX}.sbom": rf.COSIGN_SBOM,
+    }
+
+
+@pytest.mark.parametrize(
+    ("digest", "tag"),
+    [
+        (D, f"sha256-{HEX}"),
+        (Digest("sha512", "e" * 128), ("sha512-" + "e" * 128)[:128]),
+    ],
+)
+def test_fallback_tag(digest: Digest, tag: str) -> None:
+    assert rf.fallback_tag(digest) == tag
+    assert len(rf.fallback_tag(digest)) <= 128
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        (set(), []),
+        ({f"sha256-{HEX}.sig"}, [(rf.COSIGN_SIGNATURE, True)]),
+        ({f"sha256-{HEX}.att"}, [(rf.COSIGN_ATTESTATION, True)]),
+        ({f"sha256-{HEX}.sbom"}, [(rf.COSIGN_SBOM, False)]),
+        ({f"sha256-{HEX}", "latest", f"sha256-{'cd' * 32}.sig"}, []),  # fallback tag, other digest
+        (
+            {f"sha256-{HEX}.sig", f"sha256-{HEX}.sbom"},
+            [(rf.COSIGN_SIGNATURE, True), (rf.COSIGN_SBOM, False)],
+        ),
+    ],
+)
+def test_cosign_referrers_from_tag_list(tags: set[str], expected: list[tuple[str, bool]]) -> None:
+    found = rf.cosign_referrers(D, tags)
+    assert [(r.kind, r.signed) for r in found] == expected
+    assert all(r.subject == D for r in found)
+
+
+@pytest.mark.parametrize(
+    ("artifact_type", "signed"),
+    [
+        ("application/vnd.dev.cosign.artifact.sig.v1+json", True),
+        ("application/vnd.cncf.notary.signature", True),
+        ("application/vnd.dev.sigstore.bundle.v0.3+json", True),
+        ("application/vnd.dev.sigstore.bundle+json;version=0.2", True),
+        ("application/vnd.dsse.envelope.v1+json", True),
+        ("APPLICATION/VND.CNCF.NOTARY.SIGNATURE", True),
+        ("application/spdx+json", False),
+        ("application/vnd.cyclonedx+json", False),
+        ("application/vnd.in-toto+json", False),
+        ("application/vnd.oci.empty.v1+json", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_signature_artifact_types(artifact_type: str | None, signed: bool) -> None:
+    assert rf.is_signature(artifact_type) is signed
+
+
+def _index(*entries: dict[str, object]) -> bytes:
+    return json.dumps(
+        {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
+    ).encode()
+
+
+def test_referrers_from_index_classifies_and_dedupes() -> None:
+    sig = {"mediaType": mt.OCI_MANIFEST, "digest": str(OTHER), "size": 10}
+    data = _index(
+        {**sig, "artifactType": "application/vnd.cncf.notary.signature"},
+        {**sig},  # duplicate digest: listed once
+        {
+            "mediaType": mt.OCI_MANIFEST,
+            "digest": "sha256:" + "ef" * 32,
+            "size": 20,
+            "artifactType": "application/spdx+json",
+        },
+    )
+    found = rf.referrers_from_index(D, data, "t")
+    assert [(r.name, r.signed, r.artifact_type) for r in found] == [
+        (str(OTHER), True, "application/vnd.cncf.notary.signature"),
+        ("sha256:" + "ef" * 32, False, "application/spdx+json"),
+    ]
+    assert {r.kind for r in found} == {rf.OCI_REFERRER}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"[]", b'{"manifests": {}}', b'{"manifests": [{"digest": 1}]}', b"not json"],
+)
+def test_referrers_from_index_rejects_bad_shapes(data: bytes) -> None:
+    with pytest.raises(MalformedManifestError):
+        rf.referrers_from_index(D, data, "t")
+
+
+def test_retarget_replaces_only_subject_and_keeps_order() -> None:
+    original = (
+        b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+        b'"artifactType":"application/spdx+json","config":{"mediaType":"x","digest":"sha256:'
+        + b"0" * 64
+        + b'","size":2},"layers":[],"subject":{"mediaType":"old","digest":"sha256:'
+        + b"1" * 64
+        + b'","size":1},"annotations":{"a":"b"},"x-vendor":[1,2]}'
+    )
+    new_subject = rf.subject_descriptor(mt.OCI_MANIFEST, OTHER, 99)
+    out = rf.retarget(original, new_subject, "t")
+    body = json.loads(out)
+    assert body["subject"] == {"mediaType": mt.OCI_MANIFEST, "digest": str(OTHER), "size": 99}
+    assert list(body) == list(json.loads(original))
+    assert {k: v for k, v in body.items() if k != "subject"} == {
+        k: v for k, v in json.loads(original).items() if k != "subject"
+    }
+    assert rf.retarget(out, new_subject, "t") == out  # idempotent
+
+
+def test_retarget_refuses_a_manifest_without_subject() -> None:
+    with pytest.raises(MalformedManifestError, match="subject"):
+        rf.retarget(b'{"schemaVersion":2}', rf.subject_descriptor("x", D, 1), "t")
+
+
+@pytest.mark.parametrize(
+    ("body", "artifact_type"),
+    [
+        (
+            {"artifactType": "application/spdx+json", "config": {"mediaType": "c"}},
+            "application/spdx+json",
+        ),
+        ({"config": {"mediaType": "application/vnd.example.sbom"}}, "application/vnd.example.sbom"),
+        ({}, None),
+    ],
+)
+def test_referrer_descriptor_artifact_type(
+    body: dict[str, object], artifact_type: str | None
+) -> None:
+    data = json.dumps({"schemaVersion": 2, **body, "annotations": {"k": "v"}}).encode()
+    desc = rf.referrer_descriptor(data, mt.OCI_MANIFEST, "t")
+    assert desc["digest"] == str(Digest.of(data)) and desc["size"] == len(data)
+    assert desc.get("artifactType") == artifact_type
+    assert desc["annotations"] == {"k": "v"}
+
+
+def test_merge_fallback_index_creates_appends_and_dedupes() -> None:
+    a = {"mediaType": mt.OCI_MANIFEST, "digest": str(D), "size": 1}
+    b = {"mediaType": mt.OCI_MANIFEST, "digest": str(OTHER), "size": 2}
+    fresh = rf.merge_fallback_index(None, [a], "t")
+    assert fresh is not None
+    assert json.loads(fresh) == {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [a]}
+    assert rf.merge_fallback_index(fresh, [a], "t") is None  # nothing new: no write
+    both = rf.merge_fallback_index(fresh, [a, b], "t")
+    assert both is not None and json.loads(both)["manifests"] == [a, b]
+
+
+def test_buildkit_attestations_follow_changed_children() -> None:
+    tree = case_tree("index-attestation")
+    plan = normalize(tree)
+    found = rf.buildkit_attestations(tree, plan)
+    moved = plan.digest_map
+    assert len(found) == 2
+    assert all(r.subject in moved and r.kind == rf.BUILDKIT_ATTESTATION for r in found)
+    assert not any(r.signed for r in found)
+    # the attestation manifests themselves are already OCI: their digests stay
+    assert all(r.digest is not None and r.digest not in moved for r in found)
+
+
+def test_buildkit_attestations_none_when_nothing_moves() -> None:
+    tree = case_tree("already-oci")
+    assert rf.buildkit_attestations(tree, normalize(tree)) == []
+
+
+@pytest.mark.parametrize(
+    ("template", "tag", "expected"),
+    [
+        ("{tag}-docker", "v1", "v1-docker"),
+        ("backup-{tag}", "1.2.3", "backup-1.2.3"),
+        ("docker-original", "v1", "docker-original"),
+    ],
+)
+def test_render_backup_tag(template: str, tag: str, expected: str) -> None:
+    assert render_backup_tag(template, tag) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "match"),
+    [
+        ("{digest}", "only {tag}"),
+        ("{0}", "only {tag}"),
+        ("{tag", "only {tag}"),
+        ("{tag}/x", "not a valid tag"),
+        ("-{tag}", "not a valid tag"),
+        ("{tag}", "names the tag being converted"),
+        ("{tag}" + "x" * 130, "not a valid tag"),
+    ],
+)
+def test_render_backup_tag_rejects(template: str, match: str) -> None:
+    with pytest.raises(ReferenceError_, match=match):
+        render_backup_tag(template, "v1")

@@ -1,0 +1,82 @@
+"""The retry schedule: bounded in tries and time, jittered, Retry-After as a floor."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from oci_normalize.retry import (
+    DEFAULT_RETRY,
+    NO_RETRY,
+    RETRY_STATUSES,
+    RetryPolicy,
+    parse_retry_after,
+)
+
+
+@pytest.mark.parametrize(
+    ("retry", "low", "high"),
+    [(1, 0.25, 0.5), (2, 0.5, 1.0), (3, 1.0, 2.0), (4, 2.0, 4.0), (5, 4.0, 8.0), (9, 4.0, 8.0)],
+)
+def test_backoff_doubles_with_jitter_up_to_the_cap(retry: int, low: float, high: float) -> None:
+    policy = RetryPolicy(base_s=0.5, cap_s=8.0)
+    rng = random.Random(retry)
+    waits = [policy.backoff(retry, rng) for _ in range(200)]
+    assert all(low <= w <= high for w in waits)
+    assert max(waits) - min(waits) > (high - low) / 2  # really jittered
+
+
+@pytest.mark.parametrize(
+    ("policy", "retry", "elapsed", "retry_after", "allowed"),
+    [
+        (RetryPolicy(attempts=4), 1, 0.0, None, True),
+        (RetryPolicy(attempts=4), 3, 0.0, None, True),
+        (RetryPolicy(attempts=4), 4, 0.0, None, False),  # 4 tries = 3 retries
+        (RetryPolicy(attempts=1), 1, 0.0, None, False),
+        (RetryPolicy(total_s=10), 1, 9.9, None, False),  # out of time budget
+        (RetryPolicy(total_s=10), 1, 5.0, 4.0, True),
+        (RetryPolicy(total_s=10), 1, 5.0, 6.0, False),  # Retry-After past the budget
+        (RetryPolicy(max_retry_after_s=30), 1, 0.0, 31.0, False),
+    ],
+)
+def test_wait_is_bounded_by_tries_time_and_retry_after(
+    policy: RetryPolicy, retry: int, elapsed: float, retry_after: float | None, allowed: bool
+) -> None:
+    delay = policy.wait(retry, elapsed=elapsed, retry_after=retry_after, rng=random.Random(0))
+    assert (delay is not None) is allowed
+
+
+def test_retry_after_is_a_floor_for_the_wait() -> None:
+    delay = DEFAULT_RETRY.wait(1, elapsed=0, retry_after=3.0, rng=random.Random(0))
+    assert delay == 3.0
+
+
+def test_defaults_retry_what_may_change_and_nothing_else() -> None:
+    assert frozenset({429, 502, 503, 504}) == RETRY_STATUSES
+    for final in (400, 401, 403, 404, 405, 409, 413, 500, 501):
+        assert final not in DEFAULT_RETRY.statuses
+    assert NO_RETRY.wait(1, elapsed=0) is None
+
+
+def test_worst_case_total_wait_of_the_defaults_is_small() -> None:
+    worst = sum(DEFAULT_RETRY.base_s * 2 ** (n - 1) for n in range(1, DEFAULT_RETRY.attempts))
+    assert worst <= 4.0  # 0.5 + 1 + 2 s: a flaky registry costs seconds, not minutes
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", 0.0),
+        ("7", 7.0),
+        (" 12 ", 12.0),
+        ("Thu, 01 Jan 1970 00:01:40 GMT", 60.0),  # now = 40 s after the epoch
+        ("Thu, 01 Jan 1970 00:00:10 GMT", 0.0),  # in the past: retry at once
+        ("soon", None),
+        ("-3", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value, now=40.0) == expected
