@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: help venv test unit lint demo bench-memory clean
+.PHONY: help venv test unit lint demo bench bench-memory clean
 
 help:
 	@echo "make venv   - create $(VENV) with the package and its test extras"
 	@echo "make demo   - repair a Kaniko-style mixed image on a throwaway local registry"
 	@echo "make test   - lint (ruff, mypy) and run every test (real registry + peers)"
 	@echo "make unit   - only the tests that need no registry"
+	@echo "make bench  - batch vs a skopeo loop and the GET+PUT floor (ratios, requests/manifest)"
 	@echo "make bench-memory - peak RSS converting a 1 GiB-layer schema1 image and docker-archive"
 
 $(PY):
@@ -32,6 +33,9 @@ unit: $(PY)
 
 demo: $(PY)
 	$(PY) scripts/demo.py
+
+bench: $(PY)
+	$(PY) bench/batch.py
 
 bench-memory: $(PY)
 	$(PY) bench/memory.py
