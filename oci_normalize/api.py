@@ -15,7 +15,7 @@ from typing import Final
 
 import requests
 
-from . import archive, diff, inplace
+from . import archive, diff, httpenv, inplace
 from . import mediatypes as mt
 from .auth import ANONYMOUS, Credential
 from .blobio import layer_facts
@@ -69,7 +69,7 @@ class Client:
     ) -> None:
         self.options = options
         self._credentials = credentials
-        self._session = requests.Session()
+        self._session = httpenv.new_session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from . import httpenv
 from .errors import DeniedError, UnauthorizedError
 
 #: Tokens are refreshed this many seconds before the expiry they announce.
@@ -237,6 +238,7 @@ class Authenticator:
                 status=401,
             )
         headers: dict[str, str] = {}
+        proxies, verify = httpenv.settings(realm, self._verify)
         try:
             if cred.identity_token:
                 form = {
@@ -250,7 +252,8 @@ class Authenticator:
                     realm,
                     data=form,
                     timeout=self._timeout,
-                    verify=self._verify,
+                    verify=verify,
+                    proxies=proxies,
                     allow_redirects=False,
                 )
             else:
@@ -261,7 +264,8 @@ class Authenticator:
                     params=query,
                     headers=headers,
                     timeout=self._timeout,
-                    verify=self._verify,
+                    verify=verify,
+                    proxies=proxies,
                     allow_redirects=False,
                 )
         except requests.RequestException as exc:

@@ -24,6 +24,7 @@ from urllib.parse import quote, urljoin
 import requests
 from requests import Response
 
+from . import httpenv
 from . import mediatypes as mt
 from .auth import ANONYMOUS, Authenticator, Credential
 from .digest import Digest
@@ -102,7 +103,7 @@ class Registry:
         scheme = "http" if plain else "https"
         self.base_url = f"{scheme}://{reference.api_host}/v2/"
         self.options = options
-        self._session = session or requests.Session()
+        self._session = session or httpenv.new_session()
         self._session.headers["User-Agent"] = USER_AGENT
         verify: bool | str = options.ca_file or True
         if options.insecure:

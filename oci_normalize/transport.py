@@ -19,6 +19,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from . import httpenv
 from .auth import Authenticator
 from .errors import (
     DeniedError,
@@ -65,7 +66,7 @@ class Transport:
         self._session = session
         self.auth = auth
         self._timeout = timeout
-        self._verify = verify
+        self._proxies, self._verify = httpenv.settings(base_url, verify)
         self.retry = retry
         self.sleep = sleep
         self._lock = threading.Lock()
@@ -183,6 +184,9 @@ class Transport:
         extra = {k: v for k, v in kwargs.items() if k != "headers"}
         with self._lock:
             self.requests += 1
+        proxies = self._proxies
+        if origin(url) != self._origin:  # a redirect elsewhere (object storage)
+            proxies = httpenv.settings(url, True)[0]
         try:
             return self._session.request(
                 method,
@@ -190,6 +194,7 @@ class Transport:
                 headers=headers,
                 timeout=self._timeout,
                 verify=self._verify,
+                proxies=proxies,
                 allow_redirects=False,
                 **extra,
             )
