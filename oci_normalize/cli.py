@@ -3,25 +3,28 @@
 Exit codes: 0 success (or nothing to do; for ``check``: everything OCI), 1 ``check`` found Docker
 media types, 2 error (bad reference, unreachable, denied, unsupported, …): one line on stderr;
 for ``batch``/``rollback`` 2 means it could not start, 3 that some references failed (or, for
-``rollback``, conflicted).
+``rollback``, conflicted). Options shared by several commands live in :mod:`.cli_options`.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import sys
-from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
 
-from . import api, batch_cli, credentials
-from .errors import CredentialError, OciNormalizeError, RefusedError
+from . import api, batch_cli
+from .cli_options import (
+    Connection,
+    JsonOpt,
+    connection_options,
+    err,
+    make_client,
+    safety_options,
+)
+from .errors import OciNormalizeError, RefusedError
 from .inplace import ConvertOptions
 from .models import CheckResult, ConvertResult, ReferrerOut
-from .registry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ClientOptions
-from .retry import MAX_ATTEMPTS, MAX_RETRY_TIME_S, RetryPolicy
 
 EXIT_OK: Final = 0
 EXIT_DOCKER_FOUND: Final = 1
@@ -35,120 +38,21 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
-PlainHttpOpt = Annotated[
-    bool, typer.Option("--plain-http", help="Speak plain HTTP to non-loopback registries.")
-]
-InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Skip TLS certificate checks.")]
-TimeoutOpt = Annotated[
-    float, typer.Option("--timeout", min=0.1, help="Read timeout per request, seconds.")
-]
-ConnectTimeoutOpt = Annotated[
-    float,
-    typer.Option("--connect-timeout", min=0.1, help="Connect timeout per request, seconds."),
-]
-UsernameOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--username",
-        "-u",
-        help="Registry user name; the password is read from stdin (--password-stdin).",
-    ),
-]
-PasswordStdinOpt = Annotated[
-    bool,
-    typer.Option("--password-stdin", help="Read the password for --username from stdin."),
-]
-CaFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--ca-file",
-        exists=True,
-        dir_okay=False,
-        help="PEM bundle of the CA(s) that signed the registry's certificate.",
-    ),
-]
-RetriesOpt = Annotated[
-    int,
-    typer.Option(
-        "--retries",
-        min=0,
-        max=20,
-        help="Retries of a request after 429, 502-504 or a dropped connection.",
-    ),
-]
-RetryTimeOpt = Annotated[
-    float,
-    typer.Option("--retry-max-time", min=0, help="No retry starts later than this, seconds."),
-]
-
-_warned_insecure = False
-
-
-def _client(
-    plain_http: bool,
-    insecure: bool,
-    timeout: float,
-    *,
-    connect_timeout: float = CONNECT_TIMEOUT_S,
-    username: str | None = None,
-    password_stdin: bool = False,
-    ca_file: Path | None = None,
-    retries: int = MAX_ATTEMPTS - 1,
-    retry_max_time: float = MAX_RETRY_TIME_S,
-    pool_size: int = 16,
-) -> api.Client:
-    """The client every command uses; raises CredentialError for unusable credential flags."""
-    global _warned_insecure
-    _log_warnings()
-    if insecure and not _warned_insecure:
-        _warned_insecure = True
-        _err("oci-normalize: warning: --insecure: TLS certificates are not verified")
-    password = None
-    if password_stdin:
-        if not username:
-            raise CredentialError("--password-stdin needs --username")
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise CredentialError("--password-stdin: nothing was read from stdin")
-    elif username:
-        raise CredentialError(
-            "--username needs --password-stdin (passwords are never taken as arguments)"
-        )
-    options = ClientOptions(
-        plain_http=plain_http,
-        insecure=insecure,
-        ca_file=str(ca_file) if ca_file else None,
-        connect_timeout=connect_timeout,
-        read_timeout=timeout,
-        retry=RetryPolicy(attempts=retries + 1, total_s=retry_max_time),
-    )
-    return api.Client(
-        options=options,
-        credentials=credentials.lookup(username=username, password=password),
-        pool_size=pool_size,
-    )
-
-
-def _log_warnings() -> None:
-    """Library warnings (a missing credential helper …) go to stderr as one line each."""
-    logger = logging.getLogger("oci_normalize")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("oci-normalize: %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.WARNING)
-
-
-def _err(message: str) -> None:
-    print(message, file=sys.stderr)
-
 
 def _emit_json(doc: Any) -> None:
     print(json.dumps(doc, indent=2, sort_keys=False))
 
 
+def _client_or_exit(conn: Connection, code: int, *, pool_size: int = 16) -> api.Client:
+    try:
+        return make_client(conn, pool_size=pool_size)
+    except OciNormalizeError as exc:
+        err(f"oci-normalize: error: {exc}")
+        raise typer.Exit(code) from None
+
+
 @app.command()
+@connection_options
 def check(
     refs: Annotated[
         list[str],
@@ -158,38 +62,17 @@ def check(
         ),
     ],
     json_out: JsonOpt = False,
-    plain_http: PlainHttpOpt = False,
-    insecure: InsecureOpt = False,
-    timeout: TimeoutOpt = READ_TIMEOUT_S,
-    connect_timeout: ConnectTimeoutOpt = CONNECT_TIMEOUT_S,
-    username: UsernameOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    ca_file: CaFileOpt = None,
-    retries: RetriesOpt = MAX_ATTEMPTS - 1,
-    retry_max_time: RetryTimeOpt = MAX_RETRY_TIME_S,
+    *,
+    conn: Connection,
 ) -> None:
     """List every Docker media type under each REF (index, children, config, layers)."""
-    try:
-        client = _client(
-            plain_http,
-            insecure,
-            timeout,
-            connect_timeout=connect_timeout,
-            username=username,
-            password_stdin=password_stdin,
-            ca_file=ca_file,
-            retries=retries,
-            retry_max_time=retry_max_time,
-        )
-    except OciNormalizeError as exc:
-        _err(f"oci-normalize: error: {exc}")
-        raise typer.Exit(EXIT_ERROR) from None
+    client = _client_or_exit(conn, EXIT_ERROR)
     results: list[CheckResult] = []
     for ref in refs:
         try:
             results.append(api.check(ref, client=client))
         except OciNormalizeError as exc:
-            _err(f"oci-normalize: error: {exc}")
+            err(f"oci-normalize: error: {exc}")
             results.append(CheckResult(reference=ref, error=str(exc)))
     code = EXIT_OK
     if any(r.error for r in results):
@@ -227,6 +110,8 @@ def _plural(n: int, noun: str) -> str:
 
 
 @app.command()
+@connection_options
+@safety_options
 def convert(
     src: Annotated[
         str,
@@ -245,68 +130,21 @@ def convert(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Push nothing; show the diff and new digests.")
     ] = False,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Move the tag even if it changed since it was read."),
-    ] = False,
-    backup_tag: Annotated[
-        str | None,
-        typer.Option(
-            "--backup-tag",
-            metavar="TEMPLATE",
-            help="First tag the original manifest here, e.g. '{tag}-docker' (in place only).",
-        ),
-    ] = None,
-    break_signatures: Annotated[
-        bool,
-        typer.Option(
-            "--break-signatures",
-            help="Convert even though signatures name the old digest (they must be re-signed).",
-        ),
-    ] = False,
-    no_referrers: Annotated[
-        bool,
-        typer.Option(
-            "--no-referrers", help="Do not re-attach SBOMs/attestations to the new digest."
-        ),
-    ] = False,
     json_out: JsonOpt = False,
-    plain_http: PlainHttpOpt = False,
-    insecure: InsecureOpt = False,
-    timeout: TimeoutOpt = READ_TIMEOUT_S,
-    connect_timeout: ConnectTimeoutOpt = CONNECT_TIMEOUT_S,
-    username: UsernameOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    ca_file: CaFileOpt = None,
-    retries: RetriesOpt = MAX_ATTEMPTS - 1,
-    retry_max_time: RetryTimeOpt = MAX_RETRY_TIME_S,
+    *,
+    conn: Connection,
+    options: ConvertOptions,
 ) -> None:
     """Rewrite SRC with OCI media types, in place or into DEST.
 
     In place, signatures that name the old digest make it refuse; unsigned referrers (SBOMs,
     attestations) are re-attached to the new digest; old ones are never deleted.
     """
-    options = ConvertOptions(
-        force=force,
-        backup_tag=backup_tag,
-        break_signatures=break_signatures,
-        referrers=not no_referrers,
-    )
+    client = _client_or_exit(conn, EXIT_ERROR)
     try:
-        client = _client(
-            plain_http,
-            insecure,
-            timeout,
-            connect_timeout=connect_timeout,
-            username=username,
-            password_stdin=password_stdin,
-            ca_file=ca_file,
-            retries=retries,
-            retry_max_time=retry_max_time,
-        )
         result = api.convert(src, dest, dry_run=dry_run, client=client, options=options)
     except OciNormalizeError as exc:
-        _err(f"oci-normalize: error: {exc}")
+        err(f"oci-normalize: error: {exc}")
         if json_out:
             details = exc.details if isinstance(exc, RefusedError) else ()
             failed = ConvertResult(
@@ -393,6 +231,8 @@ ConcurrencyOpt = Annotated[
 
 
 @app.command()
+@connection_options
+@safety_options
 def batch(
     registry: Annotated[
         str | None,
@@ -432,57 +272,19 @@ def batch(
     report: Annotated[
         str | None, typer.Option("--report", metavar="FILE", help="Write a .html or .md report.")
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Move tags even if they changed since read.")
-    ] = False,
-    backup_tag: Annotated[
-        str | None,
-        typer.Option(
-            "--backup-tag",
-            metavar="TEMPLATE",
-            help="First tag each original here ('{tag}-docker').",
-        ),
-    ] = None,
-    break_signatures: Annotated[
-        bool,
-        typer.Option("--break-signatures", help="Convert signed images too (re-sign after)."),
-    ] = False,
-    no_referrers: Annotated[
-        bool, typer.Option("--no-referrers", help="Do not re-attach SBOMs/attestations.")
-    ] = False,
-    plain_http: PlainHttpOpt = False,
-    insecure: InsecureOpt = False,
-    timeout: TimeoutOpt = READ_TIMEOUT_S,
-    connect_timeout: ConnectTimeoutOpt = CONNECT_TIMEOUT_S,
-    username: UsernameOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    ca_file: CaFileOpt = None,
-    retries: RetriesOpt = MAX_ATTEMPTS - 1,
-    retry_max_time: RetryTimeOpt = MAX_RETRY_TIME_S,
+    *,
+    conn: Connection,
+    options: ConvertOptions,
 ) -> None:
     """Convert every selected reference in place, concurrently; journal, report, resume.
 
     Each tag goes through what ``convert`` does in place (guard, signatures, referrers).
     """
-    if password_stdin and from_file == "-":
-        _err("oci-normalize: error: --password-stdin and --from-file - both want stdin")
+    if conn.password_stdin and from_file == "-":
+        err("oci-normalize: error: --password-stdin and --from-file - both want stdin")
         raise typer.Exit(batch_cli.EXIT_CANNOT_START)
-    try:
-        client = _client(
-            plain_http,
-            insecure,
-            timeout,
-            connect_timeout=connect_timeout,
-            username=username,
-            password_stdin=password_stdin,
-            ca_file=ca_file,
-            retries=retries,
-            retry_max_time=retry_max_time,
-            pool_size=batch_cli.pool_size(concurrency),
-        )
-    except OciNormalizeError as exc:
-        _err(f"oci-normalize: error: {exc}")
-        raise typer.Exit(batch_cli.EXIT_CANNOT_START) from None
+    pool = batch_cli.pool_size(concurrency)
+    client = _client_or_exit(conn, batch_cli.EXIT_CANNOT_START, pool_size=pool)
     request = batch_cli.BatchRequest(
         registry=registry,
         repos=tuple(repo or ()),
@@ -494,17 +296,13 @@ def batch(
         json_out=json_out,
         shard=shard,
         report=report,
-        options=ConvertOptions(
-            force=force,
-            backup_tag=backup_tag,
-            break_signatures=break_signatures,
-            referrers=not no_referrers,
-        ),
+        options=options,
     )
     raise typer.Exit(batch_cli.run_batch(request, client))
 
 
 @app.command()
+@connection_options
 def rollback(
     journal: Annotated[str, typer.Argument(metavar="JOURNAL", help="A batch journal file.")],
     dry_run: Annotated[
@@ -514,33 +312,12 @@ def rollback(
         bool, typer.Option("--json", help="One JSON line per tag, then a summary line.")
     ] = False,
     concurrency: ConcurrencyOpt = batch_cli.DEFAULT_CONCURRENCY,
-    plain_http: PlainHttpOpt = False,
-    insecure: InsecureOpt = False,
-    timeout: TimeoutOpt = READ_TIMEOUT_S,
-    connect_timeout: ConnectTimeoutOpt = CONNECT_TIMEOUT_S,
-    username: UsernameOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    ca_file: CaFileOpt = None,
-    retries: RetriesOpt = MAX_ATTEMPTS - 1,
-    retry_max_time: RetryTimeOpt = MAX_RETRY_TIME_S,
+    *,
+    conn: Connection,
 ) -> None:
     """Put the original manifests back on every tag a batch moved, where nothing moved since."""
-    try:
-        client = _client(
-            plain_http,
-            insecure,
-            timeout,
-            connect_timeout=connect_timeout,
-            username=username,
-            password_stdin=password_stdin,
-            ca_file=ca_file,
-            retries=retries,
-            retry_max_time=retry_max_time,
-            pool_size=batch_cli.pool_size(concurrency),
-        )
-    except OciNormalizeError as exc:
-        _err(f"oci-normalize: error: {exc}")
-        raise typer.Exit(batch_cli.EXIT_CANNOT_START) from None
+    pool = batch_cli.pool_size(concurrency)
+    client = _client_or_exit(conn, batch_cli.EXIT_CANNOT_START, pool_size=pool)
     raise typer.Exit(
         batch_cli.run_rollback(
             journal, client, dry_run=dry_run, json_out=json_out, concurrency=concurrency
