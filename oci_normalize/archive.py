@@ -28,6 +28,7 @@ from typing import IO, Any, Final
 
 from . import mediatypes as mt
 from .blobio import CHUNK, spool_layer
+from .content import BodyOpener, Fetched
 from .digest import Digest
 from .errors import (
     ContentError,
@@ -40,7 +41,6 @@ from .errors import (
 )
 from .normalize import serialize
 from .reference import ArchiveRef, Reference
-from .registry import BodyOpener, Fetched
 from .store import BlobStream, BytesBlob, FileBlob
 
 MANIFEST_FILE: Final = "manifest.json"

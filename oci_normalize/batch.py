@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from . import inplace
 from . import mediatypes as mt
 from .api import Client, Planned, push_in_place, schema1_facts
+from .content import Fetched
 from .digest import Digest
 from .errors import JournalError, OciNormalizeError
 from .inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
@@ -37,7 +38,6 @@ from .journal import Journal
 from .models import Node, Plan
 from .normalize import descriptors, normalize, parse_body
 from .reference import Reference
-from .registry import Fetched
 from .tree import CHILD_FETCH_CONCURRENCY, build_tree
 
 DEFAULT_CONCURRENCY: Final = 8

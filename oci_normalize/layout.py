@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import mediatypes as mt
+from .content import MAX_MANIFEST_BYTES, BodyOpener, Fetched, effective_media_type
 from .digest import Digest
 from .errors import (
     DigestMismatchError,
@@ -33,7 +34,6 @@ from .errors import (
     NotFoundError,
 )
 from .normalize import descriptors, parse_body, serialize
-from .registry import MAX_MANIFEST_BYTES, BodyOpener, Fetched, effective_media_type
 from .store import FileBlob, StreamBlob, opened
 
 REF_NAME: Final = "org.opencontainers.image.ref.name"

@@ -11,12 +11,10 @@ with a freshly opened body.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, urljoin
@@ -27,22 +25,26 @@ from requests import Response
 from . import httpenv
 from . import mediatypes as mt
 from .auth import ANONYMOUS, Authenticator, Credential
+from .content import (
+    MAX_MANIFEST_BYTES,
+    BodyOpener,
+    Fetched,
+    effective_media_type,
+    parse_header_digest,
+    read_capped,
+    verify_manifest,
+)
 from .digest import Digest
 from .errors import (
     DigestMismatchError,
-    InvalidDigestError,
-    ManifestTooLargeError,
     OciNormalizeError,
     RegistryError,
     TransportError,
 )
 from .reference import Reference
 from .retry import DEFAULT_RETRY, RetryPolicy
-from .transport import ERROR_CLASSES, MAX_ERROR_BODY, Transport, raise_for_status, read_errors
+from .transport import ERROR_CLASSES, Transport, raise_for_status, read_errors
 
-__all__ = ["MAX_ERROR_BODY", "raise_for_status"]  # re-exported: they used to live here
-
-MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 CONNECT_TIMEOUT_S: Final = 10.0
 READ_TIMEOUT_S: Final = 60.0
 CHUNK: Final = 1024 * 1024
@@ -63,17 +65,6 @@ class ClientOptions:
 
 
 DEFAULT_OPTIONS: Final = ClientOptions()
-
-
-@dataclass(frozen=True)
-class Fetched:
-    data: bytes
-    media_type: str  # effective type: body mediaType, else Content-Type
-    digest: Digest
-
-
-#: Opens a fresh body for one upload try: a context manager yielding the blob's chunks.
-BodyOpener = Callable[[], AbstractContextManager[Iterable[bytes]]]
 
 
 def pull_scope(repository: str) -> str:
@@ -179,10 +170,10 @@ class Registry:
         )
         with resp:
             raise_for_status(resp, what, kind="manifest")
-            data = _read_capped(resp, self.options.max_manifest_bytes, what)
+            data = read_capped(resp, self.options.max_manifest_bytes, what)
         content_type = resp.headers.get("Content-Type", "")
         header = resp.headers.get("Docker-Content-Digest")
-        digest = _verify_manifest(data, content_type, expected, header, what)
+        digest = verify_manifest(data, content_type, expected, header, what)
         return Fetched(
             data=data, media_type=effective_media_type(data, content_type), digest=digest
         )
@@ -202,7 +193,7 @@ class Registry:
         raise_for_status(resp, what, kind="manifest")
         header = resp.headers.get("Docker-Content-Digest")
         if header:
-            return _parse_header_digest(header, what)
+            return parse_header_digest(header, what)
         # Some registries omit the header on HEAD: fall back to a GET.
         return self.get_manifest(repository, ref, what=what).digest
 
@@ -233,7 +224,7 @@ class Registry:
                 raise
             return digest, True
         returned = resp.headers.get("Docker-Content-Digest")
-        if returned and _parse_header_digest(returned, what) != digest:
+        if returned and parse_header_digest(returned, what) != digest:
             raise DigestMismatchError(f"{what}: registry stored {returned}, we sent {digest}")
         return digest, bool(returned)
 
@@ -419,7 +410,7 @@ class Registry:
                         return None
                     raise cls(f"{what}: {code}: {message}", status=resp.status_code, code=code)
                 raise_for_status(resp, what, kind="referrers")
-                data = _read_capped(resp, self.options.max_manifest_bytes, what)
+                data = read_capped(resp, self.options.max_manifest_bytes, what)
             try:
                 page = json.loads(data)
                 entries = list(page.get("manifests") or [])
@@ -449,77 +440,6 @@ class _SizedStream:
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._chunks)
-
-
-def effective_media_type(data: bytes, content_type: str, fallback: str = "") -> str:
-    """The body's ``mediaType`` when present, else the Content-Type, else ``fallback``."""
-    try:
-        body = json.loads(data)
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("mediaType"), str) and body["mediaType"]:
-        return mt.base(body["mediaType"])
-    if isinstance(body, dict) and body.get("schemaVersion") == 1:
-        ctype = mt.base(content_type)
-        return ctype if mt.is_schema1(ctype) else mt.DOCKER_SCHEMA1_SIGNED
-    ctype = mt.base(content_type)
-    if mt.is_manifest(ctype):
-        return ctype
-    return fallback or ctype
-
-
-def _read_capped(resp: requests.Response, cap: int, what: str) -> bytes:
-    length = resp.headers.get("Content-Length")
-    if length and length.isdigit() and int(length) > cap:
-        raise ManifestTooLargeError(f"{what}: manifest is {length} bytes, over the {cap} cap")
-    buf = bytearray()
-    for chunk in resp.iter_content(64 * 1024):
-        buf += chunk
-        if len(buf) > cap:
-            raise ManifestTooLargeError(f"{what}: manifest is over the {cap} byte cap")
-    return bytes(buf)
-
-
-def _parse_header_digest(value: str, what: str) -> Digest:
-    try:
-        return Digest.parse(value.strip())
-    except InvalidDigestError as exc:
-        raise RegistryError(f"{what}: registry sent a bad Docker-Content-Digest") from exc
-
-
-def _verify_manifest(
-    data: bytes, media_type: str, expected: Digest | None, header: str | None, what: str
-) -> Digest:
-    # A signed schema1 manifest is identified by its JWS payload, without the signatures.
-    content = jws_payload(data) if mt.base(media_type) == mt.DOCKER_SCHEMA1_SIGNED else data
-    if expected is not None:
-        expected.verify(content, what)
-        return expected if expected.algorithm == "sha256" else Digest.of(content)
-    if header:
-        announced = _parse_header_digest(header, what)
-        announced.verify(content, what)
-    return Digest.of(content)
-
-
-def jws_payload(data: bytes) -> bytes:
-    """The signed payload of a Docker schema1 "pretty JWS" manifest (what its digest covers).
-
-    Each signature's protected header names ``formatLength`` (bytes of the body before the
-    signatures) and ``formatTail`` (base64url of the closing bytes that replace them).
-    Unsigned or unparseable bodies are returned unchanged.
-    """
-    try:
-        body = json.loads(data)
-        protected = body["signatures"][0]["protected"]
-        header = json.loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)))
-        length = int(header["formatLength"])
-        tail_b64 = str(header["formatTail"])
-        tail = base64.urlsafe_b64decode(tail_b64 + "=" * (-len(tail_b64) % 4))
-    except (ValueError, KeyError, IndexError, TypeError):
-        return data
-    if not 0 < length <= len(data):
-        return data
-    return data[:length] + tail
 
 
 def _may_have_landed(exc: OciNormalizeError) -> bool:

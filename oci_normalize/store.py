@@ -15,8 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Protocol
 
+from .content import BodyOpener, Fetched
 from .digest import Digest
-from .registry import BodyOpener, Fetched
 
 
 class BlobStream(Protocol):

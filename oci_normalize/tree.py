@@ -6,12 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from . import mediatypes as mt
+from .content import Fetched, effective_media_type
 from .digest import Digest
 from .errors import MalformedManifestError
 from .models import Blob, Node
 from .normalize import descriptors, parse_body
 from .reference import Location
-from .registry import Fetched, effective_media_type
 from .store import Store
 
 #: Children of one index fetched at once (manifests are small; latency dominates).

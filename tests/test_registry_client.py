@@ -14,6 +14,7 @@ import pytest
 from oci_normalize import api
 from oci_normalize import mediatypes as mt
 from oci_normalize.auth import Credential
+from oci_normalize.content import jws_payload
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     DeniedError,
@@ -25,7 +26,7 @@ from oci_normalize.errors import (
     UnsupportedMediaTypeError,
 )
 from oci_normalize.reference import Reference
-from oci_normalize.registry import ClientOptions, Registry, jws_payload
+from oci_normalize.registry import ClientOptions, Registry
 from tests.fake_registry import Answer, FakeRegistry, fake_registry
 
 CONFIG = {"mediaType": mt.DOCKER_CONFIG, "size": 2, "digest": "sha256:" + "d" * 64}

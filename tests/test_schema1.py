@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from oci_normalize import api, cli, schema1
 from oci_normalize import mediatypes as mt
+from oci_normalize.content import jws_payload
 from oci_normalize.digest import Digest
 from oci_normalize.errors import ContentError, MalformedManifestError, UnsupportedMediaTypeError
 from oci_normalize.models import LayerFacts, Node
 from oci_normalize.normalize import normalize, schema1_layer_blobs, serialize
-from oci_normalize.registry import jws_payload
 from tests import peers, seed
 from tests.registry import RunningRegistry
 
