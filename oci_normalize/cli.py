@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final
 import typer
 
 from . import api, batch_cli
+from . import mediatypes as mt
 from .cli_options import (
     Connection,
     JsonOpt,
@@ -92,7 +93,11 @@ def _print_check(r: CheckResult) -> None:
     verdict = "OCI" if r.oci else "DOCKER"
     print(f"{r.reference}  {r.digest}  {r.media_type}  [{verdict}]")
     for f in r.findings:
-        twin = f.oci_media_type or "(no OCI equivalent)"
+        twin = f.oci_media_type or (
+            f"rebuilt as {mt.OCI_MANIFEST} by convert"
+            if mt.is_schema1(f.media_type)
+            else "(no OCI equivalent)"
+        )
         where = f.where if f.path == "@" else f"{f.path} {f.where}"
         print(f"  {where}: {f.media_type} -> {twin}")
     for w in r.warnings:

@@ -329,6 +329,9 @@ def test_schema1_is_reported_by_check(schema1_registry: RunningRegistry, tmp_pat
     assert checked.returncode == 1, checked.stderr
     (result,) = json.loads(checked.stdout)["results"]
     assert result["findings"][0]["media_type"] == mt.DOCKER_SCHEMA1_SIGNED
+    text = cli("check", f"{schema1_registry.host}/conv/s1:v1")
+    assert text.returncode == 1
+    assert f"{mt.DOCKER_SCHEMA1_SIGNED} -> rebuilt as {mt.OCI_MANIFEST} by convert" in text.stdout
 
 
 @pytest.mark.registry
