@@ -1,15 +1,16 @@
 """The Python API the CLI is a thin layer over: :func:`check`, :func:`plan`, :func:`convert`.
 
-Each call takes references as strings or :class:`~oci_normalize.reference.Reference` and
-returns typed results; failures raise :class:`~oci_normalize.errors.OciNormalizeError`
-(``convert`` and ``check`` also return them as ``error`` for batch-style callers that pass
-``raise_errors=False``).
+Each call takes a location as a string (a registry reference, ``oci:PATH[:TAG]``,
+``docker-archive:PATH[:REF]``) or a parsed one, and returns a typed result; failures raise
+:class:`~oci_normalize.errors.OciNormalizeError`. Pass one :class:`Client` to several calls to
+share connections and tokens; without one, each call makes its own and closes it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -133,6 +134,22 @@ class Client:
             found.close()
         self._session.close()
 
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def _client_for(client: Client | None) -> Iterator[Client]:
+    """The caller's client as it is, or a fresh one closed (temp files and all) afterwards."""
+    if client is not None:
+        yield client
+        return
+    with Client() as own:
+        yield own
+
 
 def _as_ref(ref: str | Location) -> Location:
     return parse_location(ref) if isinstance(ref, str) else ref
@@ -150,7 +167,7 @@ def schema1_facts(tree: Node, store: Store, loc: Location) -> dict[Digest, Layer
 
 @dataclass(frozen=True)
 class Planned:
-    """A fetched tree with its plan (``plan`` is None when the tree cannot be converted)."""
+    """A fetched tree with its plan."""
 
     reference: Location
     tree: Node
@@ -162,7 +179,11 @@ def check(ref: str | Location, *, client: Client | None = None) -> CheckResult:
     reference = _as_ref(ref)
     if isinstance(reference, ArchiveRef):
         return _check_archive(reference)
-    client = client or Client()
+    with _client_for(client) as c:
+        return _check(reference, c)
+
+
+def _check(reference: Location, client: Client) -> CheckResult:
     tree = fetch_tree(client.store(reference), reference)
     require_image(tree)
     findings = find_docker_types(tree)
@@ -242,11 +263,11 @@ def plan(ref: str | Location, *, client: Client | None = None) -> Planned:
     Schema1 manifests are planned too: their layers are streamed once for their diff_ids.
     """
     reference = _as_ref(ref)
-    client = client or Client()
-    store = client.store(reference)
-    tree = fetch_tree(store, reference)
-    facts = schema1_facts(tree, store, reference)
-    return Planned(reference=reference, tree=tree, plan=normalize(tree, schema1_layers=facts))
+    with _client_for(client) as c:
+        store = c.store(reference)
+        tree = fetch_tree(store, reference)
+        facts = schema1_facts(tree, store, reference)
+        return Planned(reference=reference, tree=tree, plan=normalize(tree, schema1_layers=facts))
 
 
 def _in_place_target(source: Location, client: Client) -> Location:
@@ -286,12 +307,12 @@ def convert(
     unless ``options.break_signatures``; unsigned referrers are re-attached unless
     ``not options.referrers``; ``options.backup_tag`` tags the original first.
     """
-    client = client or Client()
     source = _as_ref(src)
-    try:
-        return _convert(source, dest, dry_run=dry_run, client=client, options=options)
-    finally:
-        client.release(source)
+    with _client_for(client) as c:
+        try:
+            return _convert(source, dest, dry_run=dry_run, client=c, options=options)
+        finally:
+            c.release(source)
 
 
 def _convert(
