@@ -43,16 +43,16 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from oci_normalize.api import Client, plan  # noqa: E402
-from oci_normalize.batch import DEFAULT_CONCURRENCY  # noqa: E402
+from oci_normalize.batch.run import DEFAULT_CONCURRENCY  # noqa: E402
 from tests import seed  # noqa: E402
-from tests.bulk_seed import (  # noqa: E402
+from tests.support.bulk_seed import (  # noqa: E402
     Image,
     ListImage,
     Seeder,
     docker_list_body,
     docker_manifest_variant,
 )
-from tests.registry import RunningRegistry, start_registry  # noqa: E402
+from tests.support.registry import RunningRegistry, start_registry  # noqa: E402
 
 REPOS = 10
 SEED_THREADS = 8

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.registry import start_registry  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
 
 MIB = 1024 * 1024
 RANDOM_EVERY = 16  # one random MiB in every 16

@@ -2,7 +2,8 @@
 
 Python API::
 
-    from oci_normalize import check, convert
+    from oci_normalize import check
+    from oci_normalize import convert
     report = check("registry.example/app:1.0")
     if not report.oci:
         result = convert("registry.example/app:1.0", dry_run=True)
@@ -11,12 +12,12 @@ Python API::
 
 from __future__ import annotations
 
-from .api import Client, check, convert, plan
-from .errors import OciNormalizeError, RefusedError
-from .inplace import ConvertOptions
-from .models import CheckResult, ConvertResult
-from .reference import ArchiveRef, LayoutRef, Reference, parse_location
-from .registry import ClientOptions
+from oci_normalize.api import Client, check, convert, plan
+from oci_normalize.convert.inplace import ConvertOptions
+from oci_normalize.errors import OciNormalizeError, RefusedError
+from oci_normalize.models import CheckResult, ConvertResult
+from oci_normalize.reference import ArchiveRef, LayoutRef, Reference, parse_location
+from oci_normalize.store.registry import ClientOptions
 
 __all__ = [
     "ArchiveRef",

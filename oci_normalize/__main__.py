@@ -1,3 +1,3 @@
-from .cli import main
+from oci_normalize.cli.app import main
 
 main()

@@ -16,15 +16,23 @@ from typing import Final
 
 import requests
 
-from . import archive, diff, httpenv, inplace
-from . import mediatypes as mt
-from .auth import ANONYMOUS, Credential
-from .blobio import layer_facts
-from .digest import Digest
-from .errors import OciNormalizeError, RegistryError, UnsupportedMediaTypeError
-from .inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions, ReferrerCache
-from .layout import Layout
-from .models import (
+from oci_normalize import mediatypes as mt
+from oci_normalize.convert import diff, inplace
+from oci_normalize.convert.blobio import layer_facts
+from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions, ReferrerCache
+from oci_normalize.convert.normalize import (
+    find_docker_types,
+    normalize,
+    require_image,
+    schema1_layer_blobs,
+)
+from oci_normalize.convert.push import PushStats, push_plan
+from oci_normalize.convert.tree import fetch_tree
+from oci_normalize.digest import Digest
+from oci_normalize.errors import OciNormalizeError, RegistryError, UnsupportedMediaTypeError
+from oci_normalize.http import env as httpenv
+from oci_normalize.http.auth import ANONYMOUS, Credential
+from oci_normalize.models import (
     CheckResult,
     ConvertResult,
     FindingOut,
@@ -35,9 +43,7 @@ from .models import (
     ReferrerOut,
     TagMove,
 )
-from .normalize import find_docker_types, normalize, require_image, schema1_layer_blobs
-from .push import PushStats, push_plan
-from .reference import (
+from oci_normalize.reference import (
     ArchiveRef,
     LayoutRef,
     Location,
@@ -45,9 +51,10 @@ from .reference import (
     parse_location,
     same_repository,
 )
-from .registry import CHUNK, DEFAULT_OPTIONS, ClientOptions, Registry
-from .store import Store
-from .tree import fetch_tree
+from oci_normalize.store import archive
+from oci_normalize.store.base import Store
+from oci_normalize.store.layout import Layout
+from oci_normalize.store.registry import CHUNK, DEFAULT_OPTIONS, ClientOptions, Registry
 
 CredentialLookup = Callable[[str], Credential]
 #: The tag an untagged ``oci:PATH`` destination gets, as a registry reference would.

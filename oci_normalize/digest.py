@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from .errors import DigestMismatchError, InvalidDigestError
+from oci_normalize.errors import DigestMismatchError, InvalidDigestError
 
 #: Algorithm → hex length. The OCI spec registers exactly these two.
 ALGORITHMS: Final[dict[str, int]] = {"sha256": 64, "sha512": 128}

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .digest import Digest
+from oci_normalize.digest import Digest
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Final
 
-from .digest import Digest
-from .errors import InvalidDigestError, ReferenceError_
+from oci_normalize.digest import Digest
+from oci_normalize.errors import InvalidDigestError, ReferenceError_
 
 DOCKER_HUB: Final = "docker.io"
 DOCKER_HUB_API: Final = "registry-1.docker.io"

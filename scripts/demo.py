@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests import seed  # noqa: E402 - the demo reuses the test suite's independent seeder
-from tests.registry import registry_factory_at  # noqa: E402
+from tests.support.registry import registry_factory_at  # noqa: E402
 
 REPO = "google/trillian/db_server"
 TAG = "v1.6.0"

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.registry import (
+from tests.support.registry import (
     RegistryFactory,
     RunningRegistry,
     registry_factory_at,
     require_tools,
 )
 
-pytest_plugins = ["tests.secretguard"]  # fails any test whose captured output leaks a secret
+pytest_plugins = [
+    "tests.support.secretguard"
+]  # fails any test whose captured output leaks a secret
 
 REGISTRY_FIXTURES = frozenset({"registry", "schema1_registry", "registry_factory"})
 

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from oci_normalize import api, cli
+from oci_normalize import api
 from oci_normalize import mediatypes as mt
+from oci_normalize.cli import app as cli
 from oci_normalize.errors import DigestMismatchError, NotFoundError, OciNormalizeError
-from tests import peers, seed
-from tests.registry import RunningRegistry
+from tests.support import peers, seed
+from tests.support.registry import RunningRegistry
 
 LAYERS = [
     peers.layer_tar({"etc/os-release": b"ID=test\n"}),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from oci_normalize.auth import Credential, _split_challenges, is_loopback_host, parse_challenge
-from oci_normalize.transport import origin
+from oci_normalize.http.auth import Credential, _split_challenges, is_loopback_host, parse_challenge
+from oci_normalize.http.transport import origin
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ class RecordingSession:
 
 
 def _authenticator(cred: Credential, *, allow_plain_http: bool = False):  # type: ignore[no-untyped-def]
-    from oci_normalize.auth import Authenticator
+    from oci_normalize.http.auth import Authenticator
 
     session = RecordingSession()
     auth = Authenticator(
@@ -214,6 +214,6 @@ def test_several_scopes_go_as_separate_parameters_and_identity_tokens_post() -> 
     ],
 )
 def test_merge_scopes(scopes: list[str], merged: list[str]) -> None:
-    from oci_normalize.auth import merge_scopes
+    from oci_normalize.http.auth import merge_scopes
 
     assert merge_scopes(scopes) == merged

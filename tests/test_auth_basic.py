@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from oci_normalize import api
-from oci_normalize.auth import Credential
-from tests import secretguard, seed
-from tests.faultproxy import FaultProxy, Rule
-from tests.registry import RunningRegistry, registry_factory_at
+from oci_normalize.http.auth import Credential
+from tests.support import secretguard, seed
+from tests.support.faultproxy import FaultProxy, Rule
+from tests.support.registry import RunningRegistry, registry_factory_at
 
 pytestmark = pytest.mark.registry
 

@@ -1,6 +1,6 @@
 """Token auth against the real registry: scopes per operation, refusals, identity tokens, expiry.
 
-The registry runs with ``auth.token`` trusting :mod:`tests.tokenserver`, which lets alice push
+The registry runs with ``auth.token`` trusting :mod:`tests.support.tokenserver`, which lets alice push
 only under ``alice/`` and bob only under ``bob/``, and anonymous callers pull only ``public/``.
 Images are seeded through a second, open registry process on the same storage directory.
 """
@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from oci_normalize import api
-from oci_normalize.auth import ANONYMOUS, Credential
 from oci_normalize.errors import DeniedError, UnauthorizedError
+from oci_normalize.http.auth import ANONYMOUS, Credential
 from oci_normalize.reference import Reference
-from tests import secretguard, seed
-from tests.registry import RunningRegistry, registry_factory_at
-from tests.tokenserver import TokenServer
+from tests.support import secretguard, seed
+from tests.support.registry import RunningRegistry, registry_factory_at
+from tests.support.tokenserver import TokenServer
 
 pytestmark = pytest.mark.registry
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from oci_normalize.cli import app
-from tests import seed, seed_referrers
-from tests.bulk_seed import Seeder, docker_manifest_variant
-from tests.registry import RunningRegistry
+from oci_normalize.cli.app import app
+from tests.support import seed, seed_referrers
+from tests.support.bulk_seed import Seeder, docker_manifest_variant
+from tests.support.registry import RunningRegistry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.registry

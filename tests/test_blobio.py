@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.blobio import layer_facts, spool_layer
+from oci_normalize.convert.blobio import layer_facts, spool_layer
 from oci_normalize.digest import Digest
 from oci_normalize.errors import ContentError, DigestMismatchError, UnsupportedMediaTypeError
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from oci_normalize import mediatypes as mt
-from tests import seed
-from tests.oci_schema import validate
-from tests.registry import RegistryFactory, RunningRegistry, require_tools
+from tests.support import seed
+from tests.support.oci_schema import validate
+from tests.support.registry import RegistryFactory, RunningRegistry, require_tools
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

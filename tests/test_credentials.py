@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from oci_normalize.auth import Credential
-from oci_normalize.credentials import lookup, resolve
 from oci_normalize.errors import CredentialError
-from tests import secretguard
+from oci_normalize.http.auth import Credential
+from oci_normalize.http.credentials import lookup, resolve
+from tests.support import secretguard
 
 HOST = "registry.example:5000"
 PASSWORDS = {

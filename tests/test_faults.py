@@ -12,12 +12,12 @@ import requests
 
 from oci_normalize import api
 from oci_normalize.errors import NotFoundError, RateLimitedError, RegistryError
+from oci_normalize.http.retry import RetryPolicy
 from oci_normalize.reference import Reference
-from oci_normalize.registry import ClientOptions
-from oci_normalize.retry import RetryPolicy
-from tests import seed
-from tests.faultproxy import FaultProxy, Rule
-from tests.registry import RunningRegistry, registry_factory_at
+from oci_normalize.store.registry import ClientOptions
+from tests.support import seed
+from tests.support.faultproxy import FaultProxy, Rule
+from tests.support.registry import RunningRegistry, registry_factory_at
 
 pytestmark = pytest.mark.registry
 

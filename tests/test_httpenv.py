@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from oci_normalize import httpenv
+from oci_normalize.http import env as httpenv
 
 
 def test_sessions_take_nothing_from_the_environment() -> None:

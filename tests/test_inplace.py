@@ -11,12 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from oci_normalize import api
-from oci_normalize.cli import EXIT_ERROR, app
+from oci_normalize.cli.app import EXIT_ERROR, app
+from oci_normalize.convert.inplace import ConvertOptions
 from oci_normalize.errors import PushError, RefusedError
-from oci_normalize.inplace import ConvertOptions
-from tests import seed
-from tests import seed_referrers as sr
-from tests.registry import RunningRegistry
+from tests.support import seed
+from tests.support import seed_referrers as sr
+from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.registry
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from oci_normalize.batch.journal import Journal, iter_moves, known_oci, read_journal
+from oci_normalize.batch.rollback import Undo, undo_chains
 from oci_normalize.digest import Digest
 from oci_normalize.errors import JournalError
-from oci_normalize.journal import Journal, iter_moves, known_oci, read_journal
-from oci_normalize.rollback import Undo, undo_chains
 
 OLD = b'{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}'
 NEW = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'

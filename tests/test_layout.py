@@ -17,10 +17,10 @@ from oci_normalize.errors import (
     NotFoundError,
     ReferenceError_,
 )
-from oci_normalize.layout import REF_NAME, Layout
 from oci_normalize.reference import ArchiveRef, LayoutRef, Reference, parse_location
-from tests import peers, seed
-from tests.registry import RunningRegistry
+from oci_normalize.store.layout import REF_NAME, Layout
+from tests.support import peers, seed
+from tests.support.registry import RunningRegistry
 
 CWD = os.getcwd()
 

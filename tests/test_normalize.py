@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from oci_normalize import mediatypes as mt
+from oci_normalize.convert.normalize import find_docker_types, normalize, serialize
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     MalformedManifestError,
@@ -16,8 +17,7 @@ from oci_normalize.errors import (
     UnsupportedMediaTypeError,
 )
 from oci_normalize.models import Node
-from oci_normalize.normalize import find_docker_types, normalize, serialize
-from tests.oci_schema import schema_dir, validate
+from tests.support.oci_schema import schema_dir, validate
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "normalize"
 CASES = sorted(p.name for p in CASES_DIR.iterdir() if (p / "case.json").is_file())

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from oci_normalize import mediatypes as mt
-from oci_normalize import referrers as rf
+from oci_normalize.convert import referrers as rf
+from oci_normalize.convert.inplace import render_backup_tag
+from oci_normalize.convert.normalize import normalize
 from oci_normalize.digest import Digest
 from oci_normalize.errors import MalformedManifestError, ReferenceError_
-from oci_normalize.inplace import render_backup_tag
-from oci_normalize.normalize import normalize
 from tests.test_normalize import case_tree
 
 HEX = "ab" * 32

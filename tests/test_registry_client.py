@@ -13,8 +13,6 @@ import pytest
 
 from oci_normalize import api
 from oci_normalize import mediatypes as mt
-from oci_normalize.auth import Credential
-from oci_normalize.content import jws_payload
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     DeniedError,
@@ -25,9 +23,11 @@ from oci_normalize.errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
+from oci_normalize.http.auth import Credential
+from oci_normalize.manifest import jws_payload
 from oci_normalize.reference import Reference
-from oci_normalize.registry import ClientOptions, Registry
-from tests.fake_registry import Answer, FakeRegistry, fake_registry
+from oci_normalize.store.registry import ClientOptions, Registry
+from tests.support.fake_registry import Answer, FakeRegistry, fake_registry
 
 CONFIG = {"mediaType": mt.DOCKER_CONFIG, "size": 2, "digest": "sha256:" + "d" * 64}
 LAYER = {"mediaType": mt.DOCKER_LAYER_GZIP, "size": 3, "digest": "sha256:" + "c" * 64}

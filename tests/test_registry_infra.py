@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests import seed
-from tests.registry import RegistryFactory, RunningRegistry, parse_access_log
+from tests.support import seed
+from tests.support.registry import RegistryFactory, RunningRegistry, parse_access_log
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess[str]:

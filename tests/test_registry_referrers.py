@@ -13,12 +13,12 @@ import pytest
 
 from oci_normalize import api
 from oci_normalize import mediatypes as mt
+from oci_normalize.convert.inplace import ReferrerCache
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DeniedError, NotFoundError, RefusedError
-from oci_normalize.inplace import ReferrerCache
 from oci_normalize.reference import Reference
-from oci_normalize.registry import Registry
-from tests.fake_registry import Answer, FakeRegistry, fake_registry
+from oci_normalize.store.registry import Registry
+from tests.support.fake_registry import Answer, FakeRegistry, fake_registry
 
 D = Digest("sha256", "ab" * 32)
 R1 = {"mediaType": mt.OCI_MANIFEST, "digest": "sha256:" + "01" * 32, "size": 1}

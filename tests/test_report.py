@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from oci_normalize.batch import ManifestMove, RefResult, summarize
-from oci_normalize.report import old_digests, render_html, render_markdown, repo_counts, write
-from tests.registry import require_tools
+from oci_normalize.batch.report import old_digests, render_html, render_markdown, repo_counts, write
+from oci_normalize.batch.run import ManifestMove, RefResult, summarize
+from tests.support.registry import require_tools
 
 
 def _d(n: int) -> str:

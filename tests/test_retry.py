@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from oci_normalize.retry import (
+from oci_normalize.http.retry import (
     DEFAULT_RETRY,
     NO_RETRY,
     RETRY_STATUSES,

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from oci_normalize.cli import app
-from tests import seed
-from tests.bulk_seed import Seeder
-from tests.registry import RunningRegistry
+from oci_normalize.cli.app import app
+from tests.support import seed
+from tests.support.bulk_seed import Seeder
+from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.registry
 

@@ -12,15 +12,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from oci_normalize import api, cli, schema1
+from oci_normalize import api
 from oci_normalize import mediatypes as mt
-from oci_normalize.content import jws_payload
+from oci_normalize.cli import app as cli
+from oci_normalize.convert import schema1
+from oci_normalize.convert.normalize import normalize, schema1_layer_blobs, serialize
 from oci_normalize.digest import Digest
 from oci_normalize.errors import ContentError, MalformedManifestError, UnsupportedMediaTypeError
+from oci_normalize.manifest import jws_payload
 from oci_normalize.models import LayerFacts, Node
-from oci_normalize.normalize import normalize, schema1_layer_blobs, serialize
-from tests import peers, seed
-from tests.registry import RunningRegistry
+from tests.support import peers, seed
+from tests.support.registry import RunningRegistry
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "schema1"
 L1 = Digest.parse("sha256:" + "1" * 64)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from oci_normalize.api import Client
-from oci_normalize.errors import ReferenceError_
-from oci_normalize.reference import Reference
-from oci_normalize.targets import (
+from oci_normalize.batch.targets import (
     Selection,
     Shard,
     from_lines,
@@ -15,8 +13,10 @@ from oci_normalize.targets import (
     registry_reference,
     shard_of,
 )
-from tests.bulk_seed import Seeder
-from tests.registry import RunningRegistry
+from oci_normalize.errors import ReferenceError_
+from oci_normalize.reference import Reference
+from tests.support.bulk_seed import Seeder
+from tests.support.registry import RunningRegistry
 
 
 @pytest.mark.parametrize(
@@ -123,8 +123,8 @@ def test_catalog_and_tags_are_paginated_and_filtered(
         for tag in ("v1", "v2", "v3", "dev"):
             seeder.copy_image(image, "tt-pages/src", repo, tag)
     seeder.close()
-    monkeypatch.setattr("oci_normalize.targets.CATALOG_PAGE", 2)
-    monkeypatch.setattr("oci_normalize.targets.TAGS_PAGE", 2)
+    monkeypatch.setattr("oci_normalize.batch.targets.CATALOG_PAGE", 2)
+    monkeypatch.setattr("oci_normalize.batch.targets.TAGS_PAGE", 2)
     client = Client()
     mark = registry.log_mark()
     selection = Selection(repos=("tt-pages/[ab]",), tags=("v*",))

@@ -19,10 +19,10 @@ from cryptography.x509.oid import NameOID
 
 from oci_normalize import api
 from oci_normalize.errors import TLSFailureError
-from oci_normalize.registry import ClientOptions
-from tests import seed
-from tests.faultproxy import FaultProxy
-from tests.registry import RunningRegistry
+from oci_normalize.store.registry import ClientOptions
+from tests.support import seed
+from tests.support.faultproxy import FaultProxy
+from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.registry
 

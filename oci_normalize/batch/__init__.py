@@ -1,0 +1,1 @@
+"""Sweeping a registry: targets, the concurrent run, the journal, rollback and reports."""

@@ -1,0 +1,402 @@
+"""Convert many references in place, concurrently, over one pooled :class:`~.api.Client`.
+
+Two kinds of task share one thread pool:
+
+1. *read*: GET each reference's root manifest (one request per tag);
+2. *convert*: once every tag of a repository is read, tags sharing a root digest form a group.
+   Each group fetches its children once (an index's), plans once, pushes the changed children
+   once, then moves each of its tags through :func:`~.api.push_in_place`, the in-place half of
+   ``convert`` (signatures refuse, referrers are re-attached, optional backup tag), each with
+   that tag's own guard (HEAD just before the PUT).
+
+Requests for an in-place conversion: one GET per manifest, one PUT per changed manifest, and per
+tag one guard HEAD; the verify HEAD is skipped when the registry echoes our digest (see
+:func:`~.push.push_plan`'s ``trust_echo``). A Docker v2s2 image costs 3, a two-platform list 7
+for its 3 manifests; referrer discovery adds one referrers-API probe per registry (the tag lists
+are the enumeration's). A re-run costs one GET per tag whose digest the journal knows as OCI.
+
+A failing reference never stops the others: every outcome is a :class:`RefResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict
+
+from oci_normalize import mediatypes as mt
+from oci_normalize.api import Client, Planned, push_in_place, schema1_facts
+from oci_normalize.batch.journal import Journal
+from oci_normalize.convert import inplace
+from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
+from oci_normalize.convert.normalize import descriptors, normalize, parse_body
+from oci_normalize.convert.tree import CHILD_FETCH_CONCURRENCY, build_tree
+from oci_normalize.digest import Digest
+from oci_normalize.errors import JournalError, OciNormalizeError
+from oci_normalize.manifest import Fetched
+from oci_normalize.models import Node, Plan
+from oci_normalize.reference import Reference
+
+DEFAULT_CONCURRENCY: Final = 8
+MAX_CONCURRENCY: Final = 64
+
+CONVERTED: Final = "converted"
+ALREADY_OCI: Final = "already-oci"
+WOULD_CONVERT: Final = "would-convert"
+FAILED: Final = "failed"
+PENDING: Final = "pending"  # journal only: about to move the tag
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchOptions:
+    concurrency: int = DEFAULT_CONCURRENCY
+    dry_run: bool = False
+    #: What ``convert`` does in place, per tag: guard (``force``), ``backup_tag``, signatures
+    #: and referrers (see :class:`~.inplace.ConvertOptions`).
+    convert_options: ConvertOptions = DEFAULT_CONVERT_OPTIONS
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ManifestMove(_Result):
+    path: str
+    old_digest: str
+    new_digest: str
+
+
+class RefResult(_Result):
+    """The outcome for one reference (one ``--json`` line)."""
+
+    reference: str
+    repository: str
+    tag: str | None = None
+    status: str  # converted | already-oci | would-convert | failed
+    kind: str | None = None  # what the tree was: oci | docker | mixed
+    old_digest: str | None = None
+    new_digest: str | None = None
+    old_media_type: str | None = None
+    new_media_type: str | None = None
+    moved: list[ManifestMove] = []  # every manifest whose digest changes, root last
+    same_digest: list[str] = []  # other tags of the repository that pointed at old_digest
+    pushed_manifests: int = 0
+    warnings: list[str] = []
+    error: str | None = None
+
+
+class BatchSummary(_Result):
+    """The final ``--json`` line."""
+
+    references: int
+    repositories: int
+    converted: int
+    already_oci: int
+    would_convert: int
+    failed: int
+    pushed_manifests: int
+    requests: int
+    seconds: float
+    dry_run: bool
+    shard: str | None = None
+    journal: str | None = None
+
+
+def summarize(
+    results: list[RefResult],
+    *,
+    requests: int,
+    seconds: float,
+    dry_run: bool,
+    shard: str | None = None,
+    journal: str | None = None,
+) -> BatchSummary:
+    def count(status: str) -> int:
+        return sum(1 for r in results if r.status == status)
+
+    return BatchSummary(
+        references=len(results),
+        repositories=len({r.repository for r in results}),
+        converted=count(CONVERTED),
+        already_oci=count(ALREADY_OCI),
+        would_convert=count(WOULD_CONVERT),
+        failed=count(FAILED),
+        pushed_manifests=sum(r.pushed_manifests for r in results),
+        requests=requests,
+        seconds=round(seconds, 3),
+        dry_run=dry_run,
+        shard=shard,
+        journal=journal,
+    )
+
+
+def failed(reference: str, error: str, *, repository: str = "") -> RefResult:
+    return RefResult(reference=reference, repository=repository, status=FAILED, error=error)
+
+
+def classify(tree: Node) -> str:
+    """``oci``, ``docker`` (no OCI type anywhere) or ``mixed`` (both kinds in one tree)."""
+    types: list[str] = []
+    for node in tree.walk():
+        types.append(node.media_type)
+        if mt.is_schema1(node.media_type):
+            continue
+        try:
+            body = parse_body(node.data, node.path)
+            types.extend(d["mediaType"] for _, d in descriptors(body, node.media_type, node.path))
+        except OciNormalizeError:
+            continue
+    docker = any(mt.is_docker(t) for t in types)
+    oci = any(mt.base(t).startswith(mt.OCI_PREFIX) for t in types)
+    if not docker:
+        return "oci"
+    return "mixed" if oci else "docker"
+
+
+def run(
+    refs: Iterable[Reference],
+    *,
+    client: Client,
+    options: BatchOptions = BatchOptions(),  # noqa: B008 - frozen
+    journal: Journal | None = None,
+    known_oci: frozenset[Digest] = frozenset(),
+    on_result: Callable[[RefResult], None] | None = None,
+) -> list[RefResult]:
+    """Convert every reference in place (or plan it, with ``dry_run``); results in completion
+    order. ``on_result`` is called from the calling thread as each reference finishes."""
+    runner = _Runner(client, options, journal, known_oci)
+    return runner.run(list(refs), on_result or (lambda _r: None))
+
+
+@dataclass
+class _Group:
+    refs: list[Reference]  # tags of one repository at one root digest, sorted
+    root: Fetched
+
+
+class _Runner:
+    def __init__(
+        self,
+        client: Client,
+        options: BatchOptions,
+        journal: Journal | None,
+        known_oci: frozenset[Digest],
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.journal = journal
+        self.known_oci = known_oci
+
+    def run(self, refs: list[Reference], emit: Callable[[RefResult], None]) -> list[RefResult]:
+        results: list[RefResult] = []
+
+        def done(result: RefResult) -> None:
+            results.append(result)
+            emit(result)
+
+        waiting: dict[tuple[str, str], int] = {}
+        for ref in refs:
+            key = (ref.registry, ref.repository)
+            waiting[key] = waiting.get(key, 0) + 1
+        read: dict[tuple[str, str], list[tuple[Reference, Fetched]]] = {}
+        workers = max(1, min(self.options.concurrency, MAX_CONCURRENCY))
+        with ThreadPoolExecutor(workers, thread_name_prefix="batch") as pool:
+            reads = {pool.submit(self._read, ref): ref for ref in refs}
+            converts: dict[Future[list[RefResult]], _Group] = {}
+            for future in as_completed(reads):
+                ref = reads[future]
+                key = (ref.registry, ref.repository)
+                try:
+                    read.setdefault(key, []).append((ref, future.result()))
+                except Exception as exc:  # noqa: BLE001 - one reference never stops the others
+                    done(self._failed(ref, exc))
+                waiting[key] -= 1
+                if waiting[key] == 0:
+                    for group in _groups(read.pop(key, [])):
+                        converts[pool.submit(self._convert, group)] = group
+            for cfuture in as_completed(converts):
+                try:
+                    group_results = cfuture.result()
+                except Exception as exc:  # noqa: BLE001
+                    group_results = [self._failed(r, exc) for r in converts[cfuture].refs]
+                for result in group_results:
+                    done(result)
+        return results
+
+    # ---- tasks --------------------------------------------------------------------------------
+
+    def _read(self, ref: Reference) -> Fetched:
+        if ref.tag is None:
+            raise OciNormalizeError(f"{ref}: converting in place needs a tag to move")
+        reg = self.client.registry(ref)
+        return reg.get_manifest(ref.repository, ref.ref, expected=ref.digest, what=str(ref))
+
+    def _convert(self, group: _Group) -> list[RefResult]:
+        first = group.refs[0]
+        root = group.root
+        if root.digest in self.known_oci:
+            return [self._result(ref, group, ALREADY_OCI, kind="oci") for ref in group.refs]
+        registry = self.client.registry(first)
+        where = first.with_digest(root.digest)
+        try:
+            tree = build_tree(registry, where, root)
+            plan = normalize(tree, schema1_layers=schema1_facts(tree, registry, where))
+        except OciNormalizeError as exc:
+            return [self._failed(ref, exc, group) for ref in group.refs]
+        kind = classify(tree)
+        if not plan.changed or self.options.dry_run:
+            status = ALREADY_OCI if not plan.changed else WOULD_CONVERT
+            try:
+                refusal = self._refusal(first, tree, plan) if plan.changed else None
+            except OciNormalizeError as exc:
+                return [self._failed(ref, exc, group, kind) for ref in group.refs]
+            out = [
+                self._result(ref, group, status, kind, plan)
+                if refusal is None
+                else self._result(ref, group, FAILED, kind, plan).model_copy(
+                    update={"error": f"would refuse: {refusal}"}
+                )
+                for ref in group.refs
+            ]
+            return [self._noted(r, self._record(r, None)) for r in out]
+        results = []
+        children_pushed = False
+        for ref in group.refs:
+            pending = self._result(ref, group, PENDING, kind, plan)
+            problem = self._record(pending, root.data)
+            if problem is not None:  # no move without its undo information on disk
+                results.append(self._failed(ref, problem, group, kind, plan))
+                continue
+            try:
+                pushed = self._move(tree, plan, ref, with_children=not children_pushed)
+            except OciNormalizeError as exc:
+                result = self._failed(ref, exc, group, kind, plan)
+            else:
+                children_pushed = True
+                result = pending.model_copy(
+                    update={"status": CONVERTED, "pushed_manifests": pushed}
+                )
+            results.append(self._noted(result, self._record(result, root.data)))
+        return results
+
+    def _refusal(self, ref: Reference, tree: Node, plan: Plan) -> str | None:
+        """Why a real run would refuse this tag (signatures, backup tag), read-only."""
+        prepared = inplace.prepare(
+            registry=self.client.registry(ref),
+            cache=self.client.referrers,
+            source=ref.with_tag(ref.tag or ""),
+            tree=tree,
+            plan=plan,
+            options=self.options.convert_options,
+            dry_run=True,
+        )
+        return prepared.refusal
+
+    def _move(self, tree: Node, plan: Plan, ref: Reference, *, with_children: bool) -> int:
+        """Convert one tag in place through the single-reference path; manifests pushed.
+
+        After the first tag of a group, the children are there: only the root moves.
+        """
+        if not with_children:
+            plan = Plan(nodes=(plan.root,), findings=plan.findings, warnings=plan.warnings)
+        assert ref.tag is not None
+        planned = Planned(reference=ref.with_tag(ref.tag), tree=tree, plan=plan)
+        stats, _ = push_in_place(
+            planned, client=self.client, options=self.options.convert_options, trust_echo=True
+        )
+        return stats.manifests
+
+    # ---- results and journal ------------------------------------------------------------------
+
+    def _result(
+        self,
+        ref: Reference,
+        group: _Group,
+        status: str,
+        kind: str | None = None,
+        plan: Plan | None = None,
+    ) -> RefResult:
+        root = group.root
+        changed = plan.changed if plan else ()
+        return RefResult(
+            reference=str(ref),
+            repository=ref.repository,
+            tag=ref.tag,
+            status=status,
+            kind=kind,
+            old_digest=str(root.digest),
+            old_media_type=root.media_type,
+            new_digest=str(plan.root.new_digest) if plan else str(root.digest),
+            new_media_type=plan.root.new_media_type if plan else root.media_type,
+            moved=[
+                ManifestMove(
+                    path=n.path, old_digest=str(n.old_digest), new_digest=str(n.new_digest)
+                )
+                for n in changed
+            ],
+            same_digest=[str(r.tag) for r in group.refs if r != ref],
+            warnings=list(plan.warnings) if plan else [],
+        )
+
+    def _failed(
+        self,
+        ref: Reference,
+        exc: BaseException,
+        group: _Group | None = None,
+        kind: str | None = None,
+        plan: Plan | None = None,
+    ) -> RefResult:
+        """A failed result; journalled here unless a move was attempted (the caller does)."""
+        error = str(exc) if isinstance(exc, OciNormalizeError) else f"internal error: {exc!r}"
+        if group is None:
+            result = failed(str(ref), error, repository=ref.repository)
+        else:
+            base = self._result(ref, group, FAILED, kind, plan)
+            result = base.model_copy(update={"error": error})
+        if plan is None or isinstance(exc, JournalError):
+            result = self._noted(result, self._record(result, None))
+        return result
+
+    @staticmethod
+    def _noted(r: RefResult, problem: JournalError | None) -> RefResult:
+        if problem is None:
+            return r
+        return r.model_copy(update={"warnings": [*r.warnings, f"not journalled: {problem}"]})
+
+    def _record(self, r: RefResult, old_manifest: bytes | None) -> JournalError | None:
+        """Journal ``r``; the error instead of raising, so one bad write stops one move only."""
+        if self.journal is None:
+            return None
+        try:
+            self.journal.record(
+                r.reference,
+                r.status,
+                old_digest=Digest.parse(r.old_digest) if r.old_digest else None,
+                old_media_type=r.old_media_type,
+                old_manifest=old_manifest,
+                new_digest=Digest.parse(r.new_digest) if r.new_digest else None,
+                new_media_type=r.new_media_type,
+                error=r.error,
+            )
+        except JournalError as exc:
+            return exc
+        return None
+
+
+def _groups(read: list[tuple[Reference, Fetched]]) -> list[_Group]:
+    by_digest: dict[Digest, _Group] = {}
+    for ref, fetched in sorted(read, key=lambda item: item[0].tag or ""):
+        group = by_digest.get(fetched.digest)
+        if group is None:
+            by_digest[fetched.digest] = _Group(refs=[ref], root=fetched)
+        else:
+            group.refs.append(ref)
+    return list(by_digest.values())
+
+
+def pool_size(concurrency: int) -> int:
+    """Connections a batch of ``concurrency`` can hold at once (an index fetches children too)."""
+    return max(16, min(concurrency, MAX_CONCURRENCY) * CHILD_FETCH_CONCURRENCY)

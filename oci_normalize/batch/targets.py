@@ -1,0 +1,161 @@
+"""Which references a batch works on: a registry's catalog and tag lists, or a list of lines.
+
+Both sources go through the same filters: repository and tag globs (shell-style, ``fnmatch``;
+``*`` also matches ``/``) and an optional shard. A shard ``I/N`` keeps the references whose
+stable hash (SHA-256 of ``repository:tag``, registry host left out so that two spellings of one
+host agree) is ``I`` modulo ``N``: N workers given ``0/N`` … ``N-1/N`` split any set of references
+exactly, with no coordination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from oci_normalize.api import Client
+from oci_normalize.errors import OciNormalizeError, ReferenceError_
+from oci_normalize.reference import DOCKER_HUB, Reference
+
+_HUB_PREFIXES = ("docker.io/", "index.docker.io/", "registry-1.docker.io/")
+#: Page sizes asked for; distribution refuses more than 1000 a page (HTTP 400).
+CATALOG_PAGE = 1000
+TAGS_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Slice ``index`` (0-based, as Kubernetes' JOB_COMPLETION_INDEX) of ``count`` slices."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        left, sep, right = text.partition("/")
+        try:
+            index, count = int(left), int(right)
+        except ValueError:
+            index, count = -1, 0
+        if not sep or count < 1 or not 0 <= index < count:
+            raise ValueError(f"invalid shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/4")
+        return cls(index, count)
+
+    def owns(self, ref: Reference) -> bool:
+        return shard_of(ref, self.count) == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def shard_of(ref: Reference, count: int) -> int:
+    key = f"{ref.repository}:{ref.tag or ''}@{ref.digest or ''}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % count
+
+
+@dataclass(frozen=True, kw_only=True)
+class Selection:
+    """Filters applied to every enumerated reference; empty glob lists match everything."""
+
+    repos: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    shard: Shard | None = None
+
+    def wants_repository(self, repository: str) -> bool:
+        return not self.repos or any(fnmatchcase(repository, g) for g in self.repos)
+
+    def wants(self, ref: Reference) -> bool:
+        if not self.wants_repository(ref.repository):
+            return False
+        if self.tags and not any(fnmatchcase(ref.tag or "", g) for g in self.tags):
+            return False
+        return self.shard is None or self.shard.owns(ref)
+
+
+@dataclass
+class Targets:
+    """Selected references (sorted, unique) and the items that could not be read (``what, why``)."""
+
+    refs: list[Reference] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    repositories: int = 0
+    #: Every tag of each listed repository of ``registry``, before the filters (so that
+    #: nothing lists them twice).
+    all_tags: dict[str, list[str]] = field(default_factory=dict)
+    registry: str = ""
+
+
+def registry_reference(registry: str) -> Reference:
+    """A placeholder reference naming only ``registry`` (``host[:port]``), checked."""
+    probe = Reference.parse(f"{registry}/probe")
+    hub_names = tuple(p.rstrip("/") for p in _HUB_PREFIXES)
+    if probe.registry == DOCKER_HUB and not registry.startswith(hub_names):
+        raise ReferenceError_(f"invalid registry {registry!r}: expected HOST[:PORT]")
+    return probe
+
+
+def from_registry(
+    client: Client, registry: str, selection: Selection, *, concurrency: int
+) -> Targets:
+    """Every tag of every catalog repository that ``selection`` wants.
+
+    The catalog failing is fatal (raised); one repository's tag list failing is recorded in
+    ``failures`` and the others go on.
+    """
+    probe = registry_reference(registry)
+    reg = client.registry(probe)
+    repositories = [r for r in reg.catalog(page_size=CATALOG_PAGE) if selection.wants_repository(r)]
+
+    def tags_of(repository: str) -> tuple[str, list[str] | str]:
+        try:
+            return repository, reg.list_tags(repository, page_size=TAGS_PAGE)
+        except OciNormalizeError as exc:
+            return repository, str(exc)
+
+    targets = Targets(repositories=len(repositories), registry=probe.registry)
+    found: list[Reference] = []
+    with ThreadPoolExecutor(max(1, concurrency)) as pool:
+        for repository, tags in pool.map(tags_of, repositories):
+            if isinstance(tags, str):
+                targets.failures.append((f"{probe.registry}/{repository}", tags))
+                continue
+            targets.all_tags[repository] = tags
+            found.extend(
+                Reference(registry=probe.registry, repository=repository, tag=t) for t in tags
+            )
+    targets.refs = _select(found, selection)
+    return targets
+
+
+def from_lines(
+    lines: Iterable[str], selection: Selection, *, registry: str | None = None
+) -> Targets:
+    """References from text lines (blank lines and ``#`` comments skipped).
+
+    With ``registry``, a line without a registry host (``team/app:1``) is read as living there.
+    Lines that do not parse are recorded in ``failures``.
+    """
+    targets = Targets()
+    found: list[Reference] = []
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            ref = Reference.parse(line)
+            if registry and ref.registry == DOCKER_HUB and not line.startswith(_HUB_PREFIXES):
+                ref = Reference.parse(f"{registry_reference(registry).registry}/{line}")
+        except OciNormalizeError as exc:
+            targets.failures.append((line, str(exc)))
+            continue
+        found.append(ref)
+    targets.refs = _select(found, selection)
+    targets.repositories = len({(r.registry, r.repository) for r in targets.refs})
+    return targets
+
+
+def _select(refs: Iterable[Reference], selection: Selection) -> list[Reference]:
+    unique = {str(r): r for r in refs if selection.wants(r)}
+    return sorted(unique.values(), key=lambda r: (r.registry, r.repository, r.tag or "", str(r)))

@@ -1,0 +1,1 @@
+"""The typer app: the only place that prints for humans and picks exit codes."""

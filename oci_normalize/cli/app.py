@@ -1,0 +1,335 @@
+"""The command line: the only place that prints for humans and picks exit codes.
+
+Exit codes: 0 success (or nothing to do; for ``check``: everything OCI), 1 ``check`` found Docker
+media types, 2 error (bad reference, unreachable, denied, unsupported, …): one line on stderr;
+for ``batch``/``rollback`` 2 means it could not start, 3 that some references failed (or, for
+``rollback``, conflicted). Options shared by several commands live in :mod:`.cli_options`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Final
+
+import typer
+
+from oci_normalize import api
+from oci_normalize import mediatypes as mt
+from oci_normalize.cli import batch as batch_cli
+from oci_normalize.cli.options import (
+    Connection,
+    JsonOpt,
+    connection_options,
+    err,
+    make_client,
+    safety_options,
+)
+from oci_normalize.convert.inplace import ConvertOptions
+from oci_normalize.errors import OciNormalizeError, RefusedError
+from oci_normalize.models import CheckResult, ConvertResult, ReferrerOut
+
+EXIT_OK: Final = 0
+EXIT_DOCKER_FOUND: Final = 1
+EXIT_ERROR: Final = 2
+EXIT_SOME_FAILED: Final = batch_cli.EXIT_SOME_FAILED
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Rewrite Docker media types in registry images to their OCI equivalents.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _emit_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=False))
+
+
+def _client_or_exit(conn: Connection, code: int, *, pool_size: int = 16) -> api.Client:
+    try:
+        return make_client(conn, pool_size=pool_size)
+    except OciNormalizeError as exc:
+        err(f"oci-normalize: error: {exc}")
+        raise typer.Exit(code) from None
+
+
+@app.command()
+@connection_options
+def check(
+    refs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="REF...",
+            help="Images: HOST/REPO[:TAG][@DIGEST], oci:PATH[:TAG] or docker-archive:PATH[:REF].",
+        ),
+    ],
+    json_out: JsonOpt = False,
+    *,
+    conn: Connection,
+) -> None:
+    """List every Docker media type under each REF (index, children, config, layers)."""
+    client = _client_or_exit(conn, EXIT_ERROR)
+    results: list[CheckResult] = []
+    for ref in refs:
+        try:
+            results.append(api.check(ref, client=client))
+        except OciNormalizeError as exc:
+            err(f"oci-normalize: error: {exc}")
+            results.append(CheckResult(reference=ref, error=str(exc)))
+    code = EXIT_OK
+    if any(r.error for r in results):
+        code = EXIT_ERROR
+    elif any(not r.oci for r in results):
+        code = EXIT_DOCKER_FOUND
+    if json_out:
+        _emit_json({"results": [r.model_dump() for r in results], "exit_code": code})
+    else:
+        for r in results:
+            if r.error is None:
+                _print_check(r)
+    raise typer.Exit(code)
+
+
+def _print_check(r: CheckResult) -> None:
+    verdict = "OCI" if r.oci else "DOCKER"
+    print(f"{r.reference}  {r.digest}  {r.media_type}  [{verdict}]")
+    for f in r.findings:
+        twin = f.oci_media_type or (
+            f"rebuilt as {mt.OCI_MANIFEST} by convert"
+            if mt.is_schema1(f.media_type)
+            else "(no OCI equivalent)"
+        )
+        where = f.where if f.path == "@" else f"{f.path} {f.where}"
+        print(f"  {where}: {f.media_type} -> {twin}")
+    for w in r.warnings:
+        print(f"  warning: {w}")
+    _print_referrers(r.referrers, indent="  ")
+    if r.oci:
+        print(f"  all OCI ({_plural(r.manifests, 'manifest')})")
+    else:
+        docker = _plural(len(r.findings), "Docker media type")
+        print(f"  not OCI-pure: {docker} in {_plural(r.manifests, 'manifest')}")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+@app.command()
+@connection_options
+@safety_options
+def convert(
+    src: Annotated[
+        str,
+        typer.Argument(
+            metavar="SRC",
+            help="Image to convert: a registry ref, oci:PATH[:TAG] or docker-archive:PATH[:REF].",
+        ),
+    ],
+    dest: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[DEST]",
+            help="Where to write (registry ref or oci:PATH[:TAG]); default: SRC's tag, in place.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Push nothing; show the diff and new digests.")
+    ] = False,
+    json_out: JsonOpt = False,
+    *,
+    conn: Connection,
+    options: ConvertOptions,
+) -> None:
+    """Rewrite SRC with OCI media types, in place or into DEST.
+
+    In place, signatures that name the old digest make it refuse; unsigned referrers (SBOMs,
+    attestations) are re-attached to the new digest; old ones are never deleted.
+    """
+    client = _client_or_exit(conn, EXIT_ERROR)
+    try:
+        result = api.convert(src, dest, dry_run=dry_run, client=client, options=options)
+    except OciNormalizeError as exc:
+        err(f"oci-normalize: error: {exc}")
+        if json_out:
+            details = exc.details if isinstance(exc, RefusedError) else ()
+            failed = ConvertResult(
+                source=src,
+                destination=dest or src,
+                status="refused" if isinstance(exc, RefusedError) else "error",
+                dry_run=dry_run,
+                error=str(exc),
+                referrers=[ReferrerOut.model_validate(d) for d in details],
+            )
+            _emit_json(failed.model_dump())
+        raise typer.Exit(EXIT_ERROR) from None
+    if json_out:
+        _emit_json(result.model_dump())
+    else:
+        _print_convert(result)
+    raise typer.Exit(EXIT_OK)
+
+
+_ACTIONS: Final = {
+    "blocks": "signed: blocks conversion (re-sign after, or --break-signatures)",
+    "stale": "signed: left on the old digest, STALE until re-signed",
+    "would-reattach": "would be re-attached to the new digest",
+    "reattached": "re-attached to the new digest",
+    "left": "left on the old digest (--no-referrers)",
+    "annotation-updated": "index annotation follows the new digest",
+}
+
+
+def _print_referrers(items: list[ReferrerOut], *, indent: str = "") -> None:
+    if items:
+        print(f"{indent}pointing at digests that change ({len(items)}):")
+    for item in items:
+        what = f" [{item.artifact_type}]" if item.artifact_type else ""
+        print(f"{indent}  {item.kind} {item.name}{what} -> {item.subject}")
+        note = _ACTIONS.get(item.action, item.action)
+        target = f" as {item.new_name}" if item.new_name and item.action == "reattached" else ""
+        print(f"{indent}    {note}{target}")
+
+
+def _print_convert(r: ConvertResult) -> None:
+    for w in r.warnings:
+        print(f"warning: {w}")
+    if r.status == "already-oci":
+        print(f"{r.source}: already OCI ({r.old_digest}); nothing to do")
+        return
+    _print_referrers(r.referrers)
+    for change in r.changes:
+        if r.dry_run:
+            print(change.diff)
+        print(f"# {change.path}: {change.old_digest} -> {change.new_digest}")
+        if r.dry_run:
+            print()
+    where = "in place" if r.destination == r.source else f"-> {r.destination}"
+    if r.status == "would-convert":
+        print(
+            f"dry run: {r.destination} would point at {r.new_digest} (now {r.old_digest}); "
+            f"{_plural(len(r.changes), 'manifest')} would change; nothing pushed"
+        )
+    elif r.status == "would-refuse":
+        print(f"dry run: {r.source} would be refused; nothing pushed")
+    elif r.status == "copied":
+        print(f"{r.source} is already OCI; copied {where} ({r.new_digest})")
+    else:
+        print(
+            f"converted {r.source} {where}: {r.old_digest} -> {r.new_digest} "
+            f"({_plural(r.pushed_manifests, 'manifest')} pushed, "
+            f"{_plural(r.pushed_blobs, 'blob')} uploaded, {r.mounted_blobs} mounted, "
+            f"{_plural(r.requests, 'request')})"
+        )
+    verb = "would move" if r.dry_run else "moved"
+    for t in r.tags:
+        print(f"{verb} tag {t.tag} ({t.role}): {t.old_digest or '(new)'} -> {t.new_digest}")
+
+
+# ---- batch and rollback: wiring only; batch_cli.py prints and picks their exit codes ----------
+
+ConcurrencyOpt = Annotated[
+    int,
+    typer.Option(
+        "--concurrency", min=1, max=batch_cli.MAX_CONCURRENCY, help="References worked on at once."
+    ),
+]
+
+
+@app.command()
+@connection_options
+@safety_options
+def batch(
+    registry: Annotated[
+        str | None,
+        typer.Argument(metavar="[REGISTRY]", help="HOST[:PORT] whose catalog to sweep."),
+    ] = None,
+    repo: Annotated[
+        list[str] | None, typer.Option("--repo", metavar="GLOB", help="Repository glob (repeat).")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", metavar="GLOB", help="Tag glob (repeat).")
+    ] = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from-file",
+            metavar="FILE|-",
+            help="References, one a line, instead of the catalog ('-': stdin).",
+        ),
+    ] = None,
+    concurrency: ConcurrencyOpt = batch_cli.DEFAULT_CONCURRENCY,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Change nothing; report what each would become.")
+    ] = False,
+    journal: Annotated[
+        str | None,
+        typer.Option(
+            "--journal", metavar="FILE", help="Append a JSON-lines journal (for rollback)."
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON line per reference, then a summary line.")
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", metavar="I/N", help="Only slice I (0-based) of N stable slices."),
+    ] = None,
+    report: Annotated[
+        str | None, typer.Option("--report", metavar="FILE", help="Write a .html or .md report.")
+    ] = None,
+    *,
+    conn: Connection,
+    options: ConvertOptions,
+) -> None:
+    """Convert every selected reference in place, concurrently; journal, report, resume.
+
+    Each tag goes through what ``convert`` does in place (guard, signatures, referrers).
+    """
+    if conn.password_stdin and from_file == "-":
+        err("oci-normalize: error: --password-stdin and --from-file - both want stdin")
+        raise typer.Exit(batch_cli.EXIT_CANNOT_START)
+    pool = batch_cli.pool_size(concurrency)
+    client = _client_or_exit(conn, batch_cli.EXIT_CANNOT_START, pool_size=pool)
+    request = batch_cli.BatchRequest(
+        registry=registry,
+        repos=tuple(repo or ()),
+        tags=tuple(tag or ()),
+        from_file=from_file,
+        concurrency=concurrency,
+        dry_run=dry_run,
+        journal=journal,
+        json_out=json_out,
+        shard=shard,
+        report=report,
+        options=options,
+    )
+    raise typer.Exit(batch_cli.run_batch(request, client))
+
+
+@app.command()
+@connection_options
+def rollback(
+    journal: Annotated[str, typer.Argument(metavar="JOURNAL", help="A batch journal file.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Change nothing; report what would be restored.")
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON line per tag, then a summary line.")
+    ] = False,
+    concurrency: ConcurrencyOpt = batch_cli.DEFAULT_CONCURRENCY,
+    *,
+    conn: Connection,
+) -> None:
+    """Put the original manifests back on every tag a batch moved, where nothing moved since."""
+    pool = batch_cli.pool_size(concurrency)
+    client = _client_or_exit(conn, batch_cli.EXIT_CANNOT_START, pool_size=pool)
+    raise typer.Exit(
+        batch_cli.run_rollback(
+            journal, client, dry_run=dry_run, json_out=json_out, concurrency=concurrency
+        )
+    )
+
+
+def main() -> None:
+    app()

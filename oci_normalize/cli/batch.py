@@ -1,0 +1,300 @@
+"""What ``oci-normalize batch`` and ``rollback`` print, and their exit codes (wired in cli.py).
+
+Exit codes: 0 everything done (or nothing to do), 2 could not start (no source, bad shard or
+report name, catalog refused, journal unreadable), 3 some references failed or, for rollback,
+conflicted (their count is printed). Humans get a progress bar when stdout is a terminal and a
+summary at the end; ``--json`` gets one line per reference and a final ``{"summary": …}`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from oci_normalize.api import Client
+from oci_normalize.batch import report as report_mod
+from oci_normalize.batch.journal import Journal, known_oci, read_journal
+from oci_normalize.batch.rollback import (
+    CONFLICT,
+    RESTORED,
+    UNCHANGED,
+    WOULD_RESTORE,
+    RollbackResult,
+    rollback,
+)
+from oci_normalize.batch.run import (
+    DEFAULT_CONCURRENCY,
+    FAILED,
+    MAX_CONCURRENCY,
+    WOULD_CONVERT,
+    BatchOptions,
+    BatchSummary,
+    RefResult,
+    failed,
+    pool_size,
+    run,
+    summarize,
+)
+from oci_normalize.batch.targets import Selection, Shard, Targets, from_lines, from_registry
+from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
+from oci_normalize.errors import OciNormalizeError, RegistryError
+
+__all__ = ["DEFAULT_CONCURRENCY", "MAX_CONCURRENCY", "pool_size"]
+
+EXIT_OK: Final = 0
+EXIT_CANNOT_START: Final = 2
+EXIT_SOME_FAILED: Final = 3
+REPORT_SUFFIXES: Final = (".html", ".htm", ".md")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchRequest:
+    registry: str | None = None
+    repos: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    from_file: str | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    dry_run: bool = False
+    journal: str | None = None
+    json_out: bool = False
+    shard: str | None = None
+    report: str | None = None
+    options: ConvertOptions = DEFAULT_CONVERT_OPTIONS
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _json_line(doc: Any) -> None:
+    print(json.dumps(doc, separators=(",", ":")), flush=True)
+
+
+def run_batch(req: BatchRequest, client: Client) -> int:
+    started = time.monotonic()
+    if req.registry is None and req.from_file is None:
+        _err("oci-normalize: error: give a REGISTRY to sweep or --from-file FILE|-")
+        return EXIT_CANNOT_START
+    if req.report and Path(req.report).suffix.lower() not in REPORT_SUFFIXES:
+        _err(f"oci-normalize: error: --report {req.report}: the name must end in .html or .md")
+        return EXIT_CANNOT_START
+    try:
+        shard = Shard.parse(req.shard) if req.shard else None
+    except ValueError as exc:
+        _err(f"oci-normalize: error: {exc}")
+        return EXIT_CANNOT_START
+    selection = Selection(repos=req.repos, tags=req.tags, shard=shard)
+    journal: Journal | None = None
+    known: frozenset[Any] = frozenset()
+    try:
+        if req.journal:
+            path = Path(req.journal)
+            if path.exists():
+                known = known_oci(read_journal(path))
+            journal = Journal(path)
+        targets = _targets(req, client, selection)
+    except OciNormalizeError as exc:
+        hint = ""
+        if isinstance(exc, RegistryError) and req.from_file is None:
+            hint = " (registries without a catalog need --from-file)"
+        _err(f"oci-normalize: error: {exc}{hint}")
+        return EXIT_CANNOT_START
+    except OSError as exc:
+        _err(f"oci-normalize: error: {exc}")
+        return EXIT_CANNOT_START
+
+    results: list[RefResult] = []
+    early = [failed(what, why) for what, why in targets.failures]
+    with _progress(len(targets.refs) + len(early), enabled=_show_progress(req)) as bar:
+
+        def on_result(r: RefResult) -> None:
+            if req.json_out:
+                _json_line(r.model_dump())
+            bar.advance(r.status == FAILED)
+
+        for r in early:
+            results.append(r)
+            on_result(r)
+        for repository, tags in targets.all_tags.items():
+            client.referrers.prime(targets.registry, repository, tags)
+        options = BatchOptions(
+            concurrency=req.concurrency, dry_run=req.dry_run, convert_options=req.options
+        )
+        try:
+            results += run(
+                targets.refs,
+                client=client,
+                options=options,
+                journal=journal,
+                known_oci=known,
+                on_result=on_result,
+            )
+        finally:
+            if journal is not None:
+                journal.close()
+
+    summary = summarize(
+        results,
+        requests=client.requests,
+        seconds=time.monotonic() - started,
+        dry_run=req.dry_run,
+        shard=str(shard) if shard else None,
+        journal=req.journal,
+    )
+    code = EXIT_SOME_FAILED if summary.failed else EXIT_OK
+    if req.json_out:
+        _json_line({"summary": summary.model_dump(), "exit_code": code})
+    else:
+        _print_batch(results, summary)
+    if req.report:
+        source = req.registry or f"references from {req.from_file}"
+        try:
+            report_mod.write(Path(req.report), results, summary, source=source)
+        except OSError as exc:
+            _err(f"oci-normalize: error: cannot write report {req.report}: {exc}")
+    return code
+
+
+def _targets(req: BatchRequest, client: Client, selection: Selection) -> Targets:
+    if req.from_file is None:
+        assert req.registry is not None
+        return from_registry(client, req.registry, selection, concurrency=req.concurrency)
+    if req.from_file == "-":
+        return from_lines(sys.stdin, selection, registry=req.registry)
+    with open(req.from_file, encoding="utf-8") as handle:
+        return from_lines(handle, selection, registry=req.registry)
+
+
+def _print_batch(results: list[RefResult], s: BatchSummary) -> None:
+    ordered = sorted(results, key=lambda r: r.reference)
+    if s.dry_run:
+        for r in ordered:
+            if r.status == WOULD_CONVERT:
+                print(
+                    f"would convert {r.reference}: {r.old_digest} -> {r.new_digest} "
+                    f"({r.kind}, {len(r.moved)} manifest(s))"
+                )
+    failures = [r for r in ordered if r.status == FAILED]
+    if failures:
+        print(f"failed ({len(failures)}):")
+        for r in failures:
+            print(f"  {r.reference}: {r.error}")
+    done = f"{s.would_convert} would convert" if s.dry_run else f"{s.converted} converted"
+    print(
+        f"batch{' (dry run)' if s.dry_run else ''}: {s.references} reference(s) in "
+        f"{s.repositories} repositor{'y' if s.repositories == 1 else 'ies'}: {done}, "
+        f"{s.already_oci} already OCI, {s.failed} failed; {s.requests} requests, "
+        f"{s.pushed_manifests} manifests pushed, {s.seconds:.1f} s"
+    )
+    if s.failed:
+        print(f"{s.failed} reference(s) failed; re-running the same command retries only them")
+
+
+def run_rollback(
+    journal: str, client: Client, *, dry_run: bool, json_out: bool, concurrency: int
+) -> int:
+    started = time.monotonic()
+    try:
+        entries = read_journal(Path(journal))
+    except OciNormalizeError as exc:
+        _err(f"oci-normalize: error: {exc}")
+        return EXIT_CANNOT_START
+
+    def on_result(r: RollbackResult) -> None:
+        if json_out:
+            _json_line(r.model_dump())
+
+    results = rollback(
+        entries, client=client, dry_run=dry_run, concurrency=concurrency, on_result=on_result
+    )
+    counts = {k: sum(1 for r in results if r.status == k) for k in _ROLLBACK_STATUSES}
+    bad = counts[CONFLICT] + counts[FAILED]
+    code = EXIT_SOME_FAILED if bad else EXIT_OK
+    seconds = round(time.monotonic() - started, 3)
+    if json_out:
+        summary = {"tags": len(results), **counts, "requests": client.requests, "seconds": seconds}
+        _json_line({"summary": summary, "dry_run": dry_run, "exit_code": code})
+        return code
+    for r in sorted(results, key=lambda r: r.reference):
+        if r.status in (RESTORED, WOULD_RESTORE):
+            verb = "would restore" if dry_run else "restored"
+            print(f"{verb} {r.reference} -> {r.digest}")
+        elif r.status == CONFLICT:
+            print(
+                f"conflict {r.reference}: now at {r.digest or 'nothing (tag gone)'}, not at "
+                f"{r.expected} the batch wrote; left alone"
+            )
+        elif r.status == FAILED:
+            print(f"failed {r.reference}: {r.error}")
+    restored = counts[WOULD_RESTORE] if dry_run else counts[RESTORED]
+    print(
+        f"rollback{' (dry run)' if dry_run else ''}: {len(results)} tag(s): {restored} "
+        f"{'would be restored' if dry_run else 'restored'}, {counts[UNCHANGED]} already "
+        f"original, {counts[CONFLICT]} conflict(s), {counts[FAILED]} failed; "
+        f"{client.requests} requests, {seconds:.1f} s"
+    )
+    return code
+
+
+_ROLLBACK_STATUSES: Final = (RESTORED, WOULD_RESTORE, UNCHANGED, CONFLICT, FAILED)
+
+
+# ---- progress -----------------------------------------------------------------------------------
+
+
+def _show_progress(req: BatchRequest) -> bool:
+    return not req.json_out and sys.stdout.isatty()
+
+
+class _Bar:
+    def advance(self, failed: bool) -> None:  # noqa: ARG002 - the quiet bar ignores it
+        return None
+
+
+class _RichBar(_Bar):
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("batch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._progress.add_task("batch", total=total, failed=0)
+        self._failed = 0
+
+    def advance(self, failed: bool) -> None:
+        self._failed += failed
+        self._progress.update(self._task, advance=1, failed=self._failed)
+
+
+def _progress(total: int, *, enabled: bool) -> AbstractContextManager[_Bar]:
+    if not enabled:
+        return nullcontext(_Bar())
+    bar = _RichBar(total)
+
+    class _Ctx(AbstractContextManager[_Bar]):
+        def __enter__(self) -> _Bar:
+            bar._progress.start()
+            return bar
+
+        def __exit__(self, *_: object) -> None:
+            bar._progress.stop()
+
+    return _Ctx()

@@ -1,0 +1,208 @@
+"""Option groups shared by several commands, declared once.
+
+Typer has no parameter groups, so :func:`connection_options` and :func:`safety_options` add
+their options to a command's signature and hand the command one frozen value instead
+(:class:`Connection`, :class:`~oci_normalize.inplace.ConvertOptions`). ``--help`` and parsing
+are exactly as if each command had spelled the options out.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from oci_normalize import api
+from oci_normalize.convert.inplace import ConvertOptions
+from oci_normalize.errors import CredentialError
+from oci_normalize.http import credentials
+from oci_normalize.http.retry import MAX_ATTEMPTS, MAX_RETRY_TIME_S, RetryPolicy
+from oci_normalize.store.registry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ClientOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Connection:
+    """How to reach registries: the options every command takes."""
+
+    plain_http: Annotated[
+        bool, typer.Option("--plain-http", help="Speak plain HTTP to non-loopback registries.")
+    ] = False
+    insecure: Annotated[bool, typer.Option("--insecure", help="Skip TLS certificate checks.")] = (
+        False
+    )
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Read timeout per request, seconds.")
+    ] = READ_TIMEOUT_S
+    connect_timeout: Annotated[
+        float,
+        typer.Option("--connect-timeout", min=0.1, help="Connect timeout per request, seconds."),
+    ] = CONNECT_TIMEOUT_S
+    username: Annotated[
+        str | None,
+        typer.Option(
+            "--username",
+            "-u",
+            help="Registry user name; the password is read from stdin (--password-stdin).",
+        ),
+    ] = None
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password for --username from stdin."),
+    ] = False
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-file",
+            exists=True,
+            dir_okay=False,
+            help="PEM bundle of the CA(s) that signed the registry's certificate.",
+        ),
+    ] = None
+    retries: Annotated[
+        int,
+        typer.Option(
+            "--retries",
+            min=0,
+            max=20,
+            help="Retries of a request after 429, 502-504 or a dropped connection.",
+        ),
+    ] = MAX_ATTEMPTS - 1
+    retry_max_time: Annotated[
+        float,
+        typer.Option("--retry-max-time", min=0, help="No retry starts later than this, seconds."),
+    ] = MAX_RETRY_TIME_S
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Safety:
+    """The in-place safety options of ``convert`` and ``batch`` (see ConvertOptions)."""
+
+    force: Annotated[
+        bool, typer.Option("--force", help="Move the tag even if it changed since it was read.")
+    ] = False
+    backup_tag: Annotated[
+        str | None,
+        typer.Option(
+            "--backup-tag",
+            metavar="TEMPLATE",
+            help="First tag the original manifest here, e.g. '{tag}-docker' (in place only).",
+        ),
+    ] = None
+    break_signatures: Annotated[
+        bool,
+        typer.Option(
+            "--break-signatures",
+            help="Convert even though signatures name the old digest (they must be re-signed).",
+        ),
+    ] = False
+    no_referrers: Annotated[
+        bool,
+        typer.Option(
+            "--no-referrers", help="Do not re-attach SBOMs/attestations to the new digest."
+        ),
+    ] = False
+
+    def convert_options(self) -> ConvertOptions:
+        return ConvertOptions(
+            force=self.force,
+            backup_tag=self.backup_tag,
+            break_signatures=self.break_signatures,
+            referrers=not self.no_referrers,
+        )
+
+
+def _group(cls: type[Any], kwarg: str, build: Callable[[Any], Any]) -> Callable[[F], F]:
+    """Add ``cls``'s fields to a command as options; pass ``build(cls(...))`` as ``kwarg``."""
+    hints = inspect.get_annotations(cls, eval_str=True)
+    extra = [
+        inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name]
+        )
+        for f in fields(cls)
+    ]
+    names = [p.name for p in extra]
+
+    def decorate(func: F) -> F:
+        sig = inspect.signature(func, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != kwarg]
+
+        @functools.wraps(func)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            group = cls(**{n: kwargs.pop(n) for n in names})
+            return func(*args, **{kwarg: build(group)}, **kwargs)
+
+        command.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        return command  # type: ignore[return-value]
+
+    return decorate
+
+
+def connection_options(func: F) -> F:
+    """Give a command the connection options, as ``conn: Connection``."""
+    return _group(Connection, "conn", lambda c: c)(func)
+
+
+def safety_options(func: F) -> F:
+    """Give a command the in-place safety options, as ``options: ConvertOptions``."""
+    return _group(_Safety, "options", lambda s: s.convert_options())(func)
+
+
+_warned_insecure = False
+
+
+def make_client(conn: Connection, *, pool_size: int = 16) -> api.Client:
+    """The client a command uses; raises CredentialError for unusable credential flags."""
+    global _warned_insecure
+    _log_warnings()
+    if conn.insecure and not _warned_insecure:
+        _warned_insecure = True
+        err("oci-normalize: warning: --insecure: TLS certificates are not verified")
+    password = None
+    if conn.password_stdin:
+        if not conn.username:
+            raise CredentialError("--password-stdin needs --username")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CredentialError("--password-stdin: nothing was read from stdin")
+    elif conn.username:
+        raise CredentialError(
+            "--username needs --password-stdin (passwords are never taken as arguments)"
+        )
+    options = ClientOptions(
+        plain_http=conn.plain_http,
+        insecure=conn.insecure,
+        ca_file=str(conn.ca_file) if conn.ca_file else None,
+        connect_timeout=conn.connect_timeout,
+        read_timeout=conn.timeout,
+        retry=RetryPolicy(attempts=conn.retries + 1, total_s=conn.retry_max_time),
+    )
+    return api.Client(
+        options=options,
+        credentials=credentials.lookup(username=conn.username, password=password),
+        pool_size=pool_size,
+    )
+
+
+def _log_warnings() -> None:
+    """Library warnings (a missing credential helper …) go to stderr as one line each."""
+    logger = logging.getLogger("oci_normalize")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("oci-normalize: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr)

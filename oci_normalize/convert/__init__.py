@@ -1,0 +1,1 @@
+"""Fetch a tree, normalize it (pure), and write it: blobs, manifests, in-place safety, diffs."""

@@ -1,0 +1,312 @@
+"""The pure core: a fetched manifest tree in, a :class:`~oci_normalize.models.Plan` out.
+
+No I/O happens here: no requests, no files. A node changes only when one of its media types
+(or a child's digest) changes; a changed node is written by :func:`serialize`, which keeps key
+order and every field it does not touch. Unchanged nodes keep their exact bytes, so running the
+normalizer on its own output changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from oci_normalize import mediatypes as mt
+from oci_normalize.convert import schema1
+from oci_normalize.digest import Digest
+from oci_normalize.errors import (
+    InvalidDigestError,
+    MalformedManifestError,
+    UnsupportedMediaTypeError,
+)
+from oci_normalize.models import Finding, LayerFacts, NewBlob, Node, Plan, PlannedNode
+
+ATTESTATION_DIGEST_KEY = "vnd.docker.reference.digest"
+
+
+def parse_body(data: bytes, what: str) -> dict[str, Any]:
+    """Decode a manifest body; reject broken JSON, duplicate keys and non-objects."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise MalformedManifestError(f"{what}: duplicate key {key!r} in manifest JSON")
+            out[key] = value
+        return out
+
+    try:
+        body = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedManifestError(f"{what}: manifest is not valid JSON ({exc})") from exc
+    if not isinstance(body, dict):
+        raise MalformedManifestError(f"{what}: manifest JSON is not an object")
+    return body
+
+
+def serialize(obj: dict[str, Any]) -> bytes:
+    """The one serialiser for rewritten manifests: compact, key order kept, UTF-8."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def descriptors(
+    body: dict[str, Any], media_type: str, what: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """(where, descriptor) pairs of a manifest or index body, shape-checked."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    if mt.is_index(media_type):
+        entries = body.get("manifests")
+        if not isinstance(entries, list):
+            raise MalformedManifestError(f"{what}: index has no 'manifests' list")
+        out.extend((f"manifests[{i}]", e) for i, e in enumerate(entries))
+    elif mt.is_image_manifest(media_type):
+        config, layers = body.get("config"), body.get("layers")
+        if not isinstance(config, dict) or not isinstance(layers, list):
+            raise MalformedManifestError(f"{what}: manifest needs a 'config' object and 'layers'")
+        out.append(("config", config))
+        out.extend((f"layers[{i}]", layer) for i, layer in enumerate(layers))
+    for where, desc in out:
+        if not isinstance(desc, dict):
+            raise MalformedManifestError(f"{what}: {where} is not a descriptor object")
+        if not isinstance(desc.get("mediaType"), str) or not isinstance(desc.get("digest"), str):
+            raise MalformedManifestError(f"{what}: {where} lacks mediaType or digest")
+        try:
+            Digest.parse(desc["digest"])
+        except InvalidDigestError as exc:
+            raise MalformedManifestError(f"{what}: {where}: {exc}") from exc
+        size = desc.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise MalformedManifestError(f"{what}: {where} has no valid size")
+    return out
+
+
+def find_docker_types(root: Node) -> list[Finding]:
+    """Every Docker media type in the tree, where it stands. Never raises on odd types."""
+    findings: list[Finding] = []
+    for node in root.walk():
+        what = f"{node.path} {node.digest.short}"
+        if mt.is_docker(node.media_type):
+            twin = mt.oci_twin(node.media_type)  # None for schema1: rebuilt, not renamed
+            findings.append(Finding(node.digest, node.path, "mediaType", node.media_type, twin))
+        if mt.is_schema1(node.media_type):
+            continue
+        body = parse_body(node.data, what)
+        for where, desc in descriptors(body, node.media_type, what):
+            dtype = desc["mediaType"]
+            if mt.is_docker(dtype):
+                findings.append(Finding(node.digest, node.path, where, dtype, mt.oci_twin(dtype)))
+    return findings
+
+
+def require_image(root: Node) -> None:
+    """Refuse a root that is not an image index, an image manifest or a schema1 manifest."""
+    if not mt.is_manifest(root.media_type):
+        raise UnsupportedMediaTypeError(
+            f"{root.path} {root.digest.short}: {root.media_type or 'no media type'!r} is not an "
+            "image manifest or index; nothing to convert"
+        )
+
+
+def normalize(root: Node, *, schema1_layers: Mapping[Digest, LayerFacts] | None = None) -> Plan:
+    """Plan the OCI-pure version of ``root``'s tree. Raises on types that cannot convert.
+
+    Schema1 manifests convert only with ``schema1_layers``: the facts (diff_id, size) of their
+    layer blobs, which take streaming every layer (see :func:`schema1_layer_blobs`).
+    """
+    require_image(root)
+    findings = tuple(find_docker_types(root))
+    warnings: list[str] = []
+    memo: dict[Digest, PlannedNode] = {}
+    new_blobs: dict[Digest, NewBlob] = {}
+    _plan(root, memo, warnings, new_blobs, schema1_layers)
+    ordered = tuple(memo[n.digest] for n in root.walk())
+    return Plan(
+        nodes=ordered,
+        findings=findings,
+        warnings=tuple(dict.fromkeys(warnings)),
+        new_blobs=tuple(new_blobs.values()),
+    )
+
+
+def schema1_layer_blobs(root: Node) -> list[Digest]:
+    """The layer blobs whose facts :func:`normalize` needs for the schema1 manifests in the tree."""
+    out: dict[Digest, None] = {}
+    for node in root.walk():
+        if mt.is_schema1(node.media_type):
+            what = f"{node.path} {node.digest.short}"
+            out.update(dict.fromkeys(schema1.layer_blobs(parse_body(node.data, what), what)))
+    return list(out)
+
+
+def _plan(
+    node: Node,
+    memo: dict[Digest, PlannedNode],
+    warnings: list[str],
+    new_blobs: dict[Digest, NewBlob],
+    schema1_layers: Mapping[Digest, LayerFacts] | None,
+) -> PlannedNode:
+    if node.digest in memo:
+        return memo[node.digest]
+    for child in node.children:
+        _plan(child, memo, warnings, new_blobs, schema1_layers)
+    what = f"{node.path} {node.digest.short}"
+    mtype = mt.base(node.media_type)
+    if mt.is_schema1(mtype):
+        if schema1_layers is None:
+            raise UnsupportedMediaTypeError(
+                f"{what}: Docker schema1 manifest ({mtype}) has no config blob; converting it "
+                "needs every layer's diff_id (convert streams the layers to compute them)"
+            )
+        built = schema1.convert(node.data, schema1_layers, what, serialize=serialize)
+        warnings.extend(built.warnings)
+        new_blobs[built.config.digest] = built.config
+        planned = PlannedNode(
+            path=node.path,
+            old_digest=node.digest,
+            old_media_type=mtype,
+            old_data=node.data,
+            new_digest=Digest.of(built.manifest),
+            new_media_type=mt.OCI_MANIFEST,
+            new_data=built.manifest,
+            blobs=built.blobs,
+        )
+        memo[node.digest] = planned
+        return planned
+    if not (mt.is_index(mtype) or mt.is_image_manifest(mtype)):
+        warnings.append(f"{what}: unknown manifest type {mtype!r} left as it is")
+        planned = _unchanged(node)
+        memo[node.digest] = planned
+        return planned
+
+    original = parse_body(node.data, what)
+    body = copy.deepcopy(original)
+    changed = False
+    for where, desc in descriptors(body, mtype, what):
+        if mt.is_index(mtype):
+            changed |= _rewrite_entry(desc, node, memo, where, what, warnings)
+        else:
+            changed |= _rewrite_blob_descriptor(desc, where, what, warnings)
+    if mt.is_index(mtype):
+        changed |= _follow_attestations(body, memo)
+
+    new_type = mt.oci_twin(mtype) or mtype
+    declared = body.get("mediaType")
+    if declared is not None and not isinstance(declared, str):
+        raise MalformedManifestError(f"{what}: mediaType is not a string")
+    if declared is not None and mt.is_docker(declared):
+        body["mediaType"] = new_type
+        changed = True
+    elif declared is None and (changed or mt.is_docker(mtype)):
+        body = _insert_after(body, "schemaVersion", "mediaType", new_type)
+        changed = True
+
+    if not changed:
+        planned = _unchanged(node, media_type=new_type)
+    else:
+        data = serialize(body)
+        planned = PlannedNode(
+            path=node.path,
+            old_digest=node.digest,
+            old_media_type=mtype,
+            old_data=node.data,
+            new_digest=Digest.of(data),
+            new_media_type=new_type,
+            new_data=data,
+            blobs=node.blobs,
+        )
+    memo[node.digest] = planned
+    return planned
+
+
+def _unchanged(node: Node, media_type: str | None = None) -> PlannedNode:
+    mtype = mt.base(node.media_type)
+    return PlannedNode(
+        path=node.path,
+        old_digest=node.digest,
+        old_media_type=mtype,
+        old_data=node.data,
+        new_digest=node.digest,
+        new_media_type=media_type or mtype,
+        new_data=node.data,
+        blobs=node.blobs,
+    )
+
+
+def _rewrite_blob_descriptor(
+    desc: dict[str, Any], where: str, what: str, warnings: list[str]
+) -> bool:
+    dtype = mt.base(desc["mediaType"])
+    if mt.is_docker(dtype):
+        twin = mt.oci_twin(dtype)
+        if twin is None:
+            raise UnsupportedMediaTypeError(
+                f"{what}: {where} has Docker media type {dtype!r} with no OCI equivalent"
+                + (" (a Docker plugin, not an image)" if dtype == mt.DOCKER_PLUGIN_CONFIG else "")
+            )
+        if dtype in mt.FOREIGN:
+            warnings.append(
+                f"{what}: {where} is a foreign layer; it becomes {twin} "
+                "(non-distributable, urls kept) and its blob is not copied"
+            )
+        desc["mediaType"] = twin
+        return True
+    if dtype not in mt.KNOWN_OCI:
+        warnings.append(f"{what}: {where} has unknown media type {dtype!r}, left as it is")
+    return False
+
+
+def _rewrite_entry(
+    desc: dict[str, Any],
+    node: Node,
+    memo: dict[Digest, PlannedNode],
+    where: str,
+    what: str,
+    warnings: list[str],
+) -> bool:
+    digest = Digest.parse(desc["digest"])
+    child = memo.get(digest) if any(c.digest == digest for c in node.children) else None
+    dtype = mt.base(desc["mediaType"])
+    changed = False
+    if child is None:
+        if mt.is_docker(dtype):
+            raise UnsupportedMediaTypeError(
+                f"{what}: {where} has Docker media type {dtype!r} that cannot be converted"
+            )
+        if not mt.is_manifest(dtype):
+            warnings.append(f"{what}: {where} points at unknown type {dtype!r}, left as it is")
+        return False
+    if child.changed:
+        desc["digest"] = str(child.new_digest)
+        desc["size"] = len(child.new_data)
+        changed = True
+    if dtype != child.new_media_type and (mt.is_docker(dtype) or child.changed):
+        desc["mediaType"] = child.new_media_type
+        changed = True
+    return changed
+
+
+def _follow_attestations(body: dict[str, Any], memo: dict[Digest, PlannedNode]) -> bool:
+    """Buildkit attestation entries name their image by digest: follow the image's new one."""
+    moved = {str(old): str(p.new_digest) for old, p in memo.items() if p.changed}
+    changed = False
+    for entry in body["manifests"]:
+        annotations = entry.get("annotations")
+        if isinstance(annotations, dict):
+            target = annotations.get(ATTESTATION_DIGEST_KEY)
+            if isinstance(target, str) and target in moved:
+                annotations[ATTESTATION_DIGEST_KEY] = moved[target]
+                changed = True
+    return changed
+
+
+def _insert_after(body: dict[str, Any], after: str, key: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if after not in body:
+        out[key] = value
+    for k, v in body.items():
+        out[k] = v
+        if k == after:
+            out[key] = value
+    return out

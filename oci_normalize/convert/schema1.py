@@ -1,0 +1,199 @@
+"""Docker schema1 → OCI, the pure part: bytes and layer facts in, config and manifest bytes out.
+
+A schema1 manifest has no config blob. Building one follows what Docker (``MakeConfigFromV1Config``)
+and containers/image (``ToSchema2Config``) do, so the result matches ``skopeo copy --format oci``
+in ``rootfs.diff_ids``, layer order and history:
+
+* the config is the newest ``v1Compatibility`` entry (``history[0]``) minus schema1 bookkeeping
+  (``id``, ``parent``, ``parent_id``, ``layer_id``, ``throwaway``, ``Size``), plus ``rootfs`` and
+  ``history``;
+* ``history`` has one entry per ``v1Compatibility``, oldest first: ``created``, ``created_by``
+  (``container_config.Cmd`` joined by spaces), ``author``, ``comment``, ``empty_layer`` for
+  throwaway entries;
+* ``fsLayers`` are listed newest first: they are reversed, and the layer of every throwaway entry
+  (normally the shared empty gzip blob :data:`EMPTY_GZIP_LAYER`) is dropped;
+* consecutive entries with the same ``id`` are one layer (Docker's ``fixManifestLayers``).
+
+The uncompressed digests (``diff_ids``) and sizes of the kept layers need the layer bytes: the
+caller streams them (see :mod:`oci_normalize.blobio`) and passes :class:`~.models.LayerFacts`.
+
+Signed manifests (``…v1+prettyjws``) are addressed by the digest of their JWS payload (see
+:func:`oci_normalize.content.jws_payload`); the signature plays no part in the conversion.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from oci_normalize import mediatypes as mt
+from oci_normalize.digest import Digest
+from oci_normalize.errors import (
+    InvalidDigestError,
+    MalformedManifestError,
+    UnsupportedMediaTypeError,
+)
+from oci_normalize.models import Blob, LayerFacts, NewBlob
+
+#: gzip of an empty tar (1024 zero bytes): the blob of every throwaway schema1 entry.
+EMPTY_GZIP_LAYER: Final = Digest.parse(
+    "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"
+)
+#: v1Compatibility keys that only made sense for the v1 image graph.
+BOOKKEEPING_KEYS: Final = ("id", "parent", "parent_id", "layer_id", "throwaway", "Size")
+_V1_ID: Final = re.compile(r"[a-f0-9]{64}")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One (fsLayer, v1Compatibility) pair, as listed (newest first)."""
+
+    blob: Digest
+    compat: dict[str, Any]
+
+    @property
+    def throwaway(self) -> bool:
+        return self.compat.get("throwaway") is True
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A schema1 manifest rebuilt as OCI: manifest bytes, the new config blob, warnings."""
+
+    manifest: bytes
+    config: NewBlob
+    blobs: tuple[Blob, ...]  # config first, then layers (oldest first), as in a manifest
+    warnings: tuple[str, ...] = ()
+
+
+def entries(body: dict[str, Any], what: str) -> list[Entry]:
+    """The manifest's layers and history, newest first, validated and de-duplicated by id."""
+    layers, history = body.get("fsLayers"), body.get("history")
+    if not isinstance(layers, list) or not isinstance(history, list) or not layers:
+        raise MalformedManifestError(f"{what}: schema1 manifest needs 'fsLayers' and 'history'")
+    if len(layers) != len(history):
+        raise MalformedManifestError(
+            f"{what}: schema1 manifest lists {len(layers)} fsLayers but {len(history)} history"
+        )
+    out: list[Entry] = []
+    for i, (layer, item) in enumerate(zip(layers, history, strict=True)):
+        try:
+            blob = Digest.parse(layer["blobSum"])
+            compat = json.loads(item["v1Compatibility"])
+        except (KeyError, TypeError, ValueError, InvalidDigestError) as exc:
+            raise MalformedManifestError(f"{what}: fsLayers/history[{i}] is malformed") from exc
+        if not isinstance(compat, dict) or not _V1_ID.fullmatch(str(compat.get("id", ""))):
+            raise MalformedManifestError(f"{what}: history[{i}] has no valid v1 'id'")
+        out.append(Entry(blob, compat))
+    if out[-1].compat.get("parent"):
+        raise MalformedManifestError(f"{what}: the base layer of a schema1 image has a parent")
+    seen: set[str] = set()
+    kept: list[Entry] = []
+    for entry in out:  # newest first: the first of a run of equal ids wins, as in Docker
+        ident = entry.compat["id"]
+        if kept and kept[-1].compat["id"] == ident:
+            continue
+        if ident in seen:
+            raise MalformedManifestError(f"{what}: v1 id {ident} appears twice, apart")
+        seen.add(ident)
+        kept.append(entry)
+    for newer, older in zip(kept, kept[1:], strict=False):
+        if newer.compat.get("parent") != older.compat["id"]:
+            raise MalformedManifestError(
+                f"{what}: v1 id {newer.compat['id']} names parent "
+                f"{newer.compat.get('parent')!r}, expected {older.compat['id']}"
+            )
+    return kept
+
+
+def layer_blobs(body: dict[str, Any], what: str) -> list[Digest]:
+    """The blobs that become layers, oldest first (throwaway entries dropped)."""
+    return [e.blob for e in reversed(entries(body, what)) if not e.throwaway]
+
+
+def history_entry(compat: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if compat.get("created"):
+        out["created"] = compat["created"]
+    container_config = compat.get("container_config")
+    cmd = container_config.get("Cmd") if isinstance(container_config, dict) else None
+    if isinstance(cmd, list) and cmd:
+        out["created_by"] = " ".join(str(c) for c in cmd)
+    for key in ("author", "comment"):
+        if compat.get(key):
+            out[key] = compat[key]
+    if compat.get("throwaway") is True:
+        out["empty_layer"] = True
+    return out
+
+
+def convert(
+    data: bytes,
+    layers: Mapping[Digest, LayerFacts],
+    what: str,
+    *,
+    serialize: Callable[[dict[str, Any]], bytes],
+) -> Converted:
+    """Build the OCI config and manifest of the schema1 manifest ``data``.
+
+    ``layers`` must hold the facts of every kept layer blob; ``serialize`` is the normalizer's
+    one serialiser (passed in to keep this module free of a cycle).
+    """
+    try:
+        body = json.loads(data)
+    except ValueError as exc:
+        raise MalformedManifestError(f"{what}: schema1 manifest is not valid JSON") from exc
+    if not isinstance(body, dict) or body.get("schemaVersion") != 1:
+        raise MalformedManifestError(f"{what}: not a schema1 manifest")
+    listed = entries(body, what)
+    warnings: list[str] = []
+    kept: list[tuple[Digest, LayerFacts]] = []
+    for entry in reversed(listed):
+        if entry.throwaway:
+            if entry.blob != EMPTY_GZIP_LAYER:
+                warnings.append(
+                    f"{what}: throwaway history entry {entry.compat['id'][:12]} carries layer "
+                    f"{entry.blob.short}, not the empty layer; dropped as Docker does"
+                )
+            continue
+        facts = layers.get(entry.blob)
+        if facts is None:
+            raise UnsupportedMediaTypeError(
+                f"{what}: schema1 layer {entry.blob.short} has no known diff_id; converting "
+                "schema1 needs every layer streamed first (api.convert does that)"
+            )
+        kept.append((entry.blob, facts))
+
+    config = {k: v for k, v in listed[0].compat.items() if k not in BOOKKEEPING_KEYS}
+    if not config.get("architecture") and isinstance(body.get("architecture"), str):
+        config = {"architecture": body["architecture"], **config}
+    if not config.get("os"):
+        config = {**config, "os": "linux"}
+        warnings.append(f"{what}: v1Compatibility names no os; assumed linux")
+    config["rootfs"] = {"type": "layers", "diff_ids": [str(f.diff_id) for _, f in kept]}
+    config["history"] = [history_entry(e.compat) for e in reversed(listed)]
+    config_bytes = serialize(config)
+    new_config = NewBlob(Digest.of(config_bytes), mt.OCI_CONFIG, config_bytes)
+
+    config_desc = {
+        "mediaType": mt.OCI_CONFIG,
+        "digest": str(new_config.digest),
+        "size": len(config_bytes),
+    }
+    layer_descs = [
+        {"mediaType": f.media_type, "digest": str(blob), "size": f.size} for blob, f in kept
+    ]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": config_desc,
+        "layers": layer_descs,
+    }
+    blobs = (
+        Blob(new_config.digest, len(config_bytes), mt.OCI_CONFIG),
+        *(Blob(blob, f.size, f.media_type) for blob, f in kept),
+    )
+    return Converted(serialize(manifest), new_config, blobs, tuple(warnings))

@@ -1,0 +1,1 @@
+"""Talking HTTP to registries: transport, auth, credentials, retries, proxy and CA environment."""

@@ -1,0 +1,275 @@
+"""HTTP plumbing under :class:`~oci_normalize.registry.Registry`: auth, redirects, retries, errors.
+
+One :class:`Transport` per registry host sends every request: it adds the ``Authorization``
+header (only to the registry's own origin), answers one 401 challenge, follows redirects of reads
+itself (a blob redirected to object storage travels without credentials), retries what may change
+(:mod:`oci_normalize.retry`), counts requests and turns requests' exceptions into ours. Error
+answers become exceptions in one place, :func:`raise_for_status`, which reads at most
+:data:`MAX_ERROR_BODY` bytes of the body.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from oci_normalize.errors import (
+    DeniedError,
+    ManifestTooLargeError,
+    NotFoundError,
+    RateLimitedError,
+    RegistryError,
+    TLSFailureError,
+    TransportError,
+    UnauthorizedError,
+)
+from oci_normalize.http import env as httpenv
+from oci_normalize.http.auth import Authenticator
+from oci_normalize.http.retry import NO_RETRY, RetryPolicy, parse_retry_after
+
+MAX_ERROR_BODY: Final = 64 * 1024
+MAX_REDIRECTS: Final = 5
+REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+_FOLLOWED_METHODS: Final = frozenset({"GET", "HEAD"})
+
+
+def origin(url: str) -> tuple[str, str]:
+    """(scheme, host:port) with default ports made explicit, for same-origin checks."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme.lower(), f"{(parts.hostname or '').lower()}:{port}"
+
+
+class Transport:
+    """Sends requests for one registry host; thread-safe; counts every request it sends."""
+
+    def __init__(
+        self,
+        *,
+        registry: str,
+        base_url: str,
+        session: requests.Session,
+        auth: Authenticator,
+        timeout: tuple[float, float],
+        verify: bool | str,
+        retry: RetryPolicy,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.registry = registry
+        self._origin = origin(base_url)
+        self._session = session
+        self.auth = auth
+        self._timeout = timeout
+        self._proxies, self._verify = httpenv.settings(base_url, verify)
+        self.retry = retry
+        self.sleep = sleep
+        self._lock = threading.Lock()
+        self.requests = 0  # every request sent, retries and redirect hops included
+        self.retries = 0  # of which were retries after a transient failure
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        scopes: tuple[str, ...],
+        what: str,
+        retry_auth: bool = True,
+        replayable: bool = True,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send with auth; retry transient failures when the request can be sent again.
+
+        A retryable status still answered after the last try raises (429 as
+        :class:`RateLimitedError`); any other answer is returned for the caller to judge.
+        """
+        policy = self.retry if replayable else NO_RETRY
+        start = time.monotonic()
+        retry = 0
+        while True:
+            try:
+                resp = self._authorized(method, url, scopes, what, retry_auth, kwargs)
+            except TransportError as exc:
+                if not exc.retryable:
+                    raise
+                retry += 1
+                delay = policy.wait(retry, elapsed=time.monotonic() - start)
+                if delay is None:
+                    if retry > 1:
+                        raise TransportError(f"{exc} (gave up after {retry} tries)") from exc
+                    raise
+            else:
+                if resp.status_code not in policy.statuses:
+                    return resp
+                retry += 1
+                after = None
+                if resp.status_code == 429:
+                    after = parse_retry_after(resp.headers.get("Retry-After"))
+                delay = policy.wait(retry, elapsed=time.monotonic() - start, retry_after=after)
+                if delay is None:
+                    if retry > 1:
+                        what = f"{what} (gave up after {retry} tries)"
+                    raise_for_status(resp, what, kind="")
+                    raise AssertionError("unreachable: a retryable status is an error")
+                resp.close()
+            self.backoff(delay)
+
+    def backoff(self, delay: float) -> None:
+        """Count one retry and wait ``delay`` seconds before it."""
+        with self._lock:
+            self.retries += 1
+        self.sleep(delay)
+
+    # ---- one try: auth, one 401 answer, redirects --------------------------------------------
+
+    def _authorized(
+        self,
+        method: str,
+        url: str,
+        scopes: tuple[str, ...],
+        what: str,
+        retry_auth: bool,
+        kwargs: dict[str, Any],
+    ) -> requests.Response:
+        ours = origin(url) == self._origin
+        for attempt in (1, 2):
+            headers: dict[str, str] = dict(kwargs.get("headers") or {})
+            header = self.auth.header(scopes) if ours else None
+            if header:
+                headers["Authorization"] = header
+            resp = self._send(method, url, headers, what, kwargs)
+            if resp.status_code in REDIRECT_STATUSES and method in _FOLLOWED_METHODS:
+                resp = self._follow(method, url, resp, scopes, what, kwargs)
+            if resp.status_code != 401 or not retry_auth or not ours:
+                return resp
+            if attempt == 2:
+                self.auth.refused(resp, scopes, what)  # raises a clear error
+            self.auth.answer(resp, scopes, what)
+            resp.close()
+        raise AssertionError("unreachable")
+
+    def _follow(
+        self,
+        method: str,
+        url: str,
+        resp: requests.Response,
+        scopes: tuple[str, ...],
+        what: str,
+        kwargs: dict[str, Any],
+    ) -> requests.Response:
+        """Follow redirects of a read; Authorization goes only to the registry's own origin."""
+        for _ in range(MAX_REDIRECTS):
+            location = resp.headers.get("Location")
+            if resp.status_code not in REDIRECT_STATUSES or not location:
+                return resp
+            resp.close()
+            url = urljoin(url, location)
+            headers: dict[str, str] = dict(kwargs.get("headers") or {})
+            if origin(url) == self._origin:
+                header = self.auth.header(scopes)
+                if header:
+                    headers["Authorization"] = header
+            resp = self._send(method, url, headers, what, kwargs)
+        raise RegistryError(f"{what}: more than {MAX_REDIRECTS} redirects")
+
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], what: str, kwargs: dict[str, Any]
+    ) -> requests.Response:
+        extra = {k: v for k, v in kwargs.items() if k != "headers"}
+        with self._lock:
+            self.requests += 1
+        proxies = self._proxies
+        if origin(url) != self._origin:  # a redirect elsewhere (object storage)
+            proxies = httpenv.settings(url, True)[0]
+        try:
+            return self._session.request(
+                method,
+                url,
+                headers=headers,
+                timeout=self._timeout,
+                verify=self._verify,
+                proxies=proxies,
+                allow_redirects=False,
+                **extra,
+            )
+        except requests.exceptions.SSLError as exc:
+            reason = "certificate verify failed" if "CERTIFICATE_VERIFY" in str(exc) else "error"
+            raise TLSFailureError(
+                f"{what}: TLS {reason} talking to {self.registry} "
+                "(--ca-file for a private CA, --insecure to skip the check)"
+            ) from exc
+        except requests.exceptions.Timeout as exc:
+            raise TransportError(f"{what}: {self.registry} timed out") from exc
+        except requests.exceptions.InvalidURL as exc:
+            raise TransportError(f"{what}: invalid URL", retryable=False) from exc
+        except requests.RequestException as exc:
+            raise TransportError(
+                f"{what}: cannot reach {self.registry} ({type(exc).__name__})"
+            ) from exc
+
+
+# ---- error answers -----------------------------------------------------------------------------
+
+ERROR_CLASSES: Final = {
+    "MANIFEST_UNKNOWN": NotFoundError,
+    "NAME_UNKNOWN": NotFoundError,
+    "BLOB_UNKNOWN": NotFoundError,
+    "DENIED": DeniedError,
+    "UNAUTHORIZED": UnauthorizedError,
+    "TOOMANYREQUESTS": RateLimitedError,
+}
+
+
+def raise_for_status(resp: requests.Response, what: str, *, kind: str) -> None:
+    """Turn a non-2xx answer into one exception carrying the registry's error code."""
+    if resp.status_code < 300:
+        return
+    code, message = read_errors(resp)
+    status = resp.status_code
+    if code:
+        detail = f"{code}: {message}" if message else code
+    else:
+        detail = f"HTTP {status} {resp.reason or ''}".strip()
+    text = f"{what}: {detail}"
+    if status == 413:
+        raise ManifestTooLargeError(
+            f"{what}: the registry refused the size (HTTP 413 Payload Too Large)"
+        )
+    cls = ERROR_CLASSES.get(code or "")
+    if cls is NotFoundError or (cls is None and status == 404):
+        noun = "repository" if code == "NAME_UNKNOWN" else (kind or "resource")
+        raise NotFoundError(f"{what}: {noun} not found ({detail})", status=status, code=code)
+    if cls is None:
+        if status == 401:
+            cls = UnauthorizedError
+        elif status == 403:
+            cls = DeniedError
+        elif status == 429:
+            cls = RateLimitedError
+            text = f"{what}: rate limited by the registry (HTTP 429)"
+        else:
+            cls = RegistryError
+    raise cls(text, status=status, code=code)
+
+
+def read_errors(resp: requests.Response) -> tuple[str | None, str]:
+    raw = bytearray()
+    try:
+        for chunk in resp.iter_content(8192):
+            raw += chunk
+            if len(raw) >= MAX_ERROR_BODY:
+                break
+    except (requests.RequestException, OSError):
+        pass  # an unreadable error body must not hide the error itself
+    try:
+        errors = json.loads(bytes(raw[:MAX_ERROR_BODY])).get("errors") or []
+        first = errors[0]
+        return str(first.get("code") or "") or None, str(first.get("message") or "")[:300]
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return None, ""

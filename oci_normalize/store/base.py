@@ -1,0 +1,99 @@
+"""What the fetcher and the pusher need from wherever images live: the :class:`Store` protocol.
+
+:class:`~oci_normalize.registry.Registry` satisfies it as it is; :class:`~.layout.Layout` (an OCI
+image layout directory) and :class:`~.archive.ArchiveStore` (a ``docker save`` tarball, read-only)
+use the same method names, so ``tree``, ``push`` and ``api`` never ask which one they hold. A
+store that has no repositories ignores the ``repository`` argument.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Protocol
+
+from oci_normalize.digest import Digest
+from oci_normalize.manifest import BodyOpener, Fetched
+
+
+class BlobStream(Protocol):
+    """A blob being read: ``requests.Response`` is one, :class:`FileBlob` another."""
+
+    def iter_content(self, chunk_size: int) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: Any) -> Any: ...
+
+
+class Store(Protocol):
+    registry: str  # a name for messages; equal names mean the same store
+
+    @property
+    def requests(self) -> int:
+        """Operations performed, for the --json ``requests`` count."""
+
+    def get_manifest(
+        self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
+    ) -> Fetched: ...
+
+    def head_manifest(self, repository: str, ref: str) -> Digest | None: ...
+
+    def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest: ...
+
+    def blob_exists(self, repository: str, digest: Digest) -> bool: ...
+
+    def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool: ...
+
+    def open_blob(self, repository: str, digest: Digest) -> BlobStream: ...
+
+    def upload_blob(
+        self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes] | BodyOpener
+    ) -> None: ...
+
+
+def opened(chunks: Iterable[bytes] | BodyOpener) -> AbstractContextManager[Iterable[bytes]]:
+    """The chunks of an upload body given either way (a store that never retries opens once)."""
+    if callable(chunks):
+        return chunks()
+    return nullcontext(chunks)
+
+
+class StreamBlob:
+    """A binary file object read in chunks, shaped like a streaming ``requests.Response``."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+        while chunk := self._fh.read(chunk_size):
+            yield chunk
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> StreamBlob:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def FileBlob(path: Path) -> StreamBlob:  # noqa: N802 - reads like the type it makes
+    """A local file, streamed."""
+    return StreamBlob(path.open("rb"))
+
+
+def BytesBlob(data: bytes) -> StreamBlob:  # noqa: N802
+    """Bytes in memory (a config blob), streamed."""
+    return StreamBlob(io.BytesIO(data))

@@ -1,0 +1,286 @@
+"""An OCI image layout directory as a :class:`~oci_normalize.store.Store`.
+
+Tags are ``org.opencontainers.image.ref.name`` annotations of ``index.json`` entries; the
+``repository`` argument of every method is ignored. Writes are atomic and additive:
+
+* a blob goes to a temporary file in its ``blobs/ALG/`` directory, is hashed on the way, and is
+  renamed to its digest only when the digest and size match;
+* ``index.json`` is rewritten to a temporary file and renamed over the old one;
+* blobs are never deleted (``umoci gc`` or ``skopeo`` can collect what no tag reaches).
+
+Blob paths come only from validated :class:`~oci_normalize.digest.Digest` values: a digest from
+``index.json`` or a manifest that is not ``sha256:<64 hex>``/``sha512:<128 hex>`` is refused
+before any path is built, so no entry can reach outside ``blobs/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+
+from oci_normalize import mediatypes as mt
+from oci_normalize.convert.normalize import descriptors, parse_body, serialize
+from oci_normalize.digest import Digest
+from oci_normalize.errors import (
+    DigestMismatchError,
+    InvalidDigestError,
+    MalformedManifestError,
+    ManifestTooLargeError,
+    NotFoundError,
+)
+from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, Fetched, effective_media_type
+from oci_normalize.store.base import FileBlob, StreamBlob, opened
+
+REF_NAME: Final = "org.opencontainers.image.ref.name"
+LAYOUT_FILE: Final = "oci-layout"
+INDEX_FILE: Final = "index.json"
+LAYOUT_VERSION: Final = "1.0.0"
+MAX_INDEX_BYTES: Final = 16 * 1024 * 1024
+CHUNK: Final = 1024 * 1024
+
+
+class Layout:
+    """The image layout at ``path``; created (empty) on the first write when missing."""
+
+    def __init__(self, path: str | Path, *, max_manifest_bytes: int = MAX_MANIFEST_BYTES) -> None:
+        self.path = Path(path).absolute()
+        self.registry = f"oci:{self.path}"
+        self.requests = 0
+        self._max_manifest = max_manifest_bytes
+        self._lock = threading.Lock()
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def blob_path(self, digest: Digest) -> Path:
+        """Where a blob lives; the digest is re-validated so no value can escape ``blobs/``."""
+        try:
+            checked = Digest.parse(str(digest))
+        except InvalidDigestError as exc:
+            raise InvalidDigestError(f"{self.registry}: refusing blob path for {exc}") from exc
+        return self.path / "blobs" / checked.algorithm / checked.hex
+
+    def index(self) -> dict[str, Any]:
+        """``index.json``, shape-checked (every entry a descriptor with a valid digest)."""
+        what = f"{self.registry}/{INDEX_FILE}"
+        self._check_layout_file()
+        try:
+            with (self.path / INDEX_FILE).open("rb") as fh:
+                data = fh.read(MAX_INDEX_BYTES + 1)
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"{self.registry}: not an OCI image layout (no index.json)"
+            ) from exc
+        if len(data) > MAX_INDEX_BYTES:
+            raise ManifestTooLargeError(f"{what}: over {MAX_INDEX_BYTES} bytes")
+        body = parse_body(data, what)
+        descriptors(body, mt.OCI_INDEX, what)
+        return body
+
+    def _check_layout_file(self) -> None:
+        marker = self.path / LAYOUT_FILE
+        try:
+            version = json.loads(marker.read_bytes()).get("imageLayoutVersion")
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"{self.registry}: not an OCI image layout (no oci-layout)"
+            ) from exc
+        except (ValueError, AttributeError) as exc:
+            raise MalformedManifestError(f"{self.registry}: oci-layout is not valid JSON") from exc
+        if version != LAYOUT_VERSION:
+            raise MalformedManifestError(
+                f"{self.registry}: unsupported imageLayoutVersion {version!r}"
+            )
+
+    def resolve(self, ref: str) -> dict[str, Any]:
+        """The index.json entry for a tag, or for "" the layout's only entry."""
+        entries = self.index()["manifests"]
+        if ref == "":
+            if len(entries) != 1:
+                names = sorted({str(_name(e)) for e in entries})
+                raise NotFoundError(
+                    f"{self.registry}: holds {len(entries)} images ({', '.join(names) or 'none'});"
+                    " name one as oci:PATH:TAG"
+                )
+            return dict(entries[0])
+        found = [e for e in entries if _name(e) == ref]
+        if not found:
+            names = sorted({n for e in entries if (n := _name(e))})
+            raise NotFoundError(
+                f"{self.registry}: no image tagged {ref!r} in index.json "
+                f"(tags: {', '.join(names) or 'none'})"
+            )
+        if len({e["digest"] for e in found}) > 1:
+            raise MalformedManifestError(f"{self.registry}: tag {ref!r} names several images")
+        return dict(found[0])
+
+    def sole_tag(self) -> str | None:
+        """The tag of the layout's only image (None when it has no name)."""
+        return _name(self.resolve(""))
+
+    def get_manifest(
+        self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
+    ) -> Fetched:
+        what = what or f"{self.registry}:{ref}"
+        declared = ""
+        if _is_digest(ref):
+            digest = Digest.parse(ref)
+        else:
+            entry = self.resolve(ref)
+            digest, declared = Digest.parse(entry["digest"]), entry["mediaType"]
+        if expected is not None and expected != digest:
+            raise DigestMismatchError(f"{what}: resolves to {digest}, expected {expected}")
+        path = self.blob_path(digest)
+        self.requests += 1
+        try:
+            with path.open("rb") as fh:
+                data = fh.read(self._max_manifest + 1)
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"{what}: manifest {digest} is named but its blob "
+                f"blobs/{digest.algorithm}/{digest.hex} is missing"
+            ) from exc
+        if len(data) > self._max_manifest:
+            raise ManifestTooLargeError(f"{what}: manifest is over the {self._max_manifest} cap")
+        digest.verify(data, what)
+        return Fetched(data=data, media_type=effective_media_type(data, declared), digest=digest)
+
+    def head_manifest(self, repository: str, ref: str) -> Digest | None:
+        self.requests += 1
+        if _is_digest(ref):
+            digest = Digest.parse(ref)
+            return digest if self.blob_path(digest).is_file() else None
+        if not (self.path / INDEX_FILE).exists():
+            return None
+        try:
+            return Digest.parse(self.resolve(ref)["digest"])
+        except NotFoundError:
+            return None
+
+    def blob_exists(self, repository: str, digest: Digest) -> bool:
+        self.requests += 1
+        return self.blob_path(digest).is_file()
+
+    def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
+        return False  # nothing to mount from: blobs arrive by upload_blob
+
+    def open_blob(self, repository: str, digest: Digest) -> StreamBlob:
+        self.requests += 1
+        path = self.blob_path(digest)
+        try:
+            return FileBlob(path)
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{self.registry}: blob {digest} is missing") from exc
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def upload_blob(
+        self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes] | BodyOpener
+    ) -> None:
+        """Write a blob atomically; nothing lands unless the digest and size match."""
+        self._ensure_layout()
+        self.requests += 1
+        target = self.blob_path(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        tmp = Path(tmp_name)
+        try:
+            hasher, count = digest.hasher(), 0
+            with os.fdopen(fd, "wb") as out, opened(chunks) as body:
+                for chunk in body:
+                    hasher.update(chunk)
+                    count += len(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if hasher.hexdigest() != digest.hex or count != size:
+                raise DigestMismatchError(
+                    f"{self.registry}: blob {digest.short}: got {count} bytes hashing to "
+                    f"{digest.algorithm}:{hasher.hexdigest()[:12]}, expected {size} bytes"
+                )
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
+        """Write the manifest blob; by tag (or "" for the only image) also point index.json."""
+        digest = Digest.of(data)
+        if _is_digest(ref) and Digest.parse(ref) != digest:
+            raise DigestMismatchError(f"{self.registry}: manifest is {digest}, not {ref}")
+        if not self.blob_path(digest).is_file():
+            self.upload_blob(repository, digest, len(data), [data])
+        if not _is_digest(ref):
+            with self._lock:
+                self._point(ref, digest, len(data), media_type)
+        return digest
+
+    def _point(self, ref: str, digest: Digest, size: int, media_type: str) -> None:
+        index = self.index()
+        entries: list[dict[str, Any]] = index["manifests"]
+        if ref == "":
+            positions = list(range(len(entries)))
+            if len(positions) > 1:
+                raise NotFoundError(f"{self.registry}: several images; name one as oci:PATH:TAG")
+        else:
+            positions = [i for i, e in enumerate(entries) if _name(e) == ref]
+        new = {"mediaType": mt.base(media_type), "digest": str(digest), "size": size}
+        if positions:
+            # Keep what the old entry said beyond its identity (platform, other annotations).
+            old = entries[positions[0]]
+            new = {**old, **new}
+            entries = [e for i, e in enumerate(entries) if i not in positions[1:]]
+            entries[positions[0]] = new
+        else:
+            if ref:
+                new["annotations"] = {REF_NAME: ref}
+            entries.append(new)
+        index["manifests"] = entries
+        self._write_atomic(self.path / INDEX_FILE, serialize(index))
+
+    def _ensure_layout(self) -> None:
+        with self._lock:
+            if (self.path / LAYOUT_FILE).exists():
+                self._check_layout_file()
+                return
+            self.path.mkdir(parents=True, exist_ok=True)
+            if (self.path / INDEX_FILE).exists():
+                raise MalformedManifestError(f"{self.registry}: index.json without oci-layout")
+            (self.path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            empty = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+            self._write_atomic(self.path / INDEX_FILE, serialize(empty))
+            marker = {"imageLayoutVersion": LAYOUT_VERSION}
+            self._write_atomic(self.path / LAYOUT_FILE, serialize(marker))
+
+    def _write_atomic(self, target: Path, data: bytes) -> None:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _name(entry: dict[str, Any]) -> str | None:
+    annotations = entry.get("annotations")
+    if isinstance(annotations, dict) and isinstance(annotations.get(REF_NAME), str):
+        return str(annotations[REF_NAME])
+    return None
+
+
+def _is_digest(ref: str) -> bool:
+    return ":" in ref

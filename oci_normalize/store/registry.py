@@ -1,0 +1,449 @@
+"""A distribution-spec client for one registry host on one pooled ``requests.Session``.
+
+Every request goes through :meth:`Registry._request`, which hands it to a
+:class:`~oci_normalize.transport.Transport`: Authorization header, one 401 challenge, redirects,
+retries of transient failures (:mod:`oci_normalize.retry`), request counting and translation of
+transport failures. Error answers become exceptions in one place, :func:`raise_for_status`.
+Writes survive lost answers: a manifest PUT or blob upload whose answer never came is checked
+with a HEAD before it is reported as failed, and a blob upload is retried as a whole session
+with a freshly opened body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import quote, urljoin
+
+import requests
+from requests import Response
+
+from oci_normalize import mediatypes as mt
+from oci_normalize.digest import Digest
+from oci_normalize.errors import (
+    DigestMismatchError,
+    OciNormalizeError,
+    RegistryError,
+    TransportError,
+)
+from oci_normalize.http import env as httpenv
+from oci_normalize.http.auth import ANONYMOUS, Authenticator, Credential
+from oci_normalize.http.retry import DEFAULT_RETRY, RetryPolicy
+from oci_normalize.http.transport import ERROR_CLASSES, Transport, raise_for_status, read_errors
+from oci_normalize.manifest import (
+    MAX_MANIFEST_BYTES,
+    BodyOpener,
+    Fetched,
+    effective_media_type,
+    parse_header_digest,
+    read_capped,
+    verify_manifest,
+)
+from oci_normalize.reference import Reference
+
+CONNECT_TIMEOUT_S: Final = 10.0
+READ_TIMEOUT_S: Final = 60.0
+CHUNK: Final = 1024 * 1024
+USER_AGENT: Final = "oci-normalize/0.1"
+#: A listing longer than this many pages is treated as a registry loop.
+MAX_PAGES: Final = 10_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientOptions:
+    plain_http: bool = False
+    insecure: bool = False
+    ca_file: str | None = None
+    connect_timeout: float = CONNECT_TIMEOUT_S
+    read_timeout: float = READ_TIMEOUT_S
+    max_manifest_bytes: int = MAX_MANIFEST_BYTES
+    retry: RetryPolicy = field(default=DEFAULT_RETRY)
+
+
+DEFAULT_OPTIONS: Final = ClientOptions()
+
+
+def pull_scope(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+def push_scope(repository: str) -> str:
+    return f"repository:{repository}:pull,push"
+
+
+class Registry:
+    """Client for the registry serving ``reference.api_host``."""
+
+    def __init__(
+        self,
+        reference: Reference,
+        *,
+        options: ClientOptions = DEFAULT_OPTIONS,
+        credential: Credential = ANONYMOUS,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.registry = reference.registry
+        # Loopback registries speak plain HTTP unless a TLS flag (--ca-file, --insecure) says
+        # the user expects TLS there.
+        wants_tls = bool(options.ca_file) or options.insecure
+        plain = options.plain_http or (reference.is_loopback and not wants_tls)
+        scheme = "http" if plain else "https"
+        self.base_url = f"{scheme}://{reference.api_host}/v2/"
+        self.options = options
+        self._session = session or httpenv.new_session()
+        self._session.headers["User-Agent"] = USER_AGENT
+        verify: bool | str = options.ca_file or True
+        if options.insecure:
+            verify = False
+        timeout = (options.connect_timeout, options.read_timeout)
+        self.auth = Authenticator(
+            self._session,
+            credential,
+            timeout=timeout,
+            verify=verify,
+            allow_plain_http=options.plain_http,
+        )
+        self.transport = Transport(
+            registry=self.registry,
+            base_url=self.base_url,
+            session=self._session,
+            auth=self.auth,
+            timeout=timeout,
+            verify=verify,
+            retry=options.retry,
+        )
+
+    @property
+    def requests(self) -> int:
+        """Requests sent so far, retries included (token requests are counted by ``auth``)."""
+        return self.transport.requests
+
+    @property
+    def retries(self) -> int:
+        return self.transport.retries
+
+    # ---- plumbing ---------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return urljoin(self.base_url, path)
+
+    def _request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        scopes: tuple[str, ...],
+        what: str,
+        retry_auth: bool = True,
+        replayable: bool = True,
+        **kwargs: Any,
+    ) -> Response:
+        url = path_or_url if "://" in path_or_url else self._url(path_or_url)
+        return self.transport.request(
+            method,
+            url,
+            scopes=scopes,
+            what=what,
+            retry_auth=retry_auth,
+            replayable=replayable,
+            **kwargs,
+        )
+
+    # ---- manifests --------------------------------------------------------------------------
+
+    def get_manifest(
+        self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
+    ) -> Fetched:
+        """GET a manifest, capped in size and verified against its digest."""
+        what = what or f"{self.registry}/{repository}@{ref}"
+        resp = self._request(
+            "GET",
+            f"{repository}/manifests/{quote(ref, safe=':')}",
+            scopes=(pull_scope(repository),),
+            what=what,
+            headers={"Accept": mt.MANIFEST_ACCEPT},
+            stream=True,
+        )
+        with resp:
+            raise_for_status(resp, what, kind="manifest")
+            data = read_capped(resp, self.options.max_manifest_bytes, what)
+        content_type = resp.headers.get("Content-Type", "")
+        header = resp.headers.get("Docker-Content-Digest")
+        digest = verify_manifest(data, content_type, expected, header, what)
+        return Fetched(
+            data=data, media_type=effective_media_type(data, content_type), digest=digest
+        )
+
+    def head_manifest(self, repository: str, ref: str) -> Digest | None:
+        """The digest a tag or digest resolves to, or None when unknown."""
+        what = f"{self.registry}/{repository}:{ref}"
+        resp = self._request(
+            "HEAD",
+            f"{repository}/manifests/{quote(ref, safe=':')}",
+            scopes=(pull_scope(repository),),
+            what=what,
+            headers={"Accept": mt.MANIFEST_ACCEPT},
+        )
+        if resp.status_code == 404:
+            return None
+        raise_for_status(resp, what, kind="manifest")
+        header = resp.headers.get("Docker-Content-Digest")
+        if header:
+            return parse_header_digest(header, what)
+        # Some registries omit the header on HEAD: fall back to a GET.
+        return self.get_manifest(repository, ref, what=what).digest
+
+    def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
+        """PUT a manifest by digest or tag; a failure whose PUT may have landed is re-checked."""
+        return self.put_manifest_confirmed(repository, ref, data, media_type)[0]
+
+    def put_manifest_confirmed(
+        self, repository: str, ref: str, data: bytes, media_type: str
+    ) -> tuple[Digest, bool]:
+        """:meth:`put_manifest`, also telling whether the registry confirmed storing exactly
+        these bytes under ``ref``: its answer echoed our digest in ``Docker-Content-Digest``
+        (optional in the OCI spec, hence the flag), or a re-check after a lost answer did."""
+        what = f"push {self.registry}/{repository}:{ref}"
+        digest = Digest.of(data)
+        try:
+            resp = self._request(
+                "PUT",
+                f"{repository}/manifests/{quote(ref, safe=':')}",
+                scopes=(push_scope(repository),),
+                what=what,
+                headers={"Content-Type": media_type},
+                data=data,
+            )
+            raise_for_status(resp, what, kind="manifest")
+        except (TransportError, RegistryError) as exc:
+            if not _may_have_landed(exc) or not self._manifest_landed(repository, ref, digest):
+                raise
+            return digest, True
+        returned = resp.headers.get("Docker-Content-Digest")
+        if returned and parse_header_digest(returned, what) != digest:
+            raise DigestMismatchError(f"{what}: registry stored {returned}, we sent {digest}")
+        return digest, bool(returned)
+
+    def _manifest_landed(self, repository: str, ref: str, digest: Digest) -> bool:
+        """After a lost answer: is ``digest`` stored, and does ``ref`` (a tag) point at it?"""
+        with contextlib.suppress(OciNormalizeError):
+            if self.head_manifest(repository, str(digest)) != digest:
+                return False
+            return ref == str(digest) or self.head_manifest(repository, ref) == digest
+        return False
+
+    # ---- blobs ------------------------------------------------------------------------------
+
+    def blob_exists(self, repository: str, digest: Digest) -> bool:
+        what = f"{self.registry}/{repository}@{digest}"
+        resp = self._request(
+            "HEAD", f"{repository}/blobs/{digest}", scopes=(pull_scope(repository),), what=what
+        )
+        if resp.status_code == 404:
+            return False
+        raise_for_status(resp, what, kind="blob")
+        return True
+
+    def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
+        """Try a cross-repository mount; True when the blob is now in ``repository``."""
+        what = f"mount {digest.short} into {self.registry}/{repository}"
+        resp = self._request(
+            "POST",
+            f"{repository}/blobs/uploads/",
+            scopes=(push_scope(repository), pull_scope(from_repository)),
+            what=what,
+            params={"mount": str(digest), "from": from_repository},
+        )
+        if resp.status_code == 201:
+            return True
+        raise_for_status(resp, what, kind="blob")
+        # 202: the registry opened an upload session instead; leave it unused (it expires).
+        return False
+
+    def open_blob(self, repository: str, digest: Digest) -> Response:
+        """A streaming GET of a blob; the caller closes it and checks the digest."""
+        what = f"{self.registry}/{repository}@{digest}"
+        resp = self._request(
+            "GET",
+            f"{repository}/blobs/{digest}",
+            scopes=(pull_scope(repository),),
+            what=what,
+            stream=True,
+        )
+        raise_for_status(resp, what, kind="blob")
+        return resp
+
+    def upload_blob(
+        self,
+        repository: str,
+        digest: Digest,
+        size: int,
+        chunks: Iterable[bytes] | BodyOpener,
+    ) -> None:
+        """Upload a blob as one streamed PUT after a POST that opens the session.
+
+        ``chunks`` is either an iterable (sent once: a stream cannot be replayed) or a
+        :data:`BodyOpener`, which makes the upload retryable as a whole: each try opens a fresh
+        body and a fresh session, and a try that failed after sending everything is checked
+        with a HEAD first, since its PUT may have landed.
+        """
+        if not callable(chunks):
+            self._upload_once(repository, digest, size, chunks)
+            return
+        policy = self.options.retry
+        start = time.monotonic()
+        retry = 0
+        while True:
+            try:
+                with chunks() as body:
+                    self._upload_once(repository, digest, size, body)
+                return
+            except (TransportError, RegistryError) as exc:
+                if not _may_have_landed(exc):
+                    raise
+                if self._blob_landed(repository, digest):
+                    return
+                retry += 1
+                delay = policy.wait(retry, elapsed=time.monotonic() - start)
+                if delay is None:
+                    raise
+                self.transport.backoff(delay)
+
+    def _blob_landed(self, repository: str, digest: Digest) -> bool:
+        with contextlib.suppress(OciNormalizeError):
+            return self.blob_exists(repository, digest)
+        return False
+
+    def _upload_once(
+        self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes]
+    ) -> None:
+        what = f"upload {digest.short} to {self.registry}/{repository}"
+        scopes = (push_scope(repository),)
+        resp = self._request("POST", f"{repository}/blobs/uploads/", scopes=scopes, what=what)
+        raise_for_status(resp, what, kind="blob")
+        location = resp.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{what}: registry gave no upload location")
+        url = urljoin(self.base_url, location)
+        sep = "&" if "?" in url else "?"
+        body = _SizedStream(chunks, size)
+        resp = self._request(
+            "PUT",
+            f"{url}{sep}digest={quote(str(digest), safe='')}",
+            scopes=scopes,
+            what=what,
+            retry_auth=False,
+            replayable=False,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            data=body,
+        )
+        raise_for_status(resp, what, kind="blob")
+
+    # ---- listings ---------------------------------------------------------------------------
+
+    def list_tags(self, repository: str, *, page_size: int = 1000) -> list[str]:
+        what = f"list tags of {self.registry}/{repository}"
+        return self._paginate(
+            f"{repository}/tags/list", "tags", (pull_scope(repository),), what, page_size
+        )
+
+    def catalog(self, *, page_size: int = 1000) -> list[str]:
+        what = f"catalog of {self.registry}"
+        return self._paginate("_catalog", "repositories", ("registry:catalog:*",), what, page_size)
+
+    def _paginate(
+        self, path: str, key: str, scopes: tuple[str, ...], what: str, page_size: int
+    ) -> list[str]:
+        """Follow ``Link: <…>; rel="next"``; without one, a full page asks on with ``last``."""
+        out: list[str] = []
+        url: str | None = self._url(path)
+        params: dict[str, Any] | None = {"n": page_size}
+        for _ in range(MAX_PAGES):
+            if url is None:
+                return out
+            resp = self._request("GET", url, scopes=scopes, what=what, params=params)
+            raise_for_status(resp, what, kind="repository")
+            try:
+                items = [str(i) for i in (resp.json().get(key) or [])]
+            except (ValueError, AttributeError) as exc:
+                raise RegistryError(f"{what}: the registry answered with broken JSON") from exc
+            out.extend(items)
+            nxt = resp.links.get("next", {}).get("url")
+            if nxt:
+                url, params = urljoin(url, nxt), None
+            elif len(items) == page_size and items:
+                url, params = self._url(path), {"n": page_size, "last": items[-1]}
+            else:
+                url = None
+        raise RegistryError(f"{what}: more than {MAX_PAGES} pages")
+
+    # ---- referrers --------------------------------------------------------------------------
+
+    def referrers(self, repository: str, digest: Digest) -> bytes | None:
+        """The referrers API's index for ``digest``, or None when the registry lacks the API.
+
+        A registry with the API answers 200 for any digest (an empty index when nothing
+        refers to it); distribution 2.8 answers a plain 404 (or 400/405 elsewhere). Auth
+        failures still raise. The index is capped like a manifest; Link pagination is followed.
+        """
+        what = f"referrers of {self.registry}/{repository}@{digest}"
+        url: str | None = self._url(f"{repository}/referrers/{digest}")
+        merged: dict[str, Any] | None = None
+        while url:
+            resp = self._request(
+                "GET",
+                url,
+                scopes=(pull_scope(repository),),
+                what=what,
+                headers={"Accept": mt.OCI_INDEX},
+                stream=True,
+            )
+            with resp:
+                if merged is None and resp.status_code in (400, 404, 405):
+                    code, message = read_errors(resp)
+                    cls = ERROR_CLASSES.get(code or "")
+                    if cls is None or code in ("MANIFEST_UNKNOWN", "BLOB_UNKNOWN"):
+                        return None
+                    raise cls(f"{what}: {code}: {message}", status=resp.status_code, code=code)
+                raise_for_status(resp, what, kind="referrers")
+                data = read_capped(resp, self.options.max_manifest_bytes, what)
+            try:
+                page = json.loads(data)
+                entries = list(page.get("manifests") or [])
+            except (ValueError, AttributeError, TypeError) as exc:
+                raise RegistryError(f"{what}: the registry answered with broken JSON") from exc
+            if merged is None:
+                merged = page
+            else:
+                merged["manifests"] = list(merged.get("manifests") or []) + entries
+            nxt = resp.links.get("next", {}).get("url")
+            url = urljoin(url, nxt) if nxt else None
+        return json.dumps(merged).encode()
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+
+class _SizedStream:
+    """An iterable body with a known length, so requests sends Content-Length, not chunks."""
+
+    def __init__(self, chunks: Iterable[bytes], size: int) -> None:
+        self._chunks = chunks
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+
+def _may_have_landed(exc: OciNormalizeError) -> bool:
+    """A failure after which the write may still have happened (lost answer, 5xx)."""
+    if isinstance(exc, TransportError):
+        return exc.retryable
+    return isinstance(exc, RegistryError) and (exc.status or 0) >= 500

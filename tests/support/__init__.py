@@ -1,0 +1,1 @@
+"""Test harness: real registry processes, seeders, fault and token servers, peers."""
