@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.convert.normalize import find_docker_types, normalize, serialize
+from oci_normalize.convert.normalize import find_docker_types, normalize
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     MalformedManifestError,
     OciNormalizeError,
     UnsupportedMediaTypeError,
 )
+from oci_normalize.manifest import serialize
 from oci_normalize.models import Node
 from tests.support.oci_schema import schema_dir, validate
 

@@ -16,7 +16,7 @@ from oci_normalize import api
 from oci_normalize import mediatypes as mt
 from oci_normalize.cli import app as cli
 from oci_normalize.convert import schema1
-from oci_normalize.convert.normalize import normalize, schema1_layer_blobs, serialize
+from oci_normalize.convert.normalize import normalize, schema1_layer_blobs
 from oci_normalize.digest import Digest
 from oci_normalize.errors import ContentError, MalformedManifestError, UnsupportedMediaTypeError
 from oci_normalize.manifest import jws_payload
@@ -44,7 +44,7 @@ def _node(data: bytes, media_type: str = mt.DOCKER_SCHEMA1) -> Node:
 
 
 def test_golden_unsigned_builds_skopeo_shaped_config() -> None:
-    built = schema1.convert(_unsigned(), FACTS, "fixture", serialize=serialize)
+    built = schema1.convert(_unsigned(), FACTS, "fixture")
     manifest = json.loads(built.manifest)
     config = json.loads(built.config.data)
     # fsLayers reversed, throwaway entries and the duplicate id dropped.
@@ -144,13 +144,13 @@ def _with_compat(index: int, **fields: object) -> bytes:
 )
 def test_bad_schema1_manifests_are_refused(data: bytes, message: str) -> None:
     with pytest.raises(MalformedManifestError, match=message):
-        schema1.convert(data, FACTS, "bad", serialize=serialize)
+        schema1.convert(data, FACTS, "bad")
 
 
 def test_throwaway_with_a_real_layer_warns() -> None:
     body = json.loads(_unsigned())
     body["fsLayers"][0]["blobSum"] = str(L2)
-    built = schema1.convert(json.dumps(body).encode(), FACTS, "w", serialize=serialize)
+    built = schema1.convert(json.dumps(body).encode(), FACTS, "w")
     assert any("not the empty layer" in w for w in built.warnings)
 
 

@@ -32,11 +32,11 @@ from oci_normalize.api import Client, Planned, push_in_place, schema1_facts
 from oci_normalize.batch.journal import Journal
 from oci_normalize.convert import inplace
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
-from oci_normalize.convert.normalize import descriptors, normalize, parse_body
+from oci_normalize.convert.normalize import normalize
 from oci_normalize.convert.tree import CHILD_FETCH_CONCURRENCY, build_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import JournalError, OciNormalizeError
-from oci_normalize.manifest import Fetched
+from oci_normalize.manifest import Fetched, descriptors, parse_body
 from oci_normalize.models import Node, Plan
 from oci_normalize.reference import Reference
 

@@ -9,7 +9,6 @@ normalizer on its own output changes nothing.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,69 +16,13 @@ from oci_normalize import mediatypes as mt
 from oci_normalize.convert import schema1
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
-    InvalidDigestError,
     MalformedManifestError,
     UnsupportedMediaTypeError,
 )
+from oci_normalize.manifest import descriptors, parse_body, serialize
 from oci_normalize.models import Finding, LayerFacts, NewBlob, Node, Plan, PlannedNode
 
 ATTESTATION_DIGEST_KEY = "vnd.docker.reference.digest"
-
-
-def parse_body(data: bytes, what: str) -> dict[str, Any]:
-    """Decode a manifest body; reject broken JSON, duplicate keys and non-objects."""
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise MalformedManifestError(f"{what}: duplicate key {key!r} in manifest JSON")
-            out[key] = value
-        return out
-
-    try:
-        body = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedManifestError(f"{what}: manifest is not valid JSON ({exc})") from exc
-    if not isinstance(body, dict):
-        raise MalformedManifestError(f"{what}: manifest JSON is not an object")
-    return body
-
-
-def serialize(obj: dict[str, Any]) -> bytes:
-    """The one serialiser for rewritten manifests: compact, key order kept, UTF-8."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def descriptors(
-    body: dict[str, Any], media_type: str, what: str
-) -> list[tuple[str, dict[str, Any]]]:
-    """(where, descriptor) pairs of a manifest or index body, shape-checked."""
-    out: list[tuple[str, dict[str, Any]]] = []
-    if mt.is_index(media_type):
-        entries = body.get("manifests")
-        if not isinstance(entries, list):
-            raise MalformedManifestError(f"{what}: index has no 'manifests' list")
-        out.extend((f"manifests[{i}]", e) for i, e in enumerate(entries))
-    elif mt.is_image_manifest(media_type):
-        config, layers = body.get("config"), body.get("layers")
-        if not isinstance(config, dict) or not isinstance(layers, list):
-            raise MalformedManifestError(f"{what}: manifest needs a 'config' object and 'layers'")
-        out.append(("config", config))
-        out.extend((f"layers[{i}]", layer) for i, layer in enumerate(layers))
-    for where, desc in out:
-        if not isinstance(desc, dict):
-            raise MalformedManifestError(f"{what}: {where} is not a descriptor object")
-        if not isinstance(desc.get("mediaType"), str) or not isinstance(desc.get("digest"), str):
-            raise MalformedManifestError(f"{what}: {where} lacks mediaType or digest")
-        try:
-            Digest.parse(desc["digest"])
-        except InvalidDigestError as exc:
-            raise MalformedManifestError(f"{what}: {where}: {exc}") from exc
-        size = desc.get("size")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise MalformedManifestError(f"{what}: {where} has no valid size")
-    return out
 
 
 def find_docker_types(root: Node) -> list[Finding]:
@@ -159,7 +102,7 @@ def _plan(
                 f"{what}: Docker schema1 manifest ({mtype}) has no config blob; converting it "
                 "needs every layer's diff_id (convert streams the layers to compute them)"
             )
-        built = schema1.convert(node.data, schema1_layers, what, serialize=serialize)
+        built = schema1.convert(node.data, schema1_layers, what)
         warnings.extend(built.warnings)
         new_blobs[built.config.digest] = built.config
         planned = PlannedNode(

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.convert.normalize import ATTESTATION_DIGEST_KEY, parse_body, serialize
+from oci_normalize.convert.normalize import ATTESTATION_DIGEST_KEY
 from oci_normalize.digest import Digest
 from oci_normalize.errors import MalformedManifestError
+from oci_normalize.manifest import parse_body, serialize
 from oci_normalize.models import Node, Plan
 
 COSIGN_SUFFIXES: Final = (".sig", ".att", ".sbom")

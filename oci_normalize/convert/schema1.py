@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -36,6 +36,7 @@ from oci_normalize.errors import (
     MalformedManifestError,
     UnsupportedMediaTypeError,
 )
+from oci_normalize.manifest import serialize
 from oci_normalize.models import Blob, LayerFacts, NewBlob
 
 #: gzip of an empty tar (1024 zero bytes): the blob of every throwaway schema1 entry.
@@ -134,13 +135,11 @@ def convert(
     data: bytes,
     layers: Mapping[Digest, LayerFacts],
     what: str,
-    *,
-    serialize: Callable[[dict[str, Any]], bytes],
 ) -> Converted:
     """Build the OCI config and manifest of the schema1 manifest ``data``.
 
-    ``layers`` must hold the facts of every kept layer blob; ``serialize`` is the normalizer's
-    one serialiser (passed in to keep this module free of a cycle).
+    ``layers`` must hold the facts of every kept layer blob. Both are written by the one
+    serialiser of :mod:`oci_normalize.manifest`.
     """
     try:
         body = json.loads(data)

@@ -6,10 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.convert.normalize import descriptors, parse_body
 from oci_normalize.digest import Digest
 from oci_normalize.errors import MalformedManifestError
-from oci_normalize.manifest import Fetched, effective_media_type
+from oci_normalize.manifest import Fetched, descriptors, effective_media_type, parse_body
 from oci_normalize.models import Blob, Node
 from oci_normalize.reference import Location
 from oci_normalize.store.base import Store

@@ -28,7 +28,6 @@ from typing import IO, Any, Final
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.convert.blobio import CHUNK, spool_layer
-from oci_normalize.convert.normalize import serialize
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     ContentError,
@@ -39,7 +38,7 @@ from oci_normalize.errors import (
     OciNormalizeError,
     ReferenceError_,
 )
-from oci_normalize.manifest import BodyOpener, Fetched
+from oci_normalize.manifest import BodyOpener, Fetched, serialize
 from oci_normalize.reference import ArchiveRef, Reference
 from oci_normalize.store.base import BlobStream, BytesBlob, FileBlob
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.convert.normalize import descriptors, parse_body, serialize
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     DigestMismatchError,
@@ -33,7 +32,15 @@ from oci_normalize.errors import (
     ManifestTooLargeError,
     NotFoundError,
 )
-from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, Fetched, effective_media_type
+from oci_normalize.manifest import (
+    MAX_MANIFEST_BYTES,
+    BodyOpener,
+    Fetched,
+    descriptors,
+    effective_media_type,
+    parse_body,
+    serialize,
+)
 from oci_normalize.store.base import FileBlob, StreamBlob, opened
 
 REF_NAME: Final = "org.opencontainers.image.ref.name"
