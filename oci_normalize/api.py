@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
-import requests
-
 from oci_normalize import mediatypes as mt
 from oci_normalize.convert import diff, inplace
 from oci_normalize.convert.blobio import layer_facts
@@ -30,6 +28,7 @@ from oci_normalize.convert.push import PushStats, push_plan
 from oci_normalize.convert.tree import fetch_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import OciNormalizeError, RegistryError, UnsupportedMediaTypeError
+from oci_normalize.http import deadline
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Credential
 from oci_normalize.models import (
@@ -78,9 +77,7 @@ class Client:
         self.options = options
         self._credentials = credentials
         self._session = httpenv.new_session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        deadline.mount(self._session, pool_size=pool_size)
         self._registries: dict[str, Registry] = {}
         self._layouts: dict[str, Layout] = {}
         self._archives: dict[str, archive.ArchiveStore] = {}

@@ -25,15 +25,28 @@ from oci_normalize.errors import (
     ManifestTooLargeError,
     RegistryError,
 )
+from oci_normalize.limits import MAX_JSON_DEPTH
 
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Fetched:
+    """A manifest as verified: ``data`` are exactly the bytes its digest covers.
+
+    For a signed schema1 manifest that is the JWS payload, and ``size`` (the length of the body
+    as served, which a descriptor's ``size`` counts) is larger; otherwise ``size`` is
+    ``len(data)``.
+    """
+
     data: bytes
     media_type: str  # effective type: body mediaType, else Content-Type
     digest: Digest
+    size: int | None = None
+
+    @property
+    def body_size(self) -> int:
+        return len(self.data) if self.size is None else self.size
 
 
 #: Opens a fresh body for one upload try: a context manager yielding the blob's chunks.
@@ -43,8 +56,8 @@ BodyOpener = Callable[[], AbstractContextManager[Iterable[bytes]]]
 def effective_media_type(data: bytes, content_type: str, fallback: str = "") -> str:
     """The body's ``mediaType`` when present, else the Content-Type, else ``fallback``."""
     try:
-        body = json.loads(data)
-    except ValueError:
+        body = json.loads(data) if not too_deep(data) else None
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict) and isinstance(body.get("mediaType"), str) and body["mediaType"]:
         return mt.base(body["mediaType"])
@@ -78,37 +91,111 @@ def parse_header_digest(value: str, what: str) -> Digest:
 
 def verify_manifest(
     data: bytes, media_type: str, expected: Digest | None, header: str | None, what: str
-) -> Digest:
-    # A signed schema1 manifest is identified by its JWS payload, without the signatures.
-    content = jws_payload(data) if mt.base(media_type) == mt.DOCKER_SCHEMA1_SIGNED else data
+) -> tuple[Digest, bytes]:
+    """Check a manifest body; return its digest and the bytes that digest covers.
+
+    A body that really is a signed schema1 manifest (a schema1 type and a ``signatures``
+    block) is identified by its JWS payload (:func:`signed_payload`), and that payload is what
+    is returned, to be parsed and converted: nothing outside the verified bytes is ever used.
+    Every other body is verified, and used, whole.
+    """
+    content = data
+    if mt.is_schema1(mt.base(media_type)):
+        payload = signed_payload(data, what)
+        content = data if payload is None else payload
     if expected is not None:
         expected.verify(content, what)
-        return expected if expected.algorithm == "sha256" else Digest.of(content)
+        return (expected if expected.algorithm == "sha256" else Digest.of(content)), content
     if header:
         announced = parse_header_digest(header, what)
         announced.verify(content, what)
-    return Digest.of(content)
+    return Digest.of(content), content
 
 
 def jws_payload(data: bytes) -> bytes:
     """The signed payload of a Docker schema1 "pretty JWS" manifest (what its digest covers).
 
+    Bodies that are not signed schema1 manifests are returned unchanged; a malformed
+    signature block raises (see :func:`signed_payload`).
+    """
+    payload = signed_payload(data, "schema1 manifest")
+    return data if payload is None else payload
+
+
+def signed_payload(data: bytes, what: str) -> bytes | None:
+    """The JWS payload of a signed schema1 body, None when the body has no ``signatures``.
+
     Each signature's protected header names ``formatLength`` (bytes of the body before the
-    signatures) and ``formatTail`` (base64url of the closing bytes that replace them).
-    Unsigned or unparseable bodies are returned unchanged.
+    signatures) and ``formatTail`` (base64url of the closing bytes that replace them). They are
+    unverified, so the body must prove them right: every signature agrees on both, and what
+    follows ``formatLength`` is nothing but the ``"signatures"`` member and the closing brace.
+    Then the payload is the only content in the body. Anything else is refused.
     """
     try:
-        body = json.loads(data)
-        protected = body["signatures"][0]["protected"]
-        header = json.loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)))
-        length = int(header["formatLength"])
-        tail_b64 = str(header["formatTail"])
-        tail = base64.urlsafe_b64decode(tail_b64 + "=" * (-len(tail_b64) % 4))
-    except (ValueError, KeyError, IndexError, TypeError):
-        return data
-    if not 0 < length <= len(data):
-        return data
-    return data[:length] + tail
+        body = parse_body(data, what)
+    except MalformedManifestError:
+        return None  # not JSON: verified (and refused) as a whole body elsewhere
+    if "signatures" not in body:
+        return None
+    bad = MalformedManifestError(f"{what}: malformed schema1 signature block")
+    sigs = body["signatures"]
+    if not isinstance(sigs, list) or not sigs:
+        raise bad
+    formats: set[tuple[int, bytes]] = set()
+    for sig in sigs:
+        try:
+            protected = str(sig["protected"])
+            header = json.loads(_b64(protected))
+            length = header["formatLength"]
+            tail = _b64(str(header["formatTail"]))
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise bad from exc
+        if not isinstance(length, int) or isinstance(length, bool):
+            raise bad
+        formats.add((length, tail))
+    if len(formats) != 1:
+        raise bad
+    ((length, tail),) = formats
+    if not 0 < length < len(data):
+        raise bad
+    rest = data[length:].lstrip(b" \t\r\n")
+    if not rest.startswith(b","):
+        raise bad
+    try:
+        trailer = parse_body(b"{" + rest[1:], what)
+    except MalformedManifestError as exc:
+        raise bad from exc
+    if set(trailer) != {"signatures"}:
+        raise bad
+    payload = data[:length] + tail
+    try:
+        if "signatures" in parse_body(payload, what):
+            raise bad
+    except MalformedManifestError as exc:
+        raise bad from exc
+    return payload
+
+
+def _b64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when JSON brackets nest deeper than ``limit`` (a scan, no parsing, no recursion).
+
+    Brackets inside strings count too, which can only make the answer more cautious.
+    """
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    depth = 0
+    for byte in data:
+        if byte == 0x5B or byte == 0x7B:
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte == 0x5D or byte == 0x7D:
+            depth -= 1
+    return False
 
 
 def parse_body(data: bytes, what: str) -> dict[str, Any]:
@@ -122,10 +209,14 @@ def parse_body(data: bytes, what: str) -> dict[str, Any]:
             out[key] = value
         return out
 
+    if too_deep(data):
+        raise MalformedManifestError(f"{what}: manifest JSON nests deeper than {MAX_JSON_DEPTH}")
     try:
         body = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedManifestError(f"{what}: manifest is not valid JSON ({exc})") from exc
+    except (RecursionError, ValueError) as exc:  # e.g. a number too long to convert
+        raise MalformedManifestError(f"{what}: manifest is not usable JSON") from exc
     if not isinstance(body, dict):
         raise MalformedManifestError(f"{what}: manifest JSON is not an object")
     return body

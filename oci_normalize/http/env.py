@@ -14,11 +14,17 @@ from urllib.parse import urlsplit
 
 import requests
 
+from oci_normalize.http import deadline
+
 
 def new_session() -> requests.Session:
-    """A session that takes nothing from the environment on its own (see the module doc)."""
+    """A session that takes nothing from the environment on its own (see the module doc).
+
+    Its connections report to :mod:`.deadline`, so each response can be bounded as a whole.
+    """
     session = requests.Session()
     session.trust_env = False
+    deadline.mount(session)
     return session
 
 

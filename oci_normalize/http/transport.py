@@ -31,9 +31,13 @@ from oci_normalize.errors import (
 )
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import Authenticator
+from oci_normalize.http.deadline import Deadline, armed
 from oci_normalize.http.retry import NO_RETRY, RetryPolicy, parse_retry_after
+from oci_normalize.limits import MAX_ERROR_BODY
+from oci_normalize.manifest import too_deep
+from oci_normalize.text import printable
 
-MAX_ERROR_BODY: Final = 64 * 1024
+__all__ = ["MAX_ERROR_BODY", "Transport", "raise_for_status", "read_errors"]
 MAX_REDIRECTS: Final = 5
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _FOLLOWED_METHODS: Final = frozenset({"GET", "HEAD"})
@@ -59,6 +63,7 @@ class Transport:
         timeout: tuple[float, float],
         verify: bool | str,
         retry: RetryPolicy,
+        deadline_s: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.registry = registry
@@ -66,6 +71,8 @@ class Transport:
         self._session = session
         self.auth = auth
         self._timeout = timeout
+        #: Overall time for one response, from request sent to last byte read.
+        self.deadline_s = timeout[1] if deadline_s is None else deadline_s
         self._proxies, self._verify = httpenv.settings(base_url, verify)
         self.retry = retry
         self.sleep = sleep
@@ -85,6 +92,11 @@ class Transport:
         **kwargs: Any,
     ) -> requests.Response:
         """Send with auth; retry transient failures when the request can be sent again.
+
+        Every answer is read under an overall deadline (:attr:`deadline_s`). Without
+        ``stream=True`` the body is read here, at most ``max_body`` bytes (an error answer is
+        cut there, a longer success answer is refused); with it, the caller reads the body and
+        closes the response, which ends its deadline.
 
         A retryable status still answered after the last try raises (429 as
         :class:`RateLimitedError`); any other answer is returned for the caller to judge.
@@ -170,6 +182,11 @@ class Transport:
                 return resp
             resp.close()
             url = urljoin(url, location)
+            if urlsplit(url).scheme.lower() not in ("http", "https"):
+                raise RegistryError(
+                    f"{what}: the registry redirected to a non-HTTP URL "
+                    f"({printable(url, limit=120)})"
+                )
             headers: dict[str, str] = dict(kwargs.get("headers") or {})
             if origin(url) == self._origin:
                 header = self.auth.header(scopes)
@@ -181,37 +198,107 @@ class Transport:
     def _send(
         self, method: str, url: str, headers: dict[str, str], what: str, kwargs: dict[str, Any]
     ) -> requests.Response:
-        extra = {k: v for k, v in kwargs.items() if k != "headers"}
+        extra = {k: v for k, v in kwargs.items() if k not in ("headers", "stream", "max_body")}
+        streams = bool(kwargs.get("stream"))
+        max_body = int(kwargs.get("max_body") or MAX_ERROR_BODY)
         with self._lock:
             self.requests += 1
         proxies = self._proxies
         if origin(url) != self._origin:  # a redirect elsewhere (object storage)
             proxies = httpenv.settings(url, True)[0]
+        deadline = Deadline(self.deadline_s)
         try:
-            return self._session.request(
-                method,
-                url,
-                headers=headers,
-                timeout=self._timeout,
-                verify=self._verify,
-                proxies=proxies,
-                allow_redirects=False,
-                **extra,
-            )
+            with armed(deadline):
+                resp = self._session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    timeout=self._timeout,
+                    verify=self._verify,
+                    proxies=proxies,
+                    allow_redirects=False,
+                    stream=True,
+                    **extra,
+                )
         except requests.exceptions.SSLError as exc:
+            deadline.disarm()
+            if deadline.expired:
+                raise self._late(what) from exc
             reason = "certificate verify failed" if "CERTIFICATE_VERIFY" in str(exc) else "error"
             raise TLSFailureError(
                 f"{what}: TLS {reason} talking to {self.registry} "
                 "(--ca-file for a private CA, --insecure to skip the check)"
             ) from exc
         except requests.exceptions.Timeout as exc:
+            deadline.disarm()
             raise TransportError(f"{what}: {self.registry} timed out") from exc
-        except requests.exceptions.InvalidURL as exc:
-            raise TransportError(f"{what}: invalid URL", retryable=False) from exc
-        except requests.RequestException as exc:
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader) as exc:
+            deadline.disarm()
+            raise TransportError(f"{what}: invalid URL or header", retryable=False) from exc
+        except (requests.RequestException, OSError) as exc:
+            deadline.disarm()
+            if deadline.expired:
+                raise self._late(what) from exc
             raise TransportError(
                 f"{what}: cannot reach {self.registry} ({type(exc).__name__})"
             ) from exc
+        if streams:
+            _close_ends(resp, deadline)
+            resp.deadline = deadline  # type: ignore[attr-defined]
+            return resp
+        try:
+            _preload(resp, max_body, what)
+        except (requests.RequestException, OSError) as exc:
+            resp.close()
+            if deadline.expired:
+                raise self._late(what) from exc
+            raise TransportError(f"{what}: {self.registry} broke off its answer") from exc
+        finally:
+            deadline.disarm()
+        return resp
+
+    def _late(self, what: str) -> TransportError:
+        return TransportError(
+            f"{what}: {self.registry} did not finish answering within {self.deadline_s:g} s"
+        )
+
+    def body_error(self, resp: requests.Response, what: str, exc: Exception) -> TransportError:
+        """The error for a streamed body whose reading failed (deadline or broken connection)."""
+        deadline = getattr(resp, "deadline", None)
+        if isinstance(deadline, Deadline) and deadline.expired:
+            return self._late(what)
+        name = type(exc).__name__
+        return TransportError(f"{what}: {self.registry} broke off its answer ({name})")
+
+
+def _close_ends(resp: requests.Response, deadline: Deadline) -> None:
+    """Closing ``resp`` disarms its deadline (the connection may serve another request next)."""
+    close = resp.close
+
+    def closing() -> None:
+        deadline.disarm()
+        close()
+
+    resp.close = closing  # type: ignore[method-assign]
+
+
+def _preload(resp: requests.Response, cap: int, what: str) -> None:
+    """Read a body the caller did not stream, at most ``cap`` bytes, as ``resp.content``."""
+    buf = bytearray()
+    over = False
+    for chunk in resp.iter_content(64 * 1024):
+        buf += chunk
+        if len(buf) > cap:
+            over = True
+            break
+    resp._content = bytes(buf[:cap])  # noqa: SLF001 - requests' own slot for the body
+    if over:
+        resp.raw.close()  # the rest is never read: this connection cannot be reused
+    resp._content_consumed = True  # type: ignore[attr-defined]  # noqa: SLF001
+    if over and resp.status_code < 300:
+        resp.close()
+        raise RegistryError(f"{what}: the registry's answer is over the {cap} byte cap")
+    resp.close()  # fully read: only hands the connection back to the pool
 
 
 # ---- error answers -----------------------------------------------------------------------------
@@ -235,7 +322,7 @@ def raise_for_status(resp: requests.Response, what: str, *, kind: str) -> None:
     if code:
         detail = f"{code}: {message}" if message else code
     else:
-        detail = f"HTTP {status} {resp.reason or ''}".strip()
+        detail = f"HTTP {status} {printable(str(resp.reason or ''), limit=80)}".strip()
     text = f"{what}: {detail}"
     if status == 413:
         raise ManifestTooLargeError(
@@ -259,17 +346,25 @@ def raise_for_status(resp: requests.Response, what: str, *, kind: str) -> None:
 
 
 def read_errors(resp: requests.Response) -> tuple[str | None, str]:
+    """The first (code, message) of an error body read with a cap, made safe to show."""
     raw = bytearray()
     try:
-        for chunk in resp.iter_content(8192):
-            raw += chunk
-            if len(raw) >= MAX_ERROR_BODY:
-                break
-    except (requests.RequestException, OSError):
+        if getattr(resp, "_content_consumed", False):  # preloaded (and capped) by _preload
+            raw += resp.content or b""
+        else:
+            for chunk in resp.iter_content(8192):
+                raw += chunk
+                if len(raw) >= MAX_ERROR_BODY:
+                    break
+    except (requests.RequestException, OSError, RuntimeError):
         pass  # an unreadable error body must not hide the error itself
+    text = bytes(raw[:MAX_ERROR_BODY])
+    if too_deep(text):
+        return None, ""
     try:
-        errors = json.loads(bytes(raw[:MAX_ERROR_BODY])).get("errors") or []
+        errors = json.loads(text).get("errors") or []
         first = errors[0]
-        return str(first.get("code") or "") or None, str(first.get("message") or "")[:300]
-    except (ValueError, AttributeError, IndexError, TypeError):
+        code = printable(str(first.get("code") or ""), limit=64) or None
+        return code, printable(str(first.get("message") or ""), limit=300)
+    except (ValueError, AttributeError, IndexError, TypeError, KeyError, RecursionError):
         return None, ""

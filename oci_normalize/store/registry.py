@@ -12,7 +12,6 @@ with a freshly opened body.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,8 +31,13 @@ from oci_normalize.errors import (
 )
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Authenticator, Credential
+from oci_normalize.http.deadline import Deadline
 from oci_normalize.http.retry import DEFAULT_RETRY, RetryPolicy
-from oci_normalize.http.transport import ERROR_CLASSES, Transport, raise_for_status, read_errors
+from oci_normalize.http.transport import (
+    Transport,
+    raise_for_status,
+)
+from oci_normalize.limits import BLOB_WITHOUT_LENGTH_S, min_blob_rate
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
     BodyOpener,
@@ -44,13 +48,12 @@ from oci_normalize.manifest import (
     verify_manifest,
 )
 from oci_normalize.reference import Reference
+from oci_normalize.store import listing
 
 CONNECT_TIMEOUT_S: Final = 10.0
 READ_TIMEOUT_S: Final = 60.0
 CHUNK: Final = 1024 * 1024
 USER_AGENT: Final = "oci-normalize/0.1"
-#: A listing longer than this many pages is treated as a registry loop.
-MAX_PAGES: Final = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,13 +173,21 @@ class Registry:
         )
         with resp:
             raise_for_status(resp, what, kind="manifest")
-            data = read_capped(resp, self.options.max_manifest_bytes, what)
+            data = self._read_capped(resp, what)
         content_type = resp.headers.get("Content-Type", "")
         header = resp.headers.get("Docker-Content-Digest")
-        digest = verify_manifest(data, content_type, expected, header, what)
-        return Fetched(
-            data=data, media_type=effective_media_type(data, content_type), digest=digest
-        )
+        media_type = effective_media_type(data, content_type)
+        digest, content = verify_manifest(data, media_type, expected, header, what)
+        if content is not data:  # a signed schema1 body: only its payload is used
+            media_type = effective_media_type(content, content_type)
+        return Fetched(data=content, media_type=media_type, digest=digest, size=len(data))
+
+    def _read_capped(self, resp: Response, what: str) -> bytes:
+        """A streamed body, capped like a manifest; a broken or too slow one is our error."""
+        try:
+            return read_capped(resp, self.options.max_manifest_bytes, what)
+        except (requests.RequestException, OSError) as exc:
+            raise self.transport.body_error(resp, what, exc) from exc
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None:
         """The digest a tag or digest resolves to, or None when unknown."""
@@ -275,6 +286,15 @@ class Registry:
             stream=True,
         )
         raise_for_status(resp, what, kind="blob")
+        # A blob may be large: beyond the read timeout it gets time for its announced length at
+        # the slowest rate accepted (a lying length is caught by the size check of the copy).
+        deadline = getattr(resp, "deadline", None)
+        if isinstance(deadline, Deadline):
+            length = resp.headers.get("Content-Length", "")
+            extra = BLOB_WITHOUT_LENGTH_S
+            if length.isdigit():
+                extra = int(length) / min_blob_rate()
+            deadline.extend(extra)
         return resp
 
     def upload_blob(
@@ -343,86 +363,23 @@ class Registry:
         )
         raise_for_status(resp, what, kind="blob")
 
-    # ---- listings ---------------------------------------------------------------------------
+    # ---- listings (names are returned as sent: parse them before use) --------------------
 
     def list_tags(self, repository: str, *, page_size: int = 1000) -> list[str]:
         what = f"list tags of {self.registry}/{repository}"
-        return self._paginate(
-            f"{repository}/tags/list", "tags", (pull_scope(repository),), what, page_size
+        return listing.paginate(
+            self, f"{repository}/tags/list", "tags", (pull_scope(repository),), what, page_size
         )
 
     def catalog(self, *, page_size: int = 1000) -> list[str]:
         what = f"catalog of {self.registry}"
-        return self._paginate("_catalog", "repositories", ("registry:catalog:*",), what, page_size)
-
-    def _paginate(
-        self, path: str, key: str, scopes: tuple[str, ...], what: str, page_size: int
-    ) -> list[str]:
-        """Follow ``Link: <…>; rel="next"``; without one, a full page asks on with ``last``."""
-        out: list[str] = []
-        url: str | None = self._url(path)
-        params: dict[str, Any] | None = {"n": page_size}
-        for _ in range(MAX_PAGES):
-            if url is None:
-                return out
-            resp = self._request("GET", url, scopes=scopes, what=what, params=params)
-            raise_for_status(resp, what, kind="repository")
-            try:
-                items = [str(i) for i in (resp.json().get(key) or [])]
-            except (ValueError, AttributeError) as exc:
-                raise RegistryError(f"{what}: the registry answered with broken JSON") from exc
-            out.extend(items)
-            nxt = resp.links.get("next", {}).get("url")
-            if nxt:
-                url, params = urljoin(url, nxt), None
-            elif len(items) == page_size and items:
-                url, params = self._url(path), {"n": page_size, "last": items[-1]}
-            else:
-                url = None
-        raise RegistryError(f"{what}: more than {MAX_PAGES} pages")
-
-    # ---- referrers --------------------------------------------------------------------------
+        return listing.paginate(
+            self, "_catalog", "repositories", ("registry:catalog:*",), what, page_size
+        )
 
     def referrers(self, repository: str, digest: Digest) -> bytes | None:
-        """The referrers API's index for ``digest``, or None when the registry lacks the API.
-
-        A registry with the API answers 200 for any digest (an empty index when nothing
-        refers to it); distribution 2.8 answers a plain 404 (or 400/405 elsewhere). Auth
-        failures still raise. The index is capped like a manifest; Link pagination is followed.
-        """
-        what = f"referrers of {self.registry}/{repository}@{digest}"
-        url: str | None = self._url(f"{repository}/referrers/{digest}")
-        merged: dict[str, Any] | None = None
-        while url:
-            resp = self._request(
-                "GET",
-                url,
-                scopes=(pull_scope(repository),),
-                what=what,
-                headers={"Accept": mt.OCI_INDEX},
-                stream=True,
-            )
-            with resp:
-                if merged is None and resp.status_code in (400, 404, 405):
-                    code, message = read_errors(resp)
-                    cls = ERROR_CLASSES.get(code or "")
-                    if cls is None or code in ("MANIFEST_UNKNOWN", "BLOB_UNKNOWN"):
-                        return None
-                    raise cls(f"{what}: {code}: {message}", status=resp.status_code, code=code)
-                raise_for_status(resp, what, kind="referrers")
-                data = read_capped(resp, self.options.max_manifest_bytes, what)
-            try:
-                page = json.loads(data)
-                entries = list(page.get("manifests") or [])
-            except (ValueError, AttributeError, TypeError) as exc:
-                raise RegistryError(f"{what}: the registry answered with broken JSON") from exc
-            if merged is None:
-                merged = page
-            else:
-                merged["manifests"] = list(merged.get("manifests") or []) + entries
-            nxt = resp.links.get("next", {}).get("url")
-            url = urljoin(url, nxt) if nxt else None
-        return json.dumps(merged).encode()
+        """The referrers API's index for ``digest``, or None (see :func:`listing.referrers`)."""
+        return listing.referrers(self, repository, digest)
 
 
 # ---- helpers ----------------------------------------------------------------------------------

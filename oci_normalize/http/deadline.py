@@ -1,0 +1,189 @@
+"""An overall deadline per response, on top of requests' per-read timeout.
+
+requests' ``timeout`` bounds each wait for the next byte, so a server that sends one byte a
+second never trips it and can keep a read going for ever. Here every response is also bounded as
+a whole: :func:`armed` makes a :class:`Deadline` current for the calling thread; the connections
+of a session made by :func:`adapter` hand it their socket when they start waiting for the answer,
+and one watchdog thread shuts that socket down when the deadline passes. The blocked read then
+fails, and the caller sees :attr:`Deadline.expired` to say why.
+
+A deadline stays armed until :meth:`Deadline.disarm` (the caller closed the response); a
+streaming body can be given more time once its length is known (:meth:`Deadline.extend`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import PoolManager
+
+_local = threading.local()
+
+
+class Deadline:
+    """``seconds`` for one response, counted from when the request has been sent."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expires_at = float("inf")
+        self.expired = False
+        self._armed = True
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self, sock: socket.socket | None) -> None:
+        """The request is sent and ``sock`` waits for the answer: the clock runs from now."""
+        with self._lock:
+            if not self._armed:
+                return
+            if sock is not None:
+                self._sockets.append(sock)
+            first = self.expires_at == float("inf")
+            if first:
+                self.expires_at = time.monotonic() + self.seconds
+        if first:
+            _WATCHDOG.watch(self)
+
+    def extend(self, seconds: float) -> None:
+        """Allow ``seconds`` more from the original start (a long body announced its length)."""
+        with self._lock:
+            if self.expires_at != float("inf"):
+                self.expires_at += max(seconds, 0.0)
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._armed = False
+            self._sockets.clear()
+
+    def fire(self) -> None:
+        """Shut the sockets down: the blocked read returns at once with an error."""
+        with self._lock:
+            if not self._armed:
+                return
+            self.expired = True
+            self._armed = False
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            # The plain socket's shutdown, also for TLS: it only touches the descriptor.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    @property
+    def armed(self) -> bool:
+        return self._armed
+
+
+class _Watchdog:
+    """One daemon thread that fires deadlines in time order."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: Deadline) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (deadline.expires_at, next(self._seq), deadline))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="oci-normalize-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                when, _, deadline = self._heap[0]
+                now = time.monotonic()
+                if when > now:
+                    self._cond.wait(when - now)
+                    continue
+                heapq.heappop(self._heap)
+                if deadline.armed and deadline.expires_at > now:  # extended meanwhile
+                    heapq.heappush(self._heap, (deadline.expires_at, next(self._seq), deadline))
+                    continue
+            deadline.fire()
+
+
+_WATCHDOG = _Watchdog()
+
+
+@contextmanager
+def armed(deadline: Deadline) -> Iterator[Deadline]:
+    """Make ``deadline`` the one the calling thread's next response waits under."""
+    previous = getattr(_local, "deadline", None)
+    _local.deadline = deadline
+    try:
+        yield deadline
+    finally:
+        _local.deadline = previous
+
+
+def _current() -> Deadline | None:
+    return getattr(_local, "deadline", None)
+
+
+class _DeadlineHTTPConnection(HTTPConnection):
+    def getresponse(self) -> Any:  # the urllib3 type, kept loose for its stubs
+        deadline = _current()
+        if deadline is not None:
+            deadline.start(self.sock)
+        return super().getresponse()
+
+
+class _DeadlineHTTPSConnection(HTTPSConnection):
+    def getresponse(self) -> Any:
+        deadline = _current()
+        if deadline is not None:
+            deadline.start(self.sock)
+        return super().getresponse()
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+_POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """An adapter whose connections report their socket to the current :class:`Deadline`."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:
+        manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = dict(_POOLS)
+        return manager
+
+
+def mount(session: requests.Session, *, pool_size: int | None = None) -> None:
+    """Mount a :class:`DeadlineAdapter` for http and https on ``session``."""
+    if pool_size is None:
+        adapter = DeadlineAdapter()
+    else:
+        adapter = DeadlineAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
