@@ -12,28 +12,29 @@ image in a private temporary directory:
 
 Nothing is written to the destination before all of this succeeded; a bad archive fails with one
 error. The store then answers like a registry holding that one image.
+
+The tarball is read only through :mod:`.tarmembers` (regular file, capped member list, names
+without ``..``, links contained, truncation and corruption as one error).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import tarfile
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.convert.blobio import CHUNK, spool_layer
+from oci_normalize.convert.blobio import spool_layer
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
-    ContentError,
     DigestMismatchError,
     MalformedManifestError,
-    ManifestTooLargeError,
     NotFoundError,
     OciNormalizeError,
     ReferenceError_,
@@ -41,6 +42,8 @@ from oci_normalize.errors import (
 from oci_normalize.manifest import BodyOpener, Fetched, serialize
 from oci_normalize.reference import ArchiveRef, Reference
 from oci_normalize.store.base import BlobStream, BytesBlob, FileBlob
+from oci_normalize.store.tarmembers import Members, chunks, member_name, open_tar, show
+from oci_normalize.text import printable
 
 MANIFEST_FILE: Final = "manifest.json"
 MAX_MANIFEST_JSON: Final = 4 * 1024 * 1024
@@ -66,33 +69,15 @@ class _Built:
     layers: dict[Digest, Path]
 
 
-def _member(tar: tarfile.TarFile, name: str, what: str) -> IO[bytes]:
-    for candidate in (name, f"./{name}", name.removeprefix("./")):
-        try:
-            member = tar.getmember(candidate)
-        except KeyError:
-            continue
-        fh = tar.extractfile(member)  # follows links inside the archive
-        if fh is None:
-            raise MalformedManifestError(f"{what}: {name} is not a regular file in the archive")
-        return fh
-    raise NotFoundError(f"{what}: the archive has no {name}")
-
-
-def _read_capped(tar: tarfile.TarFile, name: str, cap: int, what: str) -> bytes:
-    with _member(tar, name, what) as fh:
-        data = fh.read(cap + 1)
-    if len(data) > cap:
-        raise ManifestTooLargeError(f"{what}: {name} is over {cap} bytes")
-    return data
-
-
-def read_images(tar: tarfile.TarFile, what: str) -> list[ArchiveImage]:
-    raw = _read_capped(tar, MANIFEST_FILE, MAX_MANIFEST_JSON, what)
+def _json(raw: bytes, what: str, name: str) -> Any:
     try:
-        entries = json.loads(raw)
-    except ValueError as exc:
-        raise MalformedManifestError(f"{what}: manifest.json is not valid JSON") from exc
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedManifestError(f"{what}: {name} is not valid JSON") from exc
+
+
+def read_images(members: Members, what: str) -> list[ArchiveImage]:
+    entries = _json(members.read(MANIFEST_FILE, MAX_MANIFEST_JSON), what, MANIFEST_FILE)
     if not isinstance(entries, list):
         raise MalformedManifestError(f"{what}: manifest.json is not a list")
     out = []
@@ -104,6 +89,9 @@ def read_images(tar: tarfile.TarFile, what: str) -> list[ArchiveImage]:
                 raise TypeError("not strings")
         except (KeyError, TypeError, AttributeError) as exc:
             raise MalformedManifestError(f"{what}: manifest.json entry {i} is malformed") from exc
+        where = f"{what}: manifest.json entry {i}"
+        config = member_name(config, where)
+        layers = [member_name(layer, where) for layer in layers]
         out.append(ArchiveImage(i, config, tuple(tags), tuple(layers)))
     return out
 
@@ -115,7 +103,7 @@ def choose(images: list[ArchiveImage], image: str | None, what: str) -> ArchiveI
             tags = [t for i in images for t in i.repo_tags]
             raise NotFoundError(
                 f"{what}: holds {len(images)} images; name one as docker-archive:PATH:NAME:TAG "
-                f"or :@N (tags: {', '.join(tags) or 'none'})"
+                f"or :@N (tags: {printable(', '.join(tags)) or 'none'})"
             )
         return images[0]
     if image.startswith("@"):
@@ -138,7 +126,7 @@ def diff_ids(config: bytes, what: str) -> list[str]:
     try:
         body = json.loads(config)
         ids = body["rootfs"]["diff_ids"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise MalformedManifestError(f"{what}: config has no rootfs.diff_ids") from exc
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise MalformedManifestError(f"{what}: config rootfs.diff_ids is not a list of digests")
@@ -148,23 +136,15 @@ def diff_ids(config: bytes, what: str) -> list[str]:
 def inspect(ref: ArchiveRef) -> tuple[ArchiveImage, bytes]:
     """The chosen image's entry and config bytes; cheap (no layer is read)."""
     what = str(ref)
-    with _open(ref) as tar:
-        image = choose(read_images(tar, what), ref.image, what)
-        return image, _read_capped(tar, image.config, MAX_CONFIG_BYTES, what)
+    with _open(ref) as members:
+        image = choose(read_images(members, what), ref.image, what)
+        return image, members.read(image.config, MAX_CONFIG_BYTES)
 
 
-def _open(ref: ArchiveRef) -> tarfile.TarFile:
-    try:
-        return tarfile.open(ref.path, mode="r:*")
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"{ref}: no such file") from exc
-    except (tarfile.TarError, OSError) as exc:
-        raise ContentError(f"{ref}: not a readable tar archive ({exc})") from exc
-
-
-def _chunks(fh: IO[bytes]) -> Iterator[bytes]:
-    while chunk := fh.read(CHUNK):
-        yield chunk
+@contextmanager
+def _open(ref: ArchiveRef) -> Iterator[Members]:
+    with open_tar(ref.path, str(ref)) as members:
+        yield members
 
 
 class ArchiveStore:
@@ -194,11 +174,23 @@ class ArchiveStore:
     def _load(self) -> _Built:
         with self._lock:
             if self._built is None:
-                self._tmp = Path(
-                    tempfile.mkdtemp(prefix="oci-normalize-archive-", dir=self._workdir)
-                )
+                try:
+                    self._tmp = Path(
+                        tempfile.mkdtemp(prefix="oci-normalize-archive-", dir=self._workdir)
+                    )
+                except OSError as exc:
+                    raise OciNormalizeError(
+                        f"{self.ref}: cannot make a temporary directory ({exc.strerror or exc})"
+                    ) from exc
                 try:
                     self._built = self._build(self._tmp)
+                except OSError as exc:  # the temporary copy: disk full, no permission
+                    shutil.rmtree(self._tmp, ignore_errors=True)
+                    self._tmp = None
+                    raise OciNormalizeError(
+                        f"{self.ref}: cannot write the converted layers to "
+                        f"{self._workdir or tempfile.gettempdir()} ({exc.strerror or exc})"
+                    ) from exc
                 except BaseException:
                     shutil.rmtree(self._tmp, ignore_errors=True)
                     self._tmp = None
@@ -209,7 +201,7 @@ class ArchiveStore:
         what = str(self.ref)
         with _open(self.ref) as tar:
             image = choose(read_images(tar, what), self.ref.image, what)
-            config = _read_capped(tar, image.config, MAX_CONFIG_BYTES, what)
+            config = tar.read(image.config, MAX_CONFIG_BYTES)
             wanted = diff_ids(config, what)
             if len(wanted) != len(image.layers):
                 raise MalformedManifestError(
@@ -222,16 +214,18 @@ class ArchiveStore:
             for name, want in zip(image.layers, wanted, strict=True):
                 if name in done:  # the same tar twice: one blob, one diff_id
                     if done[name][1] != want:
-                        raise DigestMismatchError(f"{what}: layer {name} listed with two diff_ids")
+                        raise DigestMismatchError(
+                            f"{what}: layer {show(name)} listed with two diff_ids"
+                        )
                     descs.append(dict(done[name][0]))
                     continue
-                layer_what = f"{what} layer {name}"
-                with _member(tar, name, what) as fh:
-                    spooled = spool_layer(_chunks(fh), tmp, layer_what)
+                layer_what = f"{what} layer {show(name)}"
+                with tar.open(name) as fh:
+                    spooled = spool_layer(chunks(fh, what), tmp, layer_what)
                 if str(spooled.diff_id) != want:
                     raise DigestMismatchError(
                         f"{layer_what}: uncompressed content is {spooled.diff_id}, "
-                        f"but the config lists diff_id {want}"
+                        f"but the config lists diff_id {show(want)}"
                     )
                 layers[spooled.digest] = spooled.path
                 desc = {

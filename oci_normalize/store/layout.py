@@ -10,14 +10,17 @@ Tags are ``org.opencontainers.image.ref.name`` annotations of ``index.json`` ent
 
 Blob paths come only from validated :class:`~oci_normalize.digest.Digest` values: a digest from
 ``index.json`` or a manifest that is not ``sha256:<64 hex>``/``sha512:<128 hex>`` is refused
-before any path is built, so no entry can reach outside ``blobs/``.
+before any path is built, so no entry can reach outside ``blobs/``. Every file is reached through
+:class:`~.localfs.Contained`: a symlinked ``index.json``, ``oci-layout``, ``blobs/sha256`` or blob,
+a FIFO or a device where a file should be is refused, never followed, and writes land only inside
+the layout. A blob is verified against its digest before :meth:`Layout.open_blob` hands out its
+first byte, so nothing but the content the digest names can leave the machine.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +34,7 @@ from oci_normalize.errors import (
     MalformedManifestError,
     ManifestTooLargeError,
     NotFoundError,
+    OciNormalizeError,
 )
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
@@ -41,13 +45,16 @@ from oci_normalize.manifest import (
     parse_body,
     serialize,
 )
-from oci_normalize.store.base import FileBlob, StreamBlob, opened
+from oci_normalize.store.base import StreamBlob, opened
+from oci_normalize.store.localfs import Contained
 
 REF_NAME: Final = "org.opencontainers.image.ref.name"
 LAYOUT_FILE: Final = "oci-layout"
 INDEX_FILE: Final = "index.json"
 LAYOUT_VERSION: Final = "1.0.0"
 MAX_INDEX_BYTES: Final = 16 * 1024 * 1024
+MAX_LAYOUT_FILE_BYTES: Final = 4096
+CHUNK: Final = 1024 * 1024
 
 
 class Layout:
@@ -59,6 +66,9 @@ class Layout:
         self.requests = 0
         self._max_manifest = max_manifest_bytes
         self._lock = threading.Lock()
+        self._dir = Contained(self.path, self.registry)
+        #: Blob files already hashed whole: (digest, dev, inode, size, mtime, ctime).
+        self._verified: set[tuple[Digest, int, int, int, int, int]] = set()
 
     # ---- reading ----------------------------------------------------------------------------
 
@@ -70,32 +80,36 @@ class Layout:
             raise InvalidDigestError(f"{self.registry}: refusing blob path for {exc}") from exc
         return self.path / "blobs" / checked.algorithm / checked.hex
 
+    def _blob(self, digest: Digest) -> tuple[str, str, str]:
+        """The contained path of a blob (same checks as :meth:`blob_path`)."""
+        checked = self.blob_path(digest)
+        return ("blobs", checked.parent.name, checked.name)
+
     def index(self) -> dict[str, Any]:
         """``index.json``, shape-checked (every entry a descriptor with a valid digest)."""
         what = f"{self.registry}/{INDEX_FILE}"
         self._check_layout_file()
         try:
-            with (self.path / INDEX_FILE).open("rb") as fh:
-                data = fh.read(MAX_INDEX_BYTES + 1)
-        except FileNotFoundError as exc:
+            data = self._dir.read((INDEX_FILE,), MAX_INDEX_BYTES)
+        except NotFoundError as exc:
             raise NotFoundError(
                 f"{self.registry}: not an OCI image layout (no index.json)"
             ) from exc
-        if len(data) > MAX_INDEX_BYTES:
-            raise ManifestTooLargeError(f"{what}: over {MAX_INDEX_BYTES} bytes")
+        except ManifestTooLargeError as exc:
+            raise ManifestTooLargeError(f"{what}: over {MAX_INDEX_BYTES} bytes") from exc
         body = parse_body(data, what)
         descriptors(body, mt.OCI_INDEX, what)
         return body
 
     def _check_layout_file(self) -> None:
-        marker = self.path / LAYOUT_FILE
         try:
-            version = json.loads(marker.read_bytes()).get("imageLayoutVersion")
-        except FileNotFoundError as exc:
+            marker = self._dir.read((LAYOUT_FILE,), MAX_LAYOUT_FILE_BYTES)
+            version = json.loads(marker).get("imageLayoutVersion")
+        except NotFoundError as exc:
             raise NotFoundError(
                 f"{self.registry}: not an OCI image layout (no oci-layout)"
             ) from exc
-        except (ValueError, AttributeError) as exc:
+        except (ValueError, AttributeError, RecursionError) as exc:
             raise MalformedManifestError(f"{self.registry}: oci-layout is not valid JSON") from exc
         if version != LAYOUT_VERSION:
             raise MalformedManifestError(
@@ -140,12 +154,12 @@ class Layout:
             digest, declared = Digest.parse(entry["digest"]), entry["mediaType"]
         if expected is not None and expected != digest:
             raise DigestMismatchError(f"{what}: resolves to {digest}, expected {expected}")
-        path = self.blob_path(digest)
+        parts = self._blob(digest)
         self.requests += 1
         try:
-            with path.open("rb") as fh:
+            with self._dir.open(parts) as fh:
                 data = fh.read(self._max_manifest + 1)
-        except FileNotFoundError as exc:
+        except NotFoundError as exc:
             raise NotFoundError(
                 f"{what}: manifest {digest} is named but its blob "
                 f"blobs/{digest.algorithm}/{digest.hex} is missing"
@@ -159,8 +173,8 @@ class Layout:
         self.requests += 1
         if _is_digest(ref):
             digest = Digest.parse(ref)
-            return digest if self.blob_path(digest).is_file() else None
-        if not (self.path / INDEX_FILE).exists():
+            return digest if self._dir.is_file(self._blob(digest)) else None
+        if not self._dir.lexists((INDEX_FILE,)):
             return None
         try:
             return Digest.parse(self.resolve(ref)["digest"])
@@ -169,18 +183,42 @@ class Layout:
 
     def blob_exists(self, repository: str, digest: Digest) -> bool:
         self.requests += 1
-        return self.blob_path(digest).is_file()
+        return self._dir.is_file(self._blob(digest))
 
     def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
         return False  # nothing to mount from: blobs arrive by upload_blob
 
     def open_blob(self, repository: str, digest: Digest) -> StreamBlob:
+        """The blob, already hashed whole: no byte of other content is ever handed out."""
         self.requests += 1
-        path = self.blob_path(digest)
         try:
-            return FileBlob(path)
-        except FileNotFoundError as exc:
+            fh = self._dir.open(self._blob(digest))
+        except NotFoundError as exc:
             raise NotFoundError(f"{self.registry}: blob {digest} is missing") from exc
+        try:
+            self._verify_file(fh, digest)
+        except BaseException:
+            fh.close()
+            raise
+        return StreamBlob(fh)
+
+    def _verify_file(self, fh: Any, digest: Digest) -> None:
+        """Hash an open blob file against its digest (once per unchanged file), then rewind."""
+        st = os.fstat(fh.fileno())
+        key = (digest, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if key in self._verified:
+            return
+        hasher = digest.hasher()
+        while chunk := fh.read(CHUNK):
+            hasher.update(chunk)
+        if hasher.hexdigest() != digest.hex:
+            raise DigestMismatchError(
+                f"{self.registry}: blob file blobs/{digest.algorithm}/{digest.hex[:12]}… does "
+                f"not hash to its name ({digest.algorithm}:{hasher.hexdigest()[:12]}…); "
+                "nothing of it was sent"
+            )
+        fh.seek(0)
+        self._verified.add(key)
 
     # ---- writing ----------------------------------------------------------------------------
 
@@ -190,35 +228,32 @@ class Layout:
         """Write a blob atomically; nothing lands unless the digest and size match."""
         self._ensure_layout()
         self.requests += 1
-        target = self.blob_path(digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        tmp = Path(tmp_name)
-        try:
-            hasher, count = digest.hasher(), 0
-            with os.fdopen(fd, "wb") as out, opened(chunks) as body:
-                for chunk in body:
-                    hasher.update(chunk)
-                    count += len(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+        parts = self._blob(digest)
+        hasher, count = digest.hasher(), 0
+
+        def hashed(body: Iterable[bytes]) -> Iterable[bytes]:
+            nonlocal count
+            for chunk in body:
+                hasher.update(chunk)
+                count += len(chunk)
+                yield chunk
+
+        def check() -> None:
             if hasher.hexdigest() != digest.hex or count != size:
                 raise DigestMismatchError(
                     f"{self.registry}: blob {digest.short}: got {count} bytes hashing to "
                     f"{digest.algorithm}:{hasher.hexdigest()[:12]}, expected {size} bytes"
                 )
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+
+        with opened(chunks) as body:
+            self._dir.write(parts, hashed(body), check=check, create_dirs=True)
 
     def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
         """Write the manifest blob; by tag (or "" for the only image) also point index.json."""
         digest = Digest.of(data)
         if _is_digest(ref) and Digest.parse(ref) != digest:
             raise DigestMismatchError(f"{self.registry}: manifest is {digest}, not {ref}")
-        if not self.blob_path(digest).is_file():
+        if not self._dir.is_file(self._blob(digest)):
             self.upload_blob(repository, digest, len(data), [data])
         if not _is_digest(ref):
             with self._lock:
@@ -246,39 +281,27 @@ class Layout:
                 new["annotations"] = {REF_NAME: ref}
             entries.append(new)
         index["manifests"] = entries
-        self._write_atomic(self.path / INDEX_FILE, serialize(index))
+        self._dir.write((INDEX_FILE,), [serialize(index)])
 
     def _ensure_layout(self) -> None:
         with self._lock:
-            if (self.path / LAYOUT_FILE).exists():
+            if self._dir.lexists((LAYOUT_FILE,)):
                 self._check_layout_file()
                 return
-            self.path.mkdir(parents=True, exist_ok=True)
-            if (self.path / INDEX_FILE).exists():
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)  # the path the user named
+            except OSError as exc:
+                raise OciNormalizeError(
+                    f"{self.registry}: cannot create the layout directory ({exc.strerror})"
+                ) from exc
+            if self._dir.lexists((INDEX_FILE,)):
                 raise MalformedManifestError(f"{self.registry}: index.json without oci-layout")
-            (self.path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            with self._dir.directory(("blobs", "sha256"), create=True):
+                pass
             empty = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
-            self._write_atomic(self.path / INDEX_FILE, serialize(empty))
+            self._dir.write((INDEX_FILE,), [serialize(empty)])
             marker = {"imageLayoutVersion": LAYOUT_VERSION}
-            self._write_atomic(self.path / LAYOUT_FILE, serialize(marker))
-
-    def _write_atomic(self, target: Path, data: bytes) -> None:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            self._dir.write((LAYOUT_FILE,), [serialize(marker)])
 
 
 def _name(entry: dict[str, Any]) -> str | None:
