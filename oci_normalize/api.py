@@ -19,6 +19,7 @@ from oci_normalize.convert import diff, inplace
 from oci_normalize.convert.blobio import layer_facts
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions, ReferrerCache
 from oci_normalize.convert.normalize import (
+    artifact_reason,
     find_docker_types,
     normalize,
     require_image,
@@ -190,6 +191,15 @@ def check(ref: str | Location, *, client: Client | None = None) -> CheckResult:
 def _check(reference: Location, client: Client) -> CheckResult:
     tree = fetch_tree(client.store(reference), reference)
     require_image(tree)
+    artifact = artifact_reason(tree)
+    if artifact is not None:
+        return CheckResult(
+            reference=str(reference),
+            digest=str(tree.digest),
+            media_type=tree.media_type,
+            manifests=len(tree.walk()),
+            artifact=artifact,
+        )
     findings = find_docker_types(tree)
     warnings: list[str] = []
     referrers: list[ReferrerOut] = []
@@ -369,7 +379,10 @@ def _convert(
         )
     warnings = list(p.warnings)
     nothing_to_do = not p.changed and in_place
-    if dry_run or nothing_to_do:
+    if p.artifact is not None and (dry_run or nothing_to_do):
+        status = "artifact"
+        stats = PushStats()
+    elif dry_run or nothing_to_do:
         rebuilt = p.changed or isinstance(source, ArchiveRef)  # an archive is Docker's format
         status = "would-convert" if rebuilt else "already-oci"
         if prepared.refusal:
@@ -379,6 +392,7 @@ def _convert(
     else:
         stats = _push(client, planned, source, target, in_place, prepared, options)
         status = "converted" if p.changed or isinstance(source, ArchiveRef) else "copied"
+        status = "artifact" if p.artifact is not None else status
     tags = prepared.tag_moves()
     if target.tag is not None and (p.changed or not in_place):
         old = str(p.root.old_digest) if in_place else None
@@ -400,6 +414,7 @@ def _convert(
         referrers=prepared.referrers,
         tags=tags,
         backup_tag=prepared.backup_tag,
+        artifact=p.artifact,
     )
 
 

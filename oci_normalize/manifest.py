@@ -239,6 +239,8 @@ def descriptors(
         out.extend((f"manifests[{i}]", e) for i, e in enumerate(entries))
     elif mt.is_image_manifest(media_type):
         config, layers = body.get("config"), body.get("layers")
+        if layers is None:  # buildkit writes "layers": null for FROM scratch; peers read []
+            layers = []
         if not isinstance(config, dict) or not isinstance(layers, list):
             raise MalformedManifestError(f"{what}: manifest needs a 'config' object and 'layers'")
         out.append(("config", config))

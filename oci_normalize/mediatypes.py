@@ -28,6 +28,11 @@ DOCKER_FOREIGN_TAR: Final = "application/vnd.docker.image.rootfs.foreign.diff.ta
 DOCKER_FOREIGN_GZIP: Final = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 DOCKER_PLUGIN_CONFIG: Final = "application/vnd.docker.plugin.v1+json"
 
+#: What early Docker Hub pushes typed a v2s2 image's config as; still an image config there.
+OCTET_STREAM: Final = "application/octet-stream"
+#: The deprecated OCI artifact manifest (image-spec 1.1 release candidates): never an image.
+OCI_ARTIFACT_MANIFEST: Final = "application/vnd.oci.artifact.manifest.v1+json"
+
 DOCKER_PREFIX: Final = "application/vnd.docker."
 OCI_PREFIX: Final = "application/vnd.oci."
 
@@ -41,6 +46,38 @@ DOCKER_TO_OCI: Final[dict[str, str]] = {
     DOCKER_LAYER_ZSTD: OCI_LAYER_ZSTD,
     DOCKER_FOREIGN_GZIP: OCI_ND_LAYER_GZIP,
     DOCKER_FOREIGN_TAR: OCI_ND_LAYER_TAR,
+}
+
+#: Config types that make a manifest an image; any other config type makes it an artifact.
+IMAGE_CONFIG_TYPES: Final = frozenset({OCI_CONFIG, DOCKER_CONFIG})
+#: Layer type prefixes of images (gzip, zstd, plain, foreign, nondistributable, nydus, …).
+IMAGE_LAYER_PREFIXES: Final = (
+    "application/vnd.oci.image.layer.",
+    "application/vnd.docker.image.rootfs.",
+)
+
+#: Artifacts seen in registries, by config or layer type: what ``check`` calls them.
+ARTIFACT_NAMES: Final[dict[str, str]] = {
+    DOCKER_PLUGIN_CONFIG: "Docker plugin",
+    "application/vnd.cncf.helm.config.v1+json": "Helm chart",
+    "application/vnd.cncf.helm.chart.content.v1.tar+gzip": "Helm chart",
+    "application/vnd.dev.cosign.simplesigning.v1+json": "cosign signature",
+    "application/vnd.dev.sigstore.bundle.v0.3+json": "sigstore bundle",
+    "application/vnd.dsse.envelope.v1+json": "in-toto attestation",
+    "application/vnd.in-toto+json": "in-toto attestation",
+    "application/vnd.cncf.notary.signature": "Notary signature",
+    "application/spdx+json": "SBOM (SPDX)",
+    "text/spdx": "SBOM (SPDX)",
+    "text/spdx+json": "SBOM (SPDX)",
+    "application/vnd.cyclonedx+json": "SBOM (CycloneDX)",
+    "application/vnd.cyclonedx+xml": "SBOM (CycloneDX)",
+    "application/vnd.wasm.config.v0+json": "WASM module",
+    "application/vnd.wasm.config.v1+json": "WASM module",
+    "application/vnd.module.wasm.config.v1+json": "WASM module",
+    "application/wasm": "WASM module",
+    "application/vnd.sylabs.sif.config.v1+json": "Singularity image",
+    "application/vnd.sylabs.sif.layer.v1.sif": "Singularity image",
+    OCI_EMPTY: "OCI artifact (empty config)",
 }
 
 #: Types whose conversion deserves a warning even though it succeeds.
@@ -101,3 +138,31 @@ def is_manifest(media_type: str) -> bool:
 def oci_twin(media_type: str) -> str | None:
     """The OCI equivalent of a Docker type, or None when the table has none."""
     return DOCKER_TO_OCI.get(base(media_type))
+
+
+def is_image_config(manifest_type: str, config_type: str) -> bool:
+    """True when a manifest's config descriptor type makes it an image.
+
+    A Docker v2s2 image manifest's config is an image config whatever it declares: early
+    Docker Hub pushes typed it ``application/octet-stream``. Everywhere else the type decides.
+    """
+    ctype = base(config_type)
+    if ctype in IMAGE_CONFIG_TYPES:
+        return True
+    return base(manifest_type) == DOCKER_MANIFEST and ctype == OCTET_STREAM
+
+
+def config_twin(manifest_type: str, config_type: str) -> str | None:
+    """The OCI type a config descriptor becomes (the octet-stream rule included), else None."""
+    if base(manifest_type) == DOCKER_MANIFEST and base(config_type) == OCTET_STREAM:
+        return OCI_CONFIG
+    return oci_twin(config_type)
+
+
+def is_image_layer(media_type: str) -> bool:
+    return base(media_type).startswith(IMAGE_LAYER_PREFIXES)
+
+
+def artifact_name(media_type: str) -> str:
+    """A reader's name for an artifact type ("Helm chart"), else the type itself."""
+    return ARTIFACT_NAMES.get(base(media_type), f"artifact {base(media_type)!r}")

@@ -112,6 +112,8 @@ class Plan:
     findings: tuple[Finding, ...] = ()
     warnings: tuple[str, ...] = field(default=())
     new_blobs: tuple[NewBlob, ...] = ()
+    #: Why the root is an artifact, not an image (then every node is unchanged), else None.
+    artifact: str | None = None
 
     @property
     def root(self) -> PlannedNode:
@@ -183,6 +185,8 @@ class CheckResult(_Result):
     warnings: list[str] = []
     referrers: list[ReferrerOut] = []
     error: str | None = None
+    #: Why REF is an artifact, not an image (Helm chart, signature, plugin…): left alone.
+    artifact: str | None = None
 
 
 class ManifestChange(_Result):
@@ -197,7 +201,7 @@ class ManifestChange(_Result):
 class ConvertResult(_Result):
     source: str
     destination: str
-    status: str  # "converted" | "already-oci" | "copied" | "would-convert" | "error"
+    status: str  # "converted" | "already-oci" | "copied" | "would-convert" | "artifact" | "error"
     dry_run: bool
     old_digest: str | None = None
     new_digest: str | None = None
@@ -211,3 +215,4 @@ class ConvertResult(_Result):
     tags: list[TagMove] = []
     backup_tag: str | None = None
     error: str | None = None
+    artifact: str | None = None  # why SRC is not an image (then nothing is rewritten)

@@ -15,6 +15,7 @@ from typing import Final
 
 from oci_normalize.batch.run import (
     ALREADY_OCI,
+    ARTIFACT,
     CONVERTED,
     FAILED,
     WOULD_CONVERT,
@@ -40,6 +41,7 @@ class RepoCounts:
     mixed: int = 0
     converted: int = 0  # or would be, in a dry run
     failed: int = 0
+    artifacts: int = 0
 
 
 @dataclass
@@ -62,6 +64,7 @@ def repo_counts(results: list[RefResult]) -> list[RepoCounts]:
         c.mixed += r.kind == "mixed"
         c.converted += r.status in (CONVERTED, WOULD_CONVERT)
         c.failed += r.status == FAILED
+        c.artifacts += r.status == ARTIFACT
     return sorted(counts.values(), key=lambda c: c.repository)
 
 
@@ -105,6 +108,7 @@ def _headline(s: BatchSummary) -> list[tuple[str, str]]:
         ("already OCI", str(s.already_oci)),
         (done[0], str(done[1])),
         ("failed", str(s.failed)),
+        ("artifacts (left alone)", str(s.artifacts)),
         ("requests", str(s.requests)),
         ("seconds", f"{s.seconds:.1f}"),
     ]
@@ -236,9 +240,11 @@ def _repo_table(counts: list[RepoCounts], *, dry_run: bool) -> str:
     rows = [
         [escape(c.repository)]
         + [str(v) for v in (c.references, c.already_oci, c.docker, c.mixed, c.converted, c.failed)]
+        + [str(c.artifacts)]
         for c in counts
     ]
     head = ["repository", "references", "already OCI", "Docker", "mixed", done, "failed"]
+    head.append("artifacts")
     return _table(head, rows)
 
 
@@ -311,10 +317,10 @@ def render_markdown(results: list[RefResult], summary: BatchSummary, *, source: 
         out.append(f"{c.repository:<{width}} {bar} {c.references}")
     out += [f"█ already OCI  ▓ {done}  ░ failed", "```", ""]
     out += _md_table(
-        ["repository", "references", "already OCI", "Docker", "mixed", done, "failed"],
+        ["repository", "references", "already OCI", "Docker", "mixed", done, "failed", "artifacts"],
         [
             [c.repository, *map(str, (c.references, c.already_oci, c.docker, c.mixed))]
-            + [str(c.converted), str(c.failed)]
+            + [str(c.converted), str(c.failed), str(c.artifacts)]
             for c in counts
         ],
     )

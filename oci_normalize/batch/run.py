@@ -47,6 +47,7 @@ CONVERTED: Final = "converted"
 ALREADY_OCI: Final = "already-oci"
 WOULD_CONVERT: Final = "would-convert"
 FAILED: Final = "failed"
+ARTIFACT: Final = "artifact"  # not an image (Helm chart, signature, plugin…): left alone
 PENDING: Final = "pending"  # journal only: about to move the tag
 
 
@@ -75,8 +76,8 @@ class RefResult(_Result):
     reference: str
     repository: str
     tag: str | None = None
-    status: str  # converted | already-oci | would-convert | failed
-    kind: str | None = None  # what the tree was: oci | docker | mixed
+    status: str  # converted | already-oci | would-convert | artifact | failed
+    kind: str | None = None  # what the tree was: oci | docker | mixed | artifact
     old_digest: str | None = None
     new_digest: str | None = None
     old_media_type: str | None = None
@@ -97,6 +98,7 @@ class BatchSummary(_Result):
     already_oci: int
     would_convert: int
     failed: int
+    artifacts: int = 0
     pushed_manifests: int
     requests: int
     seconds: float
@@ -124,6 +126,7 @@ def summarize(
         already_oci=count(ALREADY_OCI),
         would_convert=count(WOULD_CONVERT),
         failed=count(FAILED),
+        artifacts=count(ARTIFACT),
         pushed_manifests=sum(r.pushed_manifests for r in results),
         requests=requests,
         seconds=round(seconds, 3),
@@ -246,6 +249,14 @@ class _Runner:
             plan = normalize(tree, schema1_layers=schema1_facts(tree, registry, where))
         except OciNormalizeError as exc:
             return [self._failed(ref, exc, group) for ref in group.refs]
+        if plan.artifact is not None:  # counted apart, never a failure, never rewritten
+            out = [
+                self._result(ref, group, ARTIFACT, "artifact", plan).model_copy(
+                    update={"warnings": [f"artifact, left alone: {plan.artifact}"]}
+                )
+                for ref in group.refs
+            ]
+            return [self._noted(r, self._record(r, None)) for r in out]
         kind = classify(tree)
         if not plan.changed or self.options.dry_run:
             status = ALREADY_OCI if not plan.changed else WOULD_CONVERT

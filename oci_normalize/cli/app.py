@@ -98,7 +98,7 @@ def check(
     code = EXIT_OK
     if any(r.error for r in results):
         code = EXIT_ERROR
-    elif any(not r.oci for r in results):
+    elif any(not r.oci and r.artifact is None for r in results):
         code = EXIT_DOCKER_FOUND
     if json_out:
         _emit_json({"results": [r.model_dump() for r in results], "exit_code": code})
@@ -110,8 +110,11 @@ def check(
 
 
 def _print_check(r: CheckResult) -> None:
-    verdict = "OCI" if r.oci else "DOCKER"
+    verdict = "OCI" if r.oci else "ARTIFACT" if r.artifact else "DOCKER"
     print(f"{r.reference}  {r.digest}  {r.media_type}  [{verdict}]")
+    if r.artifact is not None:
+        print(f"  artifact, left alone: {r.artifact}")
+        return
     for f in r.findings:
         twin = f.oci_media_type or (
             f"rebuilt as {mt.OCI_MANIFEST} by convert"
@@ -216,6 +219,12 @@ def _print_convert(r: ConvertResult) -> None:
         print(f"warning: {w}")
     if r.status == "already-oci":
         print(f"{r.source}: already OCI ({r.old_digest}); nothing to do")
+        return
+    if r.status == "artifact":
+        copied = (
+            "" if r.destination == r.source or r.dry_run else f", copied as is to {r.destination}"
+        )
+        print(f"{r.source}: artifact, left alone{copied}: {r.artifact} ({r.old_digest})")
         return
     _print_referrers(r.referrers)
     for change in r.changes:

@@ -188,7 +188,8 @@ def _print_batch(results: list[RefResult], s: BatchSummary) -> None:
     print(
         f"batch{' (dry run)' if s.dry_run else ''}: {s.references} reference(s) in "
         f"{s.repositories} repositor{'y' if s.repositories == 1 else 'ies'}: {done}, "
-        f"{s.already_oci} already OCI, {s.failed} failed; {s.requests} requests, "
+        f"{s.already_oci} already OCI, {s.artifacts} artifact(s) left alone, {s.failed} failed; "
+        f"{s.requests} requests, "
         f"{s.pushed_manifests} manifests pushed, {s.seconds:.1f} s"
     )
     if s.failed:

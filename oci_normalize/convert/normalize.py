@@ -17,6 +17,7 @@ from oci_normalize.convert import schema1
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     MalformedManifestError,
+    OciNormalizeError,
     UnsupportedMediaTypeError,
 )
 from oci_normalize.manifest import descriptors, parse_body, serialize
@@ -26,9 +27,16 @@ ATTESTATION_DIGEST_KEY = "vnd.docker.reference.digest"
 
 
 def find_docker_types(root: Node) -> list[Finding]:
-    """Every Docker media type in the tree, where it stands. Never raises on odd types."""
+    """Every Docker media type in the tree, where it stands. Never raises on odd types.
+
+    Artifacts (see :func:`artifact_reason`) are left alone, so nothing in them is a finding;
+    a v2s2 image's ``application/octet-stream`` config is one (its twin is the OCI config).
+    """
     findings: list[Finding] = []
+    artifacts = artifact_digests(root)
     for node in root.walk():
+        if node.digest in artifacts:
+            continue
         what = f"{node.path} {node.digest.short}"
         if mt.is_docker(node.media_type):
             twin = mt.oci_twin(node.media_type)  # None for schema1: rebuilt, not renamed
@@ -38,14 +46,69 @@ def find_docker_types(root: Node) -> list[Finding]:
         body = parse_body(node.data, what)
         for where, desc in descriptors(body, node.media_type, what):
             dtype = desc["mediaType"]
-            if mt.is_docker(dtype):
-                findings.append(Finding(node.digest, node.path, where, dtype, mt.oci_twin(dtype)))
+            if mt.is_index(node.media_type) and _digest_in(desc, artifacts):
+                continue
+            if where == "config":
+                twin = mt.config_twin(node.media_type, dtype)
+            else:
+                twin = mt.oci_twin(dtype)
+            if mt.is_docker(dtype) or (twin is not None and twin != mt.base(dtype)):
+                findings.append(Finding(node.digest, node.path, where, dtype, twin))
     return findings
 
 
+def artifact_reason(node: Node) -> str | None:
+    """Why ``node`` is an artifact rather than an image (None for images and image indexes).
+
+    An image manifest is an artifact when it has an ``artifactType``, when its config type is
+    not an image config (see :func:`~oci_normalize.mediatypes.is_image_config`) or when a layer
+    has a known artifact type (cosign signatures and attestations keep an image config type);
+    an index when it has an ``artifactType``, lists artifacts only, or lists a Docker artifact
+    (a plugin): an OCI index would hide that from the only client that reads it.
+    """
+    mtype = mt.base(node.media_type)
+    if mtype == mt.OCI_ARTIFACT_MANIFEST:
+        return "OCI artifact manifest"
+    if not (mt.is_index(mtype) or mt.is_image_manifest(mtype)):
+        return None
+    body = parse_body(node.data, f"{node.path} {node.digest.short}")
+    atype = body.get("artifactType")
+    if isinstance(atype, str) and atype:
+        return f"{mt.artifact_name(atype)} (artifactType {mt.base(atype)})"
+    if mt.is_index(mtype):
+        reasons = [(c, artifact_reason(c)) for c in node.children]
+        if reasons and all(r for _, r in reasons):
+            return "index of artifacts only"
+        docker = [r for c, r in reasons if r and mt.is_docker(c.media_type)]
+        return f"index listing a Docker artifact: {docker[0]}" if docker else None
+    config = body.get("config")
+    ctype = config.get("mediaType") if isinstance(config, dict) else None
+    if isinstance(ctype, str) and not mt.is_image_config(mtype, ctype):
+        return f"{mt.artifact_name(ctype)} (config {mt.base(ctype)})"
+    layers = body.get("layers")
+    for layer in layers if isinstance(layers, list) else ():
+        ltype = layer.get("mediaType") if isinstance(layer, dict) else None
+        if isinstance(ltype, str) and mt.base(ltype) in mt.ARTIFACT_NAMES:
+            return f"{mt.artifact_name(ltype)} (layer {mt.base(ltype)})"
+    return None
+
+
+def artifact_digests(root: Node) -> set[Digest]:
+    """The digests of every artifact in the tree (left alone by check and convert)."""
+    return {n.digest for n in root.walk() if artifact_reason(n) is not None}
+
+
+def _digest_in(desc: dict[str, Any], digests: set[Digest]) -> bool:
+    try:
+        return Digest.parse(desc["digest"]) in digests
+    except OciNormalizeError:
+        return False
+
+
 def require_image(root: Node) -> None:
-    """Refuse a root that is not an image index, an image manifest or a schema1 manifest."""
-    if not mt.is_manifest(root.media_type):
+    """Refuse a root that is not an image index, an image manifest, schema1 or an artifact."""
+    rtype = mt.base(root.media_type)
+    if not mt.is_manifest(rtype) and rtype != mt.OCI_ARTIFACT_MANIFEST:
         raise UnsupportedMediaTypeError(
             f"{root.path} {root.digest.short}: {root.media_type or 'no media type'!r} is not an "
             "image manifest or index; nothing to convert"
@@ -70,6 +133,7 @@ def normalize(root: Node, *, schema1_layers: Mapping[Digest, LayerFacts] | None 
         findings=findings,
         warnings=tuple(dict.fromkeys(warnings)),
         new_blobs=tuple(new_blobs.values()),
+        artifact=artifact_reason(root),
     )
 
 
@@ -91,6 +155,10 @@ def _plan(
     schema1_layers: Mapping[Digest, LayerFacts] | None,
 ) -> PlannedNode:
     if node.digest in memo:
+        return memo[node.digest]
+    if artifact_reason(node) is not None:  # not an image: it and all below keep their bytes
+        for below in node.walk():
+            memo.setdefault(below.digest, _unchanged(below))
         return memo[node.digest]
     for child in node.children:
         _plan(child, memo, warnings, new_blobs, schema1_layers)
@@ -130,7 +198,7 @@ def _plan(
         if mt.is_index(mtype):
             changed |= _rewrite_entry(desc, node, memo, where, what, warnings)
         else:
-            changed |= _rewrite_blob_descriptor(desc, where, what, warnings)
+            changed |= _rewrite_blob_descriptor(desc, mtype, where, what, warnings)
     if mt.is_index(mtype):
         changed |= _follow_attestations(body, memo)
 
@@ -144,6 +212,8 @@ def _plan(
     elif declared is None and (changed or mt.is_docker(mtype)):
         body = _insert_after(body, "schemaVersion", "mediaType", new_type)
         changed = True
+    if changed and mt.is_image_manifest(mtype) and body.get("layers") is None:
+        body["layers"] = []  # null read as empty; written as the schema's array
 
     if not changed:
         planned = _unchanged(node, media_type=new_type)
@@ -178,9 +248,14 @@ def _unchanged(node: Node, media_type: str | None = None) -> PlannedNode:
 
 
 def _rewrite_blob_descriptor(
-    desc: dict[str, Any], where: str, what: str, warnings: list[str]
+    desc: dict[str, Any], manifest_type: str, where: str, what: str, warnings: list[str]
 ) -> bool:
     dtype = mt.base(desc["mediaType"])
+    if where == "config" and dtype == mt.OCTET_STREAM:
+        twin = mt.config_twin(manifest_type, dtype)
+        if twin is not None:  # a v2s2 image's config, typed as early Docker Hub pushes did
+            desc["mediaType"] = twin
+            return True
     if mt.is_docker(dtype):
         twin = mt.oci_twin(dtype)
         if twin is None:
