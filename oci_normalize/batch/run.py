@@ -13,8 +13,9 @@ Requests for an in-place conversion: one GET per manifest, one PUT per changed m
 guard HEAD per tag where a window was open between its GET and its PUT (an index, a backup tag,
 referrers: :func:`~.inplace.needs_guard`); the verify HEAD is skipped when the registry echoes
 our digest (see :func:`~.push.execute`'s ``trust_echo``). A Docker v2s2 image costs 2 (GET,
-PUT), a two-platform list 7 for its 3 manifests (3 GETs, 2 child PUTs, guard, root PUT); referrer discovery adds one referrers-API probe per registry (the tag lists
-are the enumeration's). A re-run costs one GET per tag whose digest the journal knows as OCI.
+PUT), a two-platform list 7 for its 3 manifests (3 GETs, 2 child PUTs, guard, root PUT);
+referrer discovery adds one referrers-API probe per registry (the tag lists are the
+enumeration's). A re-run costs one GET per tag whose digest the journal knows as OCI.
 
 A failing reference never stops the others: every outcome is a :class:`RefResult`.
 """
