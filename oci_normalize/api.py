@@ -25,7 +25,7 @@ from oci_normalize.convert.normalize import (
     require_image,
     schema1_layer_blobs,
 )
-from oci_normalize.convert.push import PushStats, push_plan
+from oci_normalize.convert.push import BlobHomes, PushStats, TagGuard, execute, plan_writes
 from oci_normalize.convert.tree import fetch_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import OciNormalizeError, RegistryError, UnsupportedMediaTypeError
@@ -85,6 +85,8 @@ class Client:
         self._lock = threading.Lock()
         #: Tag lists and referrers-API support, read once per repository / registry.
         self.referrers = ReferrerCache()
+        #: Which repositories of each destination registry hold a blob (mount, don't upload).
+        self.blob_homes = BlobHomes()
 
     def registry(self, ref: Reference) -> Registry:
         with self._lock:
@@ -459,40 +461,35 @@ def _push(
     options: ConvertOptions,
     trust_echo: bool = False,
 ) -> PushStats:
-    """Push the plan; in place, the prepared writes go in just before the tag moves."""
+    """Turn the plan into the writer's ordered writes and run them."""
     p = planned.plan
     dest_store = client.store(target)
-    guard = p.root.old_digest if (in_place and source.digest is None) else None
-    if options.force:
-        guard = None
-
-    def before_tag() -> int:
-        pushed = 0
-        if isinstance(dest_store, Registry) and isinstance(target, Reference):
-            check_tag = inplace.tag_guard(dest_store, target, guard) if guard else _no_check
-            pushed = inplace.apply(
-                dest_store,
-                client.referrers,
-                target.repository,
-                prepared,
-                root=p.root,
-                check_tag=check_tag,
-            )
-        if options.before_tag is not None:
-            options.before_tag()
-        return pushed
-
-    return push_plan(
+    guard = None
+    watch = in_place and source.digest is None and not options.force and target.tag is not None
+    if watch and inplace.needs_guard(planned.tree, p, prepared):
+        assert target.tag is not None
+        guard = TagGuard(target.tag, p.root.old_digest)
+    writes = plan_writes(
         p,
-        source=client.store(source),
-        src=source,
-        dest_registry=dest_store,
-        dest=target,
+        repository=target.repository,
+        tag=target.tag,
+        source_repository=source.repository,
+        whole_tree=not same_repository(source, target),
+        referrers=prepared.referrer_puts(p.root),
+        backup=prepared.backup_put(),
         guard=guard,
-        before_tag=before_tag,
-        trust_echo=trust_echo,
     )
 
+    def on_tag(tag: str) -> None:
+        client.referrers.note_tag(dest_store.registry, target.repository, tag)
 
-def _no_check() -> None:
-    return None
+    return execute(
+        writes,
+        dest=dest_store,
+        source=client.store(source),
+        homes=client.blob_homes,
+        blob_concurrency=options.blob_concurrency,
+        before_tag=options.before_tag,
+        on_tag=on_tag,
+        trust_echo=trust_echo,
+    )

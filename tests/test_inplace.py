@@ -16,6 +16,7 @@ from oci_normalize.convert.inplace import ConvertOptions
 from oci_normalize.errors import PushError, RefusedError
 from tests.support import seed
 from tests.support import seed_referrers as sr
+from tests.support.bulk_seed import Seeder
 from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.registry
@@ -254,10 +255,69 @@ def test_discovery_costs_two_requests_then_nothing(registry: RunningRegistry) ->
         ("GET", "tags"),
         ("GET", "referrers"),
     ]
-    # GET manifest, tags/list, referrers probe, PUT, HEAD guard, HEAD verify
-    assert first.requests == len(entries) == 6
+    # GET manifest, tags/list, referrers probe, PUT, HEAD verify: a single manifest with
+    # nothing attached needs no guard (its GET is the guard)
+    assert first.requests == len(entries) == 5
     mark = registry.log_mark()
     second = api.convert(f"{registry.host}/{repo}:b", client=client)
     entries = registry.access_log_lines(since=mark)
     assert not [e for e in entries if "/tags/list" in e.path or "/referrers/" in e.path]
-    assert second.requests == len(entries) == 4
+    assert second.requests == len(entries) == 3
+
+
+def _tag_requests(reg: RunningRegistry, since: int, repo: str, tag: str) -> list[str]:
+    """Methods of the requests naming ``repo:tag`` itself, in the order the registry served them."""
+    path = f"/v2/{repo}/manifests/{tag}"
+    return [e.method for e in reg.access_log_lines(since=since) if e.path == path]
+
+
+def test_guard_skipped_when_the_put_directly_follows_the_get(registry: RunningRegistry) -> None:
+    """A single manifest with nothing attached: its GET is the guard, no HEAD before the PUT."""
+    repo = "inplace/no-window"
+    s = Seeder(registry.url)
+    s.docker_image(repo, "single", key="guard-single")
+    s.docker_image(repo, "conv", key="guard-conv")
+    s.close()
+    mark = registry.log_mark()
+    result = CliRunner().invoke(app, ["batch", registry.host, "--repo", repo, "--tag", "single"])
+    assert result.exit_code == 0, result.output
+    # the registry echoes our digest, so no verify HEAD either: one GET, one PUT
+    assert _tag_requests(registry, mark, repo, "single") == ["GET", "PUT"]
+
+    mark = registry.log_mark()
+    api.convert(f"{registry.host}/{repo}:conv")
+    # convert verifies after the PUT; no HEAD before it
+    assert _tag_requests(registry, mark, repo, "conv") == ["GET", "PUT", "HEAD"]
+
+
+def test_guard_kept_when_reads_or_writes_happen_in_between(registry: RunningRegistry) -> None:
+    """An index (children read and written), a backup tag, referrers: HEAD right before PUT."""
+    repo = "inplace/window"
+    s = Seeder(registry.url)
+    s.docker_list(repo, "list", key="guard-list")
+    s.docker_image(repo, "backup", key="guard-backup")
+    body = s.docker_image(repo, "referred", key="guard-referred").manifest
+    s.close()
+    sr.push_referrer(registry.url, repo, body, seed.DOCKER_MANIFEST)
+
+    mark = registry.log_mark()
+    result = CliRunner().invoke(app, ["batch", registry.host, "--repo", repo, "--tag", "list"])
+    assert result.exit_code == 0, result.output
+    assert _tag_requests(registry, mark, repo, "list") == ["GET", "HEAD", "PUT"]
+    children = [
+        e.method
+        for e in registry.access_log_lines(since=mark)
+        if "/manifests/sha256:" in e.path and e.method in ("GET", "PUT")
+    ]
+    assert children.count("GET") == 2 and children.count("PUT") == 2  # in the window
+
+    mark = registry.log_mark()
+    options = ConvertOptions(backup_tag="{tag}-docker")
+    api.convert(f"{registry.host}/{repo}:backup", options=options)
+    assert _tag_requests(registry, mark, repo, "backup") == ["GET", "HEAD", "PUT", "HEAD"]
+    assert _tag_requests(registry, mark, repo, "backup-docker") == ["PUT"]
+
+    mark = registry.log_mark()
+    out = api.convert(f"{registry.host}/{repo}:referred")
+    assert [r.action for r in out.referrers] == ["reattached"]
+    assert _tag_requests(registry, mark, repo, "referred") == ["GET", "HEAD", "PUT", "HEAD"]

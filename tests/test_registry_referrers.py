@@ -142,7 +142,8 @@ def test_convert_with_referrers_api_pushes_copy_by_digest_and_no_fallback_tag(
     fake.route("GET", f"/v2/a/b/manifests/{listed['digest']}", manifest(sbom, mt.OCI_MANIFEST))
     fake.route("PUT", "/v2/a/b/manifests/*", Answer(201))
     new_image = api.plan(f"{fake.host}/a/b:t").plan.root.new_digest
-    fake.route("HEAD", "/v2/a/b/manifests/t", at(old), at(old), at(new_image))
+    # one guard (after the copy, before the tag), then the verify
+    fake.route("HEAD", "/v2/a/b/manifests/t", at(old), at(new_image))
     fake.seen.clear()
 
     out = api.convert(f"{fake.host}/a/b:t")

@@ -7,13 +7,15 @@ Two kinds of task share one thread pool:
    Each group fetches its children once (an index's), plans once, pushes the changed children
    once, then moves each of its tags through :func:`~.api.push_in_place`, the in-place half of
    ``convert`` (signatures refuse, referrers are re-attached, optional backup tag), each with
-   that tag's own guard (HEAD just before the PUT).
+   that tag's own guard where it needs one (HEAD just before the PUT).
 
-Requests for an in-place conversion: one GET per manifest, one PUT per changed manifest, and per
-tag one guard HEAD; the verify HEAD is skipped when the registry echoes our digest (see
-:func:`~.push.push_plan`'s ``trust_echo``). A Docker v2s2 image costs 3, a two-platform list 7
-for its 3 manifests; referrer discovery adds one referrers-API probe per registry (the tag lists
-are the enumeration's). A re-run costs one GET per tag whose digest the journal knows as OCI.
+Requests for an in-place conversion: one GET per manifest, one PUT per changed manifest, and a
+guard HEAD per tag where a window was open between its GET and its PUT (an index, a backup tag,
+referrers: :func:`~.inplace.needs_guard`); the verify HEAD is skipped when the registry echoes
+our digest (see :func:`~.push.execute`'s ``trust_echo``). A Docker v2s2 image costs 2 (GET,
+PUT), a two-platform list 7 for its 3 manifests (3 GETs, 2 child PUTs, guard, root PUT);
+referrer discovery adds one referrers-API probe per registry (the tag lists are the
+enumeration's). A re-run costs one GET per tag whose digest the journal knows as OCI.
 
 A failing reference never stops the others: every outcome is a :class:`RefResult`.
 """

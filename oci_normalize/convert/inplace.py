@@ -3,9 +3,10 @@
 Reading (before anything moves): :func:`discover` lists cosign tags, OCI referrers and buildkit
 attestations of every manifest whose digest changes; :func:`prepare` decides, per item, to
 refuse (signed, without ``break_signatures``), to re-attach (unsigned: a copy whose ``subject``
-names the new digest) or to leave it, and checks the backup tag. Writing: :func:`apply` runs
-inside the pusher's pre-tag hook, after the children and before the tag moves. Nothing old is
-ever deleted.
+names the new digest) or to leave it, and checks the backup tag. What it decides is data
+(:class:`Prepared`): the writer (:func:`~.push.execute`) puts the copies and the backup tag in
+after the children, then re-reads the tag when :func:`needs_guard` says a window was open, and
+moves it. Nothing old is ever deleted.
 
 Request budget: one ``tags/list`` per repository and one referrers-API probe per registry, both
 cached in a :class:`ReferrerCache` that lives as long as the :class:`~oci_normalize.api.Client`.
@@ -22,8 +23,9 @@ from typing import Final
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.convert import referrers as rf
+from oci_normalize.convert.push import DEFAULT_BLOB_CONCURRENCY, ManifestPut
 from oci_normalize.digest import Digest
-from oci_normalize.errors import PushError, ReferenceError_, RefusedError
+from oci_normalize.errors import ReferenceError_, RefusedError
 from oci_normalize.models import Node, Plan, PlannedNode, ReferrerOut, TagMove
 from oci_normalize.reference import Reference
 from oci_normalize.store.registry import Registry
@@ -38,6 +40,7 @@ class ConvertOptions:
     even when signatures point at the old digest (they become stale). ``referrers``: re-attach
     unsigned referrers to the new digest. ``before_tag``: called just before the tag is
     re-read and moved (a seam for tests that play another writer; None in production).
+    ``blob_concurrency``: blobs streamed at once when a copy goes to another repository.
     """
 
     force: bool = False
@@ -45,6 +48,7 @@ class ConvertOptions:
     break_signatures: bool = False
     referrers: bool = True
     before_tag: Callable[[], None] | None = None
+    blob_concurrency: int = DEFAULT_BLOB_CONCURRENCY
 
 
 DEFAULT_CONVERT_OPTIONS: Final = ConvertOptions()
@@ -141,6 +145,23 @@ def _typed(registry: Registry, repository: str, ref: rf.Referrer) -> rf.Referrer
     return replace(ref, artifact_type=artifact_type, signed=rf.is_signature(artifact_type))
 
 
+def needs_guard(tree: Node, plan: Plan, prepared: Prepared) -> bool:
+    """Whether the tag must be re-read just before it moves.
+
+    The guard protects the window in which other requests run between reading the tag and
+    writing it. When the tag's PUT directly follows its GET — a single manifest, no blob the
+    plan created, no backup, nothing found pointing at it — the GET already is the guard. An
+    index (children read and written), a schema1 image (layers streamed, a config uploaded),
+    a backup tag or referrers (read, re-attached) keep it.
+    """
+    return (
+        len(tree.walk()) > 1
+        or bool(plan.new_blobs)
+        or bool(prepared.writes)
+        or bool(prepared.referrers)
+    )
+
+
 def render_backup_tag(template: str, tag: str) -> str:
     """``{tag}-docker`` → ``v1-docker``; the result must be a valid tag."""
     try:
@@ -159,18 +180,12 @@ def render_backup_tag(template: str, tag: str) -> str:
 
 
 @dataclass(frozen=True)
-class Write:
-    """One manifest PUT: under ``ref`` (a tag, or a digest string)."""
+class Write(ManifestPut):
+    """One manifest PUT with what it means: ``role`` for tags (the TagMove role), ``old`` where
+    such a tag pointed before."""
 
-    ref: str
-    data: bytes
-    media_type: str
-    role: str = ""  # for tags: the TagMove role
-    old: Digest | None = None  # for tags: where it pointed before
-
-    @property
-    def digest(self) -> Digest:
-        return Digest.of(self.data)
+    role: str = ""
+    old: Digest | None = None
 
 
 @dataclass
@@ -185,6 +200,18 @@ class Prepared:
     def in_push_order(self) -> list[Write]:
         """Referrer copies (by digest) first, then tags, the backup tag last."""
         return sorted(self.writes, key=lambda w: (bool(w.role), w.role == "backup"))
+
+    def referrer_puts(self, root: PlannedNode) -> tuple[ManifestPut, ...]:
+        """The referrers step of the writer: the new root by digest first when a copy names it
+        as its subject, then copies by digest, then tags (fallback indexes, cosign sbom tags)."""
+        writes = [w for w in self.in_push_order() if w.role != "backup"]
+        head: list[ManifestPut] = []
+        if any(not w.role for w in writes):
+            head.append(ManifestPut(str(root.new_digest), root.new_data, root.new_media_type))
+        return (*head, *writes)
+
+    def backup_put(self) -> ManifestPut | None:
+        return next((w for w in self.writes if w.role == "backup"), None)
 
     def tag_moves(self) -> list[TagMove]:
         return [
@@ -343,48 +370,3 @@ def _backup_write(
                 f"the original {root.old_digest}; choose another --backup-tag"
             )
     return Write(backup, root.old_data, root.old_media_type, role="backup")
-
-
-def apply(
-    registry: Registry,
-    cache: ReferrerCache,
-    repo: str,
-    prepared: Prepared,
-    *,
-    root: PlannedNode,
-    check_tag: Callable[[], None],
-) -> int:
-    """Write ``prepared`` in push order; returns how many manifests were PUT.
-
-    Order: the new root by digest (so referrer copies' subject exists), referrer copies by
-    digest, then tags (fallback indexes, cosign sbom tags, the backup tag last). ``check_tag``
-    re-reads the tag being converted first, so a tag that already moved gets no extra writes.
-    """
-    if not prepared.writes:
-        return 0
-    check_tag()
-    count = 0
-    if any(not w.role for w in prepared.writes):
-        registry.put_manifest(repo, str(root.new_digest), root.new_data, root.new_media_type)
-        count += 1
-    for write in prepared.in_push_order():
-        registry.put_manifest(repo, write.ref, write.data, write.media_type)
-        count += 1
-        if write.role:
-            cache.note_tag(registry.registry, repo, write.ref)
-    return count
-
-
-def tag_guard(registry: Registry, ref: Reference, expected: Digest) -> Callable[[], None]:
-    """A check that ``ref``'s tag still points at ``expected`` (raises PushError if not)."""
-
-    def check() -> None:
-        assert ref.tag is not None
-        now = registry.head_manifest(ref.repository, ref.tag)
-        if now != expected:
-            raise PushError(
-                f"{ref}: tag moved during conversion (now {now}, expected {expected}); "
-                "nothing was tagged"
-            )
-
-    return check

@@ -1,24 +1,32 @@
-"""Apply a :class:`~oci_normalize.models.Plan`: blobs, then children, then the root, the tag last.
+"""The writer: one ordered list of writes, executed in the only safe order.
 
-In place (same repository) only changed manifests move: every blob and every unchanged child is
-already there. Towards another repository the whole tree goes, and each missing blob is made
-present the cheapest way: HEAD (already there), cross-repository mount (same registry), or a
-streamed copy that is hashed on the way and never held in memory whole.
+A conversion's writes are data (:class:`Writes`), planned before anything moves; :func:`execute`
+runs them as blobs → children → referrers → backup → guard → tag → verify. Blobs are made
+present the cheapest way: already there (remembered, or a HEAD), a cross-repository mount
+(from a repository of the destination registry that this run saw holding the blob, or from the
+source repository on the same registry), or a streamed copy hashed on the way through and never
+held in memory whole. Up to ``blob_concurrency`` blobs stream at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Final
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, PushError
-from oci_normalize.models import Blob, NewBlob, Plan, PlannedNode
-from oci_normalize.reference import Location, same_repository
+from oci_normalize.models import Blob, NewBlob, Plan
 from oci_normalize.store.base import BlobStream, Store
 from oci_normalize.store.registry import CHUNK, Registry
+
+#: Blobs of one image streamed at once (each holds about two chunks in memory).
+DEFAULT_BLOB_CONCURRENCY: Final = 4
+MAX_BLOB_CONCURRENCY: Final = 16
 
 
 @dataclass
@@ -28,134 +36,272 @@ class PushStats:
     blobs_mounted: int = 0
     blobs_present: int = 0
     blobs_skipped: int = 0  # non-distributable (foreign) layers, left where their urls say
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, what: str) -> None:
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
 
 
-def push_plan(
+@dataclass(frozen=True)
+class ManifestPut:
+    """One manifest PUT under ``ref`` (a tag, or a digest string)."""
+
+    ref: str
+    data: bytes
+    media_type: str
+
+    @property
+    def digest(self) -> Digest:
+        return Digest.of(self.data)
+
+
+@dataclass(frozen=True)
+class TagGuard:
+    """Re-read ``tag`` just before it moves: it must still be at ``expected`` (None: absent)."""
+
+    tag: str
+    expected: Digest | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Writes:
+    """Everything one conversion writes into ``repository``, as data, in execution order."""
+
+    repository: str
+    new_blobs: tuple[NewBlob, ...] = ()  # blobs the plan created (a schema1 image's config)
+    blobs: tuple[Blob, ...] = ()  # copied from ``source_repository`` of the source store
+    source_repository: str = ""
+    children: tuple[ManifestPut, ...] = ()
+    referrers: tuple[ManifestPut, ...] = ()  # by digest first, then tags
+    backup: ManifestPut | None = None
+    guard: TagGuard | None = None
+    tag: ManifestPut | None = None
+    verify: bool = True  # HEAD the tag afterwards unless the registry confirmed the PUT
+
+    def steps(self) -> list[str]:
+        """The requests-to-be in order, for messages and tests: ``blob``, ``manifest``, …"""
+        out = ["new-blob"] * len(self.new_blobs) + ["blob"] * len(self.blobs)
+        out += ["child"] * len(self.children) + ["referrer"] * len(self.referrers)
+        out += ["backup"] * (self.backup is not None) + ["guard"] * (self.guard is not None)
+        out += ["tag", "verify"] if self.tag is not None else []
+        return out
+
+
+def plan_writes(
     plan: Plan,
     *,
-    source: Store,
-    src: Location,
-    dest_registry: Store,
-    dest: Location,
-    guard: Digest | None = None,
-    before_tag: Callable[[], int] | None = None,
+    repository: str,
+    tag: str | None,
+    source_repository: str,
+    whole_tree: bool,
+    referrers: tuple[ManifestPut, ...] = (),
+    backup: ManifestPut | None = None,
+    guard: TagGuard | None = None,
+    verify: bool = True,
+) -> Writes:
+    """The writes that put ``plan``'s output tree at ``repository`` (under ``tag``, else by
+    digest). ``whole_tree``: towards another repository every blob and child goes; in place
+    only changed manifests move (every blob and unchanged child is already there)."""
+    root = plan.root
+    children = [n for n in plan.nodes[:-1] if n.changed or whole_tree]
+    blobs = [b for n in plan.nodes for b in n.blobs] if whole_tree else []
+    return Writes(
+        repository=repository,
+        new_blobs=plan.new_blobs,
+        blobs=tuple(blobs),
+        source_repository=source_repository,
+        children=tuple(
+            ManifestPut(str(n.new_digest), n.new_data, n.new_media_type) for n in children
+        ),
+        referrers=referrers,
+        backup=backup,
+        guard=guard,
+        tag=ManifestPut(tag or str(root.new_digest), root.new_data, root.new_media_type),
+        verify=verify,
+    )
+
+
+class BlobHomes:
+    """Which repositories of each destination registry hold a blob, learned during one run.
+
+    Shared by the threads of a batch: one lock per (registry, blob) means a blob several
+    repositories need is streamed once, and mounted from there for the others.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._homes: dict[tuple[str, Digest], list[str]] = {}
+        self._locks: dict[tuple[str, Digest], threading.Lock] = {}
+
+    def claim(self, registry: str, digest: Digest) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault((registry, digest), threading.Lock())
+
+    def note(self, registry: str, repository: str, digest: Digest) -> None:
+        with self._lock:
+            homes = self._homes.setdefault((registry, digest), [])
+            if repository not in homes:
+                homes.append(repository)
+
+    def holds(self, registry: str, repository: str, digest: Digest) -> bool:
+        with self._lock:
+            return repository in self._homes.get((registry, digest), ())
+
+    def elsewhere(self, registry: str, repository: str, digest: Digest) -> str | None:
+        with self._lock:
+            return next(
+                (r for r in self._homes.get((registry, digest), ()) if r != repository), None
+            )
+
+
+def execute(
+    writes: Writes,
+    *,
+    dest: Store,
+    source: Store | None = None,
+    homes: BlobHomes | None = None,
+    blob_concurrency: int = DEFAULT_BLOB_CONCURRENCY,
+    before_tag: Callable[[], None] | None = None,
+    on_tag: Callable[[str], None] | None = None,
     trust_echo: bool = False,
 ) -> PushStats:
-    """Push ``plan`` to ``dest``; the root always goes (under dest's tag), children as needed.
+    """Run ``writes`` against ``dest``; blobs come from ``source``.
 
-    ``guard``: the digest the dest tag must still point at just before it moves.
-    ``before_tag`` runs after the children and before the tag is re-read and moved (referrer
-    copies and the backup tag go there); it returns how many manifests it pushed.
+    ``before_tag``: a seam called right before the guard (tests play another writer there).
+    ``on_tag``: told of every tag written before the main one (referrer and backup tags).
     ``trust_echo``: skip the verifying HEAD after the tag PUT when a registry confirmed that PUT
     (it echoed our digest in ``Docker-Content-Digest``): it then stored exactly our bytes under
     the tag, and a HEAD after it could only race other writers, not add certainty.
     """
     stats = PushStats()
-    same_repo = same_repository(src, dest)
-    root = plan.root
-    # In the same repository every blob and every unchanged child is already there.
-    children = [n for n in plan.nodes[:-1] if n.changed or not same_repo]
-
-    # Blobs the plan created (a schema1 image's new config) go first, in place too.
-    created = {blob.digest for blob in plan.new_blobs}
-    for blob in plan.new_blobs:
-        _put_new_blob(blob, dest_registry, dest, stats)
-    if not same_repo:
-        _ensure_blobs(list(plan.nodes), source, src, dest_registry, dest, stats, skip=created)
-
-    for node in children:
-        dest_registry.put_manifest(
-            dest.repository, str(node.new_digest), node.new_data, node.new_media_type
-        )
+    repo = writes.repository
+    homes = homes or BlobHomes()
+    for blob in writes.new_blobs:
+        _put_new_blob(blob, dest, repo, stats, homes)
+    if writes.blobs:
+        assert source is not None, "blobs to copy need a source"
+        _ensure_blobs(writes, source, dest, stats, homes, blob_concurrency)
+    for put in (*writes.children, *writes.referrers, *filter(None, [writes.backup])):
+        dest.put_manifest(repo, put.ref, put.data, put.media_type)
         stats.manifests += 1
-
+        if on_tag is not None and put.ref != str(put.digest):
+            on_tag(put.ref)
     if before_tag is not None:
-        stats.manifests += before_tag()
-
-    target = dest.tag if dest.tag is not None else str(root.new_digest)
-    if dest.tag is not None and guard is not None:
-        now = dest_registry.head_manifest(dest.repository, dest.tag)
-        if now != guard:
+        before_tag()
+    if writes.guard is not None:
+        now = dest.head_manifest(repo, writes.guard.tag)
+        if now != writes.guard.expected:
             raise PushError(
-                f"{dest}: tag moved during conversion (now {now}, expected {guard}); "
-                "nothing was tagged"
+                f"{dest.registry}/{repo}:{writes.guard.tag}: tag moved during conversion (now "
+                f"{now}, expected {writes.guard.expected}); nothing was tagged"
             )
+    if writes.tag is None:
+        return stats
+    tag = writes.tag
     confirmed = False
-    if trust_echo and isinstance(dest_registry, Registry):
-        _, confirmed = dest_registry.put_manifest_confirmed(
-            dest.repository, target, root.new_data, root.new_media_type
-        )
+    if trust_echo and isinstance(dest, Registry):
+        _, confirmed = dest.put_manifest_confirmed(repo, tag.ref, tag.data, tag.media_type)
     else:
-        dest_registry.put_manifest(dest.repository, target, root.new_data, root.new_media_type)
+        dest.put_manifest(repo, tag.ref, tag.data, tag.media_type)
     stats.manifests += 1
-
-    if dest.tag is not None and not confirmed:
-        landed = dest_registry.head_manifest(dest.repository, dest.tag)
-        if landed != root.new_digest:
+    if writes.verify and not confirmed and tag.ref != str(tag.digest):
+        landed = dest.head_manifest(repo, tag.ref)
+        if landed != tag.digest:
             raise PushError(
-                f"{dest}: after push the tag resolves to {landed}, not {root.new_digest}"
+                f"{dest.registry}/{repo}:{tag.ref}: after push the tag resolves to {landed}, "
+                f"not {tag.digest}"
             )
     return stats
 
 
 def _ensure_blobs(
-    nodes: list[PlannedNode],
+    writes: Writes,
     source: Store,
-    src: Location,
-    dest_registry: Store,
-    dest: Location,
+    dest: Store,
     stats: PushStats,
-    *,
-    skip: set[Digest],
+    homes: BlobHomes,
+    concurrency: int,
 ) -> None:
-    seen: set[Digest] = set(skip)
-    same_registry = source.registry == dest_registry.registry
-    for node in nodes:
-        for blob in node.blobs:
-            if blob.digest in seen:
-                continue
-            seen.add(blob.digest)
-            if blob.urls and _non_distributable(blob):
-                stats.blobs_skipped += 1
-                continue
-            if dest_registry.blob_exists(dest.repository, blob.digest):
-                stats.blobs_present += 1
-            elif same_registry and dest_registry.mount_blob(
-                dest.repository, blob.digest, src.repository
-            ):
-                stats.blobs_mounted += 1
-            else:
-                _copy_blob(blob, source, src, dest_registry, dest)
-                stats.blobs_uploaded += 1
+    todo: list[Blob] = []
+    seen = {blob.digest for blob in writes.new_blobs}
+    for blob in writes.blobs:
+        if blob.digest in seen:
+            continue
+        seen.add(blob.digest)
+        if blob.urls and _non_distributable(blob):
+            stats.count("blobs_skipped")
+            continue
+        todo.append(blob)
 
+    def one(blob: Blob) -> None:
+        _ensure_blob(blob, source, writes.source_repository, dest, writes.repository, stats, homes)
 
-def _put_new_blob(blob: NewBlob, dest_registry: Store, dest: Location, stats: PushStats) -> None:
-    if dest_registry.blob_exists(dest.repository, blob.digest):
-        stats.blobs_present += 1
+    workers = max(1, min(concurrency, MAX_BLOB_CONCURRENCY, len(todo)))
+    if workers == 1:
+        for blob in todo:
+            one(blob)
         return
-    dest_registry.upload_blob(dest.repository, blob.digest, len(blob.data), [blob.data])
-    stats.blobs_uploaded += 1
+    with ThreadPoolExecutor(workers, thread_name_prefix="blob") as pool:
+        for future in [pool.submit(one, blob) for blob in todo]:
+            future.result()  # the first failure is raised; the others finish first
+
+
+def _ensure_blob(
+    blob: Blob,
+    source: Store,
+    src_repo: str,
+    dest: Store,
+    repo: str,
+    stats: PushStats,
+    homes: BlobHomes,
+) -> None:
+    name = dest.registry
+    with homes.claim(name, blob.digest):
+        if homes.holds(name, repo, blob.digest):
+            stats.count("blobs_present")
+            return
+        home = homes.elsewhere(name, repo, blob.digest)
+        if home is not None and dest.mount_blob(repo, blob.digest, home):
+            stats.count("blobs_mounted")
+        elif dest.blob_exists(repo, blob.digest):
+            stats.count("blobs_present")
+        elif source.registry == name and dest.mount_blob(repo, blob.digest, src_repo):
+            stats.count("blobs_mounted")
+        else:
+            _copy_blob(blob, source, src_repo, dest, repo)
+            stats.count("blobs_uploaded")
+        homes.note(name, repo, blob.digest)
+
+
+def _put_new_blob(
+    blob: NewBlob, dest: Store, repo: str, stats: PushStats, homes: BlobHomes
+) -> None:
+    if dest.blob_exists(repo, blob.digest):
+        stats.blobs_present += 1
+    else:
+        dest.upload_blob(repo, blob.digest, len(blob.data), [blob.data])
+        stats.blobs_uploaded += 1
+    homes.note(dest.registry, repo, blob.digest)
 
 
 def _non_distributable(blob: Blob) -> bool:
     return mt.base(blob.media_type) in mt.FOREIGN | {mt.OCI_ND_LAYER_GZIP, mt.OCI_ND_LAYER_TAR}
 
 
-def _copy_blob(
-    blob: Blob, source: Store, src: Location, dest_registry: Store, dest: Location
-) -> None:
+def _copy_blob(blob: Blob, source: Store, src_repo: str, dest: Store, repo: str) -> None:
     @contextlib.contextmanager
     def open_body() -> Iterator[Iterator[bytes]]:
         """One upload try: a fresh source stream, hashed on the way through."""
-        resp = source.open_blob(src.repository, blob.digest)
+        resp = source.open_blob(src_repo, blob.digest)
         with resp:
-            yield _verified_chunks(resp, blob, src)
+            yield _verified_chunks(resp, blob, f"{source.registry}/{src_repo}")
 
     # A callable body lets the registry client restart the whole upload after a failure.
-    dest_registry.upload_blob(dest.repository, blob.digest, blob.size, open_body)
+    dest.upload_blob(repo, blob.digest, blob.size, open_body)
 
 
-def _verified_chunks(resp: BlobStream, blob: Blob, src: Location) -> Iterator[bytes]:
+def _verified_chunks(resp: BlobStream, blob: Blob, where: str) -> Iterator[bytes]:
     hasher = blob.digest.hasher()
     count = 0
     for chunk in resp.iter_content(CHUNK):
@@ -165,6 +311,5 @@ def _verified_chunks(resp: BlobStream, blob: Blob, src: Location) -> Iterator[by
     if hasher.hexdigest() != blob.digest.hex or count != blob.size:
         # Raising inside the body generator aborts the upload before it completes.
         raise DigestMismatchError(
-            f"{src.registry}/{src.repository}@{blob.digest}: blob content does not "
-            f"match its digest/size ({count} bytes)"
+            f"{where}@{blob.digest}: blob content does not match its digest/size ({count} bytes)"
         )
