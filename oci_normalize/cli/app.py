@@ -215,8 +215,9 @@ def _print_convert(r: ConvertResult) -> None:
             print()
     where = "in place" if r.destination == r.source else f"-> {r.destination}"
     if r.status == "would-convert":
+        now = f" (now {r.old_digest})" if r.old_digest else ""
         print(
-            f"dry run: {r.destination} would point at {r.new_digest} (now {r.old_digest}); "
+            f"dry run: {r.destination} would point at {r.new_digest}{now}; "
             f"{_plural(len(r.changes), 'manifest')} would change; nothing pushed"
         )
     elif r.status == "would-refuse":
@@ -224,8 +225,9 @@ def _print_convert(r: ConvertResult) -> None:
     elif r.status == "copied":
         print(f"{r.source} is already OCI; copied {where} ({r.new_digest})")
     else:
+        moved = f"{r.old_digest} -> {r.new_digest}" if r.old_digest else f"{r.new_digest}"
         print(
-            f"converted {r.source} {where}: {r.old_digest} -> {r.new_digest} "
+            f"converted {r.source} {where}: {moved} "
             f"({_plural(r.pushed_manifests, 'manifest')} pushed, "
             f"{_plural(r.pushed_blobs, 'blob')} uploaded, {r.mounted_blobs} mounted, "
             f"{_plural(r.requests, 'request')})"
