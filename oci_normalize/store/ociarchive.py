@@ -141,7 +141,8 @@ class OciArchiveStore:
     def __init__(self, ref: OciArchiveRef, *, max_manifest_bytes: int = MAX_MANIFEST_BYTES) -> None:
         self.ref = ref
         self.path = Path(ref.path)
-        self.registry = ref.registry
+        self.registry = ref.registry  # identity: the absolute path
+        self.name = f"oci-archive:{ref.shown or ref.path}"  # for messages: as the user wrote it
         self.requests = 0
         self._max_manifest = max_manifest_bytes
         self._lock = threading.RLock()
@@ -170,12 +171,12 @@ class OciArchiveStore:
 
     def _open_existing(self, tmp: Path) -> None:
         if not self.path.is_file():
-            raise ContentError(f"{self.registry}: not a regular file")
+            raise ContentError(f"{self.name}: not a regular file")
         self._fd = os.open(self.path, os.O_RDONLY)
-        self._members = scan(self._fd, self.registry)
+        self._members = scan(self._fd, self.name)
         for name in (LAYOUT_FILE, INDEX_FILE):
             if name not in self._members:
-                raise NotFoundError(f"{self.registry}: not an OCI archive (no {name} in the tar)")
+                raise NotFoundError(f"{self.name}: not an OCI archive (no {name} in the tar)")
             (tmp / name).write_bytes(self._read_member(name, MAX_INDEX_BYTES))
 
     def _close_fd(self) -> None:
@@ -202,19 +203,19 @@ class OciArchiveStore:
         member = self._members.get(name)
         if member is not None and member.problem is not None:
             raise MalformedManifestError(
-                f"{self.registry}: member {name} is {member.problem}; refusing to use it"
+                f"{self.name}: member {name} is {member.problem}; refusing to use it"
             )
         return member
 
     def _read_member(self, name: str, cap: int) -> bytes:
         member = self._member(name)
         if member is None or self._fd is None:
-            raise NotFoundError(f"{self.registry}: no {name} in the archive")
+            raise NotFoundError(f"{self.name}: no {name} in the archive")
         if member.size > cap:
-            raise ManifestTooLargeError(f"{self.registry}: {name} is over {cap} bytes")
+            raise ManifestTooLargeError(f"{self.name}: {name} is over {cap} bytes")
         data = MemberBlob(self._fd, member).read()
         if len(data) != member.size:
-            raise ContentError(f"{self.registry}: {name} is truncated")
+            raise ContentError(f"{self.name}: {name} is truncated")
         return data
 
     @staticmethod
@@ -282,7 +283,7 @@ class OciArchiveStore:
             return FileBlob(layout.blob_path(digest))
         member = self._member(self._blob_name(digest))
         if member is None or self._fd is None:
-            raise NotFoundError(f"{self.registry}: blob {digest} is missing from the archive")
+            raise NotFoundError(f"{self.name}: blob {digest} is missing from the archive")
         return MemberBlob(self._fd, member)
 
     def upload_blob(
