@@ -1,9 +1,10 @@
 """The Python API the CLI is a thin layer over: :func:`check`, :func:`plan`, :func:`convert`.
 
 Each call takes a location as a string (a registry reference, ``oci:PATH[:TAG]``,
-``docker-archive:PATH[:REF]``) or a parsed one, and returns a typed result; failures raise
-:class:`~oci_normalize.errors.OciNormalizeError`. Pass one :class:`Client` to several calls to
-share connections and tokens; without one, each call makes its own and closes it.
+``oci-archive:PATH[:REF]``, ``docker-archive:PATH[:REF]``) or a parsed one, and returns a
+typed result; failures raise :class:`~oci_normalize.errors.OciNormalizeError`. Pass one
+:class:`Client` to several calls to share connections and tokens; without one, each call makes
+its own and closes it.
 """
 
 from __future__ import annotations
@@ -363,7 +364,9 @@ def _convert(
     else:
         target = _as_ref(dest)
         if isinstance(target, ArchiveRef):
-            raise OciNormalizeError(f"{target}: cannot write a docker-archive; use oci:PATH")
+            raise OciNormalizeError(
+                f"{target}: cannot write a docker-archive; use oci:PATH or oci-archive:PATH"
+            )
         if isinstance(target, LayoutRef | OciArchiveRef) and target.tag is None:
             target = target.with_tag(DEFAULT_LAYOUT_TAG)
     if target.digest is not None:

@@ -279,6 +279,9 @@ def test_artifacts_are_left_alone_by_check_convert_and_batch(
         converted = cli("convert", f"{registry.host}/{repo}:v1")
         assert converted.returncode == 0 and "artifact, left alone" in converted.stdout
     assert "plugin" in check_json(f"{registry.host}/art/plugin:v1")[1]["artifact"].lower()
+    copied = cli("convert", f"{registry.host}/art/plugin:v1", f"{registry.host}/art/copy:v1")
+    assert copied.returncode == 0, copied.stderr
+    assert seed.head_manifest(registry.url, "art/copy", "v1") == digests["art/plugin"]
 
     refs = tmp_path / "refs.txt"
     refs.write_text("".join(f"{registry.host}/{r}:v1\n" for r in [*digests, "art/image"]))

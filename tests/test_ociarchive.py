@@ -224,3 +224,16 @@ def test_converting_a_docker_archive_prints_one_digest(tmp_path: Path) -> None:
     line = next(x for x in done.stdout.splitlines() if x.startswith("converted"))
     assert line.count("sha256:") == 1 and " -> oci-archive:o.tar:latest: sha256:" in line
     assert api.check(f"oci-archive:{tmp_path / 'o.tar'}").oci
+
+
+def test_layout_with_null_layers_is_oci_and_left_byte_for_byte(tmp_path: Path) -> None:
+    members, digest = image_members(docker=False, layers_null=True)
+    layout = tmp_path / "layout"
+    for name, data in members.items():
+        (layout / name).parent.mkdir(parents=True, exist_ok=True)
+        (layout / name).write_bytes(data)
+    before = {p: p.read_bytes() for p in layout.rglob("*") if p.is_file()}
+    checked = api.check(f"oci:{layout}")
+    assert checked.oci and checked.digest == digest
+    assert api.convert(f"oci:{layout}").status == "already-oci"
+    assert {p: p.read_bytes() for p in layout.rglob("*") if p.is_file()} == before

@@ -1,6 +1,7 @@
 """The command line: the only place that prints for humans and picks exit codes.
 
-Exit codes: 0 success (or nothing to do; for ``check``: everything OCI), 1 ``check`` found Docker
+Exit codes: 0 success (or nothing to do; for ``check``: everything OCI, or an artifact left
+alone), 1 ``check`` found Docker
 media types, 2 error (bad reference, unreachable, denied, unsupported, …): one line on stderr;
 for ``batch``/``rollback`` 2 means it could not start, 3 that some references failed (or, for
 ``rollback``, conflicted). Options shared by several commands live in :mod:`.cli_options`.
@@ -60,7 +61,8 @@ def check(
         list[str],
         typer.Argument(
             metavar="REF...",
-            help="Images: HOST/REPO[:TAG][@DIGEST], oci:PATH[:TAG] or docker-archive:PATH[:REF].",
+            help="Images: HOST/REPO[:TAG][@DIGEST], oci:PATH[:TAG], oci-archive:PATH[:REF] or "
+            "docker-archive:PATH[:REF].",
         ),
     ],
     json_out: JsonOpt = False,
@@ -126,14 +128,16 @@ def convert(
         str,
         typer.Argument(
             metavar="SRC",
-            help="Image to convert: a registry ref, oci:PATH[:TAG] or docker-archive:PATH[:REF].",
+            help="Image to convert: a registry ref, oci:PATH[:TAG], oci-archive:PATH[:REF] or "
+            "docker-archive:PATH[:REF].",
         ),
     ],
     dest: Annotated[
         str | None,
         typer.Argument(
             metavar="[DEST]",
-            help="Where to write (registry ref or oci:PATH[:TAG]); default: SRC's tag, in place.",
+            help="Where to write (registry ref, oci:PATH[:TAG] or oci-archive:PATH[:REF]); "
+            "default: SRC's tag, in place.",
         ),
     ] = None,
     dry_run: Annotated[
