@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,6 +111,9 @@ def _push_corpus(reg: RunningRegistry, store: Storage) -> list[Entry]:
     corpus.skopeo_copy(
         f"docker://{host}/fid/boci:v1", f"docker://{host}/fid/skopeo-v2s2:v1", "--format", "v2s2"
     )
+    corpus.skopeo_copy(
+        f"docker://{host}/fid/imported:v1", f"docker://{host}/fid/skopeo-oci:v1", "--format", "oci"
+    )
     # Early Docker Hub: the v2s2 config typed application/octet-stream, on podman's real blobs.
     body, _, _ = seed.get_manifest(reg.url, "fid/imported", "v1")
     octet = json.loads(body)
@@ -123,6 +127,7 @@ def _push_corpus(reg: RunningRegistry, store: Storage) -> list[Entry]:
         Entry("fid/bdocker", "DOCKER"),
         Entry("fid/boci", "OCI"),
         Entry("fid/skopeo-v2s2", "DOCKER"),
+        Entry("fid/skopeo-oci", "OCI"),
         Entry("fid/octet", "DOCKER"),
     ]
 
@@ -132,40 +137,129 @@ def _copy_blobs(reg: RunningRegistry, src: str, dest: str, manifest: dict[str, A
         seed.put_blob(reg.url, dest, seed.get_blob(reg.url, src, desc["digest"]))
 
 
+def exercise(
+    reg: RunningRegistry,
+    entry: Entry,
+    store: Storage,
+    ctrd: Containerd,
+    work: Path,
+    *,
+    layers: list[str],
+    config: str | None,
+) -> None:
+    """check's verdict; convert across (repository, layout, oci-archive) and in place; the
+    result valid, its layer blobs (and config, unless rebuilt) the same; every peer pulls it."""
+    ref = f"{reg.host}/{entry.repo}:v1"
+    code, result = check_json(ref)
+    expected = (0, True) if entry.verdict == "OCI" else (1, False)
+    assert (code, result["oci"]) == expected, (entry, result)
+    across = cli("convert", ref, f"{reg.host}/{entry.repo}-oci:v1")
+    assert across.returncode == 0, across.stderr
+    assert_valid_oci(reg, f"{entry.repo}-oci", "v1", layers=layers)
+    for dest in (f"oci:{work}/layout:v1", f"oci-archive:{work}/image.tar:v1"):
+        copied = cli("convert", ref, dest)
+        assert copied.returncode == 0, copied.stderr
+        assert corpus.skopeo_inspect(dest).returncode == 0, dest
+        assert check_json(dest)[0] == 0
+    in_place = cli("convert", ref)
+    assert in_place.returncode == 0, in_place.stderr
+    after = assert_valid_oci(reg, entry.repo, "v1", layers=layers)
+    if config is not None:
+        assert after["config"]["digest"] == config  # the config blob is never rewritten
+    assert check_json(ref)[0] == 0
+    judge_registry(reg, entry.repo, "v1", store, ctrd, work)
+
+
 def test_peer_written_images_check_convert_and_pull(
     registry: RunningRegistry, store: Storage, ctrd: Containerd, tmp_path: Path
 ) -> None:
     for entry in _push_corpus(registry, store):
-        ref = f"{registry.host}/{entry.repo}:v1"
         before, _, _ = corpus.manifest_and_config(registry.url, entry.repo, "v1")
-        layers = corpus.layer_digests(before)
-        code, result = check_json(ref)
-        assert (code, result["oci"]) == ((0, True) if entry.verdict == "OCI" else (1, False)), (
-            entry,
-            result,
-        )
         if entry.repo == "fid/octet":
-            assert {
-                "where": "config",
-                "media_type": mt.OCTET_STREAM,
-                "oci_media_type": mt.OCI_CONFIG,
-            }.items() <= next(f for f in result["findings"] if f["where"] == "config").items()
-        # Across, into another repository, a layout and an oci-archive; then in place.
-        across = cli("convert", ref, f"{registry.host}/{entry.repo}-oci:v1")
-        assert across.returncode == 0, across.stderr
-        assert_valid_oci(registry, f"{entry.repo}-oci", "v1", layers=layers)
+            found = check_json(f"{registry.host}/{entry.repo}:v1")[1]["findings"]
+            config = next(f for f in found if f["where"] == "config")
+            assert (config["media_type"], config["oci_media_type"]) == (
+                mt.OCTET_STREAM,
+                mt.OCI_CONFIG,
+            )
         work = tmp_path / entry.repo.replace("/", "-")
-        for dest in (f"oci:{work}/layout:v1", f"oci-archive:{work}/image.tar:v1"):
-            copied = cli("convert", ref, dest)
-            assert copied.returncode == 0, copied.stderr
-            assert corpus.skopeo_inspect(dest).returncode == 0, dest
-            assert check_json(dest)[0] == 0
-        in_place = cli("convert", ref)
-        assert in_place.returncode == 0, in_place.stderr
-        after = assert_valid_oci(registry, entry.repo, "v1", layers=layers)
-        assert after["config"]["digest"] == before["config"]["digest"]  # config blob untouched
-        assert check_json(ref)[0] == 0
-        judge_registry(registry, entry.repo, "v1", store, ctrd, work)
+        exercise(
+            registry,
+            entry,
+            store,
+            ctrd,
+            work,
+            layers=corpus.layer_digests(before),
+            config=before["config"]["digest"],
+        )
+
+
+def test_skopeo_v2s1_image_converts_like_skopeo_and_pulls(
+    schema1_registry: RunningRegistry, store: Storage, ctrd: Containerd, tmp_path: Path
+) -> None:
+    host = schema1_registry.host
+    store.push("localhost/fid/bdocker:v1", f"docker://{host}/fid/bd-v2s2:v1", "v2s2")
+    corpus.skopeo_copy(
+        f"docker://{host}/fid/bd-v2s2:v1", f"docker://{host}/fid/s1:v1", "--format", "v2s1"
+    )
+    _, ctype, _ = seed.get_manifest(schema1_registry.url, "fid/s1", "v1")
+    assert mt.is_schema1(ctype)
+    theirs = tmp_path / "theirs"
+    corpus.skopeo_copy(f"docker://{host}/fid/s1:v1", f"oci:{theirs}:v1", "--format", "oci")
+    their_manifest, their_config = peers.read_layout(theirs, "v1")
+    exercise(
+        schema1_registry,
+        Entry("fid/s1", "DOCKER"),
+        store,
+        ctrd,
+        tmp_path / "s1",
+        layers=corpus.layer_digests(their_manifest),
+        config=None,
+    )
+    ours, _, _ = corpus.manifest_and_config(schema1_registry.url, "fid/s1", "v1")
+    assert json.loads(seed.get_blob(schema1_registry.url, "fid/s1", ours["config"]["digest"])) == (
+        their_config
+    )
+
+
+def test_podman_manifest_list_converts_and_pulls(
+    registry: RunningRegistry, store: Storage, ctrd: Containerd, tmp_path: Path
+) -> None:
+    """``podman manifest push --format v2s2``: a Docker manifest list over a Docker image."""
+    host = registry.host
+    store.push("localhost/fid/imported:v1", f"docker://{host}/fid/list-child:v1", "v2s2")
+    store.podman("manifest", "create", "localhost/fid/list:v1")
+    store.podman(
+        "manifest",
+        "add",
+        "--tls-verify=false",
+        "localhost/fid/list:v1",
+        f"docker://{host}/fid/list-child:v1",
+    )
+    store.podman(
+        "manifest",
+        "push",
+        "--all",
+        "--tls-verify=false",
+        "--format",
+        "v2s2",
+        "localhost/fid/list:v1",
+        f"docker://{host}/fid/list:v1",
+    )
+    body, ctype, _ = seed.get_manifest(registry.url, "fid/list", "v1")
+    assert ctype == mt.DOCKER_LIST
+    child = json.loads(body)["manifests"][0]["digest"]
+    child_manifest, _, _ = corpus.manifest_and_config(registry.url, "fid/list", child)
+    assert check_json(f"{host}/fid/list:v1")[0] == 1
+    assert cli("convert", f"{host}/fid/list:v1").returncode == 0
+    assert check_json(f"{host}/fid/list:v1")[0] == 0
+    body, ctype, _ = seed.get_manifest(registry.url, "fid/list", "v1")
+    index = json.loads(body)
+    assert ctype == mt.OCI_INDEX
+    peers.schema_validator("image-index-schema.json").validate(index)
+    new_child = index["manifests"][0]["digest"]
+    assert_valid_oci(registry, "fid/list", new_child, layers=corpus.layer_digests(child_manifest))
+    judge_registry(registry, "fid/list", "v1", store, ctrd, tmp_path)
 
 
 def test_podman_saved_archives(
@@ -195,13 +289,26 @@ def test_podman_saved_archives(
     assert loaded.returncode == 0, loaded.stderr
     imported = ctrd.import_archive(out)
     assert imported.returncode == 0, imported.stderr
+    unpacked = corpus.umoci_unpack(f"oci-archive:{out}:v1", tmp_path / "umoci-archive")
+    assert unpacked.returncode == 0, unpacked.stderr
+    # podman's own oci-archive is OCI already: in place, not one byte changes.
+    before = oci_tar.read_bytes()
+    done = cli("convert", f"oci-archive:{oci_tar}:localhost/fid/imported:v1")
+    assert done.returncode == 0 and "already OCI" in done.stdout, done.stderr
+    assert oci_tar.read_bytes() == before
     done = cli(
         "convert",
         f"oci-archive:{oci_tar}:localhost/fid/imported:v1",
         f"{registry.host}/fid/from-oci-archive:v1",
     )
     assert done.returncode == 0, done.stderr
-    assert_valid_oci(registry, "fid/from-oci-archive", "v1")
+    with tarfile.open(oci_tar) as tar:
+        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+        manifest = json.load(
+            tar.extractfile("blobs/sha256/" + index["manifests"][0]["digest"].split(":")[1])  # type: ignore[arg-type]
+        )
+    assert_valid_oci(registry, "fid/from-oci-archive", "v1", layers=corpus.layer_digests(manifest))
+    judge_registry(registry, "fid/from-oci-archive", "v1", store, ctrd, tmp_path / "oa")
 
 
 def test_skopeo_v2s2_in_a_layout_converts_in_place(
