@@ -8,7 +8,6 @@ keys are stable and documented in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -217,6 +216,3 @@ class ConvertResult(_Result):
     backup_tag: str | None = None
     error: str | None = None
     artifact: str | None = None  # why SRC is not an image (then nothing is rewritten)
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump()

@@ -97,7 +97,7 @@ def test_oci_manifest_with_null_layers_is_oci_and_untouched(
 def test_docker_manifest_with_null_layers_converts_to_an_empty_list(
     registry: RunningRegistry, store: Storage, ctrd: Containerd, tmp_path: Path
 ) -> None:
-    manifest = {
+    manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": mt.DOCKER_MANIFEST,
         "config": desc(mt.DOCKER_CONFIG, SCRATCH_CONFIG),

@@ -150,6 +150,7 @@ def test_check_then_convert_in_place_rewrites_the_tar_whole(tmp_path: Path) -> N
     assert entry["digest"] == result.new_digest and entry["annotations"][REF_NAME] == (
         "localhost/app:v1"
     )
+    assert result.new_digest is not None
     body = json.loads(after["blobs/sha256/" + result.new_digest.split(":")[1]])
     validate(body, mt.OCI_MANIFEST)
     assert api.check(f"oci-archive:{archive}:localhost/app:v1").oci
