@@ -16,7 +16,13 @@ from oci_normalize.api import Client, check, convert, plan
 from oci_normalize.convert.inplace import ConvertOptions
 from oci_normalize.errors import OciNormalizeError, RefusedError
 from oci_normalize.models import CheckResult, ConvertResult
-from oci_normalize.reference import ArchiveRef, LayoutRef, Reference, parse_location
+from oci_normalize.reference import (
+    ArchiveRef,
+    LayoutRef,
+    OciArchiveRef,
+    Reference,
+    parse_location,
+)
 from oci_normalize.store.registry import ClientOptions
 from oci_normalize.version import VERSION
 
@@ -28,6 +34,7 @@ __all__ = [
     "ConvertOptions",
     "ConvertResult",
     "LayoutRef",
+    "OciArchiveRef",
     "OciNormalizeError",
     "Reference",
     "RefusedError",

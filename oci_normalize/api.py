@@ -1,9 +1,10 @@
 """The Python API the CLI is a thin layer over: :func:`check`, :func:`plan`, :func:`convert`.
 
 Each call takes a location as a string (a registry reference, ``oci:PATH[:TAG]``,
-``docker-archive:PATH[:REF]``) or a parsed one, and returns a typed result; failures raise
-:class:`~oci_normalize.errors.OciNormalizeError`. Pass one :class:`Client` to several calls to
-share connections and tokens; without one, each call makes its own and closes it.
+``oci-archive:PATH[:REF]``, ``docker-archive:PATH[:REF]``) or a parsed one, and returns a
+typed result; failures raise :class:`~oci_normalize.errors.OciNormalizeError`. Pass one
+:class:`Client` to several calls to share connections and tokens; without one, each call makes
+its own and closes it.
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ from oci_normalize.reference import (
     ArchiveRef,
     LayoutRef,
     Location,
+    OciArchiveRef,
     Reference,
+    located,
     parse_location,
     same_repository,
 )
 from oci_normalize.store import archive
 from oci_normalize.store.base import Store
 from oci_normalize.store.layout import Layout
+from oci_normalize.store.ociarchive import OciArchiveStore
 from oci_normalize.store.registry import CHUNK, DEFAULT_OPTIONS, ClientOptions, Registry
 
 CredentialLookup = Callable[[str], Credential]
@@ -82,6 +86,7 @@ class Client:
         self._registries: dict[str, Registry] = {}
         self._layouts: dict[str, Layout] = {}
         self._archives: dict[str, archive.ArchiveStore] = {}
+        self._oci_archives: dict[str, OciArchiveStore] = {}
         self._lock = threading.Lock()
         #: Tag lists and referrers-API support, read once per repository / registry.
         self.referrers = ReferrerCache()
@@ -112,6 +117,14 @@ class Client:
                     layout = Layout(loc.path, max_manifest_bytes=self.options.max_manifest_bytes)
                     self._layouts[loc.path] = layout
                 return layout
+            if isinstance(loc, OciArchiveRef):  # one store per file, whatever the tag
+                tarred = self._oci_archives.get(loc.registry)
+                if tarred is None:
+                    tarred = OciArchiveStore(
+                        loc, max_manifest_bytes=self.options.max_manifest_bytes
+                    )
+                    self._oci_archives[loc.registry] = tarred
+                return tarred
             key = str(loc)
             found = self._archives.get(key)
             if found is None:
@@ -123,20 +136,26 @@ class Client:
         """Drop an archive's converted copy (temp files); other stores hold nothing."""
         with self._lock:
             found = self._archives.pop(str(loc), None)
+            tarred = self._oci_archives.pop(loc.registry, None)
         if found is not None:
             found.close()
+        if tarred is not None:
+            tarred.close()
 
     @property
     def requests(self) -> int:
         with self._lock:
             stores: list[Store] = [*self._registries.values(), *self._layouts.values()]
             stores.extend(self._archives.values())
+            stores.extend(self._oci_archives.values())
             return sum(s.requests for s in stores)
 
     def close(self) -> None:
         with self._lock:
-            archives = list(self._archives.values())
+            archives: list[archive.ArchiveStore | OciArchiveStore] = list(self._archives.values())
+            archives.extend(self._oci_archives.values())
             self._archives.clear()
+            self._oci_archives.clear()
         for found in archives:
             found.close()
         self._session.close()
@@ -166,7 +185,7 @@ def schema1_facts(tree: Node, store: Store, loc: Location) -> dict[Digest, Layer
     """Stream every layer of the tree's schema1 manifests once: digest check, size, diff_id."""
     facts: dict[Digest, LayerFacts] = {}
     for blob in schema1_layer_blobs(tree):
-        what = f"{loc.registry}/{loc.repository}@{blob}"
+        what = located(loc, blob)
         with store.open_blob(loc.repository, blob) as resp:
             facts[blob] = layer_facts(resp.iter_content(CHUNK), blob, what)
     return facts
@@ -289,9 +308,9 @@ def plan(ref: str | Location, *, client: Client | None = None) -> Planned:
 def _in_place_target(source: Location, client: Client) -> Location:
     if isinstance(source, ArchiveRef):
         raise OciNormalizeError(f"{source}: a docker-archive is read-only; give a DEST")
-    if isinstance(source, LayoutRef) and source.tag is None:
+    if isinstance(source, LayoutRef | OciArchiveRef) and source.tag is None:
         layout = client.store(source)
-        assert isinstance(layout, Layout)
+        assert isinstance(layout, Layout | OciArchiveStore)
         tag = layout.sole_tag()
         if tag is None:
             raise OciNormalizeError(
@@ -344,8 +363,10 @@ def _convert(
     else:
         target = _as_ref(dest)
         if isinstance(target, ArchiveRef):
-            raise OciNormalizeError(f"{target}: cannot write a docker-archive; use oci:PATH")
-        if isinstance(target, LayoutRef) and target.tag is None:
+            raise OciNormalizeError(
+                f"{target}: cannot write a docker-archive; use oci:PATH or oci-archive:PATH"
+            )
+        if isinstance(target, LayoutRef | OciArchiveRef) and target.tag is None:
             target = target.with_tag(DEFAULT_LAYOUT_TAG)
     if target.digest is not None:
         raise OciNormalizeError(
@@ -393,6 +414,9 @@ def _convert(
         stats = PushStats()
     else:
         stats = _push(client, planned, source, target, in_place, prepared, options)
+        dest_store = client.store(target)
+        if isinstance(dest_store, OciArchiveStore):
+            dest_store.commit()  # the new tar replaces PATH only now, whole
         status = "converted" if p.changed or isinstance(source, ArchiveRef) else "copied"
         status = "artifact" if p.artifact is not None else status
     tags = prepared.tag_moves()
@@ -400,12 +424,14 @@ def _convert(
         old = str(p.root.old_digest) if in_place else None
         new = str(p.root.new_digest)
         tags.append(TagMove(tag=target.tag, role="tag", old_digest=old, new_digest=new))
+    # A docker-archive holds no manifest: the one served was built from it, so no old digest.
+    old_digest = None if isinstance(source, ArchiveRef) else str(p.root.old_digest)
     return ConvertResult(
         source=str(source),
         destination=str(target),
         status=status,
         dry_run=dry_run,
-        old_digest=str(p.root.old_digest),
+        old_digest=old_digest,
         new_digest=str(p.root.new_digest),
         changes=changes,
         warnings=warnings,

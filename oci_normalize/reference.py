@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from oci_normalize.digest import Digest
@@ -139,6 +139,7 @@ class LayoutRef:
     path: str  # absolute
     tag: str | None = None
     digest: Digest | None = None  # never set by parsing; kept for the Reference interface
+    shown: str = field(default="", compare=False)  # the path as the user wrote it, for messages
 
     @classmethod
     def parse(cls, text: str) -> LayoutRef:
@@ -153,11 +154,11 @@ class LayoutRef:
             raise ReferenceError_(f"invalid layout reference {text!r}: empty path")
         if "\0" in path:
             raise ReferenceError_(f"invalid layout reference {text!r}: NUL in path")
-        return cls(path=os.path.abspath(path), tag=tag)
+        return cls(path=os.path.abspath(path), tag=tag, shown=path)
 
     @property
     def registry(self) -> str:
-        """A name for messages and for telling stores apart (the Reference interface)."""
+        """A name for telling stores apart (the Reference interface)."""
         return f"{OCI_PREFIX}{self.path}"
 
     @property
@@ -175,7 +176,7 @@ class LayoutRef:
         return replace(self, tag=tag, digest=None)
 
     def __str__(self) -> str:
-        return self.registry + (f":{self.tag}" if self.tag else "")
+        return f"{OCI_PREFIX}{self.shown or self.path}" + (f":{self.tag}" if self.tag else "")
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ class ArchiveRef:
     image: str | None = None
     tag: str | None = None  # the Reference interface: an archive has no tag to move
     digest: Digest | None = None
+    shown: str = field(default="", compare=False)  # the path as the user wrote it
 
     @classmethod
     def parse(cls, text: str) -> ArchiveRef:
@@ -203,7 +205,7 @@ class ArchiveRef:
             raise ReferenceError_(f"invalid archive reference {text!r}: @N needs a number")
         if image and not image.startswith("@"):
             Reference.parse(image)  # refuse what docker would never have saved
-        return cls(path=os.path.abspath(path), image=image or None)
+        return cls(path=os.path.abspath(path), image=image or None, shown=path)
 
     @property
     def registry(self) -> str:
@@ -218,16 +220,69 @@ class ArchiveRef:
         return ""
 
     def __str__(self) -> str:
-        return self.registry + (f":{self.image}" if self.image else "")
+        shown = f"{ARCHIVE_PREFIX}{self.shown or self.path}"
+        return shown + (f":{self.image}" if self.image else "")
 
 
-Location = Reference | LayoutRef | ArchiveRef
+OCI_ARCHIVE_PREFIX: Final = "oci-archive:"
+
+
+@dataclass(frozen=True)
+class OciArchiveRef:
+    """``oci-archive:PATH[:REF]``: a tarred OCI image layout (``podman save --format oci-archive``).
+
+    As skopeo reads it, the path ends at the FIRST colon; REF is the image's
+    ``org.opencontainers.image.ref.name`` in ``index.json``, whatever its spelling (podman writes
+    ``localhost/app:v1``, skopeo and buildkit a bare tag). Without REF the archive must hold
+    exactly one image (or, as a destination, gets ``latest``).
+    """
+
+    path: str  # absolute
+    tag: str | None = None
+    digest: Digest | None = None  # never set by parsing; kept for the Reference interface
+    shown: str = field(default="", compare=False)  # the path as the user wrote it
+
+    @classmethod
+    def parse(cls, text: str) -> OciArchiveRef:
+        if not text.startswith(OCI_ARCHIVE_PREFIX):
+            raise ReferenceError_(f"invalid oci-archive reference {text!r}")
+        path, _, tag = text[len(OCI_ARCHIVE_PREFIX) :].partition(":")
+        if not path or "\0" in path:
+            raise ReferenceError_(f"invalid oci-archive reference {text!r}: empty path")
+        if any(ord(c) < 0x20 or c == "\x7f" for c in tag):
+            raise ReferenceError_(f"invalid oci-archive reference {text!r}: control character")
+        return cls(path=os.path.abspath(path), tag=tag or None, shown=path)
+
+    @property
+    def registry(self) -> str:
+        return f"{OCI_ARCHIVE_PREFIX}{self.path}"
+
+    @property
+    def repository(self) -> str:
+        return ""
+
+    @property
+    def ref(self) -> str:
+        if self.digest is not None:
+            return str(self.digest)
+        return self.tag or ""
+
+    def with_tag(self, tag: str) -> OciArchiveRef:
+        return replace(self, tag=tag, digest=None)
+
+    def __str__(self) -> str:
+        shown = f"{OCI_ARCHIVE_PREFIX}{self.shown or self.path}"
+        return shown + (f":{self.tag}" if self.tag else "")
+
+
+Location = Reference | LayoutRef | ArchiveRef | OciArchiveRef
 
 
 def parse_location(text: str) -> Location:
     """The one entry point for every place a REF is accepted.
 
-    ``oci:PATH[:TAG]`` is a layout, ``docker-archive:PATH[:REF]`` a tarball, anything else
+    ``oci:PATH[:TAG]`` is a layout, ``oci-archive:PATH[:REF]`` a tarred one,
+    ``docker-archive:PATH[:REF]`` a ``docker save`` tarball, anything else
     (optionally prefixed ``docker://``, which also reaches a registry host literally named
     ``oci``) a registry reference such as ``localhost:5000/app:1``.
     """
@@ -235,6 +290,8 @@ def parse_location(text: str) -> Location:
         return LayoutRef.parse(text)
     if text.startswith(ARCHIVE_PREFIX):
         return ArchiveRef.parse(text)
+    if text.startswith(OCI_ARCHIVE_PREFIX):
+        return OciArchiveRef.parse(text)
     if text.startswith(DOCKER_PREFIX):
         return Reference.parse(text[len(DOCKER_PREFIX) :])
     return Reference.parse(text)
@@ -243,3 +300,11 @@ def parse_location(text: str) -> Location:
 def same_repository(a: Location, b: Location) -> bool:
     """True when both name the same repository of the same store (any tag)."""
     return type(a) is type(b) and a.registry == b.registry and a.repository == b.repository
+
+
+def located(loc: Location, digest: Digest | str) -> str:
+    """How a message names one manifest or blob: ``HOST/REPO@DIGEST``, or a local place as the
+    user wrote it (``oci:./dir:v1@DIGEST``), never an internal spelling."""
+    if isinstance(loc, Reference):
+        return f"{loc.registry}/{loc.repository}@{digest}"
+    return f"{loc}@{digest}"

@@ -161,3 +161,49 @@ def test_an_index_over_images_and_attestations_converts_the_images_only() -> Non
     found = [(f.manifest, f.where) for f in find_docker_types(root)]
     assert (root.digest, "manifests[0]") in found and (root.digest, "manifests[1]") not in found
     assert {m for m, _ in found} == {children[0].digest, root.digest}
+
+
+# ---- schema1 rebuilds: what containers/image writes -------------------------------------------
+
+
+def test_schema1_history_leaves_out_an_empty_command() -> None:
+    from oci_normalize.convert import schema1
+
+    base = {"created": "2016-05-01T10:00:00.500Z", "container_config": {"Cmd": [""]}}
+    assert schema1.history_entry(base) == {"created": "2016-05-01T10:00:00.5Z"}
+    assert schema1.history_entry({"container_config": {"Cmd": None}, "comment": ""}) == {}
+
+
+@pytest.mark.parametrize(
+    ("given", "written"),
+    [
+        ("2016-05-01T10:00:00.000000000Z", "2016-05-01T10:00:00Z"),
+        ("2016-05-01T10:00:00.120Z", "2016-05-01T10:00:00.12Z"),
+        ("2016-05-01T10:00:00+00:00", "2016-05-01T10:00:00Z"),
+        ("2016-05-01T12:00:00.1+02:00", "2016-05-01T12:00:00.1+02:00"),
+        ("yesterday", "yesterday"),
+    ],
+)
+def test_schema1_times_are_written_as_go_writes_them(given: str, written: str) -> None:
+    from oci_normalize.convert import schema1
+
+    assert schema1.go_time(given) == written
+
+
+def test_schema1_config_has_no_nulls_and_validates() -> None:
+    from oci_normalize.convert import schema1
+    from tests.support import peers
+
+    warnings: list[str] = []
+    compat = {
+        "id": "a" * 64,
+        "os": "linux",
+        "config": {"Env": None, "Cmd": None, "Hostname": "x", "Labels": {}, "User": 5},
+        "container_config": {"Cmd": [""]},
+        "docker_version": "1.11.1",
+    }
+    config = schema1.oci_config(compat, "amd64", "here", warnings)
+    assert config == {"architecture": "amd64", "os": "linux", "config": {}}
+    assert warnings == ["here: config.User is not a JSON str; left out"]
+    config["rootfs"] = {"type": "layers", "diff_ids": []}
+    peers.schema_validator("config-schema.json").validate(config)

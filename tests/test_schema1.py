@@ -242,8 +242,7 @@ def test_schema1_convert_matches_skopeo(schema1_registry: RunningRegistry, tmp_p
         ]
         assert config["rootfs"] == their_config["rootfs"]
         assert config["history"] == their_config["history"]
-        for key in ("architecture", "os", "config", "created"):
-            assert config[key] == their_config[key]
+        assert config == their_config  # the whole config, as containers/image builds it
         peers.schema_validator("config-schema.json").validate(config)
     assert sum(1 for h in their_config["history"] if h.get("empty_layer")) == 2
     assert len(their_config["rootfs"]["diff_ids"]) == 2

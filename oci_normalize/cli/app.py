@@ -1,6 +1,7 @@
 """The command line: the only place that prints for humans and picks exit codes.
 
-Exit codes: 0 success (or nothing to do; for ``check``: everything OCI), 1 ``check`` found Docker
+Exit codes: 0 success (or nothing to do; for ``check``: everything OCI, or an artifact left
+alone), 1 ``check`` found Docker
 media types, 2 error (bad reference, unreachable, denied, unsupported, …): one line on stderr;
 for ``batch``/``rollback`` 2 means it could not start, 3 that some references failed (or, for
 ``rollback``, conflicted). Options shared by several commands live in :mod:`.cli_options`.
@@ -79,7 +80,8 @@ def check(
         list[str],
         typer.Argument(
             metavar="REF...",
-            help="Images: HOST/REPO[:TAG][@DIGEST], oci:PATH[:TAG] or docker-archive:PATH[:REF].",
+            help="Images: HOST/REPO[:TAG][@DIGEST], oci:PATH[:TAG], oci-archive:PATH[:REF] or "
+            "docker-archive:PATH[:REF].",
         ),
     ],
     json_out: JsonOpt = False,
@@ -145,14 +147,16 @@ def convert(
         str,
         typer.Argument(
             metavar="SRC",
-            help="Image to convert: a registry ref, oci:PATH[:TAG] or docker-archive:PATH[:REF].",
+            help="Image to convert: a registry ref, oci:PATH[:TAG], oci-archive:PATH[:REF] or "
+            "docker-archive:PATH[:REF].",
         ),
     ],
     dest: Annotated[
         str | None,
         typer.Argument(
             metavar="[DEST]",
-            help="Where to write (registry ref or oci:PATH[:TAG]); default: SRC's tag, in place.",
+            help="Where to write (registry ref, oci:PATH[:TAG] or oci-archive:PATH[:REF]); "
+            "default: SRC's tag, in place.",
         ),
     ] = None,
     dry_run: Annotated[
@@ -235,8 +239,9 @@ def _print_convert(r: ConvertResult) -> None:
             print()
     where = "in place" if r.destination == r.source else f"-> {r.destination}"
     if r.status == "would-convert":
+        now = f" (now {r.old_digest})" if r.old_digest else ""
         print(
-            f"dry run: {r.destination} would point at {r.new_digest} (now {r.old_digest}); "
+            f"dry run: {r.destination} would point at {r.new_digest}{now}; "
             f"{_plural(len(r.changes), 'manifest')} would change; nothing pushed"
         )
     elif r.status == "would-refuse":
@@ -244,8 +249,9 @@ def _print_convert(r: ConvertResult) -> None:
     elif r.status == "copied":
         print(f"{r.source} is already OCI; copied {where} ({r.new_digest})")
     else:
+        moved = f"{r.old_digest} -> {r.new_digest}" if r.old_digest else f"{r.new_digest}"
         print(
-            f"converted {r.source} {where}: {r.old_digest} -> {r.new_digest} "
+            f"converted {r.source} {where}: {moved} "
             f"({_plural(r.pushed_manifests, 'manifest')} pushed, "
             f"{_plural(r.pushed_blobs, 'blob')} uploaded, {r.mounted_blobs} mounted, "
             f"{_plural(r.requests, 'request')})"

@@ -4,12 +4,13 @@ A schema1 manifest has no config blob. Building one follows what Docker (``MakeC
 and containers/image (``ToSchema2Config``) do, so the result matches ``skopeo copy --format oci``
 in ``rootfs.diff_ids``, layer order and history:
 
-* the config is the newest ``v1Compatibility`` entry (``history[0]``) minus schema1 bookkeeping
-  (``id``, ``parent``, ``parent_id``, ``layer_id``, ``throwaway``, ``Size``), plus ``rootfs`` and
-  ``history``;
+* the config is built from the newest ``v1Compatibility`` entry (``history[0]``) as
+  containers/image does when it writes OCI: only the fields of an OCI image config, in its
+  order, empty and ``null`` values left out (``"Env": null`` would break the OCI schema), times
+  in RFC 3339 as Go writes them; plus ``rootfs`` and ``history``;
 * ``history`` has one entry per ``v1Compatibility``, oldest first: ``created``, ``created_by``
-  (``container_config.Cmd`` joined by spaces), ``author``, ``comment``, ``empty_layer`` for
-  throwaway entries;
+  (``container_config.Cmd`` joined by spaces, left out when that is empty, as for the base
+  layer of a ``docker import``), ``author``, ``comment``, ``empty_layer`` for throwaway entries;
 * ``fsLayers`` are listed newest first: they are reversed, and the layer of every throwaway entry
   (normally the shared empty gzip blob :data:`EMPTY_GZIP_LAYER`) is dropped;
 * consecutive entries with the same ``id`` are one layer (Docker's ``fixManifestLayers``).
@@ -117,14 +118,15 @@ def layer_blobs(body: dict[str, Any], what: str) -> list[Digest]:
 
 def history_entry(compat: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if compat.get("created"):
-        out["created"] = compat["created"]
+    if isinstance(compat.get("created"), str) and compat["created"]:
+        out["created"] = go_time(compat["created"])
     container_config = compat.get("container_config")
     cmd = container_config.get("Cmd") if isinstance(container_config, dict) else None
-    if isinstance(cmd, list) and cmd:
-        out["created_by"] = " ".join(str(c) for c in cmd)
+    created_by = " ".join(str(c) for c in cmd) if isinstance(cmd, list) else ""
+    if created_by:
+        out["created_by"] = created_by
     for key in ("author", "comment"):
-        if compat.get(key):
+        if isinstance(compat.get(key), str) and compat[key]:
             out[key] = compat[key]
     if compat.get("throwaway") is True:
         out["empty_layer"] = True
@@ -166,12 +168,8 @@ def convert(
             )
         kept.append((entry.blob, facts))
 
-    config = {k: v for k, v in listed[0].compat.items() if k not in BOOKKEEPING_KEYS}
-    if not config.get("architecture") and isinstance(body.get("architecture"), str):
-        config = {"architecture": body["architecture"], **config}
-    if not config.get("os"):
-        config = {**config, "os": "linux"}
-        warnings.append(f"{what}: v1Compatibility names no os; assumed linux")
+    newest = listed[0].compat
+    config = oci_config(newest, body.get("architecture"), what, warnings)
     config["rootfs"] = {"type": "layers", "diff_ids": [str(f.diff_id) for _, f in kept]}
     config["history"] = [history_entry(e.compat) for e in reversed(listed)]
     config_bytes = serialize(config)
@@ -196,3 +194,70 @@ def convert(
         *(Blob(blob, f.size, f.media_type) for blob, f in kept),
     )
     return Converted(serialize(manifest), new_config, blobs, tuple(warnings))
+
+
+#: The OCI image config's fields, in the order containers/image writes them, with their JSON type.
+_TOP_STRINGS: Final = ("author",)
+_PLATFORM: Final[tuple[tuple[str, type], ...]] = (
+    ("os.version", str),
+    ("os.features", list),
+    ("variant", str),
+)
+_RUN_CONFIG: Final[tuple[tuple[str, type], ...]] = (
+    ("User", str),
+    ("ExposedPorts", dict),
+    ("Env", list),
+    ("Entrypoint", list),
+    ("Cmd", list),
+    ("Volumes", dict),
+    ("WorkingDir", str),
+    ("Labels", dict),
+    ("StopSignal", str),
+    ("ArgsEscaped", bool),
+)
+_GO_TIME: Final = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+
+
+def go_time(text: str) -> str:
+    """An RFC 3339 time as Go re-writes it: fraction without trailing zeros, ``Z`` for UTC."""
+    m = _GO_TIME.fullmatch(text)
+    if m is None:
+        return text
+    fraction = (m.group(2) or "").rstrip("0")
+    zone = "Z" if m.group(3) in ("Z", "+00:00", "-00:00") else m.group(3)
+    return m.group(1) + (f".{fraction}" if fraction else "") + zone
+
+
+def oci_config(
+    compat: Mapping[str, Any], architecture: object, what: str, warnings: list[str]
+) -> dict[str, Any]:
+    """The OCI config fields of a v1Compatibility entry; empty, null or mistyped ones left out."""
+    out: dict[str, Any] = {}
+    if isinstance(compat.get("created"), str) and compat["created"]:
+        out["created"] = go_time(compat["created"])
+    for key in _TOP_STRINGS:
+        if isinstance(compat.get(key), str) and compat[key]:
+            out[key] = compat[key]
+    arch = compat.get("architecture") or architecture
+    out["architecture"] = arch if isinstance(arch, str) else ""
+    if isinstance(compat.get("os"), str) and compat["os"]:
+        out["os"] = compat["os"]
+    else:
+        out["os"] = "linux"
+        warnings.append(f"{what}: v1Compatibility names no os; assumed linux")
+    for key, kind in _PLATFORM:
+        if isinstance(compat.get(key), kind) and compat[key]:
+            out[key] = compat[key]
+    run = compat.get("config")
+    run = run if isinstance(run, dict) else {}
+    run_config: dict[str, Any] = {}
+    for key, kind in _RUN_CONFIG:
+        value = run.get(key)
+        if value is None or value in ("", [], {}, False):
+            continue
+        if not isinstance(value, kind):
+            warnings.append(f"{what}: config.{key} is not a JSON {kind.__name__}; left out")
+            continue
+        run_config[key] = value
+    out["config"] = run_config
+    return out

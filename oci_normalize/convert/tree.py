@@ -10,7 +10,7 @@ from oci_normalize.digest import Digest
 from oci_normalize.errors import MalformedManifestError
 from oci_normalize.manifest import Fetched, descriptors, effective_media_type, parse_body
 from oci_normalize.models import Blob, Node
-from oci_normalize.reference import Location
+from oci_normalize.reference import Location, located
 from oci_normalize.store.base import Store
 
 #: Children of one index fetched at once (manifests are small; latency dominates).
@@ -39,7 +39,7 @@ def _build(
     path: str,
     depth: int,
 ) -> Node:
-    what = f"{ref.registry}/{ref.repository}@{digest}"
+    what = located(ref, digest)
     if depth > MAX_DEPTH:
         raise MalformedManifestError(f"{what}: indexes nested deeper than {MAX_DEPTH}")
     if mt.is_schema1(media_type) or not (

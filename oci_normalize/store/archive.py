@@ -80,20 +80,39 @@ def read_images(members: Members, what: str) -> list[ArchiveImage]:
     entries = _json(members.read(MANIFEST_FILE, MAX_MANIFEST_JSON), what, MANIFEST_FILE)
     if not isinstance(entries, list):
         raise MalformedManifestError(f"{what}: manifest.json is not a list")
-    out = []
-    for i, entry in enumerate(entries):
-        try:
-            config, layers = entry["Config"], entry["Layers"]
-            tags = entry.get("RepoTags") or []
-            if not isinstance(config, str) or not all(isinstance(x, str) for x in layers + tags):
-                raise TypeError("not strings")
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise MalformedManifestError(f"{what}: manifest.json entry {i} is malformed") from exc
-        where = f"{what}: manifest.json entry {i}"
-        config = member_name(config, where)
-        layers = [member_name(layer, where) for layer in layers]
-        out.append(ArchiveImage(i, config, tuple(tags), tuple(layers)))
-    return out
+    return [_image(i, entry, what) for i, entry in enumerate(entries)]
+
+
+def _image(i: int, entry: object, what: str) -> ArchiveImage:
+    """One manifest.json entry; a fault names its field. ``null`` lists read as empty (buildkit
+    writes ``"Layers": null`` for ``FROM scratch``; docker and skopeo load it)."""
+    where = f"{what}: manifest.json entry {i}"
+    if not isinstance(entry, dict):
+        raise MalformedManifestError(f"{where} is not an object")
+    config = entry.get("Config")
+    if not isinstance(config, str) or not config:
+        raise MalformedManifestError(f"{where}: Config is {_shape(config)}, not a file name")
+    fields: dict[str, tuple[str, ...]] = {}
+    for key in ("Layers", "RepoTags"):
+        value = entry.get(key)
+        if value is None:
+            value = []
+        if not isinstance(value, list):
+            raise MalformedManifestError(f"{where}: {key} is {_shape(value)}, not a list")
+        for n, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                raise MalformedManifestError(f"{where}: {key}[{n}] is {_shape(item)}")
+        fields[key] = tuple(value)
+    layers = tuple(member_name(layer, where) for layer in fields["Layers"])
+    return ArchiveImage(i, member_name(config, where), fields["RepoTags"], layers)
+
+
+def _shape(value: object) -> str:
+    if value is None:
+        return "null or missing"
+    if isinstance(value, str):
+        return "an empty string" if not value else "a string"
+    return f"a JSON {type(value).__name__.replace('dict', 'object').replace('list', 'array')}"
 
 
 def choose(images: list[ArchiveImage], image: str | None, what: str) -> ArchiveImage:
@@ -128,6 +147,8 @@ def diff_ids(config: bytes, what: str) -> list[str]:
         ids = body["rootfs"]["diff_ids"]
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise MalformedManifestError(f"{what}: config has no rootfs.diff_ids") from exc
+    if ids is None:  # FROM scratch, as buildkit writes it
+        ids = []
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise MalformedManifestError(f"{what}: config rootfs.diff_ids is not a list of digests")
     return ids

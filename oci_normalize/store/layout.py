@@ -312,4 +312,9 @@ def _name(entry: dict[str, Any]) -> str | None:
 
 
 def _is_digest(ref: str) -> bool:
-    return ":" in ref
+    """A digest, not a name: ref.name annotations may hold colons (``localhost/app:v1``)."""
+    try:
+        Digest.parse(ref)
+    except InvalidDigestError:
+        return False
+    return True
