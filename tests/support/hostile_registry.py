@@ -386,9 +386,9 @@ def _handler(reg: Hostile) -> type[BaseHTTPRequestHandler]:
         def _catalog(self, query: dict[str, list[str]]) -> None:
             mode = reg.mode
             if mode == "huge-catalog":
-                names = (b'"r%08d",' % i for i in range(10**9))
+                flood = (b'"r%08d",' % i for i in range(10**9))
                 start = iter([b'{"repositories":['])
-                return self._stream(200, _chain(start, names), "application/json", 0)
+                return self._stream(200, _chain(start, flood), "application/json", 0)
             if mode in ("endless-pagination", "pagination-loop", "pagination-elsewhere"):
                 page = int((query.get("page") or ["0"])[0])
                 names = [f"r{page:06d}x{i:04d}" for i in range(100)]
