@@ -148,6 +148,16 @@ def test_a_blob_longer_than_its_descriptor_never_lands(tmp_path: Path) -> None:
     assert not (blobs / layer.split(":")[1]).exists()
 
 
+def test_a_dripping_blob_ends_at_its_deadline(tmp_path: Path) -> None:
+    with hostile_registry("drip-blob") as reg:
+        dest = f"oci:{tmp_path / 'out'}:v1"
+        run = run_cli(
+            "convert", *creds(), "--timeout", "3", "--retries", "0", f"{reg.host}/app:v1", dest
+        )
+        line = assert_clean(run, reg, within=15)
+    assert "did not finish answering within 3 s" in line, line
+
+
 def test_a_wide_deep_index_costs_one_get_per_distinct_manifest() -> None:
     with hostile_registry("fanout") as reg:
         run = run_cli("check", *creds(), f"{reg.host}/app:v1", timeout=120)
@@ -240,6 +250,7 @@ def test_every_mode_is_exercised() -> None:
         "honest",
         "lying-body",
         "lying-blob",
+        "drip-blob",
         "fanout",
         "huge-catalog",
         "endless-pagination",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
 
@@ -269,6 +269,33 @@ class Transport:
             return self._late(what)
         name = type(exc).__name__
         return TransportError(f"{what}: {self.registry} broke off its answer ({name})")
+
+
+class StreamedBody:
+    """A streamed answer (a blob) whose read failures are ours: the deadline passed, or the
+    connection broke. Shaped like the response it wraps for the few things callers use."""
+
+    def __init__(self, transport: Transport, resp: requests.Response, what: str) -> None:
+        self._transport = transport
+        self._resp = resp
+        self._what = what
+        self.headers = resp.headers
+        self.status_code = resp.status_code
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+        try:
+            yield from self._resp.iter_content(chunk_size)
+        except (requests.RequestException, OSError) as exc:
+            raise self._transport.body_error(self._resp, self._what, exc) from exc
+
+    def close(self) -> None:
+        self._resp.close()
+
+    def __enter__(self) -> StreamedBody:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def _close_ends(resp: requests.Response, deadline: Deadline) -> None:

@@ -33,10 +33,7 @@ from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Authenticator, Credential
 from oci_normalize.http.deadline import Deadline
 from oci_normalize.http.retry import DEFAULT_RETRY, RetryPolicy
-from oci_normalize.http.transport import (
-    Transport,
-    raise_for_status,
-)
+from oci_normalize.http.transport import StreamedBody, Transport, raise_for_status
 from oci_normalize.limits import BLOB_WITHOUT_LENGTH_S, min_blob_rate
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
@@ -275,7 +272,7 @@ class Registry:
         # 202: the registry opened an upload session instead; leave it unused (it expires).
         return False
 
-    def open_blob(self, repository: str, digest: Digest) -> Response:
+    def open_blob(self, repository: str, digest: Digest) -> StreamedBody:
         """A streaming GET of a blob; the caller closes it and checks the digest."""
         what = f"{self.registry}/{repository}@{digest}"
         resp = self._request(
@@ -295,7 +292,7 @@ class Registry:
             if length.isdigit():
                 extra = int(length) / min_blob_rate()
             deadline.extend(extra)
-        return resp
+        return StreamedBody(self.transport, resp, what)
 
     def upload_blob(
         self,

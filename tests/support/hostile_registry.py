@@ -37,6 +37,7 @@ MODES: dict[str, str] = {
     "lying-body": "a manifest fetched by digest has other bytes",
     "lying-size": "an index child's descriptor says 1 byte; the child is longer",
     "lying-blob": "a layer blob is longer than its descriptor (and other bytes)",
+    "drip-blob": "a layer blob arrives one byte a second",
     "schema1-appended": "a signed schema1 body with another manifest after its signatures",
     "drip": "the manifest body arrives one byte a second",
     "drip-headers": "the answer's headers arrive one byte a second",
@@ -371,6 +372,19 @@ def _handler(reg: Hostile) -> type[BaseHTTPRequestHandler]:
                 return self._answer(404, _json({"errors": [{"code": "BLOB_UNKNOWN"}]}))
             if reg.mode == "lying-blob" and blob[:2] == b"\x1f\x8b":
                 blob = blob + b"\0" * 4096
+            if reg.mode == "drip-blob" and blob[:2] == b"\x1f\x8b":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(blob)))
+                self.end_headers()
+                try:
+                    for byte in blob:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(1.0)
+                except OSError:
+                    pass
+                self.close_connection = True
+                return None
             return self._answer(200, blob, {"Content-Type": "application/octet-stream"})
 
         def _drip_headers(self) -> None:
