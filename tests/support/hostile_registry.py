@@ -330,9 +330,7 @@ def _handler(reg: Hostile) -> type[BaseHTTPRequestHandler]:
                 return self._manifest(path.rsplit("/", 1)[1])
             if path.startswith("/v2/app/blobs/"):
                 return self._blob(path.rsplit("/", 1)[1])
-            return self._answer(
-                404, _json({"errors": [{"code": "NAME_UNKNOWN", "message": "no such thing"}]})
-            )
+            return self._answer(404, b"404 page not found\n", {"Content-Type": "text/plain"})
 
         def _manifest(self, ref: str) -> None:
             content, mode = reg.content, reg.mode
