@@ -25,7 +25,7 @@ from oci_normalize.errors import (
     ManifestTooLargeError,
     RegistryError,
 )
-from oci_normalize.limits import MAX_JSON_DEPTH
+from oci_normalize.limits import MAX_JSON_DEPTH, parse_count
 
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 
@@ -71,8 +71,8 @@ def effective_media_type(data: bytes, content_type: str, fallback: str = "") -> 
 
 
 def read_capped(resp: requests.Response, cap: int, what: str) -> bytes:
-    length = resp.headers.get("Content-Length")
-    if length and length.isdigit() and int(length) > cap:
+    length = parse_count(resp.headers.get("Content-Length") or "")
+    if length is not None and length > cap:
         raise ManifestTooLargeError(f"{what}: manifest is {length} bytes, over the {cap} cap")
     buf = bytearray()
     for chunk in resp.iter_content(64 * 1024):

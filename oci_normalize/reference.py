@@ -10,6 +10,7 @@ from typing import Final
 
 from oci_normalize.digest import Digest
 from oci_normalize.errors import InvalidDigestError, ReferenceError_
+from oci_normalize.limits import parse_count
 from oci_normalize.text import printable
 
 DOCKER_HUB: Final = "docker.io"
@@ -258,7 +259,7 @@ class ArchiveRef:
         path, _, image = text[len(ARCHIVE_PREFIX) :].partition(":")
         if not path or "\0" in path:
             raise ReferenceError_(f"invalid archive reference {printable(text)!r}: empty path")
-        if image.startswith("@") and not image[1:].isdigit():
+        if image.startswith("@") and parse_count(image[1:]) is None:
             raise ReferenceError_(
                 f"invalid archive reference {printable(text)!r}: @N needs a number"
             )

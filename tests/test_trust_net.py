@@ -203,3 +203,71 @@ def test_markdown_cells_escape_html() -> None:
     (head, rule, row, _) = _md_table(["a", "b"], [["<script>x</script>", "p|q\n\x1b[31m"]])
     assert "<script>" not in row and "&lt;script&gt;" in row
     assert "p\\|q" in row and "\x1b" not in row and "\n" not in row
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("12", 12),
+        (" 7 ", 7),
+        ("²", None),
+        ("1" * 19, None),
+        ("1" * 5000, None),
+        ("-1", None),
+        ("", None),
+    ],
+)
+def test_numbers_from_outside_are_ascii_and_short(text: str, value: int | None) -> None:
+    from oci_normalize.http.retry import parse_retry_after
+    from oci_normalize.limits import parse_count
+
+    assert parse_count(text) == value
+    assert parse_retry_after(text) == (None if value is None else float(value))
+
+
+def test_a_junk_environment_value_keeps_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oci_normalize import limits
+
+    for junk in ("", "0", "-5", "²", "lots", "9" * 40):
+        monkeypatch.setenv(limits.ENV_MAX_TREE_MANIFESTS, junk)
+        assert limits.max_tree_manifests() == limits.MAX_TREE_MANIFESTS
+    monkeypatch.setenv(limits.ENV_MAX_TREE_MANIFESTS, "5000")
+    assert limits.max_tree_manifests() == 5000
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"token": "t", "expires_in": 1' + b"0" * 400 + b"}",
+        b'{"token": "t", "expires_in": 1e999}',
+        b'{"token": "t", "expires_in": NaN}',
+        b'{"token": "t", "expires_in": true}',
+    ],
+)
+def test_odd_token_lifetimes_are_bounded(raw: bytes) -> None:
+    import time
+
+    from oci_normalize.http.token import MAX_TOKEN_LIFETIME_S, token_from
+
+    token = token_from(raw, "t")
+    assert time.monotonic() < token.expires_at <= time.monotonic() + MAX_TOKEN_LIFETIME_S
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"token": "\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87"}',
+        b'{"token": "abc\\r\\nX-Injected: 1"}',
+        b'{"token": ""}',
+        b'{"access_token": 5}',
+        b"not json",
+        b'["token"]',
+    ],
+)
+def test_malformed_token_answers_are_failed_authentication(raw: bytes) -> None:
+    from oci_normalize.errors import UnauthorizedError
+    from oci_normalize.http.token import token_from
+
+    with pytest.raises(UnauthorizedError, match="authentication failed"):
+        token_from(raw, "t")

@@ -18,7 +18,7 @@ import requests
 
 from oci_normalize.errors import UnauthorizedError
 from oci_normalize.http.deadline import Deadline
-from oci_normalize.limits import MAX_TOKEN_BODY
+from oci_normalize.limits import MAX_TOKEN_BODY, parse_count
 from oci_normalize.manifest import too_deep
 
 #: Tokens are refreshed this many seconds before the expiry they announce.
@@ -43,11 +43,11 @@ class Token:
 
 def read_token_body(resp: requests.Response, what: str, deadline: Deadline) -> bytes:
     """The token answer, at most :data:`MAX_TOKEN_BODY` bytes, under the response deadline."""
-    length = resp.headers.get("Content-Length", "")
+    length = parse_count(resp.headers.get("Content-Length", ""))
     failed = UnauthorizedError(
         f"{what}: authentication failed: the token service's answer is over {MAX_TOKEN_BODY} bytes"
     )
-    if length.isdigit() and int(length) > MAX_TOKEN_BODY:
+    if length is not None and length > MAX_TOKEN_BODY:
         raise failed
     buf = bytearray()
     try:
@@ -87,6 +87,6 @@ def token_from(raw: bytes, what: str) -> Token:
         or not 0 < lifetime < float("inf")
     ):
         lifetime = DEFAULT_TOKEN_LIFETIME_S
-    lifetime = min(float(lifetime), MAX_TOKEN_LIFETIME_S)
+    lifetime = float(min(lifetime, MAX_TOKEN_LIFETIME_S))  # float() of a huge int overflows
     margin = min(EXPIRY_MARGIN_S, lifetime / 2)
     return Token(value, time.monotonic() + lifetime - margin)

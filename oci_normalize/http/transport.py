@@ -249,12 +249,17 @@ class Transport:
         try:
             _preload(resp, max_body, what)
         except (requests.RequestException, OSError) as exc:
+            deadline.disarm()
             resp.close()
             if deadline.expired:
                 raise self._late(what) from exc
             raise TransportError(f"{what}: {self.registry} broke off its answer") from exc
-        finally:
-            deadline.disarm()
+        # Disarmed before the connection goes back to the pool, where another request may
+        # take it: a late watchdog must never shut a socket that serves someone else.
+        deadline.disarm()
+        resp.close()
+        if deadline.expired:
+            raise self._late(what)
         return resp
 
     def _late(self, what: str) -> TransportError:
@@ -310,7 +315,9 @@ def _close_ends(resp: requests.Response, deadline: Deadline) -> None:
 
 
 def _preload(resp: requests.Response, cap: int, what: str) -> None:
-    """Read a body the caller did not stream, at most ``cap`` bytes, as ``resp.content``."""
+    """Read a body the caller did not stream, at most ``cap`` bytes, as ``resp.content``.
+
+    The caller closes ``resp`` (once fully read, that only hands the connection back)."""
     buf = bytearray()
     over = False
     for chunk in resp.iter_content(64 * 1024):
@@ -325,7 +332,6 @@ def _preload(resp: requests.Response, cap: int, what: str) -> None:
     if over and resp.status_code < 300:
         resp.close()
         raise RegistryError(f"{what}: the registry's answer is over the {cap} byte cap")
-    resp.close()  # fully read: only hands the connection back to the pool
 
 
 # ---- error answers -----------------------------------------------------------------------------

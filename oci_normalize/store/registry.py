@@ -34,7 +34,7 @@ from oci_normalize.http.auth import ANONYMOUS, Authenticator, Credential
 from oci_normalize.http.deadline import Deadline
 from oci_normalize.http.retry import DEFAULT_RETRY, RetryPolicy
 from oci_normalize.http.transport import StreamedBody, Transport, raise_for_status
-from oci_normalize.limits import BLOB_WITHOUT_LENGTH_S, min_blob_rate
+from oci_normalize.limits import BLOB_WITHOUT_LENGTH_S, min_blob_rate, parse_count
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
     BodyOpener,
@@ -182,9 +182,13 @@ class Registry:
     def _read_capped(self, resp: Response, what: str) -> bytes:
         """A streamed body, capped like a manifest; a broken or too slow one is our error."""
         try:
-            return read_capped(resp, self.options.max_manifest_bytes, what)
+            data = read_capped(resp, self.options.max_manifest_bytes, what)
         except (requests.RequestException, OSError) as exc:
             raise self.transport.body_error(resp, what, exc) from exc
+        deadline = getattr(resp, "deadline", None)
+        if isinstance(deadline, Deadline) and deadline.expired:  # cut short, maybe silently
+            raise self.transport.body_error(resp, what, TimeoutError())
+        return data
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None:
         """The digest a tag or digest resolves to, or None when unknown."""
@@ -287,10 +291,10 @@ class Registry:
         # the slowest rate accepted (a lying length is caught by the size check of the copy).
         deadline = getattr(resp, "deadline", None)
         if isinstance(deadline, Deadline):
-            length = resp.headers.get("Content-Length", "")
+            length = parse_count(resp.headers.get("Content-Length", ""))
             extra = BLOB_WITHOUT_LENGTH_S
-            if length.isdigit():
-                extra = int(length) / min_blob_rate()
+            if length is not None:
+                extra = length / min_blob_rate()
             deadline.extend(extra)
         return StreamedBody(self.transport, resp, what)
 
