@@ -137,6 +137,22 @@ def test_a_hostile_error_text_is_one_short_printable_line() -> None:
     assert "\r" not in line and "AAAA" * 200 not in line
 
 
+def test_media_types_and_platforms_with_control_characters_are_refused() -> None:
+    with hostile_registry("hostile-types") as reg:
+        line = assert_clean(run_cli("check", *creds(), f"{reg.host}/app:v1"), reg)
+    assert "layers[0]: mediaType is not a printable media type" in line, line
+
+
+def test_platform_fields_and_content_types_are_shown_printable() -> None:
+    with hostile_registry("hostile-platform") as reg:
+        run = run_cli("check", *creds(), f"{reg.host}/app:v1")
+        assert run.code == 1, run.err  # Docker types found; nothing wrong with the image
+        assert reg.log.writes() == []
+    assert "\x1b" not in run.out + run.err
+    assert not any(line.startswith("FAKE") for line in run.out.splitlines())
+    assert "manifests[0](linux?[2J/a?FAKE)" in run.out, run.out
+
+
 def test_a_blob_longer_than_its_descriptor_never_lands(tmp_path: Path) -> None:
     with hostile_registry("lying-blob") as reg:
         dest = tmp_path / "out"
@@ -252,6 +268,8 @@ def test_every_mode_is_exercised() -> None:
         "lying-blob",
         "drip-blob",
         "fanout",
+        "hostile-types",
+        "hostile-platform",
         "huge-catalog",
         "endless-pagination",
         "pagination-loop",

@@ -22,9 +22,12 @@ from oci_normalize.manifest import Fetched, descriptors, effective_media_type, p
 from oci_normalize.models import Blob, Node
 from oci_normalize.reference import Location
 from oci_normalize.store.base import Store
+from oci_normalize.text import printable
 
 #: Kept for callers that read it: the threads one walk uses (see :mod:`oci_normalize.limits`).
 CHILD_FETCH_CONCURRENCY: Final = limits.TREE_FETCH_THREADS
+#: Longest platform field (os, architecture, variant) shown in a manifest's label.
+MAX_LABEL_PART: Final = 64
 #: Deeper nesting than this is refused rather than followed (indexes can point at indexes).
 MAX_DEPTH: Final = 8
 
@@ -161,7 +164,11 @@ def _label(parent: str, where: str, desc: dict[str, object]) -> str:
     platform = desc.get("platform")
     name = where
     if isinstance(platform, dict):
-        parts = [str(platform.get(k)) for k in ("os", "architecture", "variant") if platform.get(k)]
+        parts = [
+            printable(str(platform.get(k)), limit=MAX_LABEL_PART)
+            for k in ("os", "architecture", "variant")
+            if platform.get(k)
+        ]
         if parts:
             name = f"{where}({'/'.join(parts)})"
     return name if parent == "@" else f"{parent}/{name}"

@@ -53,6 +53,8 @@ MODES: dict[str, str] = {
     "hostile-catalog": "catalog names with .., //host, ESC and newlines",
     "hostile-tags": "tags with .., ESC and newlines",
     "fanout": "an index 6 wide and 7 deep (43 distinct manifests, 6^7 paths)",
+    "hostile-types": "a layer media type with ESC and a newline",
+    "hostile-platform": "platform fields and a Content-Type with ESC and newlines",
     "token-huge": "a token answer that never ends",
     "token-nested": "a token answer nested 100,000 deep",
     "token-nonlatin": "a token of non-latin-1 characters",
@@ -172,6 +174,17 @@ def build(mode: str) -> Content:
         content.root = content.add_manifest(root, OCI_INDEX)
         return content
     manifest, mtype = image(content)
+    if mode in ("hostile-types", "hostile-platform"):
+        body = json.loads(manifest)
+        if mode == "hostile-types":
+            body["layers"][0]["mediaType"] = DOCKER_LAYER + "\x1b[2J\nFAKE LINE"
+        del body["mediaType"]  # the type then comes from the descriptor or Content-Type
+        child = _json(body)
+        content.add_manifest(child, "text/x-\x1b[31m")
+        index = json.loads(_index([(child, DOCKER_MANIFEST)]))
+        index["manifests"][0]["platform"] = {"os": "linux\x1b[2J", "architecture": "a\nFAKE"}
+        content.root = content.add_manifest(_json(index), OCI_INDEX)
+        return content
     if mode == "lying-size":
         child = content.add_manifest(manifest, mtype)
         index = json.loads(_index([(manifest, mtype)]))
