@@ -46,6 +46,10 @@ class Fetched:
     media_type: str  # effective type: body mediaType, else Content-Type
     digest: Digest
     size: int | None = None
+    #: For a signed schema1 manifest, the body as served: ``data`` plus nothing but its
+    #: signature block (checked). Never parsed; kept only to put the original back as it was
+    #: (a registry refuses a schema1 manifest without signatures).
+    signed: bytes | None = None
 
     @property
     def body_size(self) -> int:

@@ -40,6 +40,7 @@ class _Got:
     media_type: str
     path: str
     size: int
+    signed: bytes | None
     #: (digest, descriptor mediaType, descriptor size, label) of every manifest it names.
     children: tuple[tuple[Digest, str, int, str], ...] = ()
     blobs: tuple[Blob, ...] = ()
@@ -116,7 +117,7 @@ def _parse(prefix: str, one: Fetched, media_type: str, path: str) -> _Got:
     if mt.is_schema1(media_type) or not (
         mt.is_index(media_type) or mt.is_image_manifest(media_type)
     ):
-        return _Got(data, media_type, path, size)
+        return _Got(data, media_type, path, size, one.signed)
     descs = descriptors(parse_body(data, what), media_type, what)
     if mt.is_image_manifest(media_type):
         blobs = tuple(
@@ -128,13 +129,13 @@ def _parse(prefix: str, one: Fetched, media_type: str, path: str) -> _Got:
             )
             for _, d in descs
         )
-        return _Got(data, media_type, path, size, blobs=blobs)
+        return _Got(data, media_type, path, size, None, blobs=blobs)
     children = tuple(
         (Digest.parse(d["digest"]), d["mediaType"], int(d["size"]), _label(path, where, d))
         for where, d in descs
         if mt.is_manifest(d["mediaType"])
     )
-    return _Got(data, media_type, path, size, children=children)
+    return _Got(data, media_type, path, size, None, children=children)
 
 
 def _node(
@@ -155,6 +156,7 @@ def _node(
         path=one.path,
         children=tuple(_node(c, got, built, open_) for c in kids),
         blobs=one.blobs,
+        signed=one.signed,
     )
     built[digest] = node
     return node

@@ -177,7 +177,10 @@ class Registry:
         digest, content = verify_manifest(data, media_type, expected, header, what)
         if content is not data:  # a signed schema1 body: only its payload is used
             media_type = effective_media_type(content, content_type)
-        return Fetched(data=content, media_type=media_type, digest=digest, size=len(data))
+        signed = data if content is not data else None
+        return Fetched(
+            data=content, media_type=media_type, digest=digest, size=len(data), signed=signed
+        )
 
     def _read_capped(self, resp: Response, what: str) -> bytes:
         """A streamed body, capped like a manifest; a broken or too slow one is our error."""
@@ -220,7 +223,8 @@ class Registry:
         these bytes under ``ref``: its answer echoed our digest in ``Docker-Content-Digest``
         (optional in the OCI spec, hence the flag), or a re-check after a lost answer did."""
         what = f"push {self.registry}/{repository}:{ref}"
-        digest = Digest.of(data)
+        # What the registry will call it: a signed schema1 body is named by its JWS payload.
+        digest, _ = verify_manifest(data, mt.base(media_type), None, None, what)
         try:
             resp = self._request(
                 "PUT",
