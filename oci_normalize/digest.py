@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from oci_normalize.errors import DigestMismatchError, InvalidDigestError
+from oci_normalize.text import printable
 
 #: Algorithm → hex length. The OCI spec registers exactly these two.
 ALGORITHMS: Final[dict[str, int]] = {"sha256": 64, "sha512": 128}
 _HEX: Final = re.compile(r"[a-f0-9]+")
+#: Longest piece of a bad digest string echoed in a message.
+_SHOWN: Final = 160
 
 
 @dataclass(frozen=True, order=True)
@@ -22,16 +25,18 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         algorithm, sep, hexpart = text.partition(":")
+        shown = printable(text, limit=_SHOWN)
         if not sep:
-            raise InvalidDigestError(f"invalid digest {text!r}: expected ALGORITHM:HEX")
+            raise InvalidDigestError(f"invalid digest {shown!r}: expected ALGORITHM:HEX")
         want = ALGORITHMS.get(algorithm)
         if want is None:
             raise InvalidDigestError(
-                f"invalid digest {text!r}: unsupported algorithm {algorithm!r}"
+                f"invalid digest {shown!r}: unsupported algorithm "
+                f"{printable(algorithm, limit=_SHOWN)!r}"
             )
         if len(hexpart) != want or not _HEX.fullmatch(hexpart):
             raise InvalidDigestError(
-                f"invalid digest {text!r}: {algorithm} needs {want} lower-case hex characters"
+                f"invalid digest {shown!r}: {algorithm} needs {want} lower-case hex characters"
             )
         return cls(algorithm, hexpart)
 

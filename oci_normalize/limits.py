@@ -36,12 +36,26 @@ BLOB_WITHOUT_LENGTH_S: Final = 3600.0
 MAX_JSON_DEPTH: Final = 64
 
 
+#: Digits accepted in a number from outside (a header, an environment variable).
+MAX_DIGITS: Final = 18
+
+
+def parse_count(text: str) -> int | None:
+    """A non-negative whole number written in ASCII digits (at most :data:`MAX_DIGITS`), or None.
+
+    ``str.isdigit`` alone also accepts digits such as ``²`` that ``int`` refuses, and ``int``
+    refuses very long digit strings: a header value from a registry can be either.
+    """
+    text = text.strip()
+    if not text or len(text) > MAX_DIGITS or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 def env_int(name: str, default: int) -> int:
     """``int(os.environ[name])`` when that is a positive whole number, else ``default``."""
-    raw = os.environ.get(name, "").strip()
-    if raw.isdigit() and int(raw) > 0:
-        return int(raw)
-    return default
+    value = parse_count(os.environ.get(name, ""))
+    return value if value else default
 
 
 def max_listed_names() -> int:

@@ -25,9 +25,12 @@ from oci_normalize.errors import (
     ManifestTooLargeError,
     RegistryError,
 )
-from oci_normalize.limits import MAX_JSON_DEPTH
+from oci_normalize.limits import MAX_JSON_DEPTH, parse_count
+from oci_normalize.text import printable
 
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
+#: Longest media type or artifact type accepted in a descriptor (RFC 6838 names are ≤ 255).
+MAX_MEDIA_TYPE_CHARS: Final = 512
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class Fetched:
     media_type: str  # effective type: body mediaType, else Content-Type
     digest: Digest
     size: int | None = None
+    #: For a signed schema1 manifest, the body as served: ``data`` plus nothing but its
+    #: signature block (checked). Never parsed; kept only to put the original back as it was
+    #: (a registry refuses a schema1 manifest without signatures).
+    signed: bytes | None = None
 
     @property
     def body_size(self) -> int:
@@ -60,19 +67,20 @@ def effective_media_type(data: bytes, content_type: str, fallback: str = "") -> 
     except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict) and isinstance(body.get("mediaType"), str) and body["mediaType"]:
-        return mt.base(body["mediaType"])
+        # A type with control characters matches nothing we know; shown, it must not act.
+        return printable(mt.base(body["mediaType"]), limit=MAX_MEDIA_TYPE_CHARS)
     if isinstance(body, dict) and body.get("schemaVersion") == 1:
         ctype = mt.base(content_type)
         return ctype if mt.is_schema1(ctype) else mt.DOCKER_SCHEMA1_SIGNED
-    ctype = mt.base(content_type)
+    ctype = printable(mt.base(content_type), limit=MAX_MEDIA_TYPE_CHARS)
     if mt.is_manifest(ctype):
         return ctype
     return fallback or ctype
 
 
 def read_capped(resp: requests.Response, cap: int, what: str) -> bytes:
-    length = resp.headers.get("Content-Length")
-    if length and length.isdigit() and int(length) > cap:
+    length = parse_count(resp.headers.get("Content-Length") or "")
+    if length is not None and length > cap:
         raise ManifestTooLargeError(f"{what}: manifest is {length} bytes, over the {cap} cap")
     buf = bytearray()
     for chunk in resp.iter_content(64 * 1024):
@@ -222,6 +230,23 @@ def parse_body(data: bytes, what: str) -> dict[str, Any]:
     return body
 
 
+def check_type_fields(desc: dict[str, Any], what: str) -> None:
+    """A descriptor's ``mediaType`` and ``artifactType`` are short printable strings.
+
+    They end up in messages, ``--json`` and reports; a control character in one could forge
+    terminal output, and no real media type has one (RFC 6838)."""
+    for key in ("mediaType", "artifactType"):
+        value = desc.get(key)
+        if value is None and key == "artifactType":
+            continue
+        if (
+            not isinstance(value, str)
+            or len(value) > MAX_MEDIA_TYPE_CHARS
+            or printable(value, limit=MAX_MEDIA_TYPE_CHARS) != value
+        ):
+            raise MalformedManifestError(f"{what}: {key} is not a printable media type")
+
+
 def serialize(obj: dict[str, Any]) -> bytes:
     """The one serialiser for rewritten manifests: compact, key order kept, UTF-8."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -250,6 +275,7 @@ def descriptors(
             raise MalformedManifestError(f"{what}: {where} is not a descriptor object")
         if not isinstance(desc.get("mediaType"), str) or not isinstance(desc.get("digest"), str):
             raise MalformedManifestError(f"{what}: {where} lacks mediaType or digest")
+        check_type_fields(desc, f"{what}: {where}")
         try:
             Digest.parse(desc["digest"])
         except InvalidDigestError as exc:

@@ -39,6 +39,9 @@ class Node:
     path: str = "@"
     children: tuple[Node, ...] = ()
     blobs: tuple[Blob, ...] = ()
+    #: A signed schema1 manifest's body as served (``data`` is its verified JWS payload): only
+    #: for putting the original back, never parsed (see :class:`~.manifest.Fetched`).
+    signed: bytes | None = None
 
     def walk(self) -> list[Node]:
         """Every node below and including this one, children before parents, once each."""

@@ -10,6 +10,8 @@ from typing import Final
 
 from oci_normalize.digest import Digest
 from oci_normalize.errors import InvalidDigestError, ReferenceError_
+from oci_normalize.limits import parse_count
+from oci_normalize.text import printable
 
 DOCKER_HUB: Final = "docker.io"
 DOCKER_HUB_API: Final = "registry-1.docker.io"
@@ -23,6 +25,39 @@ _HOST: Final = re.compile(
     rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?"
 )
 MAX_NAME: Final = 255
+MAX_PORT: Final = 65535
+#: Longest reference text echoed back in an error message.
+MAX_SHOWN_REFERENCE: Final = 200
+
+
+def shown(text: str) -> str:
+    """``text`` as an error message may show it: printable, capped, and without anything that
+    could be ``user:password@`` (what precedes an ``@`` that has no ``/`` before it)."""
+    head, at, tail = text.partition("@")
+    if at and "/" not in head:
+        text = "…@" + tail
+    return printable(text, limit=MAX_SHOWN_REFERENCE)
+
+
+def parse_repository(name: str, *, source: str = "the registry") -> str:
+    """A repository name from outside (a catalog), checked as user input is; returned as is."""
+    if (
+        not name
+        or len(name) > MAX_NAME
+        or not all(_COMPONENT.fullmatch(c) for c in name.split("/"))
+    ):
+        raise ReferenceError_(
+            f"invalid repository name {shown(name)!r} from {source}: expected lower-case path "
+            "components of letters, digits and separators (. _ __ -)"
+        )
+    return name
+
+
+def parse_tag(tag: str, *, source: str = "the registry") -> str:
+    """A tag from outside (a tag list), checked as user input is; returned as is."""
+    if not _TAG.fullmatch(tag):
+        raise ReferenceError_(f"invalid tag {shown(tag)!r} from {source}")
+    return tag
 
 
 @dataclass(frozen=True)
@@ -35,27 +70,39 @@ class Reference:
     @classmethod
     def parse(cls, text: str) -> Reference:
         if not text or text != text.strip():
-            raise ReferenceError_(f"invalid reference {text!r}: empty or surrounded by spaces")
+            raise ReferenceError_(
+                f"invalid reference {shown(text)!r}: empty or surrounded by spaces"
+            )
         rest = text
+        head, at, tail = text.partition("@")
+        if at and "/" not in head and "/" in tail:
+            raise ReferenceError_(
+                f"invalid reference {shown(text)!r}: a reference cannot carry credentials "
+                "(user:password@host); use --username with --password-stdin, or a login"
+            )
         digest: Digest | None = None
         if "@" in rest:
             rest, _, digest_text = rest.partition("@")
             try:
                 digest = Digest.parse(digest_text)
             except InvalidDigestError as exc:
-                raise ReferenceError_(f"invalid reference {text!r}: {exc}") from exc
+                raise ReferenceError_(
+                    f"invalid reference {shown(text)!r}: bad digest {shown(digest_text)!r}"
+                ) from exc
         tag: str | None = None
         slash = rest.rfind("/")
         colon = rest.rfind(":")
         if colon > slash:
             rest, tag = rest[:colon], rest[colon + 1 :]
             if not _TAG.fullmatch(tag):
-                raise ReferenceError_(f"invalid reference {text!r}: bad tag {tag!r}")
+                raise ReferenceError_(f"invalid reference {shown(text)!r}: bad tag {shown(tag)!r}")
         first, sep, remainder = rest.partition("/")
         if sep and ("." in first or ":" in first or first == "localhost" or first[:1] == "["):
             registry, repository = first, remainder
-            if not _HOST.fullmatch(registry):
-                raise ReferenceError_(f"invalid reference {text!r}: bad registry host {first!r}")
+            if not _HOST.fullmatch(registry) or not _port_ok(registry):
+                raise ReferenceError_(
+                    f"invalid reference {shown(text)!r}: bad registry host {shown(first)!r}"
+                )
         else:
             registry, repository = DOCKER_HUB, rest
         if registry.lower() in _HUB_ALIASES:
@@ -64,11 +111,11 @@ class Reference:
                 repository = f"library/{repository}"
         if not repository or not all(_COMPONENT.fullmatch(c) for c in repository.split("/")):
             raise ReferenceError_(
-                f"invalid reference {text!r}: repository {repository!r} must be lower-case "
-                "path components of letters, digits and separators (. _ __ -)"
+                f"invalid reference {shown(text)!r}: repository {shown(repository)!r} must be "
+                "lower-case path components of letters, digits and separators (. _ __ -)"
             )
         if len(repository) > MAX_NAME:
-            raise ReferenceError_(f"invalid reference {text!r}: repository name too long")
+            raise ReferenceError_(f"invalid reference {shown(text)!r}: repository name too long")
         if tag is None and digest is None:
             tag = DEFAULT_TAG
         return cls(registry=registry, repository=repository, tag=tag, digest=digest)
@@ -118,6 +165,14 @@ class Reference:
         return out
 
 
+def _port_ok(host: str) -> bool:
+    """A ``host:port`` has a port from 1 to :data:`MAX_PORT` (the pattern allows 5 digits)."""
+    if host.endswith("]") or ":" not in host:
+        return True
+    port = host.rsplit(":", 1)[1]
+    return 0 < int(port) <= MAX_PORT
+
+
 # ---- locations that are not registries ---------------------------------------------------------
 
 OCI_PREFIX: Final = "oci:"
@@ -144,16 +199,18 @@ class LayoutRef:
     @classmethod
     def parse(cls, text: str) -> LayoutRef:
         if not text.startswith(OCI_PREFIX):
-            raise ReferenceError_(f"invalid layout reference {text!r}: expected oci:PATH[:TAG]")
+            raise ReferenceError_(
+                f"invalid layout reference {printable(text)!r}: expected oci:PATH[:TAG]"
+            )
         body = text[len(OCI_PREFIX) :]
         path, tag = body, None
         head, colon, tail = body.rpartition(":")
         if colon and (tail == "" or _TAG.fullmatch(tail)):
             path, tag = head, tail or None
         if not path:
-            raise ReferenceError_(f"invalid layout reference {text!r}: empty path")
+            raise ReferenceError_(f"invalid layout reference {printable(text)!r}: empty path")
         if "\0" in path:
-            raise ReferenceError_(f"invalid layout reference {text!r}: NUL in path")
+            raise ReferenceError_(f"invalid layout reference {printable(text)!r}: NUL in path")
         return cls(path=os.path.abspath(path), tag=tag, shown=path)
 
     @property
@@ -197,12 +254,14 @@ class ArchiveRef:
     @classmethod
     def parse(cls, text: str) -> ArchiveRef:
         if not text.startswith(ARCHIVE_PREFIX):
-            raise ReferenceError_(f"invalid archive reference {text!r}")
+            raise ReferenceError_(f"invalid archive reference {printable(text)!r}")
         path, _, image = text[len(ARCHIVE_PREFIX) :].partition(":")
         if not path or "\0" in path:
-            raise ReferenceError_(f"invalid archive reference {text!r}: empty path")
-        if image.startswith("@") and not image[1:].isdigit():
-            raise ReferenceError_(f"invalid archive reference {text!r}: @N needs a number")
+            raise ReferenceError_(f"invalid archive reference {printable(text)!r}: empty path")
+        if image.startswith("@") and parse_count(image[1:]) is None:
+            raise ReferenceError_(
+                f"invalid archive reference {printable(text)!r}: @N needs a number"
+            )
         if image and not image.startswith("@"):
             Reference.parse(image)  # refuse what docker would never have saved
         return cls(path=os.path.abspath(path), image=image or None, shown=path)

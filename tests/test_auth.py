@@ -127,6 +127,7 @@ class RecordingSession:
         resp = requests.Response()
         resp.status_code = 200
         resp._content = b'{"token": "tok-abcdef", "expires_in": 300}'
+        resp._content_consumed = True  # read, as a real answer is once its body is in
         return resp
 
     def get(self, url: str, **kwargs: object) -> requests.Response:

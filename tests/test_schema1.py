@@ -272,3 +272,22 @@ def test_schema1_in_place_and_check(schema1_registry: RunningRegistry, tmp_path:
     peers.skopeo_copy(f"docker://{host}/s1/inplace:v1", f"oci:{tmp_path / 'check'}:v1")
     assert runner.invoke(cli.app, ["check", f"{host}/s1/inplace:v1"]).exit_code == 0
     assert digest != old
+
+
+@pytest.mark.registry
+def test_signed_schema1_backup_goes_back_signed(
+    schema1_registry: RunningRegistry, tmp_path: Path
+) -> None:
+    """Only the verified JWS payload is converted, yet the backup tag gets the signed original
+    back (the registry refuses schema1 without signatures) under the same digest."""
+    host = schema1_registry.host
+    layout = seed.build_layout(Path(tempfile.mkdtemp(dir=tmp_path)), layers=1, seed="s1-backup")
+    old = seed.push_docker_v2s1(layout, f"{host}/s1/backup:v1")
+    done = CliRunner().invoke(
+        cli.app, ["convert", "--backup-tag", "{tag}-docker", f"{host}/s1/backup:v1"]
+    )
+    assert done.exit_code == 0, done.output
+    body, _, digest = seed.get_manifest(schema1_registry.url, "s1/backup", "v1-docker")
+    assert digest == old and b'"signatures"' in body
+    _, ctype, _ = seed.get_manifest(schema1_registry.url, "s1/backup", "v1")
+    assert ctype == mt.OCI_MANIFEST

@@ -22,6 +22,7 @@ from oci_normalize.batch.run import (
     BatchSummary,
     RefResult,
 )
+from oci_normalize.text import printable
 
 #: Repositories drawn in the chart (the table lists all of them).
 CHART_MAX_REPOS: Final = 40
@@ -299,7 +300,7 @@ def _svg_chart(counts: list[RepoCounts], *, dry_run: bool) -> str:
 
 def render_markdown(results: list[RefResult], summary: BatchSummary, *, source: str) -> str:
     s = summary
-    out = [f"# oci-normalize batch report: {source}", ""]
+    out = [f"# oci-normalize batch report: {_md_text(source)}", ""]
     if s.dry_run:
         out += ["> Dry run: nothing was changed in the registry.", ""]
     out += [" · ".join(f"**{value}** {label}" for label, value in _headline(s)), ""]
@@ -345,11 +346,21 @@ def render_markdown(results: list[RefResult], summary: BatchSummary, *, source: 
         ["old digest", "new digest", "manifest", "pointed at by"],
         [
             [f"`{o.old}`", f"`{o.new}`", "root" if o.path == "@" else o.path]
-            + ["<br>".join(o.pointed_at_by)]
+            + [_Markup("<br>".join(_md_text(w) for w in o.pointed_at_by))]
             for o in olds
         ],
     )
     return "\n".join(out) + "\n"
+
+
+class _Markup(str):
+    """A Markdown table cell already escaped (it holds ``<br>`` line breaks of our own)."""
+
+
+def _md_text(text: str) -> str:
+    """Outside text for a Markdown cell: no HTML (a viewer would render it), no control
+    characters, no ``|`` that would end the cell."""
+    return escape(printable(text), quote=False).replace("|", "\\|")
 
 
 def _text_bar(value: int, most: int, char: str) -> str:
@@ -361,7 +372,7 @@ def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
         return ["None.", ""]
 
     def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+        return text if isinstance(text, _Markup) else _md_text(text)
 
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]

@@ -10,14 +10,14 @@ exactly, with no coordination.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from oci_normalize.api import Client
 from oci_normalize.errors import OciNormalizeError, ReferenceError_
-from oci_normalize.reference import DOCKER_HUB, Reference
+from oci_normalize.reference import DOCKER_HUB, Reference, parse_repository, parse_tag, shown
 
 _HUB_PREFIXES = ("docker.io/", "index.docker.io/", "registry-1.docker.io/")
 #: Page sizes asked for; distribution refuses more than 1000 a page (HTTP 400).
@@ -106,7 +106,9 @@ def from_registry(
     """
     probe = registry_reference(registry)
     reg = client.registry(probe)
-    repositories = [r for r in reg.catalog(page_size=CATALOG_PAGE) if selection.wants_repository(r)]
+    refused: list[tuple[str, str]] = []
+    listed = _valid(reg.catalog(page_size=CATALOG_PAGE), parse_repository, probe.registry, refused)
+    repositories = [r for r in listed if selection.wants_repository(r)]
 
     def tags_of(repository: str) -> tuple[str, list[str] | str]:
         try:
@@ -115,18 +117,37 @@ def from_registry(
             return repository, str(exc)
 
     targets = Targets(repositories=len(repositories), registry=probe.registry)
+    targets.failures.extend(refused)
     found: list[Reference] = []
     with ThreadPoolExecutor(max(1, concurrency)) as pool:
-        for repository, tags in pool.map(tags_of, repositories):
-            if isinstance(tags, str):
-                targets.failures.append((f"{probe.registry}/{repository}", tags))
+        for repository, listed_tags in pool.map(tags_of, repositories):
+            where = f"{probe.registry}/{repository}"
+            if isinstance(listed_tags, str):
+                targets.failures.append((where, listed_tags))
                 continue
+            tags = _valid(listed_tags, parse_tag, where, targets.failures)
             targets.all_tags[repository] = tags
             found.extend(
                 Reference(registry=probe.registry, repository=repository, tag=t) for t in tags
             )
     targets.refs = _select(found, selection)
     return targets
+
+
+def _valid(
+    names: Iterable[str],
+    parse: Callable[..., str],
+    where: str,
+    failures: list[tuple[str, str]],
+) -> list[str]:
+    """The names that parse like user input; each other one is a failure and never requested."""
+    out: list[str] = []
+    for name in names:
+        try:
+            out.append(parse(name, source=where))
+        except ReferenceError_ as exc:
+            failures.append((f"{where}: {shown(name)}", str(exc)))
+    return out
 
 
 def from_lines(
@@ -148,7 +169,7 @@ def from_lines(
             if registry and ref.registry == DOCKER_HUB and not line.startswith(_HUB_PREFIXES):
                 ref = Reference.parse(f"{registry_reference(registry).registry}/{line}")
         except OciNormalizeError as exc:
-            targets.failures.append((line, str(exc)))
+            targets.failures.append((shown(line), str(exc)))
             continue
         found.append(ref)
     targets.refs = _select(found, selection)

@@ -177,7 +177,7 @@ def _plan(
             path=node.path,
             old_digest=node.digest,
             old_media_type=mtype,
-            old_data=node.data,
+            old_data=node.signed or node.data,  # a registry takes schema1 back signed only
             new_digest=Digest.of(built.manifest),
             new_media_type=mt.OCI_MANIFEST,
             new_data=built.manifest,

@@ -307,6 +307,8 @@ def _verified_chunks(resp: BlobStream, blob: Blob, where: str) -> Iterator[bytes
     for chunk in resp.iter_content(CHUNK):
         hasher.update(chunk)
         count += len(chunk)
+        if count > blob.size:  # longer than its descriptor: stop reading at once
+            break
         yield chunk
     if hasher.hexdigest() != blob.digest.hex or count != blob.size:
         # Raising inside the body generator aborts the upload before it completes.

@@ -12,7 +12,6 @@ import base64
 import ipaddress
 import re
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -22,12 +21,13 @@ import requests
 
 from oci_normalize.errors import DeniedError, UnauthorizedError
 from oci_normalize.http import env as httpenv
+from oci_normalize.http.deadline import Deadline, armed
+from oci_normalize.http.token import (
+    Token,
+    read_token_body,
+    token_from,
+)
 
-#: Tokens are refreshed this many seconds before the expiry they announce.
-EXPIRY_MARGIN_S: Final = 10
-#: When a token response gives no ``expires_in`` the spec says to assume 60 seconds.
-DEFAULT_TOKEN_LIFETIME_S: Final = 60
-_MAX_TOKEN_BODY: Final = 1 << 20
 #: ``client_id`` sent with refresh-token grants, as the distribution token spec asks.
 CLIENT_ID: Final = "oci-normalize"
 
@@ -85,15 +85,6 @@ def parse_challenge(header: str) -> Challenge | None:
     return Challenge(scheme.lower(), params)
 
 
-@dataclass
-class _Token:
-    value: str
-    expires_at: float
-
-    def fresh(self) -> bool:
-        return self.expires_at > time.monotonic()
-
-
 class Authenticator:
     """Answers challenges for one registry host and caches what it learns, thread-safely.
 
@@ -118,7 +109,7 @@ class Authenticator:
         self._verify = verify
         self._allow_plain_http = allow_plain_http
         self._lock = threading.Lock()
-        self._tokens: dict[frozenset[str], _Token] = {}
+        self._tokens: dict[frozenset[str], Token] = {}
         self._fetching: dict[frozenset[str], threading.Lock] = {}
         self._basic = False  # the host asked for Basic auth
         self._challenge_params: dict[str, str] | None = None  # realm/service, to renew tokens
@@ -182,7 +173,7 @@ class Authenticator:
         scopes: list[str],
         what: str,
         refused: str | None,
-    ) -> _Token:
+    ) -> Token:
         """Fetch a token for ``key`` once, even when many threads need it at the same time."""
         with self._lock:
             fetch_lock = self._fetching.setdefault(key, threading.Lock())
@@ -220,7 +211,7 @@ class Authenticator:
             f"{what}: unauthorized: the registry refused {who}", status=401, code="UNAUTHORIZED"
         )
 
-    def _fetch_token(self, params: dict[str, str], scopes: list[str], what: str) -> _Token:
+    def _fetch_token(self, params: dict[str, str], scopes: list[str], what: str) -> Token:
         realm = params["realm"]
         query: list[tuple[str, str]] = []
         if params.get("service"):
@@ -235,6 +226,7 @@ class Authenticator:
             )
         headers: dict[str, str] = {}
         proxies, verify = httpenv.settings(realm, self._verify)
+        deadline = Deadline(self._timeout[1])
         try:
             if cred.identity_token:
                 form = {
@@ -244,53 +236,57 @@ class Authenticator:
                     "scope": " ".join(scopes),
                     "client_id": CLIENT_ID,
                 }
-                resp = self._session.post(
-                    realm,
-                    data=form,
-                    timeout=self._timeout,
-                    verify=verify,
-                    proxies=proxies,
-                    allow_redirects=False,
-                )
+                with armed(deadline):
+                    resp = self._session.post(
+                        realm,
+                        data=form,
+                        timeout=self._timeout,
+                        verify=verify,
+                        proxies=proxies,
+                        allow_redirects=False,
+                        stream=True,
+                    )
             else:
                 if cred.has_basic:
                     headers["Authorization"] = cred.basic_header()
-                resp = self._session.get(
-                    realm,
-                    params=query,
-                    headers=headers,
-                    timeout=self._timeout,
-                    verify=verify,
-                    proxies=proxies,
-                    allow_redirects=False,
-                )
+                with armed(deadline):
+                    resp = self._session.get(
+                        realm,
+                        params=query,
+                        headers=headers,
+                        timeout=self._timeout,
+                        verify=verify,
+                        proxies=proxies,
+                        allow_redirects=False,
+                        stream=True,
+                    )
         except requests.RequestException as exc:
+            deadline.disarm()
+            if deadline.expired:
+                raise UnauthorizedError(
+                    f"{what}: authentication failed: the token service did not answer within "
+                    f"{self._timeout[1]:g} s"
+                ) from exc
             raise UnauthorizedError(
                 f"{what}: token service unreachable ({type(exc).__name__})"
             ) from exc
         with self._lock:
             self.token_requests += 1
-        if resp.status_code != 200:
-            who = f"credentials from {cred.source}" if cred.source != "none" else "anonymous"
-            cls = DeniedError if resp.status_code == 403 else UnauthorizedError
-            raise cls(
-                f"{what}: token service refused {who} for {' '.join(scopes) or 'no scope'} "
-                f"(HTTP {resp.status_code})",
-                status=resp.status_code,
-                code="UNAUTHORIZED",
-            )
         try:
-            body = resp.json() if len(resp.content) <= _MAX_TOKEN_BODY else {}
-        except ValueError:
-            body = {}
-        value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(value, str) or not value:
-            raise UnauthorizedError(f"{what}: token service answered without a token")
-        lifetime = body.get("expires_in")
-        if not isinstance(lifetime, (int, float)) or lifetime <= 0:
-            lifetime = DEFAULT_TOKEN_LIFETIME_S
-        margin = min(EXPIRY_MARGIN_S, float(lifetime) / 2)
-        return _Token(value, time.monotonic() + float(lifetime) - margin)
+            if resp.status_code != 200:
+                who = f"credentials from {cred.source}" if cred.source != "none" else "anonymous"
+                cls = DeniedError if resp.status_code == 403 else UnauthorizedError
+                raise cls(
+                    f"{what}: token service refused {who} for {' '.join(scopes) or 'no scope'} "
+                    f"(HTTP {resp.status_code})",
+                    status=resp.status_code,
+                    code="UNAUTHORIZED",
+                )
+            raw = read_token_body(resp, what, deadline)
+        finally:
+            deadline.disarm()
+            resp.close()
+        return token_from(raw, what)
 
     def _may_send_secrets(self, url: str) -> bool:
         parts = urlsplit(url)

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
+from oci_normalize.limits import parse_count
+
 #: HTTP statuses worth another try.
 RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 #: Tries per request, the first one included (so 4 means up to 3 retries).
@@ -76,8 +78,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None:
         return None
     value = value.strip()
+    seconds = parse_count(value)
+    if seconds is not None:
+        return float(seconds)
     if value.isdigit():
-        return float(value)
+        return None  # digits, but not ones to wait for (too many, or not ASCII)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
 
@@ -249,12 +249,17 @@ class Transport:
         try:
             _preload(resp, max_body, what)
         except (requests.RequestException, OSError) as exc:
+            deadline.disarm()
             resp.close()
             if deadline.expired:
                 raise self._late(what) from exc
             raise TransportError(f"{what}: {self.registry} broke off its answer") from exc
-        finally:
-            deadline.disarm()
+        # Disarmed before the connection goes back to the pool, where another request may
+        # take it: a late watchdog must never shut a socket that serves someone else.
+        deadline.disarm()
+        resp.close()
+        if deadline.expired:
+            raise self._late(what)
         return resp
 
     def _late(self, what: str) -> TransportError:
@@ -271,6 +276,33 @@ class Transport:
         return TransportError(f"{what}: {self.registry} broke off its answer ({name})")
 
 
+class StreamedBody:
+    """A streamed answer (a blob) whose read failures are ours: the deadline passed, or the
+    connection broke. Shaped like the response it wraps for the few things callers use."""
+
+    def __init__(self, transport: Transport, resp: requests.Response, what: str) -> None:
+        self._transport = transport
+        self._resp = resp
+        self._what = what
+        self.headers = resp.headers
+        self.status_code = resp.status_code
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+        try:
+            yield from self._resp.iter_content(chunk_size)
+        except (requests.RequestException, OSError) as exc:
+            raise self._transport.body_error(self._resp, self._what, exc) from exc
+
+    def close(self) -> None:
+        self._resp.close()
+
+    def __enter__(self) -> StreamedBody:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 def _close_ends(resp: requests.Response, deadline: Deadline) -> None:
     """Closing ``resp`` disarms its deadline (the connection may serve another request next)."""
     close = resp.close
@@ -283,7 +315,9 @@ def _close_ends(resp: requests.Response, deadline: Deadline) -> None:
 
 
 def _preload(resp: requests.Response, cap: int, what: str) -> None:
-    """Read a body the caller did not stream, at most ``cap`` bytes, as ``resp.content``."""
+    """Read a body the caller did not stream, at most ``cap`` bytes, as ``resp.content``.
+
+    The caller closes ``resp`` (once fully read, that only hands the connection back)."""
     buf = bytearray()
     over = False
     for chunk in resp.iter_content(64 * 1024):
@@ -298,7 +332,6 @@ def _preload(resp: requests.Response, cap: int, what: str) -> None:
     if over and resp.status_code < 300:
         resp.close()
         raise RegistryError(f"{what}: the registry's answer is over the {cap} byte cap")
-    resp.close()  # fully read: only hands the connection back to the pool
 
 
 # ---- error answers -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from oci_normalize.digest import Digest
 from oci_normalize.errors import MalformedManifestError, RegistryError
 from oci_normalize.http.transport import ERROR_CLASSES, origin, raise_for_status, read_errors
 from oci_normalize.limits import MAX_LISTING_PAGE
-from oci_normalize.manifest import parse_body
+from oci_normalize.manifest import check_type_fields, parse_body
 from oci_normalize.text import printable
 
 if TYPE_CHECKING:
@@ -110,10 +110,12 @@ def referrers(reg: Registry, repository: str, digest: Digest) -> bytes | None:
         try:
             page = parse_body(data, what)
             entries = page.get("manifests") or []
-            if not isinstance(entries, list):
-                raise TypeError("manifests is not a list")
+            if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+                raise TypeError("manifests is not a list of descriptors")
+            for i, entry in enumerate(entries):
+                check_type_fields(entry, f"{what}: manifests[{i}]")
         except (ValueError, AttributeError, TypeError, MalformedManifestError) as exc:
-            raise RegistryError(f"{what}: the registry answered with broken JSON") from exc
+            raise RegistryError(f"{what}: the registry answered with a malformed index") from exc
         if merged is None:
             merged = page
         else:

@@ -33,11 +33,8 @@ from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Authenticator, Credential
 from oci_normalize.http.deadline import Deadline
 from oci_normalize.http.retry import DEFAULT_RETRY, RetryPolicy
-from oci_normalize.http.transport import (
-    Transport,
-    raise_for_status,
-)
-from oci_normalize.limits import BLOB_WITHOUT_LENGTH_S, min_blob_rate
+from oci_normalize.http.transport import StreamedBody, Transport, raise_for_status
+from oci_normalize.limits import BLOB_WITHOUT_LENGTH_S, min_blob_rate, parse_count
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
     BodyOpener,
@@ -180,14 +177,21 @@ class Registry:
         digest, content = verify_manifest(data, media_type, expected, header, what)
         if content is not data:  # a signed schema1 body: only its payload is used
             media_type = effective_media_type(content, content_type)
-        return Fetched(data=content, media_type=media_type, digest=digest, size=len(data))
+        signed = data if content is not data else None
+        return Fetched(
+            data=content, media_type=media_type, digest=digest, size=len(data), signed=signed
+        )
 
     def _read_capped(self, resp: Response, what: str) -> bytes:
         """A streamed body, capped like a manifest; a broken or too slow one is our error."""
         try:
-            return read_capped(resp, self.options.max_manifest_bytes, what)
+            data = read_capped(resp, self.options.max_manifest_bytes, what)
         except (requests.RequestException, OSError) as exc:
             raise self.transport.body_error(resp, what, exc) from exc
+        deadline = getattr(resp, "deadline", None)
+        if isinstance(deadline, Deadline) and deadline.expired:  # cut short, maybe silently
+            raise self.transport.body_error(resp, what, TimeoutError())
+        return data
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None:
         """The digest a tag or digest resolves to, or None when unknown."""
@@ -219,7 +223,8 @@ class Registry:
         these bytes under ``ref``: its answer echoed our digest in ``Docker-Content-Digest``
         (optional in the OCI spec, hence the flag), or a re-check after a lost answer did."""
         what = f"push {self.registry}/{repository}:{ref}"
-        digest = Digest.of(data)
+        # What the registry will call it: a signed schema1 body is named by its JWS payload.
+        digest, _ = verify_manifest(data, mt.base(media_type), None, None, what)
         try:
             resp = self._request(
                 "PUT",
@@ -275,7 +280,7 @@ class Registry:
         # 202: the registry opened an upload session instead; leave it unused (it expires).
         return False
 
-    def open_blob(self, repository: str, digest: Digest) -> Response:
+    def open_blob(self, repository: str, digest: Digest) -> StreamedBody:
         """A streaming GET of a blob; the caller closes it and checks the digest."""
         what = f"{self.registry}/{repository}@{digest}"
         resp = self._request(
@@ -290,12 +295,12 @@ class Registry:
         # the slowest rate accepted (a lying length is caught by the size check of the copy).
         deadline = getattr(resp, "deadline", None)
         if isinstance(deadline, Deadline):
-            length = resp.headers.get("Content-Length", "")
+            length = parse_count(resp.headers.get("Content-Length", ""))
             extra = BLOB_WITHOUT_LENGTH_S
-            if length.isdigit():
-                extra = int(length) / min_blob_rate()
+            if length is not None:
+                extra = length / min_blob_rate()
             deadline.extend(extra)
-        return resp
+        return StreamedBody(self.transport, resp, what)
 
     def upload_blob(
         self,
