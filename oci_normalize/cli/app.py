@@ -4,14 +4,23 @@ Exit codes: 0 success (or nothing to do; for ``check``: everything OCI), 1 ``che
 media types, 2 error (bad reference, unreachable, denied, unsupported, …): one line on stderr;
 for ``batch``/``rollback`` 2 means it could not start, 3 that some references failed (or, for
 ``rollback``, conflicted). Options shared by several commands live in :mod:`.cli_options`.
+
+:func:`main` is the last line of defence: a usage error is one line and 2, an interrupt 130, and
+any exception nothing else caught (a bug, MemoryError, RecursionError) is one
+``oci-normalize: internal error: TYPE: MESSAGE`` line and 2, never a traceback and never the 1
+that means "Docker types found".
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import sys
 from typing import Annotated, Any, Final
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer's own click
 
 from oci_normalize import api
 from oci_normalize import mediatypes as mt
@@ -27,11 +36,14 @@ from oci_normalize.cli.options import (
 from oci_normalize.convert.inplace import ConvertOptions
 from oci_normalize.errors import OciNormalizeError, RefusedError
 from oci_normalize.models import CheckResult, ConvertResult, ReferrerOut
+from oci_normalize.text import printable
 
 EXIT_OK: Final = 0
 EXIT_DOCKER_FOUND: Final = 1
 EXIT_ERROR: Final = 2
 EXIT_SOME_FAILED: Final = batch_cli.EXIT_SOME_FAILED
+EXIT_INTERRUPTED: Final = 130
+PROG: Final = "oci-normalize"
 
 app = typer.Typer(
     add_completion=False,
@@ -332,4 +344,55 @@ def rollback(
 
 
 def main() -> None:
-    app()
+    sys.exit(run())
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run the command line in ``args`` (default: ``sys.argv``) and return its exit code."""
+    try:
+        code = app(args=args, prog_name=PROG, standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        return EXIT_ERROR
+    except ClickException as exc:  # a usage error: one line, whatever click's own code says
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path if ctx else PROG} --help)"
+        err(f"{PROG}: error: {exc.format_message()}{hint}")
+        return EXIT_ERROR
+    except typer.Abort as exc:
+        interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+        err(f"{PROG}: {'interrupted' if interrupted else 'error: aborted'}")
+        return EXIT_INTERRUPTED if interrupted else EXIT_ERROR
+    except KeyboardInterrupt:
+        err(f"{PROG}: interrupted")
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # typer exits by itself only when stdout is a closed pipe
+        context = exc.__context__
+        if isinstance(context, OSError) and context.errno == errno.EPIPE:
+            _silence_stdout()
+            err(f"{PROG}: error: output closed early (broken pipe)")
+            return EXIT_ERROR
+        if exc.code is None or exc.code == 0:
+            return EXIT_OK
+        return exc.code if isinstance(exc.code, int) and exc.code != 1 else EXIT_ERROR
+    except BrokenPipeError:
+        _silence_stdout()
+        err(f"{PROG}: error: output closed early (broken pipe)")
+        return EXIT_ERROR
+    except MemoryError:
+        err(f"{PROG}: internal error: MemoryError: out of memory")
+        return EXIT_ERROR
+    except BaseException as exc:  # noqa: BLE001 - the last resort: never a traceback
+        err(f"{PROG}: internal error: {type(exc).__name__}: {printable(str(exc), limit=300)}")
+        return EXIT_ERROR
+    return code if isinstance(code, int) else EXIT_OK
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

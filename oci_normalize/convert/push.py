@@ -40,6 +40,7 @@ def push_plan(
     guard: Digest | None = None,
     before_tag: Callable[[], int] | None = None,
     trust_echo: bool = False,
+    stats: PushStats | None = None,
 ) -> PushStats:
     """Push ``plan`` to ``dest``; the root always goes (under dest's tag), children as needed.
 
@@ -49,8 +50,9 @@ def push_plan(
     ``trust_echo``: skip the verifying HEAD after the tag PUT when a registry confirmed that PUT
     (it echoed our digest in ``Docker-Content-Digest``): it then stored exactly our bytes under
     the tag, and a HEAD after it could only race other writers, not add certainty.
+    ``stats``: counted into as the writes land, so a caller still knows them after a failure.
     """
-    stats = PushStats()
+    stats = stats if stats is not None else PushStats()
     same_repo = same_repository(src, dest)
     root = plan.root
     # In the same repository every blob and every unchanged child is already there.
