@@ -31,11 +31,17 @@ from oci_normalize.batch.journal import JournalEntry, iter_moves
 from oci_normalize.convert.normalize import normalize
 from oci_normalize.convert.tree import build_tree
 from oci_normalize.digest import Digest
-from oci_normalize.errors import OciNormalizeError, PushError, RefusedError
+from oci_normalize.errors import (
+    MalformedManifestError,
+    OciNormalizeError,
+    PushError,
+    RefusedError,
+)
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
     Fetched,
     effective_media_type,
+    parse_body,
     verify_manifest,
 )
 from oci_normalize.reference import Reference
@@ -173,12 +179,20 @@ def prove(registry: Registry, ref: Reference, undo: Undo) -> None:
     bytes hash to ``undo.old``; the pure normalizer, over the tree under those bytes (children
     by digest from the registry, verified), ends at exactly ``undo.new``.
     """
-    what = f"{ref}: journal line {undo.line}"
+    what = f"journal line {undo.line}"
     if len(undo.data) > MAX_MANIFEST_BYTES:
         raise RefusedError(f"{what}: the original manifest is over {MAX_MANIFEST_BYTES} bytes")
     declared = mt.base(undo.media_type)
+    try:
+        own = parse_body(undo.data, what).get("mediaType")
+    except MalformedManifestError as exc:
+        raise RefusedError(
+            f"{what}: the journalled original is not a manifest; refusing to push it"
+        ) from exc
     media_type = effective_media_type(undo.data, declared)
-    if not mt.is_manifest(media_type) or media_type != declared:
+    # Docker schema2 bodies always carry their mediaType (only OCI's is optional).
+    docker_untyped = mt.is_docker(declared) and not mt.is_schema1(declared) and own != declared
+    if not mt.is_manifest(media_type) or media_type != declared or docker_untyped:
         raise RefusedError(
             f"{what}: the journalled media type {printable(undo.media_type, limit=100)!r} is "
             "not a manifest type its bytes agree with; refusing to push it"

@@ -385,6 +385,8 @@ def run(args: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - the last resort: never a traceback
         err(f"{PROG}: internal error: {type(exc).__name__}: {printable(str(exc), limit=300)}")
         return EXIT_ERROR
+    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into this code, silently
+        err(f"{PROG}: interrupted")
     return code if isinstance(code, int) else EXIT_OK
 
 
