@@ -5,26 +5,22 @@ media types, 2 error (bad reference, unreachable, denied, unsupported, …): one
 for ``batch``/``rollback`` 2 means it could not start, 3 that some references failed (or, for
 ``rollback``, conflicted). Options shared by several commands live in :mod:`.cli_options`.
 
-:func:`main` is the last line of defence: a usage error is one line and 2, an interrupt 130, and
-any exception nothing else caught (a bug, MemoryError, RecursionError) is one
-``oci-normalize: internal error: TYPE: MESSAGE`` line and 2, never a traceback and never the 1
-that means "Docker types found".
+:func:`main` runs the app through :func:`.guard.run_guarded`, the last line of defence: never
+a traceback, and never the 1 that means "Docker types found" for anything but that.
 """
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import sys
 from typing import Annotated, Any, Final
 
 import typer
-from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer's own click
 
 from oci_normalize import api
 from oci_normalize import mediatypes as mt
 from oci_normalize.cli import batch as batch_cli
+from oci_normalize.cli import guard
 from oci_normalize.cli.options import (
     Connection,
     JsonOpt,
@@ -42,7 +38,6 @@ EXIT_OK: Final = 0
 EXIT_DOCKER_FOUND: Final = 1
 EXIT_ERROR: Final = 2
 EXIT_SOME_FAILED: Final = batch_cli.EXIT_SOME_FAILED
-EXIT_INTERRUPTED: Final = 130
 PROG: Final = "oci-normalize"
 
 app = typer.Typer(
@@ -51,6 +46,13 @@ app = typer.Typer(
     help="Rewrite Docker media types in registry images to their OCI equivalents.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _say(text: str = "") -> None:
+    """Human output: each line without control characters (manifests and registries wrote
+    parts of it), never cut short."""
+    for line in text.split("\n"):
+        print(printable(line, limit=sys.maxsize))
 
 
 def _emit_json(doc: Any) -> None:
@@ -104,7 +106,7 @@ def check(
 
 def _print_check(r: CheckResult) -> None:
     verdict = "OCI" if r.oci else "DOCKER"
-    print(f"{r.reference}  {r.digest}  {r.media_type}  [{verdict}]")
+    _say(f"{r.reference}  {r.digest}  {r.media_type}  [{verdict}]")
     for f in r.findings:
         twin = f.oci_media_type or (
             f"rebuilt as {mt.OCI_MANIFEST} by convert"
@@ -112,15 +114,15 @@ def _print_check(r: CheckResult) -> None:
             else "(no OCI equivalent)"
         )
         where = f.where if f.path == "@" else f"{f.path} {f.where}"
-        print(f"  {where}: {f.media_type} -> {twin}")
+        _say(f"  {where}: {f.media_type} -> {twin}")
     for w in r.warnings:
-        print(f"  warning: {w}")
+        _say(f"  warning: {w}")
     _print_referrers(r.referrers, indent="  ")
     if r.oci:
-        print(f"  all OCI ({_plural(r.manifests, 'manifest')})")
+        _say(f"  all OCI ({_plural(r.manifests, 'manifest')})")
     else:
         docker = _plural(len(r.findings), "Docker media type")
-        print(f"  not OCI-pure: {docker} in {_plural(r.manifests, 'manifest')}")
+        _say(f"  not OCI-pure: {docker} in {_plural(r.manifests, 'manifest')}")
 
 
 def _plural(n: int, noun: str) -> str:
@@ -194,40 +196,40 @@ _ACTIONS: Final = {
 
 def _print_referrers(items: list[ReferrerOut], *, indent: str = "") -> None:
     if items:
-        print(f"{indent}pointing at digests that change ({len(items)}):")
+        _say(f"{indent}pointing at digests that change ({len(items)}):")
     for item in items:
         what = f" [{item.artifact_type}]" if item.artifact_type else ""
-        print(f"{indent}  {item.kind} {item.name}{what} -> {item.subject}")
+        _say(f"{indent}  {item.kind} {item.name}{what} -> {item.subject}")
         note = _ACTIONS.get(item.action, item.action)
         target = f" as {item.new_name}" if item.new_name and item.action == "reattached" else ""
-        print(f"{indent}    {note}{target}")
+        _say(f"{indent}    {note}{target}")
 
 
 def _print_convert(r: ConvertResult) -> None:
     for w in r.warnings:
-        print(f"warning: {w}")
+        _say(f"warning: {w}")
     if r.status == "already-oci":
-        print(f"{r.source}: already OCI ({r.old_digest}); nothing to do")
+        _say(f"{r.source}: already OCI ({r.old_digest}); nothing to do")
         return
     _print_referrers(r.referrers)
     for change in r.changes:
         if r.dry_run:
-            print(change.diff)
-        print(f"# {change.path}: {change.old_digest} -> {change.new_digest}")
+            _say(change.diff)
+        _say(f"# {change.path}: {change.old_digest} -> {change.new_digest}")
         if r.dry_run:
-            print()
+            _say()
     where = "in place" if r.destination == r.source else f"-> {r.destination}"
     if r.status == "would-convert":
-        print(
+        _say(
             f"dry run: {r.destination} would point at {r.new_digest} (now {r.old_digest}); "
             f"{_plural(len(r.changes), 'manifest')} would change; nothing pushed"
         )
     elif r.status == "would-refuse":
-        print(f"dry run: {r.source} would be refused; nothing pushed")
+        _say(f"dry run: {r.source} would be refused; nothing pushed")
     elif r.status == "copied":
-        print(f"{r.source} is already OCI; copied {where} ({r.new_digest})")
+        _say(f"{r.source} is already OCI; copied {where} ({r.new_digest})")
     else:
-        print(
+        _say(
             f"converted {r.source} {where}: {r.old_digest} -> {r.new_digest} "
             f"({_plural(r.pushed_manifests, 'manifest')} pushed, "
             f"{_plural(r.pushed_blobs, 'blob')} uploaded, {r.mounted_blobs} mounted, "
@@ -235,7 +237,7 @@ def _print_convert(r: ConvertResult) -> None:
         )
     verb = "would move" if r.dry_run else "moved"
     for t in r.tags:
-        print(f"{verb} tag {t.tag} ({t.role}): {t.old_digest or '(new)'} -> {t.new_digest}")
+        _say(f"{verb} tag {t.tag} ({t.role}): {t.old_digest or '(new)'} -> {t.new_digest}")
 
 
 # ---- batch and rollback: wiring only; batch_cli.py prints and picks their exit codes ----------
@@ -349,52 +351,4 @@ def main() -> None:
 
 def run(args: list[str] | None = None) -> int:
     """Run the command line in ``args`` (default: ``sys.argv``) and return its exit code."""
-    try:
-        code = app(args=args, prog_name=PROG, standalone_mode=False)
-    except NoArgsIsHelpError as exc:
-        exc.show()
-        return EXIT_ERROR
-    except ClickException as exc:  # a usage error: one line, whatever click's own code says
-        ctx = getattr(exc, "ctx", None)
-        hint = f" (see {ctx.command_path if ctx else PROG} --help)"
-        err(f"{PROG}: error: {exc.format_message()}{hint}")
-        return EXIT_ERROR
-    except typer.Abort as exc:
-        interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
-        err(f"{PROG}: {'interrupted' if interrupted else 'error: aborted'}")
-        return EXIT_INTERRUPTED if interrupted else EXIT_ERROR
-    except KeyboardInterrupt:
-        err(f"{PROG}: interrupted")
-        return EXIT_INTERRUPTED
-    except SystemExit as exc:  # typer exits by itself only when stdout is a closed pipe
-        context = exc.__context__
-        if isinstance(context, OSError) and context.errno == errno.EPIPE:
-            _silence_stdout()
-            err(f"{PROG}: error: output closed early (broken pipe)")
-            return EXIT_ERROR
-        if exc.code is None or exc.code == 0:
-            return EXIT_OK
-        return exc.code if isinstance(exc.code, int) and exc.code != 1 else EXIT_ERROR
-    except BrokenPipeError:
-        _silence_stdout()
-        err(f"{PROG}: error: output closed early (broken pipe)")
-        return EXIT_ERROR
-    except MemoryError:
-        err(f"{PROG}: internal error: MemoryError: out of memory")
-        return EXIT_ERROR
-    except BaseException as exc:  # noqa: BLE001 - the last resort: never a traceback
-        err(f"{PROG}: internal error: {type(exc).__name__}: {printable(str(exc), limit=300)}")
-        return EXIT_ERROR
-    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into this code, silently
-        err(f"{PROG}: interrupted")
-    return code if isinstance(code, int) else EXIT_OK
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
+    return guard.run_guarded(app, args, prog=PROG)
