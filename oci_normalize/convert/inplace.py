@@ -150,7 +150,9 @@ def render_backup_tag(template: str, tag: str) -> str:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ReferenceError_(f"--backup-tag {shown!r}: not a template ({exc})") from exc
+        raise ReferenceError_(
+            f"--backup-tag {shown!r}: not a template ({exc}); only {{tag}} may be used"
+        ) from exc
     if any(name not in (None, "tag") or spec or conv for _, name, spec, conv in parsed):
         raise ReferenceError_(f"--backup-tag {shown!r}: only {{tag}} may be used in the template")
     name = "".join(text + (tag if field_ is not None else "") for text, field_, _, _ in parsed)
