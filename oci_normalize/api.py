@@ -452,12 +452,13 @@ def push_in_place(
     client: Client,
     options: ConvertOptions = DEFAULT_CONVERT_OPTIONS,
     trust_echo: bool = False,
+    stats: PushStats | None = None,
 ) -> tuple[PushStats, inplace.Prepared]:
     """The writing half of an in-place :func:`convert` of a registry tag planned elsewhere.
 
     ``batch`` reads each root once and plans once per digest, then moves every tag through
     here: referrers and signatures checked (:func:`inplace.prepare`, may raise RefusedError),
-    backup tag, children, guard, tag. ``trust_echo``: see :func:`push_plan`.
+    backup tag, children, guard, tag. ``trust_echo``, ``stats``: see :func:`push_plan`.
     """
     source = planned.reference
     if not isinstance(source, Reference) or source.tag is None:
@@ -473,7 +474,7 @@ def push_in_place(
             options=options,
             dry_run=False,
         )
-    stats = _push(client, planned, source, source, True, prepared, options, trust_echo)
+    stats = _push(client, planned, source, source, True, prepared, options, trust_echo, stats)
     return stats, prepared
 
 
@@ -486,6 +487,7 @@ def _push(
     prepared: inplace.Prepared,
     options: ConvertOptions,
     trust_echo: bool = False,
+    stats: PushStats | None = None,
 ) -> PushStats:
     """Turn the plan into the writer's ordered writes and run them."""
     p = planned.plan
@@ -518,4 +520,5 @@ def _push(
         before_tag=options.before_tag,
         on_tag=on_tag,
         trust_echo=trust_echo,
+        stats=stats,
     )

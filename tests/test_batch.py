@@ -312,7 +312,7 @@ def test_from_file_and_stdin_with_failures_that_stop_nothing(
         (["127.0.0.1:1", "--shard", "4/4"], "invalid shard"),
         (["127.0.0.1:1", "--report", "r.pdf"], ".html or .md"),
         (["127.0.0.1:1", "--timeout", "1"], "cannot reach"),
-        (["--from-file", "/nonexistent/refs.txt"], "No such file"),
+        (["--from-file", "/nonexistent/refs.txt"], "no such file"),
     ],
 )
 def test_cannot_start_exits_2(args: list[str], message: str) -> None:

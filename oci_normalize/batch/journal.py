@@ -20,6 +20,13 @@ Keys of a line (``null`` where not applicable)::
     new_digest      digest the tag was (or would be) moved to
     new_media_type  media type of the new root manifest
     error           reason, for failed
+
+A journal is read as untrusted input (anyone who can write the file can write any line): it must
+be a regular file of at most :data:`MAX_JOURNAL_BYTES`, each line at most
+:data:`MAX_LINE_BYTES`, every key of the right JSON type (duplicate keys refused), digests valid,
+``old_manifest`` valid base64 of at most :data:`~oci_normalize.manifest.MAX_MANIFEST_BYTES`.
+What a line *claims* (that these bytes were on that tag) is not trusted either: rollback proves it
+before it pushes (see :mod:`oci_normalize.batch.rollback`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import base64
 import binascii
 import json
 import os
+import stat
 import threading
 import uuid
 from collections.abc import Iterator
@@ -37,9 +45,17 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from oci_normalize.digest import Digest
-from oci_normalize.errors import InvalidDigestError, JournalError
+from oci_normalize.errors import InvalidDigestError, JournalError, OciNormalizeError
+from oci_normalize.manifest import MAX_MANIFEST_BYTES
+from oci_normalize.store.localfs import kind_of, open_regular
+from oci_normalize.text import printable
 
 JOURNAL_VERSION: Final = 1
+#: Largest journal read: ~50,000 converted tags of ordinary images, one run after another.
+MAX_JOURNAL_BYTES: Final = 256 * 1024 * 1024
+#: Largest line: a base64 manifest at the size cap, and room for the other keys.
+MAX_LINE_BYTES: Final = MAX_MANIFEST_BYTES * 4 // 3 + 64 * 1024
+_STR_KEYS: Final = ("old_media_type", "new_media_type", "error")
 #: Statuses that mean "this run may have moved the tag": rollback candidates.
 MOVED: Final = frozenset({"pending", "converted"})
 
@@ -72,11 +88,10 @@ class Journal:
         self.path = path
         self.run = run or new_run_id()
         self._lock = threading.Lock()
-        try:
-            self._file: IO[bytes] = path.open("ab")
-        except OSError as exc:
-            raise JournalError(f"cannot open journal {path}: {exc.strerror or exc}") from exc
+        self._file: IO[bytes] = open_for_append(path)
         self.lines = 0
+        #: The first write or close that failed: the journal is incomplete from there on.
+        self.failure: JournalError | None = None
 
     def record(
         self,
@@ -109,13 +124,21 @@ class Journal:
                 self._file.write(line)
                 self._file.flush()
                 os.fsync(self._file.fileno())
-            except OSError as exc:
-                raise JournalError(f"cannot write journal {self.path}: {exc}") from exc
+            except (OSError, ValueError) as exc:
+                problem = JournalError(f"cannot write journal {self.path}: {_why(exc)}")
+                self.failure = self.failure or problem
+                raise problem from exc
             self.lines += 1
 
     def close(self) -> None:
+        """Close the file; a failure here (data that never reached the disk) is kept in
+        :attr:`failure`, not raised, so the caller can still print its summary."""
         with self._lock:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                problem = JournalError(f"cannot write journal {self.path}: {_why(exc)}")
+                self.failure = self.failure or problem
 
     def __enter__(self) -> Journal:
         return self
@@ -124,46 +147,135 @@ class Journal:
         self.close()
 
 
-def read_journal(path: Path) -> list[JournalEntry]:
-    """Every line of ``path``; a torn last line (a crash mid-write) is ignored, others raise."""
+def _why(exc: BaseException) -> str:
+    return printable(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+
+
+def open_for_append(path: Path) -> IO[bytes]:
+    """``path`` opened to append journal lines: a regular file, created when missing.
+
+    Never blocks (a FIFO is refused, not waited on) and never writes into a device.
+    """
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        raw_lines = path.read_bytes().splitlines()
+        fd = os.open(path, flags, 0o644)
     except OSError as exc:
-        raise JournalError(f"cannot read journal {path}: {exc.strerror or exc}") from exc
-    entries: list[JournalEntry] = []
-    for number, raw in enumerate(raw_lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            entries.append(_parse(raw, number))
-        except (ValueError, KeyError, TypeError, binascii.Error, InvalidDigestError) as exc:
-            if number == len(raw_lines):
-                break  # the line a crash cut short
-            raise JournalError(f"{path}:{number}: not a journal line ({exc})") from exc
+        raise JournalError(f"cannot open journal {path}: {_why(exc)}") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise JournalError(f"cannot use journal {path}: it is {kind_of(mode)}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_journal(path: Path, *, max_bytes: int = MAX_JOURNAL_BYTES) -> list[JournalEntry]:
+    """Every line of ``path``; a torn last line (a crash mid-write) is ignored, others raise.
+
+    The file must be a regular file of at most ``max_bytes``; no line may exceed
+    :data:`MAX_LINE_BYTES`. Each line is checked for shape and types only: what it claims is
+    for the reader to verify.
+    """
+    try:
+        fh = open_regular(path, f"journal {path}")
+    except OciNormalizeError as exc:
+        raise JournalError(f"cannot read journal: {exc}") from exc
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > max_bytes:
+            raise JournalError(
+                f"journal {path} is {size} bytes, over the {max_bytes} byte cap for journals"
+            )
+        entries: list[JournalEntry] = []
+        problem: JournalError | None = None
+        total = 0
+        for number, raw in enumerate(_lines(fh, path), start=1):
+            total += len(raw)
+            if total > max_bytes:  # the file grew while being read
+                raise JournalError(f"journal {path} is over the {max_bytes} byte cap")
+            if problem is not None:
+                raise problem  # a bad line that was not the last one
+            if not raw.strip():
+                continue
+            try:
+                entries.append(parse_line(raw, number))
+            except JournalError as exc:
+                problem = JournalError(f"{path}:{number}: not a journal line ({exc})")
+                problem.__cause__ = exc.__cause__
+        # A bad last line is the one a crash cut short: ignored.
     return entries
 
 
+def _lines(fh: IO[bytes], path: Path) -> Iterator[bytes]:
+    number = 0
+    while line := fh.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise JournalError(
+                f"{path}:{number}: line over {MAX_LINE_BYTES} bytes; not a journal line"
+            )
+        yield line
+
+
+def parse_line(raw: bytes, number: int) -> JournalEntry:
+    """One journal line, shape- and type-checked; JournalError for anything else."""
+    try:
+        return _parse(raw, number)
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
+        raise JournalError(printable(str(exc) or type(exc).__name__, limit=200)) from exc
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {printable(key, limit=40)!r}")
+        out[key] = value
+    return out
+
+
 def _parse(raw: bytes, number: int) -> JournalEntry:
-    doc = json.loads(raw)
+    doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     if not isinstance(doc, dict) or doc.get("v") != JOURNAL_VERSION:
-        raise ValueError(f"unknown journal format version {doc.get('v')!r}")
+        version = doc.get("v") if isinstance(doc, dict) else None
+        raise ValueError(f"unknown journal format version {printable(repr(version), limit=40)}")
+    for key in ("run", "reference", "status"):
+        if not isinstance(doc.get(key), str):
+            raise TypeError(f"{key!r} is not a string")
+    for key in _STR_KEYS:
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise TypeError(f"{key!r} is not a string or null")
     manifest = doc.get("old_manifest")
+    if manifest is not None and not isinstance(manifest, str):
+        raise TypeError("'old_manifest' is not base64 text or null")
+    if manifest and len(manifest) > MAX_MANIFEST_BYTES * 4 // 3 + 4:
+        raise ValueError(f"'old_manifest' is over the {MAX_MANIFEST_BYTES} byte manifest cap")
     return JournalEntry(
         line=number,
-        run=str(doc["run"]),
-        reference=str(doc["reference"]),
-        status=str(doc["status"]),
-        old_digest=_digest(doc.get("old_digest")),
+        run=doc["run"],
+        reference=doc["reference"],
+        status=doc["status"],
+        old_digest=_digest(doc.get("old_digest"), "old_digest"),
         old_media_type=doc.get("old_media_type"),
         old_manifest=base64.b64decode(manifest, validate=True) if manifest else None,
-        new_digest=_digest(doc.get("new_digest")),
+        new_digest=_digest(doc.get("new_digest"), "new_digest"),
         new_media_type=doc.get("new_media_type"),
         error=doc.get("error"),
     )
 
 
-def _digest(value: object) -> Digest | None:
-    return Digest.parse(value) if isinstance(value, str) and value else None
+def _digest(value: object, key: str) -> Digest | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{key!r} is not a digest string")
+    try:
+        return Digest.parse(value)
+    except InvalidDigestError as exc:
+        raise ValueError(f"{key!r} is not a valid digest") from exc
 
 
 def known_oci(entries: list[JournalEntry]) -> frozenset[Digest]:

@@ -6,22 +6,47 @@ wrote: a HEAD (the guard) right before the PUT of the original bytes. A tag foun
 is a *conflict* and is left alone; a tag already at the original digest is *unchanged* (the move
 never happened, or was undone already). Nothing is deleted: the converted manifests stay in the
 registry, reachable by digest.
+
+A journal is a file anyone with write access to it can forge, so no line is taken at its word:
+before the first PUT for a tag, every move about to be undone is *proved*. The journalled original
+must hash to its ``old_digest`` (as a manifest of its declared, body-consistent media type), and
+running this tool's pure normalizer over it (children fetched from the registry by digest and
+verified) must give exactly ``new_digest``, the digest the tag holds at that step. Only then is
+the original known to be the Docker-typed twin of what the tag holds, and put back; otherwise the
+tag is *failed* with the reason and nothing is pushed for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
-from oci_normalize.api import Client
+from oci_normalize import mediatypes as mt
+from oci_normalize.api import Client, schema1_facts
 from oci_normalize.batch.journal import JournalEntry, iter_moves
+from oci_normalize.convert.normalize import normalize
+from oci_normalize.convert.tree import build_tree
 from oci_normalize.digest import Digest
-from oci_normalize.errors import OciNormalizeError
+from oci_normalize.errors import (
+    MalformedManifestError,
+    OciNormalizeError,
+    PushError,
+    RefusedError,
+)
+from oci_normalize.manifest import (
+    MAX_MANIFEST_BYTES,
+    Fetched,
+    effective_media_type,
+    parse_body,
+    verify_manifest,
+)
 from oci_normalize.reference import Reference
+from oci_normalize.store.registry import Registry
+from oci_normalize.text import printable
 
 RESTORED: Final = "restored"
 WOULD_RESTORE: Final = "would-restore"
@@ -38,6 +63,7 @@ class Undo:
     new: Digest
     media_type: str
     data: bytes
+    line: int = field(default=0, compare=False)  # the journal line, for messages
 
 
 class RollbackResult(BaseModel):
@@ -57,7 +83,7 @@ def undo_chains(entries: list[JournalEntry]) -> dict[str, list[Undo]]:
     chains: dict[str, list[Undo]] = {}
     for e in iter_moves(entries):
         assert e.old_digest and e.new_digest and e.old_manifest is not None  # iter_moves checked
-        undo = Undo(e.old_digest, e.new_digest, e.old_media_type or "", e.old_manifest)
+        undo = Undo(e.old_digest, e.new_digest, e.old_media_type or "", e.old_manifest, e.line)
         chain = chains.setdefault(e.reference, [])
         if not chain or (chain[-1].old, chain[-1].new) != (undo.old, undo.new):
             chain.append(undo)
@@ -83,8 +109,11 @@ def rollback(
             try:
                 result = future.result()
             except Exception as exc:  # noqa: BLE001 - one tag never stops the others
+                why = printable(f"{type(exc).__name__}: {exc}")
                 result = RollbackResult(
-                    reference=futures[future], status=FAILED, error=f"internal error: {exc!r}"
+                    reference=printable(futures[future]),
+                    status=FAILED,
+                    error=f"internal error: {why}",
                 )
             results.append(result)
             if on_result is not None:
@@ -93,32 +122,93 @@ def rollback(
 
 
 def _undo(client: Client, reference: str, chain: list[Undo], dry_run: bool) -> RollbackResult:
+    shown = printable(reference)
     try:
         ref = Reference.parse(reference)
-        if ref.tag is None:
-            raise OciNormalizeError(f"{reference}: journal reference has no tag")
-        for undo in chain:
-            undo.old.verify(undo.data, f"{reference}: journalled original manifest")
+        if ref.tag is None or ref.digest is not None:
+            raise RefusedError(f"{shown}: a journal reference must name a tag (and no digest)")
         reg = client.registry(ref)
         current = reg.head_manifest(ref.repository, ref.tag)  # the guard
-        steps = 0
+        steps: list[Undo] = []
+        at = current
         for undo in reversed(chain):
-            if current == undo.new:
-                if not dry_run:
-                    reg.put_manifest(ref.repository, ref.tag, undo.data, undo.media_type)
-                current, steps = undo.old, steps + 1
-            elif current != undo.old:
+            if at == undo.new:
+                steps.append(undo)
+                at = undo.old
+            elif at != undo.old:
                 break  # someone else moved the tag after this move: stop here
+        for undo in steps:  # every step proved before the first byte is pushed
+            prove(reg, ref, undo)
+        if steps and not dry_run:
+            now = reg.head_manifest(ref.repository, ref.tag)  # proving took a while
+            if now != current:
+                return RollbackResult(
+                    reference=str(ref),
+                    status=CONFLICT,
+                    digest=str(now) if now else None,
+                    expected=str(current),
+                )
+            for undo in steps:
+                landed = reg.put_manifest(ref.repository, ref.tag, undo.data, undo.media_type)
+                if landed != undo.old:
+                    raise PushError(f"{ref}: the registry stored {landed}, not {undo.old}")
+                current = undo.old
+        elif steps:
+            current = at
     except OciNormalizeError as exc:
-        return RollbackResult(reference=reference, status=FAILED, error=str(exc))
+        return RollbackResult(reference=shown, status=FAILED, error=printable(str(exc)))
     if steps:
         status = WOULD_RESTORE if dry_run else RESTORED
-        return RollbackResult(reference=reference, status=status, digest=str(current), steps=steps)
+        return RollbackResult(
+            reference=str(ref), status=status, digest=str(current), steps=len(steps)
+        )
     if current is not None and any(current == u.old for u in chain):
-        return RollbackResult(reference=reference, status=UNCHANGED, digest=str(current))
+        return RollbackResult(reference=str(ref), status=UNCHANGED, digest=str(current))
     return RollbackResult(
-        reference=reference,
+        reference=str(ref),
         status=CONFLICT,
         digest=str(current) if current else None,
         expected=str(chain[-1].new),
     )
+
+
+def prove(registry: Registry, ref: Reference, undo: Undo) -> None:
+    """Raise RefusedError unless ``undo.data`` is what this tool converts into ``undo.new``.
+
+    Checked, in order: size cap; a manifest media type that the bytes do not contradict; the
+    bytes hash to ``undo.old``; the pure normalizer, over the tree under those bytes (children
+    by digest from the registry, verified), ends at exactly ``undo.new``.
+    """
+    what = f"journal line {undo.line}"
+    if len(undo.data) > MAX_MANIFEST_BYTES:
+        raise RefusedError(f"{what}: the original manifest is over {MAX_MANIFEST_BYTES} bytes")
+    declared = mt.base(undo.media_type)
+    try:
+        own = parse_body(undo.data, what).get("mediaType")
+    except MalformedManifestError as exc:
+        raise RefusedError(
+            f"{what}: the journalled original is not a manifest; refusing to push it"
+        ) from exc
+    media_type = effective_media_type(undo.data, declared)
+    # Docker schema2 bodies always carry their mediaType (only OCI's is optional).
+    docker_untyped = mt.is_docker(declared) and not mt.is_schema1(declared) and own != declared
+    if not mt.is_manifest(media_type) or media_type != declared or docker_untyped:
+        raise RefusedError(
+            f"{what}: the journalled media type {printable(undo.media_type, limit=100)!r} is "
+            "not a manifest type its bytes agree with; refusing to push it"
+        )
+    verify_manifest(undo.data, media_type, undo.old, None, f"{what}: journalled original")
+    where = ref.with_digest(undo.old)
+    try:
+        tree = build_tree(registry, where, Fetched(undo.data, media_type, undo.old))
+        plan = normalize(tree, schema1_layers=schema1_facts(tree, registry, where))
+    except OciNormalizeError as exc:
+        raise RefusedError(
+            f"{what}: cannot prove the original converts to {undo.new.short} ({exc}); "
+            "refusing to push it"
+        ) from exc
+    if plan.root.new_digest != undo.new:
+        raise RefusedError(
+            f"{what}: the journalled original converts to {plan.root.new_digest.short}, not to "
+            f"{undo.new.short} that the tag holds; refusing to push it (forged or foreign line)"
+        )

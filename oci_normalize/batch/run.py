@@ -35,6 +35,7 @@ from oci_normalize.batch.journal import Journal
 from oci_normalize.convert import inplace
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.convert.normalize import normalize
+from oci_normalize.convert.push import PushStats
 from oci_normalize.convert.tree import CHILD_FETCH_CONCURRENCY, build_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import JournalError, OciNormalizeError
@@ -242,7 +243,7 @@ class _Runner:
     def _convert(self, group: _Group) -> list[RefResult]:
         first = group.refs[0]
         root = group.root
-        if root.digest in self.known_oci:
+        if root.digest in self.known_oci and _root_is_oci(root):
             return [self._result(ref, group, ALREADY_OCI, kind="oci") for ref in group.refs]
         registry = self.client.registry(first)
         where = first.with_digest(root.digest)
@@ -283,10 +284,14 @@ class _Runner:
             if problem is not None:  # no move without its undo information on disk
                 results.append(self._failed(ref, problem, group, kind, plan))
                 continue
+            stats = PushStats()
             try:
-                pushed = self._move(tree, plan, ref, with_children=not children_pushed)
+                pushed = self._move(tree, plan, ref, stats, with_children=not children_pushed)
             except OciNormalizeError as exc:
-                result = self._failed(ref, exc, group, kind, plan)
+                # What landed before the failure (children, the backup tag) still counts.
+                result = self._failed(ref, exc, group, kind, plan).model_copy(
+                    update={"pushed_manifests": stats.manifests}
+                )
             else:
                 children_pushed = True
                 result = pending.model_copy(
@@ -308,7 +313,9 @@ class _Runner:
         )
         return prepared.refusal
 
-    def _move(self, tree: Node, plan: Plan, ref: Reference, *, with_children: bool) -> int:
+    def _move(
+        self, tree: Node, plan: Plan, ref: Reference, stats: PushStats, *, with_children: bool
+    ) -> int:
         """Convert one tag in place through the single-reference path; manifests pushed.
 
         After the first tag of a group, the children are there: only the root moves.
@@ -317,8 +324,12 @@ class _Runner:
             plan = Plan(nodes=(plan.root,), findings=plan.findings, warnings=plan.warnings)
         assert ref.tag is not None
         planned = Planned(reference=ref.with_tag(ref.tag), tree=tree, plan=plan)
-        stats, _ = push_in_place(
-            planned, client=self.client, options=self.options.convert_options, trust_echo=True
+        push_in_place(
+            planned,
+            client=self.client,
+            options=self.options.convert_options,
+            trust_echo=True,
+            stats=stats,
         )
         return stats.manifests
 
@@ -397,6 +408,12 @@ class _Runner:
         except JournalError as exc:
             return exc
         return None
+
+
+def _root_is_oci(root: Fetched) -> bool:
+    """The journal vouches only for an index's children: the root's own types are checked."""
+    node = Node(digest=root.digest, media_type=root.media_type, data=root.data, path="@")
+    return classify(node) == "oci"
 
 
 def _groups(read: list[tuple[Reference, Fetched]]) -> list[_Group]:

@@ -5,11 +5,15 @@ alone), 1 ``check`` found Docker
 media types, 2 error (bad reference, unreachable, denied, unsupported, …): one line on stderr;
 for ``batch``/``rollback`` 2 means it could not start, 3 that some references failed (or, for
 ``rollback``, conflicted). Options shared by several commands live in :mod:`.cli_options`.
+
+:func:`main` runs the app through :func:`.guard.run_guarded`, the last line of defence: never
+a traceback, and never the 1 that means "Docker types found" for anything but that.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Any, Final
 
 import typer
@@ -17,6 +21,7 @@ import typer
 from oci_normalize import api
 from oci_normalize import mediatypes as mt
 from oci_normalize.cli import batch as batch_cli
+from oci_normalize.cli import guard
 from oci_normalize.cli.options import (
     Connection,
     JsonOpt,
@@ -29,11 +34,13 @@ from oci_normalize.convert.inplace import ConvertOptions
 from oci_normalize.errors import OciNormalizeError, RefusedError
 from oci_normalize.models import CheckResult, ConvertResult, ReferrerOut
 from oci_normalize.version import VERSION
+from oci_normalize.text import printable
 
 EXIT_OK: Final = 0
 EXIT_DOCKER_FOUND: Final = 1
 EXIT_ERROR: Final = 2
 EXIT_SOME_FAILED: Final = batch_cli.EXIT_SOME_FAILED
+PROG: Final = "oci-normalize"
 
 app = typer.Typer(
     add_completion=False,
@@ -59,6 +66,13 @@ def _root(
     ] = False,
 ) -> None:
     """Rewrite Docker media types in registry images to their OCI equivalents."""
+
+
+def _say(text: str = "") -> None:
+    """Human output: each line without control characters (manifests and registries wrote
+    parts of it), never cut short."""
+    for line in text.split("\n"):
+        print(printable(line, limit=sys.maxsize))
 
 
 def _emit_json(doc: Any) -> None:
@@ -113,9 +127,9 @@ def check(
 
 def _print_check(r: CheckResult) -> None:
     verdict = "OCI" if r.oci else "ARTIFACT" if r.artifact else "DOCKER"
-    print(f"{r.reference}  {r.digest}  {r.media_type}  [{verdict}]")
+    _say(f"{r.reference}  {r.digest}  {r.media_type}  [{verdict}]")
     if r.artifact is not None:
-        print(f"  artifact, left alone: {r.artifact}")
+        _say(f"  artifact, left alone: {r.artifact}")
         return
     for f in r.findings:
         twin = f.oci_media_type or (
@@ -124,15 +138,15 @@ def _print_check(r: CheckResult) -> None:
             else "(no OCI equivalent)"
         )
         where = f.where if f.path == "@" else f"{f.path} {f.where}"
-        print(f"  {where}: {f.media_type} -> {twin}")
+        _say(f"  {where}: {f.media_type} -> {twin}")
     for w in r.warnings:
-        print(f"  warning: {w}")
+        _say(f"  warning: {w}")
     _print_referrers(r.referrers, indent="  ")
     if r.oci:
-        print(f"  all OCI ({_plural(r.manifests, 'manifest')})")
+        _say(f"  all OCI ({_plural(r.manifests, 'manifest')})")
     else:
         docker = _plural(len(r.findings), "Docker media type")
-        print(f"  not OCI-pure: {docker} in {_plural(r.manifests, 'manifest')}")
+        _say(f"  not OCI-pure: {docker} in {_plural(r.manifests, 'manifest')}")
 
 
 def _plural(n: int, noun: str) -> str:
@@ -209,48 +223,48 @@ _ACTIONS: Final = {
 
 def _print_referrers(items: list[ReferrerOut], *, indent: str = "") -> None:
     if items:
-        print(f"{indent}pointing at digests that change ({len(items)}):")
+        _say(f"{indent}pointing at digests that change ({len(items)}):")
     for item in items:
         what = f" [{item.artifact_type}]" if item.artifact_type else ""
-        print(f"{indent}  {item.kind} {item.name}{what} -> {item.subject}")
+        _say(f"{indent}  {item.kind} {item.name}{what} -> {item.subject}")
         note = _ACTIONS.get(item.action, item.action)
         target = f" as {item.new_name}" if item.new_name and item.action == "reattached" else ""
-        print(f"{indent}    {note}{target}")
+        _say(f"{indent}    {note}{target}")
 
 
 def _print_convert(r: ConvertResult) -> None:
     for w in r.warnings:
-        print(f"warning: {w}")
+        _say(f"warning: {w}")
     if r.status == "already-oci":
-        print(f"{r.source}: already OCI ({r.old_digest}); nothing to do")
+        _say(f"{r.source}: already OCI ({r.old_digest}); nothing to do")
         return
     if r.status == "artifact":
         copied = (
             "" if r.destination == r.source or r.dry_run else f", copied as is to {r.destination}"
         )
-        print(f"{r.source}: artifact, left alone{copied}: {r.artifact} ({r.old_digest})")
+        _say(f"{r.source}: artifact, left alone{copied}: {r.artifact} ({r.old_digest})")
         return
     _print_referrers(r.referrers)
     for change in r.changes:
         if r.dry_run:
-            print(change.diff)
-        print(f"# {change.path}: {change.old_digest} -> {change.new_digest}")
+            _say(change.diff)
+        _say(f"# {change.path}: {change.old_digest} -> {change.new_digest}")
         if r.dry_run:
-            print()
+            _say()
     where = "in place" if r.destination == r.source else f"-> {r.destination}"
     if r.status == "would-convert":
         now = f" (now {r.old_digest})" if r.old_digest else ""
-        print(
+        _say(
             f"dry run: {r.destination} would point at {r.new_digest}{now}; "
             f"{_plural(len(r.changes), 'manifest')} would change; nothing pushed"
         )
     elif r.status == "would-refuse":
-        print(f"dry run: {r.source} would be refused; nothing pushed")
+        _say(f"dry run: {r.source} would be refused; nothing pushed")
     elif r.status == "copied":
-        print(f"{r.source} is already OCI; copied {where} ({r.new_digest})")
+        _say(f"{r.source} is already OCI; copied {where} ({r.new_digest})")
     else:
         moved = f"{r.old_digest} -> {r.new_digest}" if r.old_digest else f"{r.new_digest}"
-        print(
+        _say(
             f"converted {r.source} {where}: {moved} "
             f"({_plural(r.pushed_manifests, 'manifest')} pushed, "
             f"{_plural(r.pushed_blobs, 'blob')} uploaded, {r.mounted_blobs} mounted, "
@@ -258,7 +272,7 @@ def _print_convert(r: ConvertResult) -> None:
         )
     verb = "would move" if r.dry_run else "moved"
     for t in r.tags:
-        print(f"{verb} tag {t.tag} ({t.role}): {t.old_digest or '(new)'} -> {t.new_digest}")
+        _say(f"{verb} tag {t.tag} ({t.role}): {t.old_digest or '(new)'} -> {t.new_digest}")
 
 
 # ---- batch and rollback: wiring only; batch_cli.py prints and picks their exit codes ----------
@@ -367,4 +381,9 @@ def rollback(
 
 
 def main() -> None:
-    app()
+    sys.exit(run())
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run the command line in ``args`` (default: ``sys.argv``) and return its exit code."""
+    return guard.run_guarded(app, args, prog=PROG)

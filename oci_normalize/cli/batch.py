@@ -1,14 +1,18 @@
 """What ``oci-normalize batch`` and ``rollback`` print, and their exit codes (wired in cli.py).
 
 Exit codes: 0 everything done (or nothing to do), 2 could not start (no source, bad shard or
-report name, catalog refused, journal unreadable), 3 some references failed or, for rollback,
-conflicted (their count is printed). Humans get a progress bar when stdout is a terminal and a
-summary at the end; ``--json`` gets one line per reference and a final ``{"summary": …}`` line.
+report name, an output path that cannot be written, catalog refused, journal unreadable) or
+could not record what it did (the journal or the report failed to write: the summary is printed
+all the same), 3 some references failed or, for rollback, conflicted (their count is printed).
+Humans get a progress bar when stdout is a terminal and a summary at the end; ``--json`` gets one
+line per reference and a final ``{"summary": …}`` line.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -43,6 +47,8 @@ from oci_normalize.batch.run import (
 from oci_normalize.batch.targets import Selection, Shard, Targets, from_lines, from_registry
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.errors import OciNormalizeError, RegistryError
+from oci_normalize.store.localfs import kind_of, open_regular, read_capped
+from oci_normalize.text import printable
 
 __all__ = ["DEFAULT_CONCURRENCY", "MAX_CONCURRENCY", "pool_size"]
 
@@ -50,6 +56,8 @@ EXIT_OK: Final = 0
 EXIT_CANNOT_START: Final = 2
 EXIT_SOME_FAILED: Final = 3
 REPORT_SUFFIXES: Final = (".html", ".htm", ".md")
+#: Largest ``--from-file`` read (a million references of ~60 characters).
+MAX_FROM_FILE_BYTES: Final = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +76,27 @@ class BatchRequest:
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(printable(message, limit=4096), file=sys.stderr)
+
+
+def unwritable(path: Path, what: str) -> str | None:
+    """Why ``path`` cannot be written as an output file, or None: checked before any write."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        parent = path.parent
+        if not parent.is_dir():
+            return f"{what} {path}: directory {parent} does not exist"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"{what} {path}: directory {parent} is not writable"
+        return None
+    except OSError as exc:
+        return f"{what} {path}: {exc.strerror or exc}"
+    if not stat.S_ISREG(mode):
+        return f"{what} {path}: is {kind_of(mode)}, not a regular file"
+    if not os.access(path, os.W_OK):
+        return f"{what} {path}: not writable"
+    return None
 
 
 def _json_line(doc: Any) -> None:
@@ -83,6 +111,12 @@ def run_batch(req: BatchRequest, client: Client) -> int:
     if req.report and Path(req.report).suffix.lower() not in REPORT_SUFFIXES:
         _err(f"oci-normalize: error: --report {req.report}: the name must end in .html or .md")
         return EXIT_CANNOT_START
+    outputs = [("--report", req.report), ("--journal", req.journal)]
+    for option, target in outputs:  # every output checked before the first write
+        problem = unwritable(Path(target), option) if target else None
+        if problem:
+            _err(f"oci-normalize: error: {problem}")
+            return EXIT_CANNOT_START
     try:
         shard = Shard.parse(req.shard) if req.shard else None
     except ValueError as exc:
@@ -147,16 +181,21 @@ def run_batch(req: BatchRequest, client: Client) -> int:
         journal=req.journal,
     )
     code = EXIT_SOME_FAILED if summary.failed else EXIT_OK
-    if req.json_out:
-        _json_line({"summary": summary.model_dump(), "exit_code": code})
-    else:
-        _print_batch(results, summary)
+    problems = [str(journal.failure)] if journal is not None and journal.failure else []
     if req.report:
         source = req.registry or f"references from {req.from_file}"
         try:
             report_mod.write(Path(req.report), results, summary, source=source)
         except OSError as exc:
-            _err(f"oci-normalize: error: cannot write report {req.report}: {exc}")
+            problems.append(f"cannot write report {req.report}: {exc.strerror or exc}")
+    if problems:  # what was done is not fully on record: say so, and exit 2
+        code = EXIT_CANNOT_START
+    if req.json_out:
+        _json_line({"summary": summary.model_dump(), "exit_code": code})
+    else:
+        _print_batch(results, summary)
+    for problem in problems:
+        _err(f"oci-normalize: error: {problem}")
     return code
 
 
@@ -164,10 +203,21 @@ def _targets(req: BatchRequest, client: Client, selection: Selection) -> Targets
     if req.from_file is None:
         assert req.registry is not None
         return from_registry(client, req.registry, selection, concurrency=req.concurrency)
-    if req.from_file == "-":
-        return from_lines(sys.stdin, selection, registry=req.registry)
-    with open(req.from_file, encoding="utf-8") as handle:
-        return from_lines(handle, selection, registry=req.registry)
+    return from_lines(read_from_file(req.from_file), selection, registry=req.registry)
+
+
+def read_from_file(name: str, *, cap: int = MAX_FROM_FILE_BYTES) -> list[str]:
+    """The lines of ``--from-file`` (``-``: stdin): a regular file or a pipe, at most ``cap``."""
+    what = "--from-file " + ("(stdin)" if name == "-" else name)
+    if name == "-":
+        data = read_capped(sys.stdin.buffer, cap, what)
+    else:
+        with open_regular(name, what, fifo_ok=True) as fh:
+            data = read_capped(fh, cap, what)
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise OciNormalizeError(f"{what}: not UTF-8 text (byte {exc.start})") from exc
 
 
 def _print_batch(results: list[RefResult], s: BatchSummary) -> None:
@@ -176,14 +226,14 @@ def _print_batch(results: list[RefResult], s: BatchSummary) -> None:
         for r in ordered:
             if r.status == WOULD_CONVERT:
                 print(
-                    f"would convert {r.reference}: {r.old_digest} -> {r.new_digest} "
+                    f"would convert {printable(r.reference)}: {r.old_digest} -> {r.new_digest} "
                     f"({r.kind}, {len(r.moved)} manifest(s))"
                 )
     failures = [r for r in ordered if r.status == FAILED]
     if failures:
         print(f"failed ({len(failures)}):")
         for r in failures:
-            print(f"  {r.reference}: {r.error}")
+            print(f"  {printable(r.reference)}: {printable(r.error or '')}")
     done = f"{s.would_convert} would convert" if s.dry_run else f"{s.converted} converted"
     print(
         f"batch{' (dry run)' if s.dry_run else ''}: {s.references} reference(s) in "
@@ -222,16 +272,18 @@ def run_rollback(
         _json_line({"summary": summary, "dry_run": dry_run, "exit_code": code})
         return code
     for r in sorted(results, key=lambda r: r.reference):
+        shown = printable(r.reference)
         if r.status in (RESTORED, WOULD_RESTORE):
             verb = "would restore" if dry_run else "restored"
-            print(f"{verb} {r.reference} -> {r.digest}")
+            print(f"{verb} {shown} -> {r.digest}")
         elif r.status == CONFLICT:
             print(
-                f"conflict {r.reference}: now at {r.digest or 'nothing (tag gone)'}, not at "
+                f"conflict {shown}: now at {r.digest or 'nothing (tag gone)'}, not at "
                 f"{r.expected} the batch wrote; left alone"
             )
         elif r.status == FAILED:
-            print(f"failed {r.reference}: {r.error}")
+            print(f"failed {shown}: {printable(r.error or '')}")
+            _err(f"oci-normalize: error: {shown}: {printable(r.error or '')}")
     restored = counts[WOULD_RESTORE] if dry_run else counts[RESTORED]
     print(
         f"rollback{' (dry run)' if dry_run else ''}: {len(results)} tag(s): {restored} "

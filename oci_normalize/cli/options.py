@@ -11,22 +11,60 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import typer
 
 from oci_normalize import api
-from oci_normalize.convert.inplace import ConvertOptions
-from oci_normalize.errors import CredentialError
+from oci_normalize.convert.inplace import ConvertOptions, render_backup_tag
+from oci_normalize.errors import CredentialError, ReferenceError_
 from oci_normalize.http import credentials
 from oci_normalize.http.retry import MAX_ATTEMPTS, MAX_RETRY_TIME_S, RetryPolicy
 from oci_normalize.store.registry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ClientOptions
+from oci_normalize.text import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Longest time any seconds option accepts (a day): beyond it a number is a typo or ``inf``.
+MAX_SECONDS: Final = 24 * 3600.0
+#: Longest message line printed; outside text inside it is already capped shorter.
+MAX_LINE_CHARS: Final = 4096
+
+
+def _seconds(minimum: float, *, inclusive: bool) -> Callable[[float], float]:
+    """A parse-time check for a seconds option: finite, above ``minimum``, at most a day."""
+
+    def check(value: float) -> float:
+        low = value >= minimum if inclusive else value > minimum
+        if not (math.isfinite(value) and low and value <= MAX_SECONDS):
+            bound = f"{'at least' if inclusive else 'more than'} {minimum:g}"
+            raise typer.BadParameter(
+                f"{value!r} is not a number of seconds {bound} and at most {MAX_SECONDS:g}"
+            )
+        return value
+
+    return check
+
+
+def _backup_template(value: str | None) -> str | None:
+    """``--backup-tag`` checked before anything runs (the template, not yet a given tag)."""
+    if value is None:
+        return None
+    problems = []
+    for sample in ("0", "1"):  # two tags: a constant template equals at most one of them
+        try:
+            render_backup_tag(value, sample)
+        except ReferenceError_ as exc:
+            problems.append(str(exc))
+    if len(problems) == 2:
+        raise typer.BadParameter(problems[0].removeprefix("--backup-tag "))
+    return value
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
 
@@ -42,11 +80,20 @@ class Connection:
         False
     )
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, help="Read timeout per request, seconds.")
+        float,
+        typer.Option(
+            "--timeout",
+            callback=_seconds(0.1, inclusive=True),
+            help="Read timeout per request, seconds.",
+        ),
     ] = READ_TIMEOUT_S
     connect_timeout: Annotated[
         float,
-        typer.Option("--connect-timeout", min=0.1, help="Connect timeout per request, seconds."),
+        typer.Option(
+            "--connect-timeout",
+            callback=_seconds(0.1, inclusive=True),
+            help="Connect timeout per request, seconds.",
+        ),
     ] = CONNECT_TIMEOUT_S
     username: Annotated[
         str | None,
@@ -80,7 +127,11 @@ class Connection:
     ] = MAX_ATTEMPTS - 1
     retry_max_time: Annotated[
         float,
-        typer.Option("--retry-max-time", min=0, help="No retry starts later than this, seconds."),
+        typer.Option(
+            "--retry-max-time",
+            callback=_seconds(0, inclusive=True),
+            help="No retry starts later than this, seconds.",
+        ),
     ] = MAX_RETRY_TIME_S
 
 
@@ -96,6 +147,7 @@ class _Safety:
         typer.Option(
             "--backup-tag",
             metavar="TEMPLATE",
+            callback=_backup_template,
             help="First tag the original manifest here, e.g. '{tag}-docker' (in place only).",
         ),
     ] = None
@@ -205,4 +257,5 @@ def _log_warnings() -> None:
 
 
 def err(message: str) -> None:
-    print(message, file=sys.stderr)
+    """One line on stderr, whatever the message holds (control characters become ``?``)."""
+    print(printable(message, limit=MAX_LINE_CHARS), file=sys.stderr)

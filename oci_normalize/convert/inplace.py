@@ -16,6 +16,7 @@ in the cached tag list, so a reference with nothing attached costs no further re
 
 from __future__ import annotations
 
+import string
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ from oci_normalize.errors import ReferenceError_, RefusedError
 from oci_normalize.models import Node, Plan, PlannedNode, ReferrerOut, TagMove
 from oci_normalize.reference import Reference
 from oci_normalize.store.registry import Registry
+from oci_normalize.text import printable
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,19 +165,26 @@ def needs_guard(tree: Node, plan: Plan, prepared: Prepared) -> bool:
 
 
 def render_backup_tag(template: str, tag: str) -> str:
-    """``{tag}-docker`` → ``v1-docker``; the result must be a valid tag."""
+    """``{tag}-docker`` → ``v1-docker``; the result must be a valid tag. Parsed, not given to
+    ``str.format``: a bare ``{tag}`` is the only field (``{tag.x}``, ``{tag:>999999}`` refused)."""
+    shown = printable(template, limit=100)
     try:
-        name = template.format_map({"tag": tag})
-    except (KeyError, IndexError, ValueError) as exc:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
         raise ReferenceError_(
-            f"--backup-tag {template!r}: only {{tag}} may be used in the template ({exc})"
+            f"--backup-tag {shown!r}: not a template ({exc}); only {{tag}} may be used"
         ) from exc
+    if any(name not in (None, "tag") or spec or conv for _, name, spec, conv in parsed):
+        raise ReferenceError_(f"--backup-tag {shown!r}: only {{tag}} may be used in the template")
+    name = "".join(text + (tag if field_ is not None else "") for text, field_, _, _ in parsed)
     try:
         Reference.parse(f"localhost/x:{name}")
     except ReferenceError_ as exc:
-        raise ReferenceError_(f"--backup-tag {template!r} gives {name!r}, not a valid tag") from exc
+        raise ReferenceError_(
+            f"--backup-tag {shown!r} gives {printable(name, limit=140)!r}, not a valid tag"
+        ) from exc
     if name == tag:
-        raise ReferenceError_(f"--backup-tag {template!r} names the tag being converted")
+        raise ReferenceError_(f"--backup-tag {shown!r} names the tag being converted")
     return name
 
 

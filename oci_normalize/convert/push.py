@@ -165,6 +165,7 @@ def execute(
     before_tag: Callable[[], None] | None = None,
     on_tag: Callable[[str], None] | None = None,
     trust_echo: bool = False,
+    stats: PushStats | None = None,
 ) -> PushStats:
     """Run ``writes`` against ``dest``; blobs come from ``source``.
 
@@ -173,8 +174,9 @@ def execute(
     ``trust_echo``: skip the verifying HEAD after the tag PUT when a registry confirmed that PUT
     (it echoed our digest in ``Docker-Content-Digest``): it then stored exactly our bytes under
     the tag, and a HEAD after it could only race other writers, not add certainty.
+    ``stats``: counted into as the writes land, so a caller still knows them after a failure.
     """
-    stats = PushStats()
+    stats = stats if stats is not None else PushStats()
     repo = writes.repository
     homes = homes or BlobHomes()
     for blob in writes.new_blobs:

@@ -159,6 +159,8 @@ def inspect(ref: ArchiveRef) -> tuple[ArchiveImage, bytes]:
     what = str(ref)
     with _open(ref) as members:
         image = choose(read_images(members, what), ref.image, what)
+        for name in image.layers:  # each must be a regular member (links contained): no read
+            members.resolve(name)
         return image, members.read(image.config, MAX_CONFIG_BYTES)
 
 

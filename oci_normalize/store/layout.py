@@ -47,6 +47,7 @@ from oci_normalize.manifest import (
 )
 from oci_normalize.store.base import StreamBlob, opened
 from oci_normalize.store.localfs import Contained
+from oci_normalize.text import printable
 
 REF_NAME: Final = "org.opencontainers.image.ref.name"
 LAYOUT_FILE: Final = "oci-layout"
@@ -123,7 +124,8 @@ class Layout:
             if len(entries) != 1:
                 names = sorted({str(_name(e)) for e in entries})
                 raise NotFoundError(
-                    f"{self.registry}: holds {len(entries)} images ({', '.join(names) or 'none'});"
+                    f"{self.registry}: holds {len(entries)} images "
+                    f"({printable(', '.join(names)) or 'none'});"
                     " name one as oci:PATH:TAG"
                 )
             return dict(entries[0])
@@ -132,7 +134,7 @@ class Layout:
             names = sorted({n for e in entries if (n := _name(e))})
             raise NotFoundError(
                 f"{self.registry}: no image tagged {ref!r} in index.json "
-                f"(tags: {', '.join(names) or 'none'})"
+                f"(tags: {printable(', '.join(names)) or 'none'})"
             )
         if len({e["digest"] for e in found}) > 1:
             raise MalformedManifestError(f"{self.registry}: tag {ref!r} names several images")

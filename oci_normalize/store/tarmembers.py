@@ -164,8 +164,9 @@ def open_tar(path: str | Path, what: str) -> Iterator[Members]:
         try:
             tar = tarfile.open(fileobj=fh, mode="r:*")  # noqa: SIM115 - closed just below
         except (*TAR_ERRORS, OSError) as exc:
+            reason = "an empty file" if size == 0 else str(exc).splitlines()[0].rstrip(":")
             raise ContentError(
-                f"{what}: not a readable tar archive ({printable(str(exc), limit=200)})"
+                f"{what}: not a readable tar archive ({printable(reason, limit=200)})"
             ) from exc
         with tar:
             # A compressed archive's offsets are in the uncompressed stream: no size check.
