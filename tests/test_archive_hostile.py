@@ -135,7 +135,7 @@ CASES: list[tuple[str, Build, str]] = [
     ("config-dotdot", _manifest(config="../cfg.json"), "reaches outside the archive"),
     ("config-absolute", _manifest(config="/etc/passwd"), "is not a path in the archive"),
     ("layer-dotdot-inside", _manifest(layers=("l1/../../x",)), "reaches outside the archive"),
-    ("layer-empty-name", _manifest(layers=("",)), "is not a path in the archive"),
+    ("layer-empty-name", _manifest(layers=("",)), "Layers[0] is an empty string"),
     ("manifest-deeply-nested", _deep_manifest, "manifest.json is not valid JSON"),
     ("truncated-tar", _truncated(compress=False), "truncated"),
     ("truncated-gzip-tar", _truncated(compress=True), "archive"),

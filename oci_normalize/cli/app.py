@@ -33,8 +33,8 @@ from oci_normalize.cli.options import (
 from oci_normalize.convert.inplace import ConvertOptions
 from oci_normalize.errors import OciNormalizeError, RefusedError
 from oci_normalize.models import CheckResult, ConvertResult, ReferrerOut
-from oci_normalize.version import VERSION
 from oci_normalize.text import printable
+from oci_normalize.version import VERSION
 
 EXIT_OK: Final = 0
 EXIT_DOCKER_FOUND: Final = 1

@@ -94,8 +94,13 @@ def artifact_reason(node: Node) -> str | None:
 
 
 def artifact_digests(root: Node) -> set[Digest]:
-    """The digests of every artifact in the tree (left alone by check and convert)."""
-    return {n.digest for n in root.walk() if artifact_reason(n) is not None}
+    """The digests of every artifact in the tree and of everything under one (an index that is
+    an artifact is left alone whole, images it lists included), as check and convert treat them."""
+    out: set[Digest] = set()
+    for node in root.walk():
+        if node.digest not in out and artifact_reason(node) is not None:
+            out.update(n.digest for n in node.walk())
+    return out
 
 
 def _digest_in(desc: dict[str, Any], digests: set[Digest]) -> bool:
