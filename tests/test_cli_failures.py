@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,16 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 # ---- bounded local inputs ------------------------------------------------------------------------
 
 
+def _fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return str(path)
+
+
+def _mkdir(path: Path) -> str:
+    path.mkdir()
+    return str(path)
+
+
 def _sparse(path: Path, size: int) -> Path:
     with path.open("wb") as fh:
         fh.truncate(size)
@@ -112,8 +123,8 @@ def _sparse(path: Path, size: int) -> Path:
         (lambda t: str(_sparse(t / "zeros", 300 * 1024 * 1024)), "over the 67108864 byte cap"),
     ],
 )
-def test_from_file_is_bounded(tmp_path: Path, make: object, message: str) -> None:
-    name = make(tmp_path)  # type: ignore[operator]
+def test_from_file_is_bounded(tmp_path: Path, make: Callable[[Path], str], message: str) -> None:
+    name = make(tmp_path)
     started = time.monotonic()
     line = one_error_line(run_cli("batch", "--from-file", name, "--dry-run", timeout=30))
     assert message in line and time.monotonic() - started < 30
@@ -133,7 +144,7 @@ def test_from_file_reads_a_pipe_and_an_empty_fifo_does_not_hang(tmp_path: Path) 
     [
         (lambda _t: "/dev/zero", "character device, not a regular file"),
         (lambda t: str(t), "a directory, not a regular file"),
-        (lambda t: (os.mkfifo(t / "j"), str(t / "j"))[1], "a FIFO, not a regular file"),
+        (lambda t: _fifo(t / "j"), "a FIFO, not a regular file"),
         (lambda t: str(_sparse(t / "big", 300 * 1024 * 1024)), "over the 268435456 byte cap"),
         (lambda t: str(_line(t / "long", b"x" * (9 * 1024 * 1024))), "line over"),
         (lambda t: str(_line(t / "deep", b"[" * 100_000 + b"\n{}\n")), "not a journal line"),
@@ -141,9 +152,9 @@ def test_from_file_reads_a_pipe_and_an_empty_fifo_does_not_hang(tmp_path: Path) 
     ],
 )
 def test_journals_are_bounded_and_must_be_regular_files(
-    tmp_path: Path, make: object, message: str
+    tmp_path: Path, make: Callable[[Path], str], message: str
 ) -> None:
-    name = make(tmp_path)  # type: ignore[operator]
+    name = make(tmp_path)
     line = one_error_line(run_cli("rollback", name, timeout=30))
     assert message in line, line
 
@@ -175,9 +186,9 @@ def docker_tag(registry: RunningRegistry) -> tuple[str, str]:
     ("option", "make", "message"),
     [
         ("--report", lambda t: "/nonexistent-dir/r.html", "directory /nonexistent-dir does not"),
-        ("--report", lambda t: (os.mkdir(t / "r.html"), str(t / "r.html"))[1], "a directory"),
+        ("--report", lambda t: _mkdir(t / "r.html"), "a directory"),
         ("--journal", lambda t: "/dev/zero", "a character device"),
-        ("--journal", lambda t: (os.mkfifo(t / "j"), str(t / "j"))[1], "a FIFO"),
+        ("--journal", lambda t: _fifo(t / "j"), "a FIFO"),
         ("--journal", lambda t: "/nonexistent-dir/j.jsonl", "does not exist"),
     ],
 )
@@ -186,12 +197,12 @@ def test_an_unwritable_output_stops_batch_before_any_tag_moves(
     docker_tag: tuple[str, str],
     tmp_path: Path,
     option: str,
-    make: object,
+    make: Callable[[Path], str],
     message: str,
 ) -> None:
     repo, original = docker_tag
     mark = registry.log_mark()
-    target = make(tmp_path)  # type: ignore[operator]
+    target = make(tmp_path)
     proc = run_cli("batch", registry.host, "--repo", repo, option, target, timeout=60)
     assert message in one_error_line(proc)
     assert seed.head_manifest(registry.url, repo, "v1") == original

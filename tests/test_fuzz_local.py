@@ -180,7 +180,7 @@ def test_journal_lines_raise_only_our_errors(lines: list[bytes]) -> None:
     for reference, chain in undo_chains(entries).items():
         for undo in chain:
             try:
-                prove(NothingThere(), Reference.parse("localhost/fuzz:1"), undo)  # type: ignore[arg-type]
+                prove(NothingThere(), Reference.parse("localhost/fuzz:1"), undo)
             except Exception as exc:  # noqa: BLE001
                 _one_line(exc)
             else:  # a proof from nothing is possible only for a tree this tool would not change

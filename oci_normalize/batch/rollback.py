@@ -45,7 +45,7 @@ from oci_normalize.manifest import (
     verify_manifest,
 )
 from oci_normalize.reference import Reference
-from oci_normalize.store.registry import Registry
+from oci_normalize.store.base import Store
 from oci_normalize.text import printable
 
 RESTORED: Final = "restored"
@@ -172,7 +172,7 @@ def _undo(client: Client, reference: str, chain: list[Undo], dry_run: bool) -> R
     )
 
 
-def prove(registry: Registry, ref: Reference, undo: Undo) -> None:
+def prove(registry: Store, ref: Reference, undo: Undo) -> None:
     """Raise RefusedError unless ``undo.data`` is what this tool converts into ``undo.new``.
 
     Checked, in order: size cap; a manifest media type that the bytes do not contradict; the
