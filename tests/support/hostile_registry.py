@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import json
+import ssl
 import tarfile
 import threading
 import time
@@ -487,10 +488,22 @@ def _canary_handler(canary: Canary) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hangs up on a lie is the point, not a server problem
+
+
 @contextmanager
-def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+def _serving(
+    handler: type[BaseHTTPRequestHandler], tls: tuple[str, str] | None = None
+) -> Iterator[str]:
+    server = _QuietServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -502,16 +515,26 @@ def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 @contextmanager
 def hostile_registry(
-    mode: str, *, names: list[str] | None = None, configure: Callable[[Hostile], None] | None = None
+    mode: str,
+    *,
+    names: list[str] | None = None,
+    configure: Callable[[Hostile], None] | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> Iterator[Hostile]:
-    """Serve ``mode`` (a key of :data:`MODES`) on a free loopback port, with its canary."""
+    """Serve ``mode`` (a key of :data:`MODES`) on a free loopback port, with its canary.
+
+    ``tls``: (certificate file, key file) to serve HTTPS instead of HTTP.
+    """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
     canary = Canary()
     reg = Hostile(mode=mode, content=build(mode), log=Log(), canary=canary, names=names or [])
     if configure is not None:
         configure(reg)
-    with _serving(_canary_handler(canary)) as canary_host, _serving(_handler(reg)) as host:
+    with (
+        _serving(_canary_handler(canary)) as canary_host,
+        _serving(_handler(reg), tls) as host,
+    ):
         canary.host = canary_host
         reg.host = host
         yield reg
