@@ -82,7 +82,7 @@ def assert_clean(run: Run, reg: Hostile | None, *, code: int = 2, within: float 
 
 @pytest.fixture(autouse=True)
 def _register_password() -> None:
-    secretguard.register(PASSWORD)
+    secretguard.register_basic("tester", PASSWORD)
 
 
 def test_the_honest_mode_works_so_failures_below_are_the_registrys() -> None:
@@ -202,6 +202,16 @@ def test_platform_fields_and_content_types_are_shown_printable() -> None:
     assert "manifests[0](linux?[2J/a?FAKE)" in run.out, run.out
 
 
+def test_a_registry_that_echoes_credentials_does_not_get_them_shown() -> None:
+    def basic(reg: Hostile) -> None:
+        reg.basic_user = "tester"
+
+    with hostile_registry("echo-secret", configure=basic) as reg:
+        line = assert_clean(run_cli("check", *creds(), f"{reg.host}/app:v1"), reg)
+        assert any("Authorization" in s.headers for s in reg.log.seen)
+    assert "you sent" in line and "***" in line, line
+
+
 def test_a_blob_longer_than_its_descriptor_never_lands(tmp_path: Path) -> None:
     with hostile_registry("lying-blob") as reg:
         dest = tmp_path / "out"
@@ -318,6 +328,7 @@ def test_every_mode_is_exercised() -> None:
         "drip-blob",
         "fanout",
         "hostile-types",
+        "echo-secret",
         "hostile-platform",
         "huge-catalog",
         "endless-pagination",

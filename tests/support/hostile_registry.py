@@ -46,6 +46,7 @@ MODES: dict[str, str] = {
     "endless-error": "a 500 whose error body never ends",
     "hostile-error": "a 500 whose message holds ESC sequences, newlines and 60 KB",
     "nested-error": "a 500 whose error body nests 100,000 arrays deep",
+    "echo-secret": "a 500 whose message echoes the Authorization header and the password",
     "nested-manifest": "a manifest nested 100,000 arrays deep",
     "huge-catalog": "a catalog page that never ends",
     "endless-pagination": "a catalog whose next-page links never end",
@@ -368,6 +369,12 @@ def _handler(reg: Hostile) -> type[BaseHTTPRequestHandler]:
             if mode == "hostile-error":
                 message = "\x1b[2J\x1b[31mFAKE\nLine two\r\noci-normalize: ok" + "A" * 60_000
                 body = _json({"errors": [{"code": "BROKEN\x1b[0m", "message": message}]})
+                return self._answer(500, body, {"Content-Type": "application/json"})
+            if mode == "echo-secret":
+                sent = self.headers.get("Authorization", "")
+                decoded = base64.b64decode(sent.split(" ", 1)[-1] + "==").decode(errors="replace")
+                message = f"you sent {sent!r}, that is {decoded!r}"
+                body = _json({"errors": [{"code": "UNKNOWN", "message": message}]})
                 return self._answer(500, body, {"Content-Type": "application/json"})
             if mode == "nested-error":
                 body = b'{"errors":' + b"[" * DEEP + b"]" * DEEP + b"}"
