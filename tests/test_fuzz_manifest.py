@@ -117,16 +117,16 @@ def _check_idempotent(root: Node) -> None:
     again = _renormalized(plan, root)
     assert not again.changed, [n.path for n in again.changed]
     assert again.root.new_data == plan.root.new_data
-    assert not [f for f in find_docker_types_safe(again)]
+    assert not _convertible_docker_types_left(again)
 
 
-def find_docker_types_safe(plan: Plan) -> list[object]:
-    """Docker types left in the plan's output (only those the table can convert)."""
-    left = []
-    for node in plan.nodes:
-        if mt.is_docker(node.new_media_type) and mt.oci_twin(node.new_media_type):
-            left.append(node.path)
-    return left
+def _convertible_docker_types_left(plan: Plan) -> list[str]:
+    """Paths of output manifests still typed Docker although the table has an OCI twin."""
+    return [
+        node.path
+        for node in plan.nodes
+        if mt.is_docker(node.new_media_type) and mt.oci_twin(node.new_media_type)
+    ]
 
 
 @FUZZ
