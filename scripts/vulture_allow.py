@@ -17,3 +17,10 @@ token_requests  # noqa
 # PushStats counts blobs that needed no upload; kept beside uploaded/mounted for debugging
 blobs_present  # noqa
 blobs_skipped  # noqa
+# urllib3 reads these to build the deadline-aware connections (http/deadline.py)
+ConnectionCls  # noqa
+pool_classes_by_scheme  # noqa
+# requests' own slot for a response body, filled by the transport's capped read
+_content  # noqa
+# the digest a signed schema1 body is known by; the tests build fixtures with it
+jws_payload  # noqa

@@ -127,7 +127,7 @@ class RecordingSession:
         resp = requests.Response()
         resp.status_code = 200
         resp._content = b'{"token": "tok-abcdef", "expires_in": 300}'
-        resp._content_consumed = True  # read, as a real answer is once its body is in
+        resp._content_consumed = True  # type: ignore[attr-defined]  # read, as a real answer is
         return resp
 
     def get(self, url: str, **kwargs: object) -> requests.Response:

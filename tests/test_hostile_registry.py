@@ -82,7 +82,7 @@ def assert_clean(run: Run, reg: Hostile | None, *, code: int = 2, within: float 
 
 @pytest.fixture(autouse=True)
 def _register_password() -> None:
-    secretguard.register(PASSWORD)
+    secretguard.register_basic("tester", PASSWORD)
 
 
 def test_the_honest_mode_works_so_failures_below_are_the_registrys() -> None:
@@ -130,6 +130,55 @@ def test_a_manifest_by_digest_with_other_bytes_is_refused() -> None:
     assert f"expected {reg.content.root}" in line
 
 
+def _self_signed(directory: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 that is its own CA (cert file, key file)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+def test_the_deadline_holds_over_tls(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    with hostile_registry("drip", tls=(cert, key)) as reg:
+        args = ("--ca-file", cert, "--timeout", "3", "--retries", "0")
+        run = run_cli("check", *creds(), *args, f"{reg.host}/app:v1")
+        line = assert_clean(run, reg, within=12)
+    assert "did not finish answering within 3 s" in line, line
+
+
 def test_a_hostile_error_text_is_one_short_printable_line() -> None:
     with hostile_registry("hostile-error") as reg:
         line = assert_clean(run_cli("check", *creds(), f"{reg.host}/app:v1"), reg)
@@ -151,6 +200,16 @@ def test_platform_fields_and_content_types_are_shown_printable() -> None:
     assert "\x1b" not in run.out + run.err
     assert not any(line.startswith("FAKE") for line in run.out.splitlines())
     assert "manifests[0](linux?[2J/a?FAKE)" in run.out, run.out
+
+
+def test_a_registry_that_echoes_credentials_does_not_get_them_shown() -> None:
+    def basic(reg: Hostile) -> None:
+        reg.basic_user = "tester"
+
+    with hostile_registry("echo-secret", configure=basic) as reg:
+        line = assert_clean(run_cli("check", *creds(), f"{reg.host}/app:v1"), reg)
+        assert any("Authorization" in s.headers for s in reg.log.seen)
+    assert "you sent" in line and "***" in line, line
 
 
 def test_a_blob_longer_than_its_descriptor_never_lands(tmp_path: Path) -> None:
@@ -269,6 +328,7 @@ def test_every_mode_is_exercised() -> None:
         "drip-blob",
         "fanout",
         "hostile-types",
+        "echo-secret",
         "hostile-platform",
         "huge-catalog",
         "endless-pagination",

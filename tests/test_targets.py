@@ -13,10 +13,10 @@ from oci_normalize.batch.targets import (
     registry_reference,
     shard_of,
 )
-from oci_normalize.errors import ReferenceError_
+from oci_normalize.errors import ReferenceError_, RegistryError
 from oci_normalize.reference import Reference
 from tests.support.bulk_seed import Seeder
-from tests.support.registry import RunningRegistry
+from tests.support.registry import RegistryFactory, RunningRegistry
 
 
 @pytest.mark.parametrize(
@@ -148,3 +148,23 @@ def test_catalog_and_tags_are_paginated_and_filtered(
         "/v2/tt-pages/a/tags/list",
         "/v2/tt-pages/b/tags/list",
     ]
+
+
+@pytest.mark.registry
+def test_a_catalog_with_more_references_than_the_bound_is_refused(
+    registry_factory: RegistryFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = registry_factory()  # its own: the catalog holds only what is seeded here
+    seeder = Seeder(registry.url)
+    image = seeder.docker_image("tt-bound/src", "base", key="tt-bound")
+    for repo in ("tt-bound/a", "tt-bound/b"):
+        for tag in ("v1", "v2", "v3"):
+            seeder.copy_image(image, "tt-bound/src", repo, tag)
+    seeder.close()
+    selection = Selection(repos=("tt-bound/[ab]",))
+    monkeypatch.setenv("OCI_NORMALIZE_MAX_LISTED_NAMES", "5")
+    with Client() as client, pytest.raises(RegistryError, match="more than 5 references"):
+        from_registry(client, registry.host, selection, concurrency=2)
+    monkeypatch.setenv("OCI_NORMALIZE_MAX_LISTED_NAMES", "6")
+    with Client() as client:
+        assert len(from_registry(client, registry.host, selection, concurrency=2).refs) == 6

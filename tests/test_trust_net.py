@@ -271,3 +271,17 @@ def test_malformed_token_answers_are_failed_authentication(raw: bytes) -> None:
 
     with pytest.raises(UnauthorizedError, match="authentication failed"):
         token_from(raw, "t")
+
+
+def test_secrets_a_registry_echoes_are_masked() -> None:
+    import base64
+
+    from oci_normalize.http import secrets
+
+    secrets.remember_basic("someone", "pa55-unit-secret")
+    secrets.remember("tok-unit-secret-123", None, "short")
+    b64 = base64.b64encode(b"someone:pa55-unit-secret").decode()
+    text = f"got Basic {b64} = someone:pa55-unit-secret, Bearer tok-unit-secret-123, short"
+    shown = secrets.redact(text)
+    assert "pa55-unit-secret" not in shown and b64 not in shown
+    assert "tok-unit-secret-123" not in shown and "short" in shown

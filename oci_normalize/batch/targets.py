@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from oci_normalize import limits
 from oci_normalize.api import Client
-from oci_normalize.errors import OciNormalizeError, ReferenceError_
+from oci_normalize.errors import OciNormalizeError, ReferenceError_, RegistryError
 from oci_normalize.reference import DOCKER_HUB, Reference, parse_repository, parse_tag, shown
 
 _HUB_PREFIXES = ("docker.io/", "index.docker.io/", "registry-1.docker.io/")
@@ -119,6 +120,7 @@ def from_registry(
     targets = Targets(repositories=len(repositories), registry=probe.registry)
     targets.failures.extend(refused)
     found: list[Reference] = []
+    total, cap = 0, limits.max_listed_names()
     with ThreadPoolExecutor(max(1, concurrency)) as pool:
         for repository, listed_tags in pool.map(tags_of, repositories):
             where = f"{probe.registry}/{repository}"
@@ -126,6 +128,12 @@ def from_registry(
                 targets.failures.append((where, listed_tags))
                 continue
             tags = _valid(listed_tags, parse_tag, where, targets.failures)
+            total += len(tags)
+            if total > cap:
+                raise RegistryError(
+                    f"{probe.registry}: more than {cap} references in the catalog "
+                    f"(set {limits.ENV_MAX_LISTED_NAMES} to allow more)"
+                )
             targets.all_tags[repository] = tags
             found.extend(
                 Reference(registry=probe.registry, repository=repository, tag=t) for t in tags

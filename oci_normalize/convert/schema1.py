@@ -19,7 +19,7 @@ The uncompressed digests (``diff_ids``) and sizes of the kept layers need the la
 caller streams them (see :mod:`oci_normalize.blobio`) and passes :class:`~.models.LayerFacts`.
 
 Signed manifests (``…v1+prettyjws``) are addressed by the digest of their JWS payload (see
-:func:`oci_normalize.content.jws_payload`); the signature plays no part in the conversion.
+:func:`oci_normalize.manifest.signed_payload`); only that payload is converted.
 """
 
 from __future__ import annotations

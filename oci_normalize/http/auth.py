@@ -21,6 +21,7 @@ import requests
 
 from oci_normalize.errors import DeniedError, UnauthorizedError
 from oci_normalize.http import env as httpenv
+from oci_normalize.http import secrets
 from oci_normalize.http.deadline import Deadline, armed
 from oci_normalize.http.token import (
     Token,
@@ -105,6 +106,8 @@ class Authenticator:
     ) -> None:
         self._session = session
         self._credential = credential
+        secrets.remember_basic(credential.username, credential.password)
+        secrets.remember(credential.identity_token)
         self._timeout = timeout
         self._verify = verify
         self._allow_plain_http = allow_plain_http

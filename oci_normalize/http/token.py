@@ -17,6 +17,7 @@ from typing import Final
 import requests
 
 from oci_normalize.errors import UnauthorizedError
+from oci_normalize.http import secrets
 from oci_normalize.http.deadline import Deadline
 from oci_normalize.limits import MAX_TOKEN_BODY, parse_count
 from oci_normalize.manifest import too_deep
@@ -80,6 +81,7 @@ def token_from(raw: bytes, what: str) -> Token:
         raise failed("answered without a token")
     if len(value) > MAX_TOKEN_BODY or not _TOKEN_CHARS.fullmatch(value):
         raise failed("sent a malformed token (not printable ASCII)")
+    secrets.remember(value)
     lifetime = body.get("expires_in")
     if (
         not isinstance(lifetime, (int, float))

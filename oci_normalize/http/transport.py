@@ -33,6 +33,7 @@ from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import Authenticator
 from oci_normalize.http.deadline import Deadline, armed
 from oci_normalize.http.retry import NO_RETRY, RetryPolicy, parse_retry_after
+from oci_normalize.http.secrets import redact
 from oci_normalize.limits import MAX_ERROR_BODY
 from oci_normalize.manifest import too_deep
 from oci_normalize.text import printable
@@ -355,7 +356,7 @@ def raise_for_status(resp: requests.Response, what: str, *, kind: str) -> None:
     if code:
         detail = f"{code}: {message}" if message else code
     else:
-        detail = f"HTTP {status} {printable(str(resp.reason or ''), limit=80)}".strip()
+        detail = f"HTTP {status} {printable(redact(str(resp.reason or '')), limit=80)}".strip()
     text = f"{what}: {detail}"
     if status == 413:
         raise ManifestTooLargeError(
@@ -397,7 +398,7 @@ def read_errors(resp: requests.Response) -> tuple[str | None, str]:
     try:
         errors = json.loads(text).get("errors") or []
         first = errors[0]
-        code = printable(str(first.get("code") or ""), limit=64) or None
-        return code, printable(str(first.get("message") or ""), limit=300)
+        code = printable(redact(str(first.get("code") or "")), limit=64) or None
+        return code, printable(redact(str(first.get("message") or "")), limit=300)
     except (ValueError, AttributeError, IndexError, TypeError, KeyError, RecursionError):
         return None, ""

@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import json
+import ssl
 import tarfile
 import threading
 import time
@@ -45,6 +46,7 @@ MODES: dict[str, str] = {
     "endless-error": "a 500 whose error body never ends",
     "hostile-error": "a 500 whose message holds ESC sequences, newlines and 60 KB",
     "nested-error": "a 500 whose error body nests 100,000 arrays deep",
+    "echo-secret": "a 500 whose message echoes the Authorization header and the password",
     "nested-manifest": "a manifest nested 100,000 arrays deep",
     "huge-catalog": "a catalog page that never ends",
     "endless-pagination": "a catalog whose next-page links never end",
@@ -186,11 +188,10 @@ def build(mode: str) -> Content:
         content.root = content.add_manifest(_json(index), OCI_INDEX)
         return content
     if mode == "lying-size":
-        child = content.add_manifest(manifest, mtype)
+        content.add_manifest(manifest, mtype)
         index = json.loads(_index([(manifest, mtype)]))
         index["manifests"][0]["size"] = 1
         content.root = content.add_manifest(_json(index), OCI_INDEX)
-        assert child
         return content
     if mode == "nested-manifest":
         deep = b'{"schemaVersion":2,"mediaType":"' + OCI_MANIFEST.encode() + b'","x":'
@@ -368,6 +369,12 @@ def _handler(reg: Hostile) -> type[BaseHTTPRequestHandler]:
                 message = "\x1b[2J\x1b[31mFAKE\nLine two\r\noci-normalize: ok" + "A" * 60_000
                 body = _json({"errors": [{"code": "BROKEN\x1b[0m", "message": message}]})
                 return self._answer(500, body, {"Content-Type": "application/json"})
+            if mode == "echo-secret":
+                sent = self.headers.get("Authorization", "")
+                decoded = base64.b64decode(sent.split(" ", 1)[-1] + "==").decode(errors="replace")
+                message = f"you sent {sent!r}, that is {decoded!r}"
+                body = _json({"errors": [{"code": "UNKNOWN", "message": message}]})
+                return self._answer(500, body, {"Content-Type": "application/json"})
             if mode == "nested-error":
                 body = b'{"errors":' + b"[" * DEEP + b"]" * DEEP + b"}"
                 return self._answer(500, body, {"Content-Type": "application/json"})
@@ -487,10 +494,22 @@ def _canary_handler(canary: Canary) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hangs up on a lie is the point, not a server problem
+
+
 @contextmanager
-def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+def _serving(
+    handler: type[BaseHTTPRequestHandler], tls: tuple[str, str] | None = None
+) -> Iterator[str]:
+    server = _QuietServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -502,16 +521,26 @@ def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 @contextmanager
 def hostile_registry(
-    mode: str, *, names: list[str] | None = None, configure: Callable[[Hostile], None] | None = None
+    mode: str,
+    *,
+    names: list[str] | None = None,
+    configure: Callable[[Hostile], None] | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> Iterator[Hostile]:
-    """Serve ``mode`` (a key of :data:`MODES`) on a free loopback port, with its canary."""
+    """Serve ``mode`` (a key of :data:`MODES`) on a free loopback port, with its canary.
+
+    ``tls``: (certificate file, key file) to serve HTTPS instead of HTTP.
+    """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
     canary = Canary()
     reg = Hostile(mode=mode, content=build(mode), log=Log(), canary=canary, names=names or [])
     if configure is not None:
         configure(reg)
-    with _serving(_canary_handler(canary)) as canary_host, _serving(_handler(reg)) as host:
+    with (
+        _serving(_canary_handler(canary)) as canary_host,
+        _serving(_handler(reg), tls) as host,
+    ):
         canary.host = canary_host
         reg.host = host
         yield reg
