@@ -57,7 +57,7 @@ def find_docker_types(root: Node) -> list[Finding]:
     return findings
 
 
-def artifact_reason(node: Node) -> str | None:
+def artifact_reason(node: Node, memo: dict[Digest, str | None] | None = None) -> str | None:
     """Why ``node`` is an artifact rather than an image (None for images and image indexes).
 
     An image manifest is an artifact when it has an ``artifactType``, when its config type is
@@ -65,7 +65,17 @@ def artifact_reason(node: Node) -> str | None:
     has a known artifact type (cosign signatures and attestations keep an image config type);
     an index when it has an ``artifactType``, lists artifacts only, or lists a Docker artifact
     (a plugin): an OCI index would hide that from the only client that reads it.
+
+    ``memo`` (digest → reason) makes a walk over a tree cost one look per distinct manifest:
+    an index can name the same child under many paths.
     """
+    memo = {} if memo is None else memo
+    if node.digest not in memo:
+        memo[node.digest] = _artifact_reason(node, memo)
+    return memo[node.digest]
+
+
+def _artifact_reason(node: Node, memo: dict[Digest, str | None]) -> str | None:
     mtype = mt.base(node.media_type)
     if mtype == mt.OCI_ARTIFACT_MANIFEST:
         return "OCI artifact manifest"
@@ -76,7 +86,7 @@ def artifact_reason(node: Node) -> str | None:
     if isinstance(atype, str) and atype:
         return f"{mt.artifact_name(atype)} (artifactType {mt.base(atype)})"
     if mt.is_index(mtype):
-        reasons = [(c, artifact_reason(c)) for c in node.children]
+        reasons = [(c, artifact_reason(c, memo)) for c in node.children]
         if reasons and all(r for _, r in reasons):
             return "index of artifacts only"
         docker = [r for c, r in reasons if r and mt.is_docker(c.media_type)]
@@ -97,8 +107,9 @@ def artifact_digests(root: Node) -> set[Digest]:
     """The digests of every artifact in the tree and of everything under one (an index that is
     an artifact is left alone whole, images it lists included), as check and convert treat them."""
     out: set[Digest] = set()
+    memo: dict[Digest, str | None] = {}
     for node in root.walk():
-        if node.digest not in out and artifact_reason(node) is not None:
+        if node.digest not in out and artifact_reason(node, memo) is not None:
             out.update(n.digest for n in node.walk())
     return out
 
@@ -131,7 +142,7 @@ def normalize(root: Node, *, schema1_layers: Mapping[Digest, LayerFacts] | None 
     warnings: list[str] = []
     memo: dict[Digest, PlannedNode] = {}
     new_blobs: dict[Digest, NewBlob] = {}
-    _plan(root, memo, warnings, new_blobs, schema1_layers)
+    _plan(root, memo, warnings, new_blobs, schema1_layers, artifact_digests(root))
     ordered = tuple(memo[n.digest] for n in root.walk())
     return Plan(
         nodes=ordered,
@@ -158,15 +169,17 @@ def _plan(
     warnings: list[str],
     new_blobs: dict[Digest, NewBlob],
     schema1_layers: Mapping[Digest, LayerFacts] | None,
+    left_alone: set[Digest],
 ) -> PlannedNode:
     if node.digest in memo:
         return memo[node.digest]
-    if artifact_reason(node) is not None:  # not an image: it and all below keep their bytes
-        for below in node.walk():
-            memo.setdefault(below.digest, _unchanged(below))
+    if node.digest in left_alone:  # an artifact, or under one: keeps its bytes
+        memo[node.digest] = _unchanged(node)
+        for child in node.children:
+            _plan(child, memo, warnings, new_blobs, schema1_layers, left_alone)
         return memo[node.digest]
     for child in node.children:
-        _plan(child, memo, warnings, new_blobs, schema1_layers)
+        _plan(child, memo, warnings, new_blobs, schema1_layers, left_alone)
     what = f"{node.path} {node.digest.short}"
     mtype = mt.base(node.media_type)
     if mt.is_schema1(mtype):
