@@ -285,3 +285,19 @@ def test_secrets_a_registry_echoes_are_masked() -> None:
     shown = secrets.redact(text)
     assert "pa55-unit-secret" not in shown and b64 not in shown
     assert "tok-unit-secret-123" not in shown and "short" in shown
+
+
+def test_a_non_http_upload_location_is_refused_before_any_byte_goes() -> None:
+    from oci_normalize.errors import RegistryError
+    from oci_normalize.store.registry import Registry
+    from tests.support.fake_registry import Answer, fake_registry
+
+    with fake_registry() as fake:
+        fake.route(
+            "POST", "/v2/a/b/blobs/uploads/", Answer(202, b"", {"Location": "file:///etc/x"})
+        )
+        reg = Registry(Reference.parse(f"{fake.host}/a/b:t"))
+        digest = Digest.of(b"blob")
+        with pytest.raises(RegistryError, match="non-HTTP upload location"):
+            reg.upload_blob("a/b", digest, 4, [b"blob"])
+        assert [s.method for s in fake.seen] == ["POST"]

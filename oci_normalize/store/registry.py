@@ -337,6 +337,8 @@ class Registry:
         if not location:
             raise RegistryError(f"{what}: registry gave no upload location")
         url = urljoin(self.base_url, location)
+        if not url.lower().startswith(("http://", "https://")):
+            raise RegistryError(f"{what}: registry gave a non-HTTP upload location")
         sep = "&" if "?" in url else "?"
         body = _SizedStream(chunks, size)
         resp = self._request(
