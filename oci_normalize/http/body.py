@@ -60,6 +60,9 @@ class StreamedBody:
             yield from self._resp.iter_content(chunk_size)
         except (requests.RequestException, OSError) as exc:
             raise self._failed(self._resp, self._what, exc) from exc
+        deadline = getattr(self._resp, "deadline", None)
+        if isinstance(deadline, Deadline) and deadline.expired:  # cut short, maybe silently
+            raise self._failed(self._resp, self._what, TimeoutError())
 
     def close(self) -> None:
         self._resp.close()

@@ -256,6 +256,9 @@ class Transport:
             if deadline.expired:
                 raise self._late(what) from exc
             raise TransportError(f"{what}: {self.registry} broke off its answer") from exc
+        except BaseException:  # over the cap (its connection is closed), or interrupted
+            deadline.disarm()
+            raise
         # Disarmed before the connection goes back to the pool, where another request may
         # take it: a late watchdog must never shut a socket that serves someone else.
         deadline.disarm()
