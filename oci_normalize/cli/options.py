@@ -42,13 +42,7 @@ class Connection:
         False
     )
     timeout: Annotated[
-        float,
-        typer.Option(
-            "--timeout",
-            min=0.1,
-            help="Seconds to wait for the next byte, and for any whole answer but a blob "
-            "(blobs get more time by size).",
-        ),
+        float, typer.Option("--timeout", min=0.1, help="Read timeout per request, seconds.")
     ] = READ_TIMEOUT_S
     connect_timeout: Annotated[
         float,
