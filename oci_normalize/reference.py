@@ -10,7 +10,6 @@ from typing import Final
 
 from oci_normalize.digest import Digest
 from oci_normalize.errors import InvalidDigestError, ReferenceError_
-from oci_normalize.limits import parse_count
 from oci_normalize.text import printable
 
 DOCKER_HUB: Final = "docker.io"
@@ -198,18 +197,16 @@ class LayoutRef:
     @classmethod
     def parse(cls, text: str) -> LayoutRef:
         if not text.startswith(OCI_PREFIX):
-            raise ReferenceError_(
-                f"invalid layout reference {printable(text)!r}: expected oci:PATH[:TAG]"
-            )
+            raise ReferenceError_(f"invalid layout reference {text!r}: expected oci:PATH[:TAG]")
         body = text[len(OCI_PREFIX) :]
         path, tag = body, None
         head, colon, tail = body.rpartition(":")
         if colon and (tail == "" or _TAG.fullmatch(tail)):
             path, tag = head, tail or None
         if not path:
-            raise ReferenceError_(f"invalid layout reference {printable(text)!r}: empty path")
+            raise ReferenceError_(f"invalid layout reference {text!r}: empty path")
         if "\0" in path:
-            raise ReferenceError_(f"invalid layout reference {printable(text)!r}: NUL in path")
+            raise ReferenceError_(f"invalid layout reference {text!r}: NUL in path")
         return cls(path=os.path.abspath(path), tag=tag)
 
     @property
@@ -252,14 +249,12 @@ class ArchiveRef:
     @classmethod
     def parse(cls, text: str) -> ArchiveRef:
         if not text.startswith(ARCHIVE_PREFIX):
-            raise ReferenceError_(f"invalid archive reference {printable(text)!r}")
+            raise ReferenceError_(f"invalid archive reference {text!r}")
         path, _, image = text[len(ARCHIVE_PREFIX) :].partition(":")
         if not path or "\0" in path:
-            raise ReferenceError_(f"invalid archive reference {printable(text)!r}: empty path")
-        if image.startswith("@") and parse_count(image[1:]) is None:
-            raise ReferenceError_(
-                f"invalid archive reference {printable(text)!r}: @N needs a number"
-            )
+            raise ReferenceError_(f"invalid archive reference {text!r}: empty path")
+        if image.startswith("@") and not image[1:].isdigit():
+            raise ReferenceError_(f"invalid archive reference {text!r}: @N needs a number")
         if image and not image.startswith("@"):
             Reference.parse(image)  # refuse what docker would never have saved
         return cls(path=os.path.abspath(path), image=image or None)
