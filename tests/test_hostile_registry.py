@@ -123,6 +123,17 @@ def test_check_fails_cleanly(mode: str) -> None:
     assert line.startswith("oci-normalize: error: ")
 
 
+@pytest.mark.parametrize(
+    "mode",
+    ["lying-digest", "lying-size", "schema1-appended", "nested-manifest", "hostile-types", "drip"],
+)
+def test_convert_in_place_writes_nothing_when_content_lies(mode: str) -> None:
+    with hostile_registry(mode) as reg:
+        args = ("--timeout", "3", "--retries", "0") if mode == "drip" else ()
+        run = run_cli("convert", *creds(), *args, f"{reg.host}/app:v1")
+        assert_clean(run, reg, within=15)  # and, above all, no PUT/POST/PATCH/DELETE
+
+
 def test_a_manifest_by_digest_with_other_bytes_is_refused() -> None:
     with hostile_registry("lying-body") as reg:
         run = run_cli("check", *creds(), f"{reg.host}/app@{reg.content.root}")

@@ -285,3 +285,36 @@ def test_secrets_a_registry_echoes_are_masked() -> None:
     shown = secrets.redact(text)
     assert "pa55-unit-secret" not in shown and b64 not in shown
     assert "tok-unit-secret-123" not in shown and "short" in shown
+
+
+def test_a_non_http_upload_location_is_refused_before_any_byte_goes() -> None:
+    from oci_normalize.errors import RegistryError
+    from oci_normalize.store.registry import Registry
+    from tests.support.fake_registry import Answer, fake_registry
+
+    with fake_registry() as fake:
+        fake.route(
+            "POST", "/v2/a/b/blobs/uploads/", Answer(202, b"", {"Location": "file:///etc/x"})
+        )
+        reg = Registry(Reference.parse(f"{fake.host}/a/b:t"))
+        digest = Digest.of(b"blob")
+        with pytest.raises(RegistryError, match="non-HTTP upload location"):
+            reg.upload_blob("a/b", digest, 4, [b"blob"])
+        assert [s.method for s in fake.seen] == ["POST"]
+
+
+def test_a_lying_size_on_an_already_fetched_child_is_refused_too() -> None:
+    # root → [A, C]; A → [C] with a wrong size: C is fetched once, before A names it.
+    content = Content()
+    leaf, mtype = image(content)
+    content.add_manifest(leaf, mtype)
+    inner = json.loads(_index([(leaf, mtype)], "A"))
+    inner["manifests"][0]["size"] = len(leaf) + 7
+    inner_data = json.dumps(inner).encode()
+    content.add_manifest(inner_data, OCI_INDEX)
+    root = _index([(inner_data, OCI_INDEX), (leaf, mtype)], "root")
+    content.root = content.add_manifest(root, OCI_INDEX)
+    store = CountingStore(content)
+    with pytest.raises(DigestMismatchError, match=f"descriptor says {len(leaf) + 7}"):
+        fetch_tree(store, Reference.parse("hostile.test/app:v1"))  # type: ignore[arg-type]
+    assert len(store.gets) == 3  # root, A, C: each once

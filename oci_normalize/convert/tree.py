@@ -84,15 +84,15 @@ def build_tree(registry: Store, ref: Location, root: Fetched) -> Node:
 
             for digest, parsed in pool.map(fetch, list(wanted.items())):
                 got[digest] = parsed
-            _check_sizes(prefix, got, level)
             level = list(wanted)
+    _check_sizes(prefix, got)
     return _node(root.digest, got, {}, set())
 
 
-def _check_sizes(prefix: str, got: dict[Digest, _Got], level: list[Digest]) -> None:
-    """Every descriptor of ``level`` names its child's size exactly (an index is pushed as is)."""
-    for parent in level:
-        for child, _, size, label in got[parent].children:
+def _check_sizes(prefix: str, got: dict[Digest, _Got]) -> None:
+    """Every descriptor names its child's size exactly (an index is pushed as it is)."""
+    for parent in got.values():
+        for child, _, size, label in parent.children:
             actual = got[child].size
             if actual != size:
                 raise DigestMismatchError(

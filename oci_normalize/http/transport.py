@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
 
@@ -31,6 +31,7 @@ from oci_normalize.errors import (
 )
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import Authenticator
+from oci_normalize.http.body import close_ends, preload
 from oci_normalize.http.deadline import Deadline, armed
 from oci_normalize.http.retry import NO_RETRY, RetryPolicy, parse_retry_after
 from oci_normalize.http.secrets import redact
@@ -244,17 +245,20 @@ class Transport:
                 f"{what}: cannot reach {self.registry} ({type(exc).__name__})"
             ) from exc
         if streams:
-            _close_ends(resp, deadline)
+            close_ends(resp, deadline)
             resp.deadline = deadline  # type: ignore[attr-defined]
             return resp
         try:
-            _preload(resp, max_body, what)
+            preload(resp, max_body, what)
         except (requests.RequestException, OSError) as exc:
             deadline.disarm()
             resp.close()
             if deadline.expired:
                 raise self._late(what) from exc
             raise TransportError(f"{what}: {self.registry} broke off its answer") from exc
+        except BaseException:  # over the cap (its connection is closed), or interrupted
+            deadline.disarm()
+            raise
         # Disarmed before the connection goes back to the pool, where another request may
         # take it: a late watchdog must never shut a socket that serves someone else.
         deadline.disarm()
@@ -275,64 +279,6 @@ class Transport:
             return self._late(what)
         name = type(exc).__name__
         return TransportError(f"{what}: {self.registry} broke off its answer ({name})")
-
-
-class StreamedBody:
-    """A streamed answer (a blob) whose read failures are ours: the deadline passed, or the
-    connection broke. Shaped like the response it wraps for the few things callers use."""
-
-    def __init__(self, transport: Transport, resp: requests.Response, what: str) -> None:
-        self._transport = transport
-        self._resp = resp
-        self._what = what
-        self.headers = resp.headers
-        self.status_code = resp.status_code
-
-    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
-        try:
-            yield from self._resp.iter_content(chunk_size)
-        except (requests.RequestException, OSError) as exc:
-            raise self._transport.body_error(self._resp, self._what, exc) from exc
-
-    def close(self) -> None:
-        self._resp.close()
-
-    def __enter__(self) -> StreamedBody:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-
-def _close_ends(resp: requests.Response, deadline: Deadline) -> None:
-    """Closing ``resp`` disarms its deadline (the connection may serve another request next)."""
-    close = resp.close
-
-    def closing() -> None:
-        deadline.disarm()
-        close()
-
-    resp.close = closing  # type: ignore[method-assign]
-
-
-def _preload(resp: requests.Response, cap: int, what: str) -> None:
-    """Read a body the caller did not stream, at most ``cap`` bytes, as ``resp.content``.
-
-    The caller closes ``resp`` (once fully read, that only hands the connection back)."""
-    buf = bytearray()
-    over = False
-    for chunk in resp.iter_content(64 * 1024):
-        buf += chunk
-        if len(buf) > cap:
-            over = True
-            break
-    resp._content = bytes(buf[:cap])  # noqa: SLF001 - requests' own slot for the body
-    if over:
-        resp.raw.close()  # the rest is never read: this connection cannot be reused
-    resp._content_consumed = True  # type: ignore[attr-defined]  # noqa: SLF001
-    if over and resp.status_code < 300:
-        resp.close()
-        raise RegistryError(f"{what}: the registry's answer is over the {cap} byte cap")
 
 
 # ---- error answers -----------------------------------------------------------------------------

@@ -31,17 +31,15 @@ from oci_normalize.errors import (
 )
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Authenticator, Credential
-from oci_normalize.http.deadline import Deadline
+from oci_normalize.http.body import StreamedBody, blob_body, read_manifest_body
 from oci_normalize.http.retry import DEFAULT_RETRY, RetryPolicy
-from oci_normalize.http.transport import StreamedBody, Transport, raise_for_status
-from oci_normalize.limits import BLOB_WITHOUT_LENGTH_S, min_blob_rate, parse_count
+from oci_normalize.http.transport import Transport, raise_for_status
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
     BodyOpener,
     Fetched,
     effective_media_type,
     parse_header_digest,
-    read_capped,
     verify_manifest,
 )
 from oci_normalize.reference import Reference
@@ -183,15 +181,9 @@ class Registry:
         )
 
     def _read_capped(self, resp: Response, what: str) -> bytes:
-        """A streamed body, capped like a manifest; a broken or too slow one is our error."""
-        try:
-            data = read_capped(resp, self.options.max_manifest_bytes, what)
-        except (requests.RequestException, OSError) as exc:
-            raise self.transport.body_error(resp, what, exc) from exc
-        deadline = getattr(resp, "deadline", None)
-        if isinstance(deadline, Deadline) and deadline.expired:  # cut short, maybe silently
-            raise self.transport.body_error(resp, what, TimeoutError())
-        return data
+        return read_manifest_body(
+            resp, self.options.max_manifest_bytes, what, self.transport.body_error
+        )
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None:
         """The digest a tag or digest resolves to, or None when unknown."""
@@ -291,16 +283,7 @@ class Registry:
             stream=True,
         )
         raise_for_status(resp, what, kind="blob")
-        # A blob may be large: beyond the read timeout it gets time for its announced length at
-        # the slowest rate accepted (a lying length is caught by the size check of the copy).
-        deadline = getattr(resp, "deadline", None)
-        if isinstance(deadline, Deadline):
-            length = parse_count(resp.headers.get("Content-Length", ""))
-            extra = BLOB_WITHOUT_LENGTH_S
-            if length is not None:
-                extra = length / min_blob_rate()
-            deadline.extend(extra)
-        return StreamedBody(self.transport, resp, what)
+        return blob_body(resp, what, self.transport.body_error)
 
     def upload_blob(
         self,
@@ -354,6 +337,8 @@ class Registry:
         if not location:
             raise RegistryError(f"{what}: registry gave no upload location")
         url = urljoin(self.base_url, location)
+        if not url.lower().startswith(("http://", "https://")):
+            raise RegistryError(f"{what}: registry gave a non-HTTP upload location")
         sep = "&" if "?" in url else "?"
         body = _SizedStream(chunks, size)
         resp = self._request(
