@@ -3,19 +3,14 @@
 Two kinds of task share one thread pool:
 
 1. *read*: GET each reference's root manifest (one request per tag);
-2. *convert*: once every tag of a repository is read, tags sharing a root digest form a group.
-   Each group fetches its children once (an index's), plans once, pushes the changed children
-   once, then moves each of its tags through :func:`~.api.push_in_place`, the in-place half of
-   ``convert`` (signatures refuse, referrers are re-attached, optional backup tag), each with
-   that tag's own guard where it needs one (HEAD just before the PUT).
+2. *convert*: once every tag of a repository is read, tags sharing a root digest form a group
+   that fetches its children once, plans once, pushes the changed children once, then moves
+   each tag through :func:`~.api.push_in_place` (signatures, referrers, backup, guard).
 
-Requests for an in-place conversion: one GET per manifest, one PUT per changed manifest, and a
-guard HEAD per tag where a window was open between its GET and its PUT (an index, a backup tag,
-referrers: :func:`~.inplace.needs_guard`); the verify HEAD is skipped when the registry echoes
-our digest (see :func:`~.push.execute`'s ``trust_echo``). A Docker v2s2 image costs 2 (GET,
-PUT), a two-platform list 7 for its 3 manifests (3 GETs, 2 child PUTs, guard, root PUT);
-referrer discovery adds one referrers-API probe per registry (the tag lists are the
-enumeration's). A re-run costs one GET per tag whose digest the journal knows as OCI.
+Requests: one GET per manifest, one PUT per changed manifest, a guard HEAD per tag only where a
+window was open between its GET and its PUT (:func:`~.inplace.needs_guard`), no verify HEAD when
+the registry echoes our digest; a v2s2 image costs 2, a two-platform list 7 for its 3 manifests.
+``--to`` (another registry) is :mod:`.migrate`: the same reads and plan, another writer target.
 
 A failing reference never stops the others: every outcome is a :class:`RefResult`.
 """
@@ -35,7 +30,7 @@ from oci_normalize.batch.journal import Journal
 from oci_normalize.convert import inplace
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.convert.normalize import normalize
-from oci_normalize.convert.tree import CHILD_FETCH_CONCURRENCY, build_tree
+from oci_normalize.convert.tree import build_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import JournalError, OciNormalizeError
 from oci_normalize.manifest import Fetched, descriptors, parse_body
@@ -50,6 +45,7 @@ ALREADY_OCI: Final = "already-oci"
 WOULD_CONVERT: Final = "would-convert"
 FAILED: Final = "failed"
 PENDING: Final = "pending"  # journal only: about to move the tag
+PRESENT: Final = "present"  # --to: the destination tag already holds the converted digest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +73,7 @@ class RefResult(_Result):
     reference: str
     repository: str
     tag: str | None = None
-    status: str  # converted | already-oci | would-convert | failed
+    status: str  # converted | already-oci | would-convert | failed | present (--to)
     kind: str | None = None  # what the tree was: oci | docker | mixed
     old_digest: str | None = None
     new_digest: str | None = None
@@ -88,6 +84,8 @@ class RefResult(_Result):
     pushed_manifests: int = 0
     warnings: list[str] = []
     error: str | None = None
+    destination: str | None = None  # --to: where the reference was written
+    replaced_digest: str | None = None  # --to: what the destination tag held before
 
 
 class BatchSummary(_Result):
@@ -105,6 +103,8 @@ class BatchSummary(_Result):
     dry_run: bool
     shard: str | None = None
     journal: str | None = None
+    present: int = 0  # --to: already at the destination
+    destination: str | None = None
 
 
 def summarize(
@@ -115,6 +115,7 @@ def summarize(
     dry_run: bool,
     shard: str | None = None,
     journal: str | None = None,
+    destination: str | None = None,
 ) -> BatchSummary:
     def count(status: str) -> int:
         return sum(1 for r in results if r.status == status)
@@ -132,6 +133,8 @@ def summarize(
         dry_run=dry_run,
         shard=shard,
         journal=journal,
+        present=count(PRESENT),
+        destination=destination,
     )
 
 
@@ -228,8 +231,6 @@ class _Runner:
                     done(result)
         return results
 
-    # ---- tasks --------------------------------------------------------------------------------
-
     def _read(self, ref: Reference) -> Fetched:
         if ref.tag is None:
             raise OciNormalizeError(f"{ref}: converting in place needs a tag to move")
@@ -298,10 +299,8 @@ class _Runner:
         return prepared.refusal
 
     def _move(self, tree: Node, plan: Plan, ref: Reference, *, with_children: bool) -> int:
-        """Convert one tag in place through the single-reference path; manifests pushed.
-
-        After the first tag of a group, the children are there: only the root moves.
-        """
+        """Convert one tag in place as ``convert`` would (after the group's first tag, the
+        children are there: only the root moves); manifests pushed."""
         if not with_children:
             plan = Plan(nodes=(plan.root,), findings=plan.findings, warnings=plan.warnings)
         assert ref.tag is not None
@@ -310,8 +309,6 @@ class _Runner:
             planned, client=self.client, options=self.options.convert_options, trust_echo=True
         )
         return stats.manifests
-
-    # ---- results and journal ------------------------------------------------------------------
 
     def _result(
         self,
@@ -397,8 +394,3 @@ def _groups(read: list[tuple[Reference, Fetched]]) -> list[_Group]:
         else:
             group.refs.append(ref)
     return list(by_digest.values())
-
-
-def pool_size(concurrency: int) -> int:
-    """Connections a batch of ``concurrency`` can hold at once (an index fetches children too)."""
-    return max(16, min(concurrency, MAX_CONCURRENCY) * CHILD_FETCH_CONCURRENCY)

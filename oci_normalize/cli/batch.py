@@ -19,6 +19,7 @@ from typing import Any, Final
 from oci_normalize.api import Client
 from oci_normalize.batch import report as report_mod
 from oci_normalize.batch.journal import Journal, known_oci, read_journal
+from oci_normalize.batch.migrate import Destination, MigrationRunner
 from oci_normalize.batch.rollback import (
     CONFLICT,
     RESTORED,
@@ -36,15 +37,23 @@ from oci_normalize.batch.run import (
     BatchSummary,
     RefResult,
     failed,
-    pool_size,
     run,
     summarize,
 )
-from oci_normalize.batch.targets import Selection, Shard, Targets, from_lines, from_registry
+from oci_normalize.batch.targets import (
+    Selection,
+    Shard,
+    Targets,
+    from_lines,
+    from_registry,
+    registry_reference,
+)
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
+from oci_normalize.convert.push import DEFAULT_BLOB_CONCURRENCY
+from oci_normalize.convert.tree import CHILD_FETCH_CONCURRENCY
 from oci_normalize.errors import OciNormalizeError, RegistryError
 
-__all__ = ["DEFAULT_CONCURRENCY", "MAX_CONCURRENCY", "pool_size"]
+__all__ = ["DEFAULT_CONCURRENCY", "MAX_CONCURRENCY"]
 
 EXIT_OK: Final = 0
 EXIT_CANNOT_START: Final = 2
@@ -64,7 +73,15 @@ class BatchRequest:
     json_out: bool = False
     shard: str | None = None
     report: str | None = None
+    to: str | None = None  # HOST[:PORT][/PREFIX]: write there instead of in place
     options: ConvertOptions = DEFAULT_CONVERT_OPTIONS
+
+
+def pool_size(concurrency: int, *, copies: bool = False) -> int:
+    """Connections a batch of ``concurrency`` can hold at once (an index fetches children too;
+    a copy streams several blobs, and talks to two registries)."""
+    per_ref = max(CHILD_FETCH_CONCURRENCY, DEFAULT_BLOB_CONCURRENCY if copies else 0)
+    return max(16, min(concurrency, MAX_CONCURRENCY) * per_ref)
 
 
 def _err(message: str) -> None:
@@ -86,6 +103,11 @@ def run_batch(req: BatchRequest, client: Client) -> int:
     try:
         shard = Shard.parse(req.shard) if req.shard else None
     except ValueError as exc:
+        _err(f"oci-normalize: error: {exc}")
+        return EXIT_CANNOT_START
+    try:
+        to = _destination(req)
+    except OciNormalizeError as exc:
         _err(f"oci-normalize: error: {exc}")
         return EXIT_CANNOT_START
     selection = Selection(repos=req.repos, tags=req.tags, shard=shard)
@@ -126,14 +148,18 @@ def run_batch(req: BatchRequest, client: Client) -> int:
             concurrency=req.concurrency, dry_run=req.dry_run, convert_options=req.options
         )
         try:
-            results += run(
-                targets.refs,
-                client=client,
-                options=options,
-                journal=journal,
-                known_oci=known,
-                on_result=on_result,
-            )
+            if to is None:
+                results += run(
+                    targets.refs,
+                    client=client,
+                    options=options,
+                    journal=journal,
+                    known_oci=known,
+                    on_result=on_result,
+                )
+            else:
+                runner = MigrationRunner(client, options, journal, to)
+                results += runner.run(targets.refs, on_result)
         finally:
             if journal is not None:
                 journal.close()
@@ -145,6 +171,7 @@ def run_batch(req: BatchRequest, client: Client) -> int:
         dry_run=req.dry_run,
         shard=str(shard) if shard else None,
         journal=req.journal,
+        destination=str(to) if to else None,
     )
     code = EXIT_SOME_FAILED if summary.failed else EXIT_OK
     if req.json_out:
@@ -158,6 +185,22 @@ def run_batch(req: BatchRequest, client: Client) -> int:
         except OSError as exc:
             _err(f"oci-normalize: error: cannot write report {req.report}: {exc}")
     return code
+
+
+def _destination(req: BatchRequest) -> Destination | None:
+    """``--to``, checked: a registry other than the source (or another prefix on it)."""
+    if req.to is None:
+        return None
+    to = Destination.parse(req.to)
+    if req.options.backup_tag is not None:
+        raise OciNormalizeError("--backup-tag applies to in-place conversion only, not --to")
+    same = req.registry is not None and registry_reference(req.registry).registry == to.registry
+    if same and not to.prefix:
+        raise OciNormalizeError(
+            f"--to {req.to} is the source registry; give a /PREFIX, or drop --to to convert "
+            "in place"
+        )
+    return to
 
 
 def _targets(req: BatchRequest, client: Client, selection: Selection) -> Targets:
@@ -175,8 +218,9 @@ def _print_batch(results: list[RefResult], s: BatchSummary) -> None:
     if s.dry_run:
         for r in ordered:
             if r.status == WOULD_CONVERT:
+                into = f" into {r.destination}" if r.destination else ""
                 print(
-                    f"would convert {r.reference}: {r.old_digest} -> {r.new_digest} "
+                    f"would convert {r.reference}{into}: {r.old_digest} -> {r.new_digest} "
                     f"({r.kind}, {len(r.moved)} manifest(s))"
                 )
     failures = [r for r in ordered if r.status == FAILED]
@@ -185,10 +229,15 @@ def _print_batch(results: list[RefResult], s: BatchSummary) -> None:
         for r in failures:
             print(f"  {r.reference}: {r.error}")
     done = f"{s.would_convert} would convert" if s.dry_run else f"{s.converted} converted"
+    if s.destination:
+        verb = "would be written" if s.dry_run else "written"
+        count = s.would_convert if s.dry_run else s.converted
+        done = f"{count} {verb} to {s.destination}, {s.present} already there"
     print(
         f"batch{' (dry run)' if s.dry_run else ''}: {s.references} reference(s) in "
         f"{s.repositories} repositor{'y' if s.repositories == 1 else 'ies'}: {done}, "
-        f"{s.already_oci} already OCI, {s.failed} failed; {s.requests} requests, "
+        f"{'' if s.destination else f'{s.already_oci} already OCI, '}{s.failed} failed; "
+        f"{s.requests} requests, "
         f"{s.pushed_manifests} manifests pushed, {s.seconds:.1f} s"
     )
     if s.failed:
