@@ -2,12 +2,13 @@
 
 Repository ``R`` of the source goes to ``HOST/PREFIX/R`` with the same tags, normalized on the
 way. Per group of source tags sharing a root digest, the tree is read from the source and
-planned once; per tag, the destination tag is read (its digest, and its bytes: the journal's
-undo information when it exists) and the writer puts blobs (streamed once per destination
-repository, mounted from a repository of the destination that already holds them), children,
-referrer copies, the guard (the destination tag must still be where it was read) and the tag.
-A destination tag already at the planned digest is ``present``: nothing is written, which is
-what makes an interrupted run resume by running it again. The source is only ever read.
+planned once. Per destination repository, its tag list is read once; per tag, a listed
+destination tag is read (its digest, and its bytes: the journal's undo information). Then the
+writer puts blobs (streamed once per destination repository, mounted from a repository of the
+destination that already holds them; a repository that did not exist needs no blob HEAD),
+children, referrer copies, the guard (the destination tag must still be where it was read) and
+the tag. A destination tag already at the planned digest is ``present``: nothing is written,
+which is what makes an interrupted run resume by running it again. The source is only read.
 
 Referrers follow the in-place rules (:mod:`~oci_normalize.convert.inplace`): a signature naming
 a digest that changes refuses the reference unless ``break_signatures`` (then it stays behind:
@@ -19,6 +20,7 @@ the fallback tag ``sha256-<hex>`` as well.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -106,6 +108,9 @@ class MigrationRunner(_Runner):
         super().__init__(client, options, journal, frozenset())
         self.to = to
         self._replaced: dict[str, Fetched] = {}
+        self._lock = threading.Lock()
+        self._listing: dict[tuple[str, str], threading.Lock] = {}
+        self._tags: dict[tuple[str, str], frozenset[str] | None] = {}
 
     def _convert(self, group: _Group) -> list[RefResult]:
         first = group.refs[0]
@@ -143,7 +148,8 @@ class MigrationRunner(_Runner):
         )
         dest_reg = self.client.registry(dest)
         try:
-            now = _read_tag(dest_reg, dest)
+            tags = self._dest_tags(dest_reg, dest.repository)
+            now = _read_tag(dest_reg, dest) if tags is not None and dest.tag in tags else None
         except OciNormalizeError as exc:
             return self._failed(ref, exc, group, kind).model_copy(update={"destination": str(dest)})
         if now is not None:
@@ -166,6 +172,7 @@ class MigrationRunner(_Runner):
             source_repository=ref.repository,
             whole_tree=True,
             guard=guard,
+            fresh=tags is None,
         )
         if dest.repository in written:  # the tree is there: the GET above is the guard
             writes = replace(writes, new_blobs=(), blobs=(), children=(), guard=None)
@@ -187,6 +194,20 @@ class MigrationRunner(_Runner):
             written.add(dest.repository)
             result = base.model_copy(update={"pushed_manifests": stats.manifests})
         return self._noted(result, self._record(result, None))
+
+    def _dest_tags(self, registry: Registry, repository: str) -> frozenset[str] | None:
+        """The destination repository's tags, listed once per run; None: no such repository
+        (then no blob in it needs looking for either)."""
+        key = (registry.registry, repository)
+        with self._lock:
+            lock = self._listing.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._tags:
+                try:
+                    self._tags[key] = frozenset(registry.list_tags(repository))
+                except NotFoundError:
+                    self._tags[key] = None
+            return self._tags[key]
 
     def _journalled(self, r: RefResult) -> tuple[RefResult, JournalError | None]:
         return r, self._record(r, None)

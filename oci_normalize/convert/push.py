@@ -78,6 +78,7 @@ class Writes:
     guard: TagGuard | None = None
     tag: ManifestPut | None = None
     verify: bool = True  # HEAD the tag afterwards unless the registry confirmed the PUT
+    fresh: bool = False  # the repository did not exist when read: no blob to look for there
 
     def steps(self) -> list[str]:
         """The requests-to-be in order, for messages and tests: ``blob``, ``manifest``, …"""
@@ -99,6 +100,7 @@ def plan_writes(
     backup: ManifestPut | None = None,
     guard: TagGuard | None = None,
     verify: bool = True,
+    fresh: bool = False,
 ) -> Writes:
     """The writes that put ``plan``'s output tree at ``repository`` (under ``tag``, else by
     digest). ``whole_tree``: towards another repository every blob and child goes; in place
@@ -119,6 +121,7 @@ def plan_writes(
         guard=guard,
         tag=ManifestPut(tag or str(root.new_digest), root.new_data, root.new_media_type),
         verify=verify,
+        fresh=fresh,
     )
 
 
@@ -235,7 +238,7 @@ def _ensure_blobs(
         todo.append(blob)
 
     def one(blob: Blob) -> None:
-        _ensure_blob(blob, source, writes.source_repository, dest, writes.repository, stats, homes)
+        _ensure_blob(blob, source, writes, dest, stats, homes)
 
     workers = max(1, min(concurrency, MAX_BLOB_CONCURRENCY, len(todo)))
     if workers == 1:
@@ -248,15 +251,9 @@ def _ensure_blobs(
 
 
 def _ensure_blob(
-    blob: Blob,
-    source: Store,
-    src_repo: str,
-    dest: Store,
-    repo: str,
-    stats: PushStats,
-    homes: BlobHomes,
+    blob: Blob, source: Store, writes: Writes, dest: Store, stats: PushStats, homes: BlobHomes
 ) -> None:
-    name = dest.registry
+    name, repo, src_repo = dest.registry, writes.repository, writes.source_repository
     with homes.claim(name, blob.digest):
         if homes.holds(name, repo, blob.digest):
             stats.count("blobs_present")
@@ -264,7 +261,7 @@ def _ensure_blob(
         home = homes.elsewhere(name, repo, blob.digest)
         if home is not None and dest.mount_blob(repo, blob.digest, home):
             stats.count("blobs_mounted")
-        elif dest.blob_exists(repo, blob.digest):
+        elif not writes.fresh and dest.blob_exists(repo, blob.digest):
             stats.count("blobs_present")
         elif source.registry == name and dest.mount_blob(repo, blob.digest, src_repo):
             stats.count("blobs_mounted")
