@@ -57,7 +57,8 @@ def gzip_layer(size: int, key: int) -> tuple[bytes, str]:
         tar.addfile(info, io.BytesIO(data))
     tar_bytes = raw.getvalue()
     comp = zlib.compressobj(0, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    return comp.compress(tar_bytes) + comp.flush(), "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
+    blob = comp.compress(tar_bytes) + comp.flush()
+    return blob, "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
 
 
 def push_blob(url: str, repo: str, data: bytes) -> None:
@@ -173,7 +174,8 @@ def print_table(samples: dict[str, list[Sample]]) -> None:
     print(f"{'contender':<26}{'wall s':>9}{'peak RSS MiB':>14}{'x skopeo time':>15}")
     print("-" * 64)
     for name, m in med.items():
-        print(f"{name:<26}{m.seconds:>9.2f}{m.rss_mib:>14.1f}{m.seconds / skopeo_s.seconds:>14.2f}x")
+        ratio = m.seconds / skopeo_s.seconds
+        print(f"{name:<26}{m.seconds:>9.2f}{m.rss_mib:>14.1f}{ratio:>14.2f}x")
     print(
         f"time: {ours_s.seconds / skopeo_s.seconds:.2f}x skopeo (target <= 1.0, aim 0.8); "
         f"peak RSS {ours_s.rss_mib:.0f} MiB (target <= 96 MB = {96e6 / MIB:.0f} MiB), skopeo "
