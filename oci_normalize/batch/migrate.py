@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.api import Client, schema1_facts
+from oci_normalize.api import Client
 from oci_normalize.batch.journal import Journal
 from oci_normalize.batch.run import (
     CONVERTED,
@@ -41,7 +41,7 @@ from oci_normalize.batch.run import (
 )
 from oci_normalize.convert import inplace
 from oci_normalize.convert import referrers as rf
-from oci_normalize.convert.normalize import normalize
+from oci_normalize.convert.pipeline import read
 from oci_normalize.convert.push import ManifestPut, TagGuard, execute, plan_writes
 from oci_normalize.convert.tree import build_tree
 from oci_normalize.digest import Digest
@@ -115,10 +115,9 @@ class MigrationRunner(_Runner):
     def _convert(self, group: _Group) -> list[RefResult]:
         first = group.refs[0]
         source = self.client.registry(first)
-        where = first.with_digest(group.root.digest)
         try:
-            tree = build_tree(source, where, group.root)
-            plan = normalize(tree, schema1_layers=schema1_facts(tree, source, where))
+            planned = read(source, first.with_digest(group.root.digest), group.root)
+            tree, plan = planned.tree, planned.plan
             kind = classify(tree)
         except OciNormalizeError as exc:
             return [self._failed(ref, exc, group) for ref in group.refs]

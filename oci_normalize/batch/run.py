@@ -5,7 +5,7 @@ Two kinds of task share one thread pool:
 1. *read*: GET each reference's root manifest (one request per tag);
 2. *convert*: once every tag of a repository is read, tags sharing a root digest form a group
    that fetches its children once, plans once, pushes the changed children once, then moves
-   each tag through :func:`~.api.push_in_place` (signatures, referrers, backup, guard).
+   each tag through :func:`~.pipeline.push_in_place` (signatures, referrers, backup, guard).
 
 Requests: one GET per manifest, one PUT per changed manifest, a guard HEAD per tag only where a
 window was open between its GET and its PUT (:func:`~.inplace.needs_guard`), no verify HEAD when
@@ -25,12 +25,11 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.api import Client, Planned, push_in_place, schema1_facts
+from oci_normalize.api import Client
 from oci_normalize.batch.journal import Journal
 from oci_normalize.convert import inplace
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
-from oci_normalize.convert.normalize import normalize
-from oci_normalize.convert.tree import build_tree
+from oci_normalize.convert.pipeline import Planned, push_in_place, read
 from oci_normalize.digest import Digest
 from oci_normalize.errors import JournalError, OciNormalizeError
 from oci_normalize.manifest import Fetched, descriptors, parse_body
@@ -242,11 +241,9 @@ class _Runner:
         root = group.root
         if root.digest in self.known_oci:
             return [self._result(ref, group, ALREADY_OCI, kind="oci") for ref in group.refs]
-        registry = self.client.registry(first)
-        where = first.with_digest(root.digest)
         try:
-            tree = build_tree(registry, where, root)
-            plan = normalize(tree, schema1_layers=schema1_facts(tree, registry, where))
+            planned = read(self.client.registry(first), first.with_digest(root.digest), root)
+            tree, plan = planned.tree, planned.plan
         except OciNormalizeError as exc:
             return [self._failed(ref, exc, group) for ref in group.refs]
         kind = classify(tree)
