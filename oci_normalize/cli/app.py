@@ -292,7 +292,8 @@ def batch(
 ) -> None:
     """Convert every selected reference in place, concurrently; journal, report, resume.
 
-    Each tag goes through what ``convert`` does in place (guard, signatures, referrers).
+    Each tag goes through what ``convert`` does in place (guard, signatures, referrers). With
+    --to, each repository R is written to HOST/PREFIX/R instead; the source is only read.
     """
     if conn.password_stdin and from_file == "-":
         err("oci-normalize: error: --password-stdin and --from-file - both want stdin")
