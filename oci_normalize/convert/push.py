@@ -22,7 +22,7 @@ from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, PushError
 from oci_normalize.models import Blob, NewBlob, Plan
 from oci_normalize.store.base import BlobStream, Store
-from oci_normalize.store.registry import CHUNK, Registry
+from oci_normalize.store.registry import CHUNK
 
 #: Blobs of one image streamed at once (each holds about two chunks in memory).
 DEFAULT_BLOB_CONCURRENCY: Final = 4
@@ -202,11 +202,11 @@ def execute(
     if writes.tag is None:
         return stats
     tag = writes.tag
-    confirmed = False
-    if trust_echo and isinstance(dest, Registry):
+    if trust_echo:
         _, confirmed = dest.put_manifest_confirmed(repo, tag.ref, tag.data, tag.media_type)
     else:
         dest.put_manifest(repo, tag.ref, tag.data, tag.media_type)
+        confirmed = False
     stats.manifests += 1
     if writes.verify and not confirmed and tag.ref != str(tag.digest):
         landed = dest.head_manifest(repo, tag.ref)
