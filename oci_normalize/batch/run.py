@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.api import Client
+from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.batch.journal import Journal
 from oci_normalize.convert import inplace
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
@@ -35,9 +36,6 @@ from oci_normalize.errors import JournalError, OciNormalizeError
 from oci_normalize.manifest import Fetched, descriptors, parse_body
 from oci_normalize.models import Node, Plan
 from oci_normalize.reference import Reference
-
-DEFAULT_CONCURRENCY: Final = 8
-MAX_CONCURRENCY: Final = 64
 
 CONVERTED: Final = "converted"
 ALREADY_OCI: Final = "already-oci"
