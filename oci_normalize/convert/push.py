@@ -24,8 +24,9 @@ from oci_normalize.models import Blob, NewBlob, Plan
 from oci_normalize.store.base import BlobStream, Store
 from oci_normalize.store.registry import CHUNK
 
-#: Blobs of one image streamed at once (each holds about two chunks in memory).
-DEFAULT_BLOB_CONCURRENCY: Final = 4
+#: Blobs of one image streamed at once (each holds about two chunks in memory); skopeo's
+#: default is 6 too.
+DEFAULT_BLOB_CONCURRENCY: Final = 6
 MAX_BLOB_CONCURRENCY: Final = 16
 
 
@@ -240,6 +241,7 @@ def _ensure_blobs(
     def one(blob: Blob) -> None:
         _ensure_blob(blob, source, writes, dest, stats, homes)
 
+    todo.sort(key=lambda b: -b.size)  # the big ones first: they set the wall time
     workers = max(1, min(concurrency, MAX_BLOB_CONCURRENCY, len(todo)))
     if workers == 1:
         for blob in todo:
