@@ -354,3 +354,30 @@ def test_bad_destinations_exit_2_and_write_nothing(
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.output
     assert writes(dst, mark) == []
+
+
+def test_from_file_and_shards_select_as_in_place(
+    pair: tuple[RunningRegistry, RunningRegistry], tmp_path: Path
+) -> None:
+    src, dst = pair
+    s = Seeder(src.url)
+    imgs = {f"v{i}": s.docker_image("mg-file/app", f"v{i}", key=f"mg-file-{i}") for i in range(6)}
+    s.close()
+    listing = tmp_path / "refs.txt"
+    lines = [f"mg-file/app:{tag}" for tag in imgs] + [f"mg-file/app@{imgs['v0'].digest}"]
+    listing.write_text("# the fleet\n" + "\n".join(lines) + "\n")
+    to = ["--to", f"{dst.host}/file"]
+    slices = []
+    for shard in ("0/2", "1/2"):
+        result = cli(
+            "batch", src.host, "--from-file", str(listing), *to, "--shard", shard, "--json"
+        )
+        docs, _ = json_lines(result)
+        slices.append(docs)
+    every = {ref: doc for docs in slices for ref, doc in docs.items()}
+    assert sum(len(d) for d in slices) == len(every) == len(lines)  # each in one slice
+    digest_ref = f"mg-file/app@{imgs['v0'].digest}"
+    assert every.pop(digest_ref)["error"].endswith("--to writes tags; give the reference a tag")
+    assert {d["status"] for d in every.values()} == {"converted"}
+    for tag in imgs:
+        assert_all_oci(dst, "file/mg-file/app", tag)

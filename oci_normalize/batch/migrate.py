@@ -112,6 +112,11 @@ class MigrationRunner(_Runner):
         self._listing: dict[tuple[str, str], threading.Lock] = {}
         self._tags: dict[tuple[str, str], frozenset[str] | None] = {}
 
+    def _read(self, ref: Reference) -> Fetched:
+        if ref.tag is None:
+            raise OciNormalizeError(f"{ref}: --to writes tags; give the reference a tag")
+        return super()._read(ref)
+
     def _convert(self, group: _Group) -> list[RefResult]:
         first = group.refs[0]
         source = self.client.registry(first)
