@@ -159,10 +159,10 @@ class MigrationRunner(_Runner):
         if now is not None:
             self._replaced[str(dest)] = now
             base = base.model_copy(update={"replaced_digest": str(now.digest)})
-        if now is not None and now.digest == plan.root.new_digest:
-            return self._noted(*self._journalled(base.model_copy(update={"status": PRESENT})))
-        if self.options.dry_run:
-            return self._noted(*self._journalled(base.model_copy(update={"status": WOULD_CONVERT})))
+        if self.options.dry_run or (now is not None and now.digest == plan.root.new_digest):
+            done = now is not None and now.digest == plan.root.new_digest
+            result = base.model_copy(update={"status": PRESENT if done else WOULD_CONVERT})
+            return self._noted(result, self._record(result, None))
         pending = base.model_copy(update={"status": PENDING})
         problem = self._record(pending, None)
         if problem is not None:  # no move without its undo information on disk
@@ -178,12 +178,13 @@ class MigrationRunner(_Runner):
             guard=guard,
             fresh=tags is None,
         )
-        if dest.repository in written:  # the tree is there: the GET above is the guard
-            writes = replace(writes, new_blobs=(), blobs=(), children=(), guard=None)
-        else:
-            referrers = (*carried.puts, *self._fallback_puts(dest_reg, dest, carried))
-            writes = replace(writes, blobs=(*writes.blobs, *carried.blobs), referrers=referrers)
         try:
+            if dest.repository in written:  # another tag of this group brought the tree
+                writes = replace(writes, new_blobs=(), blobs=(), children=())
+            else:
+                referrers = (*carried.puts, *self._fallback_puts(dest_reg, dest, carried))
+                blobs = (*writes.blobs, *carried.blobs)
+                writes = replace(writes, blobs=blobs, referrers=referrers)
             stats = execute(
                 writes,
                 dest=dest_reg,
@@ -212,9 +213,6 @@ class MigrationRunner(_Runner):
                 except NotFoundError:
                     self._tags[key] = None
             return self._tags[key]
-
-    def _journalled(self, r: RefResult) -> tuple[RefResult, JournalError | None]:
-        return r, self._record(r, None)
 
     def _record(self, r: RefResult, old_manifest: bytes | None) -> JournalError | None:
         """Journal the destination tag's move: what it held before is what rollback restores."""
