@@ -312,7 +312,9 @@ def batch(
 ) -> None:
     """Convert every selected reference in place, concurrently; journal, report, resume.
 
-    Each tag goes through what 'convert' does in place (guard, signatures, referrers). With --to, each repository R is written to HOST/PREFIX/R instead; the source is only read.
+    Each tag goes through what 'convert' does in place (guard, signatures, referrers).
+
+    With --to, repository R goes to HOST/PREFIX/R under the same tags; the source is only read.
     """
     if conn.password_stdin and from_file == "-":
         err("oci-normalize: error: --password-stdin and --from-file - both want stdin")
