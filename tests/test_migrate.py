@@ -381,3 +381,21 @@ def test_from_file_and_shards_select_as_in_place(
     assert {d["status"] for d in every.values()} == {"converted"}
     for tag in imgs:
         assert_all_oci(dst, "file/mg-file/app", tag)
+
+
+def test_a_prefix_on_the_source_registry_mounts_every_blob(
+    pair: tuple[RunningRegistry, RunningRegistry],
+) -> None:
+    src, _ = pair
+    s = Seeder(src.url)
+    s.docker_list("mg-same/app", "v1", key="mg-same")
+    s.close()
+    mark = src.log_mark()
+    result = cli("batch", src.host, "--repo", "mg-same/*", "--to", f"{src.host}/copy", "--json")
+    assert result.exit_code == 0, result.output
+    log = src.access_log_lines(since=mark)
+    assert not [e for e in log if e.method == "PUT" and "/blobs/uploads/" in e.path]
+    mounts = [e for e in log if e.method == "POST" and "mount=" in e.uri]
+    assert len(mounts) == 4 and all(e.status == 201 for e in mounts)  # 2 configs, 2 layers
+    assert not [e for e in log if e.method in WRITES and e.path.startswith("/v2/mg-same/")]
+    assert_all_oci(src, "copy/mg-same/app", "v1")
