@@ -189,15 +189,9 @@ def _check(reference: Location, client: Client) -> CheckResult:
     else:
         if p.changed and isinstance(reference, Reference):
             try:
-                referrers = inplace.prepare(
-                    registry=client.registry(reference),
-                    cache=client.referrers,
-                    source=reference,
-                    tree=tree,
-                    plan=p,
-                    options=DEFAULT_CONVERT_OPTIONS,
-                    dry_run=True,
-                ).referrers
+                planned = Planned(reference, tree, p)
+                read = pipeline.prepare(client, planned, DEFAULT_CONVERT_OPTIONS, dry_run=True)
+                referrers = read.referrers
             except RegistryError as exc:
                 warnings.append(f"could not list what points at the old digests: {exc}")
     return CheckResult(
@@ -335,16 +329,8 @@ def _convert(
     if options.backup_tag is not None and not in_place:
         raise OciNormalizeError(f"{source}: --backup-tag applies to in-place conversion only")
     prepared = inplace.Prepared()
-    if in_place and p.changed and isinstance(source, Reference):
-        prepared = inplace.prepare(
-            registry=client.registry(source),
-            cache=client.referrers,
-            source=source,
-            tree=planned.tree,
-            plan=p,
-            options=options,
-            dry_run=dry_run,
-        )
+    if in_place:
+        prepared = pipeline.prepare(client, planned, options, dry_run=dry_run)
     warnings = list(p.warnings)
     nothing_to_do = not p.changed and in_place
     if dry_run or nothing_to_do:

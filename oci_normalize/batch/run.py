@@ -28,9 +28,8 @@ from oci_normalize import mediatypes as mt
 from oci_normalize.api import Client
 from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.batch.journal import Journal
-from oci_normalize.convert import inplace
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
-from oci_normalize.convert.pipeline import Planned, push_in_place, read
+from oci_normalize.convert.pipeline import Planned, prepare, push_in_place, read
 from oci_normalize.digest import Digest
 from oci_normalize.errors import JournalError, OciNormalizeError
 from oci_normalize.manifest import Fetched, descriptors, parse_body
@@ -282,16 +281,9 @@ class _Runner:
 
     def _refusal(self, ref: Reference, tree: Node, plan: Plan) -> str | None:
         """Why a real run would refuse this tag (signatures, backup tag), read-only."""
-        prepared = inplace.prepare(
-            registry=self.client.registry(ref),
-            cache=self.client.referrers,
-            source=ref.with_tag(ref.tag or ""),
-            tree=tree,
-            plan=plan,
-            options=self.options.convert_options,
-            dry_run=True,
-        )
-        return prepared.refusal
+        planned = Planned(ref.with_tag(ref.tag or ""), tree, plan)
+        options = self.options.convert_options
+        return prepare(self.client, planned, options, dry_run=True).refusal
 
     def _move(self, tree: Node, plan: Plan, ref: Reference, *, with_children: bool) -> int:
         """Convert one tag in place as ``convert`` would (after the group's first tag, the

@@ -2,7 +2,7 @@
 
 - **read** (:func:`read`): the tree under a reference as raw verified bytes, every schema1 layer
   streamed once for its diff_id, and the normalized plan (pure, :mod:`.normalize`); in place,
-  :func:`.inplace.prepare` then reads what points at the old digests and the backup tag.
+  :func:`prepare` then reads what points at the old digests and the backup tag.
 - **plan** (:func:`writes_for`): pure; the plan, the referrer copies and the backup become one
   ordered list of writes (:class:`~.push.Writes`), with a guard only where a window was open
   between reading the tag and moving it (:func:`.inplace.needs_guard`).
@@ -57,6 +57,26 @@ def read(store: Store, loc: Location, root: Fetched | None = None) -> Planned:
     """The tree under ``loc`` (its root already fetched, when given) and its plan."""
     tree = fetch_tree(store, loc) if root is None else build_tree(store, loc, root)
     return Planned(loc, tree, normalize(tree, schema1_layers=schema1_facts(tree, store, loc)))
+
+
+def prepare(
+    client: Client, planned: Planned, options: ConvertOptions, *, dry_run: bool
+) -> inplace.Prepared:
+    """In place, the second read: what points at the old digests, and the backup tag
+    (:func:`.inplace.prepare`; refuses before anything is written unless ``dry_run``). Nothing
+    to read when nothing changes or the image is not in a registry."""
+    source = planned.reference
+    if not planned.plan.changed or not isinstance(source, Reference):
+        return inplace.Prepared()
+    return inplace.prepare(
+        registry=client.registry(source),
+        cache=client.referrers,
+        source=source,
+        tree=planned.tree,
+        plan=planned.plan,
+        options=options,
+        dry_run=dry_run,
+    )
 
 
 def writes_for(
@@ -130,17 +150,7 @@ def push_in_place(
     source = planned.reference
     if not isinstance(source, Reference) or source.tag is None:
         raise OciNormalizeError(f"{source}: converting in place needs a registry tag")
-    prepared = inplace.Prepared()
-    if planned.plan.changed:
-        prepared = inplace.prepare(
-            registry=client.registry(source),
-            cache=client.referrers,
-            source=source,
-            tree=planned.tree,
-            plan=planned.plan,
-            options=options,
-            dry_run=False,
-        )
+    prepared = prepare(client, planned, options, dry_run=False)
     writes = writes_for(
         planned, source=source, target=source, in_place=True, prepared=prepared, options=options
     )
