@@ -248,8 +248,14 @@ def _ensure_blobs(
             one(blob)
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="blob") as pool:
-        for future in [pool.submit(one, blob) for blob in todo]:
-            future.result()  # the first failure is raised; the others finish first
+        futures = [pool.submit(one, blob) for blob in todo]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:  # the first failure is raised: start nothing new
+                future.cancel()
+            raise
 
 
 def _ensure_blob(
