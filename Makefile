@@ -10,7 +10,8 @@ help:
 	@echo "make demo   - repair a Kaniko-style mixed image on a throwaway local registry"
 	@echo "make test   - lint (ruff, mypy) and run every test (real registry + peers)"
 	@echo "make unit   - only the tests that need no registry"
-	@echo "make bench  - batch vs a skopeo loop and the GET+PUT floor (ratios, requests/manifest)"
+	@echo "make bench  - in place vs the GET+PUT floor and a skopeo loop; big-layer copy vs skopeo copy;"
+	@echo "              batch --to vs skopeo sync (side by side, one run; see bench/README.md)"
 	@echo "make bench-memory - peak RSS converting a 1 GiB-layer schema1 image and docker-archive"
 
 $(PY):
@@ -35,7 +36,9 @@ demo: $(PY)
 	$(PY) scripts/demo.py
 
 bench: $(PY)
-	$(PY) bench/batch.py
+	$(PY) bench/batch.py --scale 500,1000
+	$(PY) bench/bigcopy.py
+	$(PY) bench/migrate.py
 
 bench-memory: $(PY)
 	$(PY) bench/memory.py

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from oci_normalize.api import Client, plan  # noqa: E402
-from oci_normalize.batch.run import DEFAULT_CONCURRENCY  # noqa: E402
+from oci_normalize.batch import DEFAULT_CONCURRENCY  # noqa: E402
 from tests.support import seed  # noqa: E402
 from tests.support.bulk_seed import (  # noqa: E402
     Image,

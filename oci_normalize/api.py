@@ -12,21 +12,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Final
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.convert import diff, inplace
-from oci_normalize.convert.blobio import layer_facts
+from oci_normalize.convert import diff, inplace, pipeline
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions, ReferrerCache
 from oci_normalize.convert.normalize import (
     artifact_reason,
     find_docker_types,
     normalize,
     require_image,
-    schema1_layer_blobs,
 )
-from oci_normalize.convert.push import BlobHomes, PushStats, TagGuard, execute, plan_writes
+from oci_normalize.convert.pipeline import Planned
+from oci_normalize.convert.push import BlobHomes, PushStats
 from oci_normalize.convert.tree import fetch_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import OciNormalizeError, RegistryError, UnsupportedMediaTypeError
@@ -37,10 +35,7 @@ from oci_normalize.models import (
     CheckResult,
     ConvertResult,
     FindingOut,
-    LayerFacts,
     ManifestChange,
-    Node,
-    Plan,
     ReferrerOut,
     TagMove,
 )
@@ -50,7 +45,6 @@ from oci_normalize.reference import (
     Location,
     OciArchiveRef,
     Reference,
-    located,
     parse_location,
     same_repository,
 )
@@ -58,7 +52,7 @@ from oci_normalize.store import archive
 from oci_normalize.store.base import Store
 from oci_normalize.store.layout import Layout
 from oci_normalize.store.ociarchive import OciArchiveStore
-from oci_normalize.store.registry import CHUNK, DEFAULT_OPTIONS, ClientOptions, Registry
+from oci_normalize.store.registry import DEFAULT_OPTIONS, ClientOptions, Registry
 
 CredentialLookup = Callable[[str], Credential]
 #: The tag an untagged ``oci:PATH`` destination gets, as a registry reference would.
@@ -181,25 +175,6 @@ def _as_ref(ref: str | Location) -> Location:
     return parse_location(ref) if isinstance(ref, str) else ref
 
 
-def schema1_facts(tree: Node, store: Store, loc: Location) -> dict[Digest, LayerFacts]:
-    """Stream every layer of the tree's schema1 manifests once: digest check, size, diff_id."""
-    facts: dict[Digest, LayerFacts] = {}
-    for blob in schema1_layer_blobs(tree):
-        what = located(loc, blob)
-        with store.open_blob(loc.repository, blob) as resp:
-            facts[blob] = layer_facts(resp.iter_content(CHUNK), blob, what)
-    return facts
-
-
-@dataclass(frozen=True)
-class Planned:
-    """A fetched tree with its plan."""
-
-    reference: Location
-    tree: Node
-    plan: Plan
-
-
 def check(ref: str | Location, *, client: Client | None = None) -> CheckResult:
     """Walk the whole tree under ``ref`` and list every Docker media type in it."""
     reference = _as_ref(ref)
@@ -239,15 +214,9 @@ def _check(reference: Location, client: Client) -> CheckResult:
     else:
         if p.changed and isinstance(reference, Reference):
             try:
-                referrers = inplace.prepare(
-                    registry=client.registry(reference),
-                    cache=client.referrers,
-                    source=reference,
-                    tree=tree,
-                    plan=p,
-                    options=DEFAULT_CONVERT_OPTIONS,
-                    dry_run=True,
-                ).referrers
+                planned = Planned(reference, tree, p)
+                read = pipeline.prepare(client, planned, DEFAULT_CONVERT_OPTIONS, dry_run=True)
+                referrers = read.referrers
             except RegistryError as exc:
                 warnings.append(f"could not list what points at the old digests: {exc}")
     return CheckResult(
@@ -299,10 +268,7 @@ def plan(ref: str | Location, *, client: Client | None = None) -> Planned:
     """
     reference = _as_ref(ref)
     with _client_for(client) as c:
-        store = c.store(reference)
-        tree = fetch_tree(store, reference)
-        facts = schema1_facts(tree, store, reference)
-        return Planned(reference=reference, tree=tree, plan=normalize(tree, schema1_layers=facts))
+        return pipeline.read(c.store(reference), reference)
 
 
 def _in_place_target(source: Location, client: Client) -> Location:
@@ -390,16 +356,8 @@ def _convert(
     if options.backup_tag is not None and not in_place:
         raise OciNormalizeError(f"{source}: --backup-tag applies to in-place conversion only")
     prepared = inplace.Prepared()
-    if in_place and p.changed and isinstance(source, Reference):
-        prepared = inplace.prepare(
-            registry=client.registry(source),
-            cache=client.referrers,
-            source=source,
-            tree=planned.tree,
-            plan=p,
-            options=options,
-            dry_run=dry_run,
-        )
+    if in_place:
+        prepared = pipeline.prepare(client, planned, options, dry_run=dry_run)
     warnings = list(p.warnings)
     nothing_to_do = not p.changed and in_place
     if p.artifact is not None and (dry_run or nothing_to_do):
@@ -413,7 +371,15 @@ def _convert(
             warnings.append(prepared.refusal)
         stats = PushStats()
     else:
-        stats = _push(client, planned, source, target, in_place, prepared, options)
+        writes = pipeline.writes_for(
+            planned,
+            source=source,
+            target=target,
+            in_place=in_place,
+            prepared=prepared,
+            options=options,
+        )
+        stats = pipeline.write(client, writes, source=source, target=target, options=options)
         dest_store = client.store(target)
         if isinstance(dest_store, OciArchiveStore):
             dest_store.commit()  # the new tar replaces PATH only now, whole
@@ -443,82 +409,4 @@ def _convert(
         tags=tags,
         backup_tag=prepared.backup_tag,
         artifact=p.artifact,
-    )
-
-
-def push_in_place(
-    planned: Planned,
-    *,
-    client: Client,
-    options: ConvertOptions = DEFAULT_CONVERT_OPTIONS,
-    trust_echo: bool = False,
-    stats: PushStats | None = None,
-) -> tuple[PushStats, inplace.Prepared]:
-    """The writing half of an in-place :func:`convert` of a registry tag planned elsewhere.
-
-    ``batch`` reads each root once and plans once per digest, then moves every tag through
-    here: referrers and signatures checked (:func:`inplace.prepare`, may raise RefusedError),
-    backup tag, children, guard, tag. ``trust_echo``, ``stats``: see :func:`push_plan`.
-    """
-    source = planned.reference
-    if not isinstance(source, Reference) or source.tag is None:
-        raise OciNormalizeError(f"{source}: converting in place needs a registry tag")
-    prepared = inplace.Prepared()
-    if planned.plan.changed:
-        prepared = inplace.prepare(
-            registry=client.registry(source),
-            cache=client.referrers,
-            source=source,
-            tree=planned.tree,
-            plan=planned.plan,
-            options=options,
-            dry_run=False,
-        )
-    stats = _push(client, planned, source, source, True, prepared, options, trust_echo, stats)
-    return stats, prepared
-
-
-def _push(
-    client: Client,
-    planned: Planned,
-    source: Location,
-    target: Location,
-    in_place: bool,
-    prepared: inplace.Prepared,
-    options: ConvertOptions,
-    trust_echo: bool = False,
-    stats: PushStats | None = None,
-) -> PushStats:
-    """Turn the plan into the writer's ordered writes and run them."""
-    p = planned.plan
-    dest_store = client.store(target)
-    guard = None
-    watch = in_place and source.digest is None and not options.force and target.tag is not None
-    if watch and inplace.needs_guard(planned.tree, p, prepared):
-        assert target.tag is not None
-        guard = TagGuard(target.tag, p.root.old_digest)
-    writes = plan_writes(
-        p,
-        repository=target.repository,
-        tag=target.tag,
-        source_repository=source.repository,
-        whole_tree=not same_repository(source, target),
-        referrers=prepared.referrer_puts(p.root),
-        backup=prepared.backup_put(),
-        guard=guard,
-    )
-
-    def on_tag(tag: str) -> None:
-        client.referrers.note_tag(dest_store.registry, target.repository, tag)
-
-    return execute(
-        writes,
-        dest=dest_store,
-        source=client.store(source),
-        homes=client.blob_homes,
-        blob_concurrency=options.blob_concurrency,
-        before_tag=options.before_tag,
-        on_tag=on_tag,
-        trust_echo=trust_echo,
-        stats=stats,
     )

@@ -8,6 +8,7 @@ model_config  # noqa
 # batch JSON lines and reports serialise every field of RefResult / ReferrerOut
 same_digest  # noqa
 new_subject  # noqa
+replaced_digest  # noqa
 # typer reads a wrapped command's signature through this attribute
 __signature__  # noqa
 # requests.Session reads it

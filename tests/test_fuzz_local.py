@@ -143,6 +143,11 @@ class NothingThere:
     def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
         raise AssertionError("prove() must never write")
 
+    def put_manifest_confirmed(
+        self, repository: str, ref: str, data: bytes, media_type: str
+    ) -> tuple[Digest, bool]:
+        raise AssertionError("prove() must never write")
+
     def blob_exists(self, repository: str, digest: Digest) -> bool:
         return False
 

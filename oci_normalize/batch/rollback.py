@@ -26,9 +26,10 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.api import Client, schema1_facts
+from oci_normalize.api import Client
 from oci_normalize.batch.journal import JournalEntry, iter_moves
 from oci_normalize.convert.normalize import normalize
+from oci_normalize.convert.pipeline import schema1_facts
 from oci_normalize.convert.tree import build_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (

@@ -3,19 +3,14 @@
 Two kinds of task share one thread pool:
 
 1. *read*: GET each reference's root manifest (one request per tag);
-2. *convert*: once every tag of a repository is read, tags sharing a root digest form a group.
-   Each group fetches its children once (an index's), plans once, pushes the changed children
-   once, then moves each of its tags through :func:`~.api.push_in_place`, the in-place half of
-   ``convert`` (signatures refuse, referrers are re-attached, optional backup tag), each with
-   that tag's own guard where it needs one (HEAD just before the PUT).
+2. *convert*: once every tag of a repository is read, tags sharing a root digest form a group
+   that fetches its children once, plans once, pushes the changed children once, then moves
+   each tag through :func:`~.pipeline.push_in_place` (signatures, referrers, backup, guard).
 
-Requests for an in-place conversion: one GET per manifest, one PUT per changed manifest, and a
-guard HEAD per tag where a window was open between its GET and its PUT (an index, a backup tag,
-referrers: :func:`~.inplace.needs_guard`); the verify HEAD is skipped when the registry echoes
-our digest (see :func:`~.push.execute`'s ``trust_echo``). A Docker v2s2 image costs 2 (GET,
-PUT), a two-platform list 7 for its 3 manifests (3 GETs, 2 child PUTs, guard, root PUT);
-referrer discovery adds one referrers-API probe per registry (the tag lists are the
-enumeration's). A re-run costs one GET per tag whose digest the journal knows as OCI.
+Requests: one GET per manifest, one PUT per changed manifest, a guard HEAD per tag only where a
+window was open between its GET and its PUT (:func:`~.inplace.needs_guard`), no verify HEAD when
+the registry echoes our digest; a v2s2 image costs 2, a two-platform list 7 for its 3 manifests.
+``--to`` (another registry) is :mod:`.migrate`: the same reads and plan, another writer target.
 
 A failing reference never stops the others: every outcome is a :class:`RefResult`.
 """
@@ -30,21 +25,17 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.api import Client, Planned, push_in_place, schema1_facts
+from oci_normalize.api import Client
+from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.batch.journal import Journal
-from oci_normalize.convert import inplace
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
-from oci_normalize.convert.normalize import normalize
+from oci_normalize.convert.pipeline import Planned, prepare, push_in_place, read
 from oci_normalize.convert.push import PushStats
-from oci_normalize.convert.tree import CHILD_FETCH_CONCURRENCY, build_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import JournalError, OciNormalizeError
 from oci_normalize.manifest import Fetched, descriptors, parse_body
 from oci_normalize.models import Node, Plan
 from oci_normalize.reference import Reference
-
-DEFAULT_CONCURRENCY: Final = 8
-MAX_CONCURRENCY: Final = 64
 
 CONVERTED: Final = "converted"
 ALREADY_OCI: Final = "already-oci"
@@ -52,6 +43,7 @@ WOULD_CONVERT: Final = "would-convert"
 FAILED: Final = "failed"
 ARTIFACT: Final = "artifact"  # not an image (Helm chart, signature, plugin…): left alone
 PENDING: Final = "pending"  # journal only: about to move the tag
+PRESENT: Final = "present"  # --to: the destination tag already holds the converted digest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +82,8 @@ class RefResult(_Result):
     pushed_manifests: int = 0
     warnings: list[str] = []
     error: str | None = None
+    destination: str | None = None  # --to: where the reference was written
+    replaced_digest: str | None = None  # --to: what the destination tag held before
 
 
 class BatchSummary(_Result):
@@ -108,6 +102,8 @@ class BatchSummary(_Result):
     dry_run: bool
     shard: str | None = None
     journal: str | None = None
+    present: int = 0  # --to: already at the destination
+    destination: str | None = None
 
 
 def summarize(
@@ -118,6 +114,7 @@ def summarize(
     dry_run: bool,
     shard: str | None = None,
     journal: str | None = None,
+    destination: str | None = None,
 ) -> BatchSummary:
     def count(status: str) -> int:
         return sum(1 for r in results if r.status == status)
@@ -136,6 +133,8 @@ def summarize(
         dry_run=dry_run,
         shard=shard,
         journal=journal,
+        present=count(PRESENT),
+        destination=destination,
     )
 
 
@@ -232,8 +231,6 @@ class _Runner:
                     done(result)
         return results
 
-    # ---- tasks --------------------------------------------------------------------------------
-
     def _read(self, ref: Reference) -> Fetched:
         if ref.tag is None:
             raise OciNormalizeError(f"{ref}: converting in place needs a tag to move")
@@ -245,11 +242,9 @@ class _Runner:
         root = group.root
         if root.digest in self.known_oci and _root_is_oci(root):
             return [self._result(ref, group, ALREADY_OCI, kind="oci") for ref in group.refs]
-        registry = self.client.registry(first)
-        where = first.with_digest(root.digest)
         try:
-            tree = build_tree(registry, where, root)
-            plan = normalize(tree, schema1_layers=schema1_facts(tree, registry, where))
+            planned = read(self.client.registry(first), first.with_digest(root.digest), root)
+            tree, plan = planned.tree, planned.plan
         except OciNormalizeError as exc:
             return [self._failed(ref, exc, group) for ref in group.refs]
         if plan.artifact is not None:  # counted apart, never a failure, never rewritten
@@ -302,16 +297,9 @@ class _Runner:
 
     def _refusal(self, ref: Reference, tree: Node, plan: Plan) -> str | None:
         """Why a real run would refuse this tag (signatures, backup tag), read-only."""
-        prepared = inplace.prepare(
-            registry=self.client.registry(ref),
-            cache=self.client.referrers,
-            source=ref.with_tag(ref.tag or ""),
-            tree=tree,
-            plan=plan,
-            options=self.options.convert_options,
-            dry_run=True,
-        )
-        return prepared.refusal
+        planned = Planned(ref.with_tag(ref.tag or ""), tree, plan)
+        options = self.options.convert_options
+        return prepare(self.client, planned, options, dry_run=True).refusal
 
     def _move(
         self, tree: Node, plan: Plan, ref: Reference, stats: PushStats, *, with_children: bool
@@ -332,8 +320,6 @@ class _Runner:
             stats=stats,
         )
         return stats.manifests
-
-    # ---- results and journal ------------------------------------------------------------------
 
     def _result(
         self,
@@ -425,8 +411,3 @@ def _groups(read: list[tuple[Reference, Fetched]]) -> list[_Group]:
         else:
             group.refs.append(ref)
     return list(by_digest.values())
-
-
-def pool_size(concurrency: int) -> int:
-    """Connections a batch of ``concurrency`` can hold at once (an index fetches children too)."""
-    return max(16, min(concurrency, MAX_CONCURRENCY) * CHILD_FETCH_CONCURRENCY)

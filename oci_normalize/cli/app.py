@@ -327,6 +327,14 @@ def batch(
     report: Annotated[
         str | None, typer.Option("--report", metavar="FILE", help="Write a .html or .md report.")
     ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="HOST[:PORT][/PREFIX]",
+            help="Write repository R to HOST/PREFIX/R (same tags) instead of converting in place.",
+        ),
+    ] = None,
     *,
     conn: Connection,
     options: ConvertOptions,
@@ -334,11 +342,13 @@ def batch(
     """Convert every selected reference in place, concurrently; journal, report, resume.
 
     Each tag goes through what 'convert' does in place (guard, signatures, referrers).
+
+    With --to, repository R goes to HOST/PREFIX/R under the same tags; the source is only read.
     """
     if conn.password_stdin and from_file == "-":
         err("oci-normalize: error: --password-stdin and --from-file - both want stdin")
         raise typer.Exit(batch_cli.EXIT_CANNOT_START)
-    pool = batch_cli.pool_size(concurrency)
+    pool = batch_cli.pool_size(concurrency, copies=to is not None)
     client = _client_or_exit(conn, batch_cli.EXIT_CANNOT_START, pool_size=pool)
     request = batch_cli.BatchRequest(
         registry=registry,
@@ -351,6 +361,7 @@ def batch(
         json_out=json_out,
         shard=shard,
         report=report,
+        to=to,
         options=options,
     )
     raise typer.Exit(batch_cli.run_batch(request, client))

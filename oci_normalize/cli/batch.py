@@ -18,39 +18,25 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from oci_normalize.api import Client
-from oci_normalize.batch import report as report_mod
-from oci_normalize.batch.journal import Journal, known_oci, read_journal
-from oci_normalize.batch.rollback import (
-    CONFLICT,
-    RESTORED,
-    UNCHANGED,
-    WOULD_RESTORE,
-    RollbackResult,
-    rollback,
-)
-from oci_normalize.batch.run import (
-    DEFAULT_CONCURRENCY,
-    FAILED,
-    MAX_CONCURRENCY,
-    WOULD_CONVERT,
-    BatchOptions,
-    BatchSummary,
-    RefResult,
-    failed,
-    pool_size,
-    run,
-    summarize,
-)
-from oci_normalize.batch.targets import Selection, Shard, Targets, from_lines, from_registry
+from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
+from oci_normalize.convert.push import DEFAULT_BLOB_CONCURRENCY
+from oci_normalize.convert.tree import CHILD_FETCH_CONCURRENCY
 from oci_normalize.errors import OciNormalizeError, RegistryError
 from oci_normalize.store.localfs import kind_of, open_regular, read_capped
 from oci_normalize.text import printable
 
-__all__ = ["DEFAULT_CONCURRENCY", "MAX_CONCURRENCY", "pool_size"]
+# The batch stack (pydantic result models, reports, rollback) is imported where it is used:
+# ``convert`` and ``check`` start faster without it.
+if TYPE_CHECKING:
+    from oci_normalize.api import Client
+    from oci_normalize.batch.migrate import Destination
+    from oci_normalize.batch.run import BatchSummary, RefResult
+    from oci_normalize.batch.targets import Selection, Targets
+
+__all__ = ["DEFAULT_CONCURRENCY", "MAX_CONCURRENCY"]
 
 EXIT_OK: Final = 0
 EXIT_CANNOT_START: Final = 2
@@ -72,7 +58,15 @@ class BatchRequest:
     json_out: bool = False
     shard: str | None = None
     report: str | None = None
+    to: str | None = None  # HOST[:PORT][/PREFIX]: write there instead of in place
     options: ConvertOptions = DEFAULT_CONVERT_OPTIONS
+
+
+def pool_size(concurrency: int, *, copies: bool = False) -> int:
+    """Connections a batch of ``concurrency`` can hold at once (an index fetches children too;
+    a copy streams several blobs, and talks to two registries)."""
+    per_ref = max(CHILD_FETCH_CONCURRENCY, DEFAULT_BLOB_CONCURRENCY if copies else 0)
+    return max(16, min(concurrency, MAX_CONCURRENCY) * per_ref)
 
 
 def _err(message: str) -> None:
@@ -104,6 +98,12 @@ def _json_line(doc: Any) -> None:
 
 
 def run_batch(req: BatchRequest, client: Client) -> int:
+    from oci_normalize.batch import report as report_mod
+    from oci_normalize.batch.journal import Journal, known_oci, read_journal
+    from oci_normalize.batch.migrate import MigrationRunner
+    from oci_normalize.batch.run import FAILED, BatchOptions, failed, run, summarize
+    from oci_normalize.batch.targets import Selection, Shard
+
     started = time.monotonic()
     if req.registry is None and req.from_file is None:
         _err("oci-normalize: error: give a REGISTRY to sweep or --from-file FILE|-")
@@ -120,6 +120,11 @@ def run_batch(req: BatchRequest, client: Client) -> int:
     try:
         shard = Shard.parse(req.shard) if req.shard else None
     except ValueError as exc:
+        _err(f"oci-normalize: error: {exc}")
+        return EXIT_CANNOT_START
+    try:
+        to = _destination(req)
+    except OciNormalizeError as exc:
         _err(f"oci-normalize: error: {exc}")
         return EXIT_CANNOT_START
     selection = Selection(repos=req.repos, tags=req.tags, shard=shard)
@@ -160,14 +165,18 @@ def run_batch(req: BatchRequest, client: Client) -> int:
             concurrency=req.concurrency, dry_run=req.dry_run, convert_options=req.options
         )
         try:
-            results += run(
-                targets.refs,
-                client=client,
-                options=options,
-                journal=journal,
-                known_oci=known,
-                on_result=on_result,
-            )
+            if to is None:
+                results += run(
+                    targets.refs,
+                    client=client,
+                    options=options,
+                    journal=journal,
+                    known_oci=known,
+                    on_result=on_result,
+                )
+            else:
+                runner = MigrationRunner(client, options, journal, to)
+                results += runner.run(targets.refs, on_result)
         finally:
             if journal is not None:
                 journal.close()
@@ -179,6 +188,7 @@ def run_batch(req: BatchRequest, client: Client) -> int:
         dry_run=req.dry_run,
         shard=str(shard) if shard else None,
         journal=req.journal,
+        destination=str(to) if to else None,
     )
     code = EXIT_SOME_FAILED if summary.failed else EXIT_OK
     problems = [str(journal.failure)] if journal is not None and journal.failure else []
@@ -199,7 +209,28 @@ def run_batch(req: BatchRequest, client: Client) -> int:
     return code
 
 
+def _destination(req: BatchRequest) -> Destination | None:
+    """``--to``, checked: a registry other than the source (or another prefix on it)."""
+    from oci_normalize.batch.migrate import Destination
+    from oci_normalize.batch.targets import registry_reference
+
+    if req.to is None:
+        return None
+    to = Destination.parse(req.to)
+    if req.options.backup_tag is not None:
+        raise OciNormalizeError("--backup-tag applies to in-place conversion only, not --to")
+    same = req.registry is not None and registry_reference(req.registry).registry == to.registry
+    if same and not to.prefix:
+        raise OciNormalizeError(
+            f"--to {req.to} is the source registry; give a /PREFIX, or drop --to to convert "
+            "in place"
+        )
+    return to
+
+
 def _targets(req: BatchRequest, client: Client, selection: Selection) -> Targets:
+    from oci_normalize.batch.targets import from_lines, from_registry
+
     if req.from_file is None:
         assert req.registry is not None
         return from_registry(client, req.registry, selection, concurrency=req.concurrency)
@@ -221,12 +252,16 @@ def read_from_file(name: str, *, cap: int = MAX_FROM_FILE_BYTES) -> list[str]:
 
 
 def _print_batch(results: list[RefResult], s: BatchSummary) -> None:
+    from oci_normalize.batch.run import FAILED, WOULD_CONVERT
+
     ordered = sorted(results, key=lambda r: r.reference)
     if s.dry_run:
         for r in ordered:
             if r.status == WOULD_CONVERT:
+                into = f" into {r.destination}" if r.destination else ""
                 print(
-                    f"would convert {printable(r.reference)}: {r.old_digest} -> {r.new_digest} "
+                    f"would convert {printable(r.reference)}{into}: "
+                    f"{r.old_digest} -> {r.new_digest} "
                     f"({r.kind}, {len(r.moved)} manifest(s))"
                 )
     failures = [r for r in ordered if r.status == FAILED]
@@ -235,10 +270,15 @@ def _print_batch(results: list[RefResult], s: BatchSummary) -> None:
         for r in failures:
             print(f"  {printable(r.reference)}: {printable(r.error or '')}")
     done = f"{s.would_convert} would convert" if s.dry_run else f"{s.converted} converted"
+    if s.destination:
+        verb = "would be written" if s.dry_run else "written"
+        count = s.would_convert if s.dry_run else s.converted
+        done = f"{count} {verb} to {s.destination}, {s.present} already there"
     print(
         f"batch{' (dry run)' if s.dry_run else ''}: {s.references} reference(s) in "
         f"{s.repositories} repositor{'y' if s.repositories == 1 else 'ies'}: {done}, "
-        f"{s.already_oci} already OCI, {s.artifacts} artifact(s) left alone, {s.failed} failed; "
+        f"{'' if s.destination else f'{s.already_oci} already OCI, '}"
+        f"{s.artifacts} artifact(s) left alone, {s.failed} failed; "
         f"{s.requests} requests, "
         f"{s.pushed_manifests} manifests pushed, {s.seconds:.1f} s"
     )
@@ -249,6 +289,17 @@ def _print_batch(results: list[RefResult], s: BatchSummary) -> None:
 def run_rollback(
     journal: str, client: Client, *, dry_run: bool, json_out: bool, concurrency: int
 ) -> int:
+    from oci_normalize.batch.journal import read_journal
+    from oci_normalize.batch.rollback import (
+        CONFLICT,
+        FAILED,
+        RESTORED,
+        UNCHANGED,
+        WOULD_RESTORE,
+        RollbackResult,
+        rollback,
+    )
+
     started = time.monotonic()
     try:
         entries = read_journal(Path(journal))
@@ -263,7 +314,8 @@ def run_rollback(
     results = rollback(
         entries, client=client, dry_run=dry_run, concurrency=concurrency, on_result=on_result
     )
-    counts = {k: sum(1 for r in results if r.status == k) for k in _ROLLBACK_STATUSES}
+    statuses = (RESTORED, WOULD_RESTORE, UNCHANGED, CONFLICT, FAILED)
+    counts = {k: sum(1 for r in results if r.status == k) for k in statuses}
     bad = counts[CONFLICT] + counts[FAILED]
     code = EXIT_SOME_FAILED if bad else EXIT_OK
     seconds = round(time.monotonic() - started, 3)
@@ -292,9 +344,6 @@ def run_rollback(
         f"{client.requests} requests, {seconds:.1f} s"
     )
     return code
-
-
-_ROLLBACK_STATUSES: Final = (RESTORED, WOULD_RESTORE, UNCHANGED, CONFLICT, FAILED)
 
 
 # ---- progress -----------------------------------------------------------------------------------

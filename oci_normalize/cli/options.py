@@ -22,6 +22,7 @@ import typer
 
 from oci_normalize import api
 from oci_normalize.convert.inplace import ConvertOptions, render_backup_tag
+from oci_normalize.convert.push import DEFAULT_BLOB_CONCURRENCY, MAX_BLOB_CONCURRENCY
 from oci_normalize.errors import CredentialError, ReferenceError_
 from oci_normalize.http import credentials
 from oci_normalize.http.retry import MAX_ATTEMPTS, MAX_RETRY_TIME_S, RetryPolicy
@@ -164,6 +165,15 @@ class _Safety:
             "--no-referrers", help="Do not re-attach SBOMs/attestations to the new digest."
         ),
     ] = False
+    blob_concurrency: Annotated[
+        int,
+        typer.Option(
+            "--blob-concurrency",
+            min=1,
+            max=MAX_BLOB_CONCURRENCY,
+            help="Blobs streamed at once per image when copying to another repository.",
+        ),
+    ] = DEFAULT_BLOB_CONCURRENCY
 
     def convert_options(self) -> ConvertOptions:
         return ConvertOptions(
@@ -171,6 +181,7 @@ class _Safety:
             backup_tag=self.backup_tag,
             break_signatures=self.break_signatures,
             referrers=not self.no_referrers,
+            blob_concurrency=self.blob_concurrency,
         )
 
 

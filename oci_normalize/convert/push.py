@@ -22,10 +22,11 @@ from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, PushError
 from oci_normalize.models import Blob, NewBlob, Plan
 from oci_normalize.store.base import BlobStream, Store
-from oci_normalize.store.registry import CHUNK, Registry
+from oci_normalize.store.registry import CHUNK
 
-#: Blobs of one image streamed at once (each holds about two chunks in memory).
-DEFAULT_BLOB_CONCURRENCY: Final = 4
+#: Blobs of one image streamed at once (each holds about two chunks in memory); skopeo's
+#: default is 6 too.
+DEFAULT_BLOB_CONCURRENCY: Final = 6
 MAX_BLOB_CONCURRENCY: Final = 16
 
 
@@ -78,6 +79,7 @@ class Writes:
     guard: TagGuard | None = None
     tag: ManifestPut | None = None
     verify: bool = True  # HEAD the tag afterwards unless the registry confirmed the PUT
+    fresh: bool = False  # the repository did not exist when read: no blob to look for there
 
     def steps(self) -> list[str]:
         """The requests-to-be in order, for messages and tests: ``blob``, ``manifest``, …"""
@@ -99,6 +101,7 @@ def plan_writes(
     backup: ManifestPut | None = None,
     guard: TagGuard | None = None,
     verify: bool = True,
+    fresh: bool = False,
 ) -> Writes:
     """The writes that put ``plan``'s output tree at ``repository`` (under ``tag``, else by
     digest). ``whole_tree``: towards another repository every blob and child goes; in place
@@ -119,6 +122,7 @@ def plan_writes(
         guard=guard,
         tag=ManifestPut(tag or str(root.new_digest), root.new_data, root.new_media_type),
         verify=verify,
+        fresh=fresh,
     )
 
 
@@ -201,11 +205,11 @@ def execute(
     if writes.tag is None:
         return stats
     tag = writes.tag
-    confirmed = False
-    if trust_echo and isinstance(dest, Registry):
+    if trust_echo:
         _, confirmed = dest.put_manifest_confirmed(repo, tag.ref, tag.data, tag.media_type)
     else:
         dest.put_manifest(repo, tag.ref, tag.data, tag.media_type)
+        confirmed = False
     stats.manifests += 1
     if writes.verify and not confirmed and tag.ref != str(tag.digest):
         landed = dest.head_manifest(repo, tag.ref)
@@ -237,28 +241,29 @@ def _ensure_blobs(
         todo.append(blob)
 
     def one(blob: Blob) -> None:
-        _ensure_blob(blob, source, writes.source_repository, dest, writes.repository, stats, homes)
+        _ensure_blob(blob, source, writes, dest, stats, homes)
 
+    todo.sort(key=lambda b: -b.size)  # the big ones first: they set the wall time
     workers = max(1, min(concurrency, MAX_BLOB_CONCURRENCY, len(todo)))
     if workers == 1:
         for blob in todo:
             one(blob)
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="blob") as pool:
-        for future in [pool.submit(one, blob) for blob in todo]:
-            future.result()  # the first failure is raised; the others finish first
+        futures = [pool.submit(one, blob) for blob in todo]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:  # the first failure is raised: start nothing new
+                future.cancel()
+            raise
 
 
 def _ensure_blob(
-    blob: Blob,
-    source: Store,
-    src_repo: str,
-    dest: Store,
-    repo: str,
-    stats: PushStats,
-    homes: BlobHomes,
+    blob: Blob, source: Store, writes: Writes, dest: Store, stats: PushStats, homes: BlobHomes
 ) -> None:
-    name = dest.registry
+    name, repo, src_repo = dest.registry, writes.repository, writes.source_repository
     with homes.claim(name, blob.digest):
         if homes.holds(name, repo, blob.digest):
             stats.count("blobs_present")
@@ -266,7 +271,7 @@ def _ensure_blob(
         home = homes.elsewhere(name, repo, blob.digest)
         if home is not None and dest.mount_blob(repo, blob.digest, home):
             stats.count("blobs_mounted")
-        elif dest.blob_exists(repo, blob.digest):
+        elif not writes.fresh and dest.blob_exists(repo, blob.digest):
             stats.count("blobs_present")
         elif source.registry == name and dest.mount_blob(repo, blob.digest, src_repo):
             stats.count("blobs_mounted")

@@ -308,6 +308,11 @@ class ArchiveStore:
     def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
         raise OciNormalizeError(f"{self.registry}: docker-archive is a source only")
 
+    def put_manifest_confirmed(
+        self, repository: str, ref: str, data: bytes, media_type: str
+    ) -> tuple[Digest, bool]:
+        raise OciNormalizeError(f"{self.registry}: docker-archive is a source only")
+
     def upload_blob(
         self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes] | BodyOpener
     ) -> None:

@@ -45,6 +45,12 @@ class Store(Protocol):
 
     def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest: ...
 
+    def put_manifest_confirmed(
+        self, repository: str, ref: str, data: bytes, media_type: str
+    ) -> tuple[Digest, bool]:
+        """:meth:`put_manifest`, and whether the store confirmed holding exactly these bytes
+        under ``ref`` (a registry echoing our digest); unconfirmed writes get a verify read."""
+
     def blob_exists(self, repository: str, digest: Digest) -> bool: ...
 
     def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool: ...

@@ -250,6 +250,12 @@ class Layout:
         with opened(chunks) as body:
             self._dir.write(parts, hashed(body), check=check, create_dirs=True)
 
+    def put_manifest_confirmed(
+        self, repository: str, ref: str, data: bytes, media_type: str
+    ) -> tuple[Digest, bool]:
+        """:meth:`put_manifest`; not confirmed: the caller's verify re-reads index.json."""
+        return self.put_manifest(repository, ref, data, media_type), False
+
     def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
         """Write the manifest blob; by tag (or "" for the only image) also point index.json."""
         digest = Digest.of(data)

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Migrate a fleet registry → fresh registry: ``batch --to`` against ``skopeo sync``, side by side.
+
+    .venv/bin/python bench/migrate.py [--refs 100] [--layer-kib 256] [--rounds 1]
+
+Seeds a source registry once with REFS references over 10 repositories, half Docker v2s2 images
+and half two-platform Docker manifest lists, every image with 3 random LAYER_KIB layers. Each
+round gives each contender a fresh, empty destination registry and times, as child processes:
+
+- ``oci-normalize batch SRC --repo 'mig*' --to DEST/ours`` (default concurrency);
+- ``skopeo sync --all --format oci`` of the same repositories (one invocation, a YAML list).
+
+Then it checks every reference at each destination: OCI media types all the way down and the
+same blob digests as the source. Requests come from the registries' access logs. It prints
+ratios, not verdicts: no timing is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support import seed  # noqa: E402
+from tests.support.bulk_seed import Seeder  # noqa: E402
+from tests.support.registry import RunningRegistry, start_registry  # noqa: E402
+
+KIB = 1024
+REPOS = 10
+LAYERS = 3
+SEED_THREADS = 8
+ARCHS = ("amd64", "arm64")
+
+
+def layer(size: int, key: str) -> tuple[bytes, str]:
+    """A gzip tar (stored deflate) of one random file; its diff_id."""
+    info = tarfile.TarInfo(f"{key}.bin")
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(os.urandom(size)))
+    tar_bytes = raw.getvalue()
+    comp = zlib.compressobj(0, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return comp.compress(tar_bytes) + comp.flush(), seed.sha256_digest(tar_bytes)
+
+
+def push_image(s: Seeder, repo: str, tag: str | None, key: str, arch: str, kib: int) -> bytes:
+    descs, diff_ids = [], []
+    for i in range(LAYERS):
+        blob, diff_id = layer(kib * KIB, f"{key}-{i}")
+        s.put_blob(repo, blob)
+        descs.append(seed.descriptor(seed.DOCKER_LAYER_GZIP, blob))
+        diff_ids.append(diff_id)
+    config = seed.make_config(diff_ids, platform=("linux", arch))
+    s.put_blob(repo, config)
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": seed.DOCKER_MANIFEST,
+            "config": seed.descriptor(seed.DOCKER_CONFIG, config),
+            "layers": descs,
+        }
+    ).encode()
+    s.put_manifest(repo, tag or seed.sha256_digest(body), body, seed.DOCKER_MANIFEST)
+    return body
+
+
+def seed_source(registry: RunningRegistry, refs: int, kib: int) -> list[tuple[str, str]]:
+    def one(i: int) -> tuple[str, str]:
+        s = Seeder(registry.url)
+        # one path component: skopeo sync keeps only the last one at the destination
+        repo, tag = f"mig{i % REPOS}", f"t{i:04d}"
+        if i % 2 == 0:
+            push_image(s, repo, tag, f"m{i}", "amd64", kib)
+        else:
+            kids = [push_image(s, repo, None, f"m{i}-{a}", a, kib) for a in ARCHS]
+            body = {
+                "schemaVersion": 2,
+                "mediaType": seed.DOCKER_LIST,
+                "manifests": [
+                    seed.descriptor(
+                        seed.DOCKER_MANIFEST, k, platform={"architecture": a, "os": "linux"}
+                    )
+                    for k, a in zip(kids, ARCHS, strict=True)
+                ],
+            }
+            s.put_manifest(repo, tag, json.dumps(body).encode(), seed.DOCKER_LIST)
+        s.close()
+        return repo, tag
+
+    with ThreadPoolExecutor(SEED_THREADS) as pool:
+        return list(pool.map(one, range(refs)))
+
+
+def measure(args: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"{' '.join(args)} failed: {err[-2000:]}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def walk(url: str, repo: str, ref: str) -> list[tuple[dict[str, Any], str]]:
+    data, ctype, _ = seed.get_manifest(url, repo, ref)
+    doc = json.loads(data)
+    out = [(doc, ctype)]
+    for child in doc.get("manifests", []):
+        out += walk(url, repo, child["digest"])
+    return out
+
+
+def blobs(tree: list[tuple[dict[str, Any], str]]) -> set[str]:
+    out = set()
+    for doc, _ in tree:
+        if "config" in doc:
+            out |= {doc["config"]["digest"], *(d["digest"] for d in doc["layers"])}
+    return out
+
+
+def check(src: RunningRegistry, dest: RunningRegistry, prefix: str, refs: list[Any]) -> str:
+    """How many references landed all-OCI, and with the source's blob digests."""
+    oci = same = 0
+    for repo, tag in refs:
+        there = walk(dest.url, f"{prefix}/{repo}", tag)
+        oci += all(ctype.startswith("application/vnd.oci.") for _, ctype in there)
+        same += blobs(there) == blobs(walk(src.url, repo, tag))
+    return f"{oci}/{len(refs)} OCI, {same}/{len(refs)} with every blob digest unchanged"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--refs", type=int, default=100)
+    parser.add_argument("--layer-kib", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    for tool in ("docker-registry", "skopeo"):
+        if shutil.which(tool) is None:
+            print(f"bench needs {tool} on PATH", file=sys.stderr)
+            return 2
+    work = Path(tempfile.mkdtemp(prefix="oci-normalize-bench-migrate-"))
+    source = start_registry(work / "src")
+    try:
+        t = time.perf_counter()
+        refs = seed_source(source, args.refs, args.layer_kib)
+        print(
+            f"migration: {args.refs} references in {REPOS} repositories (half v2s2, half "
+            f"2-platform lists, {LAYERS} x {args.layer_kib} KiB layers each), registry -> fresh "
+            f"registry; seeded in {time.perf_counter() - t:.1f} s; median of {args.rounds} rounds"
+        )
+        sync_list = work / "sync.yaml"
+        repos = sorted({repo for repo, _ in refs})
+        images = "".join(f"    {repo}: []\n" for repo in repos)
+        sync_list.write_text(f"{source.host}:\n  tls-verify: false\n  images:\n{images}")
+        rows: dict[str, list[tuple[float, float, int, str]]] = {"ours": [], "skopeo": []}
+        for r in range(args.rounds):
+            order = ["ours", "skopeo"] if r % 2 == 0 else ["skopeo", "ours"]
+            for name in order:
+                dest = start_registry(work / f"dest-{r}-{name}")
+                try:
+                    if name == "ours":
+                        cmd = [sys.executable, "-m", "oci_normalize", "batch", source.host]
+                        cmd += ["--repo", "mig*", "--to", f"{dest.host}/ours", "--json"]
+                        prefix = "ours"
+                    else:
+                        cmd = ["skopeo", "sync", "--all", "--format", "oci", "--src", "yaml"]
+                        cmd += ["--dest", "docker", "--dest-tls-verify=false", str(sync_list)]
+                        cmd += [f"{dest.host}/theirs"]
+                        prefix = "theirs"
+                    seconds, rss = measure(cmd)
+                    requests = len(dest.access_log_lines())
+                    rows[name].append((seconds, rss, requests, check(source, dest, prefix, refs)))
+                finally:
+                    dest.stop()
+        print_table(rows)
+    finally:
+        source.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def print_table(rows: dict[str, list[tuple[float, float, int, str]]]) -> None:
+    names = {
+        "ours": "oci-normalize batch --to",
+        "skopeo": "skopeo sync --all --format oci",
+    }
+    med = {k: statistics.median(r[0] for r in v) for k, v in rows.items()}
+    head = f"{'contender':<32}{'wall s':>8}{'RSS MiB':>9}{'dest req':>10}  at the destination"
+    print(head)
+    print("-" * (len(head) + 14))
+    for key, name in names.items():
+        seconds, rss, requests, verdict = rows[key][-1]
+        print(f"{name:<32}{med[key]:>8.2f}{rss:>9.1f}{requests:>10}  {verdict}")
+    print(f"skopeo sync / batch --to: {med['skopeo'] / med['ours']:.1f}x (target >= 3x)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
