@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from oci_normalize import api
-from oci_normalize.cli.app import EXIT_ERROR, app
+from oci_normalize.cli import exits
+from oci_normalize.cli.app import app
 from oci_normalize.convert.inplace import ConvertOptions
 from oci_normalize.errors import PushError, RefusedError
 from tests.support import seed
@@ -45,7 +46,7 @@ def test_signature_tag_refuses_then_break_signatures_converts(registry: RunningR
     mark = registry.log_mark()
 
     result = CliRunner().invoke(app, ["convert", f"{registry.host}/{repo}:v1"])
-    assert result.exit_code == EXIT_ERROR
+    assert result.exit_code == exits.ERROR
     assert sig_tag in result.output and "re-signed" in result.output
     with pytest.raises(RefusedError, match=sig_tag):
         api.convert(f"{registry.host}/{repo}:v1")

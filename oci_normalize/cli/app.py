@@ -1,13 +1,9 @@
 """The command line: the only place that prints for humans and picks exit codes.
 
-Exit codes: 0 success (or nothing to do; for ``check``: everything OCI, or an artifact left
-alone), 1 ``check`` found Docker
-media types, 2 error (bad reference, unreachable, denied, unsupported, …): one line on stderr;
-for ``batch``/``rollback`` 2 means it could not start, 3 that some references failed (or, for
-``rollback``, conflicted). Options shared by several commands live in :mod:`.cli_options`.
-
-:func:`main` runs the app through :func:`.guard.run_guarded`, the last line of defence: never
-a traceback, and never the 1 that means "Docker types found" for anything but that.
+The codes and the one error printer live in :mod:`.exits`; options shared by several commands in
+:mod:`.options`; what ``batch`` and ``rollback`` print in :mod:`.batch`. :func:`main` runs the app
+through :func:`.guard.run_guarded`, the last line of defence: never a traceback, and never the 1
+that means "Docker types found" for anything but that.
 """
 
 from __future__ import annotations
@@ -21,12 +17,12 @@ import typer
 from oci_normalize import api
 from oci_normalize import mediatypes as mt
 from oci_normalize.cli import batch as batch_cli
-from oci_normalize.cli import guard
+from oci_normalize.cli import exits, guard
+from oci_normalize.cli.exits import say_error
 from oci_normalize.cli.options import (
     Connection,
     JsonOpt,
     connection_options,
-    err,
     make_client,
     safety_options,
 )
@@ -35,12 +31,6 @@ from oci_normalize.errors import OciNormalizeError, RefusedError
 from oci_normalize.models import CheckResult, ConvertResult, ReferrerOut
 from oci_normalize.text import printable
 from oci_normalize.version import VERSION
-
-EXIT_OK: Final = 0
-EXIT_DOCKER_FOUND: Final = 1
-EXIT_ERROR: Final = 2
-EXIT_SOME_FAILED: Final = batch_cli.EXIT_SOME_FAILED
-PROG: Final = "oci-normalize"
 
 app = typer.Typer(
     add_completion=False,
@@ -53,7 +43,7 @@ app = typer.Typer(
 def _version(value: bool) -> None:
     if value:
         print(f"oci-normalize {VERSION}")
-        raise typer.Exit(EXIT_OK)
+        raise typer.Exit(exits.OK)
 
 
 @app.callback()
@@ -83,7 +73,7 @@ def _client_or_exit(conn: Connection, code: int, *, pool_size: int = 16) -> api.
     try:
         return make_client(conn, pool_size=pool_size)
     except OciNormalizeError as exc:
-        err(f"oci-normalize: error: {exc}")
+        say_error(f"{exc}")
         raise typer.Exit(code) from None
 
 
@@ -103,19 +93,19 @@ def check(
     conn: Connection,
 ) -> None:
     """List every Docker media type under each REF (index, children, config, layers)."""
-    client = _client_or_exit(conn, EXIT_ERROR)
+    client = _client_or_exit(conn, exits.ERROR)
     results: list[CheckResult] = []
     for ref in refs:
         try:
             results.append(api.check(ref, client=client))
         except OciNormalizeError as exc:
-            err(f"oci-normalize: error: {exc}")
+            say_error(f"{exc}")
             results.append(CheckResult(reference=ref, error=str(exc)))
-    code = EXIT_OK
+    code = exits.OK
     if any(r.error for r in results):
-        code = EXIT_ERROR
+        code = exits.ERROR
     elif any(not r.oci and r.artifact is None for r in results):
-        code = EXIT_DOCKER_FOUND
+        code = exits.DOCKER_FOUND
     if json_out:
         _emit_json({"results": [r.model_dump() for r in results], "exit_code": code})
     else:
@@ -187,11 +177,11 @@ def convert(
 
     Unsigned referrers (SBOMs, attestations) are re-attached to the new digest; none is deleted.
     """
-    client = _client_or_exit(conn, EXIT_ERROR)
+    client = _client_or_exit(conn, exits.ERROR)
     try:
         result = api.convert(src, dest, dry_run=dry_run, client=client, options=options)
     except OciNormalizeError as exc:
-        err(f"oci-normalize: error: {exc}")
+        say_error(f"{exc}")
         if json_out:
             details = exc.details if isinstance(exc, RefusedError) else ()
             failed = ConvertResult(
@@ -203,12 +193,12 @@ def convert(
                 referrers=[ReferrerOut.model_validate(d) for d in details],
             )
             _emit_json(failed.model_dump())
-        raise typer.Exit(EXIT_ERROR) from None
+        raise typer.Exit(exits.ERROR) from None
     if json_out:
         _emit_json(result.model_dump())
     else:
         _print_convert(result)
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(exits.OK)
 
 
 _ACTIONS: Final = {
@@ -346,10 +336,10 @@ def batch(
     With --to, repository R goes to HOST/PREFIX/R under the same tags; the source is only read.
     """
     if conn.password_stdin and from_file == "-":
-        err("oci-normalize: error: --password-stdin and --from-file - both want stdin")
-        raise typer.Exit(batch_cli.EXIT_CANNOT_START)
+        say_error("--password-stdin and --from-file - both want stdin")
+        raise typer.Exit(exits.ERROR)
     pool = batch_cli.pool_size(concurrency, copies=to is not None)
-    client = _client_or_exit(conn, batch_cli.EXIT_CANNOT_START, pool_size=pool)
+    client = _client_or_exit(conn, exits.ERROR, pool_size=pool)
     request = batch_cli.BatchRequest(
         registry=registry,
         repos=tuple(repo or ()),
@@ -383,7 +373,7 @@ def rollback(
 ) -> None:
     """Put the original manifests back on every tag a batch moved, where nothing moved since."""
     pool = batch_cli.pool_size(concurrency)
-    client = _client_or_exit(conn, batch_cli.EXIT_CANNOT_START, pool_size=pool)
+    client = _client_or_exit(conn, exits.ERROR, pool_size=pool)
     raise typer.Exit(
         batch_cli.run_rollback(
             journal, client, dry_run=dry_run, json_out=json_out, concurrency=concurrency
@@ -397,4 +387,4 @@ def main() -> None:
 
 def run(args: list[str] | None = None) -> int:
     """Run the command line in ``args`` (default: ``sys.argv``) and return its exit code."""
-    return guard.run_guarded(app, args, prog=PROG)
+    return guard.run_guarded(app, args)

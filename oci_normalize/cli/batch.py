@@ -1,9 +1,9 @@
-"""What ``oci-normalize batch`` and ``rollback`` print, and their exit codes (wired in cli.py).
+"""What ``batch`` and ``rollback`` print, and the code of :mod:`.exits` they end with.
 
-Exit codes: 0 everything done (or nothing to do), 2 could not start (no source, bad shard or
-report name, an output path that cannot be written, catalog refused, journal unreadable) or
-could not record what it did (the journal or the report failed to write: the summary is printed
-all the same), 3 some references failed or, for rollback, conflicted (their count is printed).
+2 (``exits.ERROR``) when they could not start (no source, bad shard or report name, an output
+path that cannot be written, catalog refused, journal unreadable) or could not record what they
+did (the journal or the report failed to write: the summary is printed all the same); 3
+(``exits.SOME_FAILED``) when some references failed or, for rollback, conflicted.
 Humans get a progress bar when stdout is a terminal and a summary at the end; ``--json`` gets one
 line per reference and a final ``{"summary": …}`` line.
 """
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
+from oci_normalize.cli import exits
+from oci_normalize.cli.exits import say_error
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.convert.push import DEFAULT_BLOB_CONCURRENCY
 from oci_normalize.convert.tree import CHILD_FETCH_CONCURRENCY
@@ -38,9 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_CONCURRENCY", "MAX_CONCURRENCY"]
 
-EXIT_OK: Final = 0
-EXIT_CANNOT_START: Final = 2
-EXIT_SOME_FAILED: Final = 3
 REPORT_SUFFIXES: Final = (".html", ".htm", ".md")
 #: Largest ``--from-file`` read (a million references of ~60 characters).
 MAX_FROM_FILE_BYTES: Final = 64 * 1024 * 1024
@@ -67,10 +66,6 @@ def pool_size(concurrency: int, *, copies: bool = False) -> int:
     a copy streams several blobs, and talks to two registries)."""
     per_ref = max(CHILD_FETCH_CONCURRENCY, DEFAULT_BLOB_CONCURRENCY if copies else 0)
     return max(16, min(concurrency, MAX_CONCURRENCY) * per_ref)
-
-
-def _err(message: str) -> None:
-    print(printable(message, limit=4096), file=sys.stderr)
 
 
 def unwritable(path: Path, what: str) -> str | None:
@@ -106,27 +101,27 @@ def run_batch(req: BatchRequest, client: Client) -> int:
 
     started = time.monotonic()
     if req.registry is None and req.from_file is None:
-        _err("oci-normalize: error: give a REGISTRY to sweep or --from-file FILE|-")
-        return EXIT_CANNOT_START
+        say_error("give a REGISTRY to sweep or --from-file FILE|-")
+        return exits.ERROR
     if req.report and Path(req.report).suffix.lower() not in REPORT_SUFFIXES:
-        _err(f"oci-normalize: error: --report {req.report}: the name must end in .html or .md")
-        return EXIT_CANNOT_START
+        say_error(f"--report {req.report}: the name must end in .html or .md")
+        return exits.ERROR
     outputs = [("--report", req.report), ("--journal", req.journal)]
     for option, target in outputs:  # every output checked before the first write
         problem = unwritable(Path(target), option) if target else None
         if problem:
-            _err(f"oci-normalize: error: {problem}")
-            return EXIT_CANNOT_START
+            say_error(f"{problem}")
+            return exits.ERROR
     try:
         shard = Shard.parse(req.shard) if req.shard else None
     except ValueError as exc:
-        _err(f"oci-normalize: error: {exc}")
-        return EXIT_CANNOT_START
+        say_error(f"{exc}")
+        return exits.ERROR
     try:
         to = _destination(req)
     except OciNormalizeError as exc:
-        _err(f"oci-normalize: error: {exc}")
-        return EXIT_CANNOT_START
+        say_error(f"{exc}")
+        return exits.ERROR
     selection = Selection(repos=req.repos, tags=req.tags, shard=shard)
     journal: Journal | None = None
     known: frozenset[Any] = frozenset()
@@ -141,11 +136,11 @@ def run_batch(req: BatchRequest, client: Client) -> int:
         hint = ""
         if isinstance(exc, RegistryError) and req.from_file is None:
             hint = " (registries without a catalog need --from-file)"
-        _err(f"oci-normalize: error: {exc}{hint}")
-        return EXIT_CANNOT_START
+        say_error(f"{exc}{hint}")
+        return exits.ERROR
     except OSError as exc:
-        _err(f"oci-normalize: error: {exc}")
-        return EXIT_CANNOT_START
+        say_error(f"{exc}")
+        return exits.ERROR
 
     results: list[RefResult] = []
     early = [failed(what, why) for what, why in targets.failures]
@@ -190,7 +185,7 @@ def run_batch(req: BatchRequest, client: Client) -> int:
         journal=req.journal,
         destination=str(to) if to else None,
     )
-    code = EXIT_SOME_FAILED if summary.failed else EXIT_OK
+    code = exits.SOME_FAILED if summary.failed else exits.OK
     problems = [str(journal.failure)] if journal is not None and journal.failure else []
     if req.report:
         source = req.registry or f"references from {req.from_file}"
@@ -199,13 +194,13 @@ def run_batch(req: BatchRequest, client: Client) -> int:
         except OSError as exc:
             problems.append(f"cannot write report {req.report}: {exc.strerror or exc}")
     if problems:  # what was done is not fully on record: say so, and exit 2
-        code = EXIT_CANNOT_START
+        code = exits.ERROR
     if req.json_out:
         _json_line({"summary": summary.model_dump(), "exit_code": code})
     else:
         _print_batch(results, summary)
     for problem in problems:
-        _err(f"oci-normalize: error: {problem}")
+        say_error(f"{problem}")
     return code
 
 
@@ -304,8 +299,8 @@ def run_rollback(
     try:
         entries = read_journal(Path(journal))
     except OciNormalizeError as exc:
-        _err(f"oci-normalize: error: {exc}")
-        return EXIT_CANNOT_START
+        say_error(f"{exc}")
+        return exits.ERROR
 
     def on_result(r: RollbackResult) -> None:
         if json_out:
@@ -317,7 +312,7 @@ def run_rollback(
     statuses = (RESTORED, WOULD_RESTORE, UNCHANGED, CONFLICT, FAILED)
     counts = {k: sum(1 for r in results if r.status == k) for k in statuses}
     bad = counts[CONFLICT] + counts[FAILED]
-    code = EXIT_SOME_FAILED if bad else EXIT_OK
+    code = exits.SOME_FAILED if bad else exits.OK
     seconds = round(time.monotonic() - started, 3)
     if json_out:
         summary = {"tags": len(results), **counts, "requests": client.requests, "seconds": seconds}
@@ -335,7 +330,7 @@ def run_rollback(
             )
         elif r.status == FAILED:
             print(f"failed {shown}: {printable(r.error or '')}")
-            _err(f"oci-normalize: error: {shown}: {printable(r.error or '')}")
+            say_error(f"{shown}: {printable(r.error or '')}")
     restored = counts[WOULD_RESTORE] if dry_run else counts[RESTORED]
     print(
         f"rollback{' (dry run)' if dry_run else ''}: {len(results)} tag(s): {restored} "

@@ -21,20 +21,18 @@ from typing import Annotated, Any, Final, TypeVar
 import typer
 
 from oci_normalize import api
+from oci_normalize.cli.exits import say_warning
 from oci_normalize.convert.inplace import ConvertOptions, render_backup_tag
 from oci_normalize.convert.push import DEFAULT_BLOB_CONCURRENCY, MAX_BLOB_CONCURRENCY
 from oci_normalize.errors import CredentialError, ReferenceError_
 from oci_normalize.http import credentials
 from oci_normalize.http.retry import MAX_ATTEMPTS, MAX_RETRY_TIME_S, RetryPolicy
 from oci_normalize.store.registry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ClientOptions
-from oci_normalize.text import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Longest time any seconds option accepts (a day): beyond it a number is a typo or ``inf``.
 MAX_SECONDS: Final = 24 * 3600.0
-#: Longest message line printed; outside text inside it is already capped shorter.
-MAX_LINE_CHARS: Final = 4096
 
 
 def _seconds(minimum: float, *, inclusive: bool) -> Callable[[float], float]:
@@ -230,7 +228,7 @@ def make_client(conn: Connection, *, pool_size: int = 16) -> api.Client:
     _log_warnings()
     if conn.insecure and not _warned_insecure:
         _warned_insecure = True
-        err("oci-normalize: warning: --insecure: TLS certificates are not verified")
+        say_warning("--insecure: TLS certificates are not verified")
     password = None
     if conn.password_stdin:
         if not conn.username:
@@ -265,8 +263,3 @@ def _log_warnings() -> None:
         handler.setFormatter(logging.Formatter("oci-normalize: %(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
-
-
-def err(message: str) -> None:
-    """One line on stderr, whatever the message holds (control characters become ``?``)."""
-    print(printable(message, limit=MAX_LINE_CHARS), file=sys.stderr)
