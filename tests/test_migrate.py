@@ -239,21 +239,29 @@ def test_a_rerun_finds_everything_present_and_writes_nothing(
     assert writes(dst, dst_mark) == [] and writes(src, src_mark) == []
 
 
-def test_rollback_restores_what_the_migration_replaced(
+def test_rollback_cannot_prove_a_replaced_destination_tag_and_leaves_it(
     pair: tuple[RunningRegistry, RunningRegistry], migration: dict[str, Any]
 ) -> None:
+    # The tag the migration replaced held something unrelated to the source: no conversion ties
+    # it to what the tag holds now, so rollback refuses to take the journal's word for it (the
+    # trust-model rule), says why, and leaves the tag; the replaced manifest stays by digest.
     src, dst = pair
     docs, _ = json_lines(migration["result"])
-    src_mark = src.log_mark()
+    src_mark, dst_mark = src.log_mark(), dst.log_mark()
     result = cli("rollback", str(migration["journal"]), "--json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
     lines = [json.loads(x) for x in result.stdout.splitlines()]
-    restored = [x for x in lines if x.get("status") == "restored"]
-    assert [x["reference"] for x in restored] == [f"{dst.host}/mirror/mg/taken:v1"]
-    assert seed.head_manifest(dst.url, "mirror/mg/taken", "v1") == migration["theirs"]
-    # tags the migration created stay; the source is never touched
+    failed = [x for x in lines if x.get("status") == "failed"]
+    assert [x["reference"] for x in failed] == [f"{dst.host}/mirror/mg/taken:v1"]
+    assert "refusing to push" in failed[0]["error"]
+    assert not [x for x in lines if x.get("status") == "restored"]
+    taken = docs["mg/taken:v1"]["new_digest"]
+    assert seed.head_manifest(dst.url, "mirror/mg/taken", "v1") == taken
+    assert seed.head_manifest(dst.url, "mirror/mg/taken", migration["theirs"]) is not None
+    # tags the migration created stay; nothing is written anywhere
     assert seed.head_manifest(dst.url, "mirror/mg/app", "v1") == docs["mg/app:v1"]["new_digest"]
     assert writes(src, src_mark) == []
+    assert writes(dst, dst_mark) == []
 
 
 def test_signatures_that_would_break_refuse_unless_told(
