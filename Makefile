@@ -12,6 +12,7 @@ help:
 	@echo "make unit   - only the tests that need no registry"
 	@echo "make bench  - batch vs a skopeo loop and the GET+PUT floor (ratios, requests/manifest)"
 	@echo "make bench-memory - peak RSS converting a 1 GiB-layer schema1 image and docker-archive"
+	@echo "make image  - build the OCI image oci-normalize:VERSION (buildah + mmdebstrap, as root)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,10 @@ bench: $(PY)
 
 bench-memory: $(PY)
 	$(PY) bench/memory.py
+
+.PHONY: image
+image: $(PY)
+	WHEEL_PYTHON=$(PY) image/build.sh
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache
