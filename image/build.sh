@@ -99,10 +99,11 @@ else
         --dpkgopt='path-exclude=/usr/share/locale/*' \
         --dpkgopt='path-exclude=/usr/share/lintian/*' \
         --customize-hook='rm -f "$1/etc/resolv.conf" "$1/etc/hostname"' \
-        --customize-hook='rm -rf "$1"/var/log/* "$1"/var/cache/apt "$1"/var/lib/apt "$1"/var/cache/debconf/*-old "$1"/var/lib/dpkg/*-old' \
+        --customize-hook='rm -rf "$1"/var/log/* "$1"/var/cache/debconf/*-old "$1"/var/lib/dpkg/*-old' \
         --customize-hook="$(user_hook)" \
         "$SUITE" - "${sources[@]}" |
-        mmtarfilter --path-exclude='/dev/*' --path-exclude='/var/lib/apt/*' --path-exclude='/var/cache/apt/*' >"$base.part"
+        mmtarfilter --path-exclude='/dev/*' --path-exclude='/var/lib/apt/*' --path-exclude='/var/cache/apt/*' \
+            --path-exclude='/etc/apt/sources.list.d/*' --path-exclude=/etc/apt/sources.list >"$base.part"
     mv "$base.part" "$base"
 fi
 

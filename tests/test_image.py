@@ -113,7 +113,14 @@ def test_image_is_oci_lean_non_root_and_labelled(image: BuiltImage) -> None:
         n
         for n in names
         if n.startswith(
-            ("usr/share/man/", "var/cache/apt/", "var/lib/apt/", "usr/bin/gcc", "root/.cache")
+            (
+                "usr/share/man/",
+                "var/cache/apt/",
+                "var/lib/apt/",
+                "etc/apt/sources",
+                "usr/bin/gcc",
+                "root/.cache",
+            )
         )
         or (n.startswith("usr/share/doc/") and n.count("/") > 3 and not n.endswith("/copyright"))
         or (n.startswith("usr/local/") and "__pycache__" in n)
