@@ -12,6 +12,7 @@
 #
 # Environment (all optional):
 #   SOURCE_DATE_EPOCH  timestamps of the image and its files (default: the last commit's time)
+#   REVISION           org.opencontainers.image.revision (default: git rev-parse HEAD)
 #   SOURCE_URL         org.opencontainers.image.source (default: git remote origin, if any)
 #   WHEEL_PYTHON       the interpreter that builds the wheels (default .venv/bin/python)
 #   OUT                work and output directory (default build/image)
@@ -33,9 +34,9 @@ OUT=${OUT:-build/image}
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n 1)
 LICENSE=$(sed -n 's/^license = { text = "\(.*\)" }$/\1/p' pyproject.toml | head -n 1)
 IMAGE=${IMAGE:-oci-normalize:$VERSION}
-REVISION=$(git rev-parse HEAD)
-SOURCE_URL=${SOURCE_URL:-$(git config --get remote.origin.url || true)}
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
+REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || true)}
+SOURCE_URL=${SOURCE_URL:-$(git config --get remote.origin.url 2>/dev/null || true)}
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || true)}
 CREATED=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 SUITE=${SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-}")}
 ARCH=$(dpkg --print-architecture)
@@ -49,12 +50,14 @@ step() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'image/build.sh: %s\n' "$*" >&2; exit 2; }
 
 [[ -n "$VERSION" ]] || die "no version in pyproject.toml"
+[[ -n "$REVISION" && -n "$SOURCE_DATE_EPOCH" ]] ||
+    die "not a git checkout: set REVISION (the commit) and SOURCE_DATE_EPOCH"
 [[ -n "$SUITE" ]] || die "no VERSION_CODENAME in /etc/os-release: set SUITE"
 [[ -x "$WHEEL_PYTHON" ]] || die "$WHEEL_PYTHON missing: run 'make venv' or set WHEEL_PYTHON"
-for tool in mmdebstrap mmtarfilter buildah git; do
+for tool in mmdebstrap mmtarfilter buildah jq; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install buildah mmdebstrap)"
 done
-if [[ -n "$(git status --porcelain --untracked-files=no)" ]]; then
+if [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
     step "warning: uncommitted changes are built, but the revision label says $REVISION"
 fi
 

@@ -35,6 +35,7 @@ from tests.support.image import (
     kill_tree,
     layout_manifest,
     require_image_tools,
+    revision,
 )
 from tests.support.registry import RegistryFactory, RunningRegistry, registry_factory_at
 
@@ -64,12 +65,6 @@ def fleet_registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regis
         yield factory
 
 
-def git_head() -> str:
-    return subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
 def host_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "oci_normalize", *args],
@@ -87,7 +82,7 @@ def test_image_is_oci_lean_non_root_and_labelled(image: BuiltImage) -> None:
     created = datetime.fromtimestamp(int(SOURCE_DATE_EPOCH), tz=timezone.utc)
     expected = {
         f"{LABEL}version": image.version,
-        f"{LABEL}revision": git_head(),
+        f"{LABEL}revision": revision(),
         f"{LABEL}licenses": "Apache-2.0",
         f"{LABEL}created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -27,7 +27,7 @@ from tests.support.registry import in_ci, require_tools
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "image" / "build.sh"
-BUILD_TOOLS = ("buildah", "mmdebstrap", "mmtarfilter", "jq", "git")
+BUILD_TOOLS = ("buildah", "mmdebstrap", "mmtarfilter", "jq")
 BUILD_TIMEOUT = 900.0
 BUILDAH_TIMEOUT = 300.0
 #: A fixed epoch, so that two builds of one commit can be compared.
@@ -42,6 +42,18 @@ def require_image_tools() -> None:
         if in_ci():
             pytest.fail(f"{reason}; CI=true never skips registry tests", pytrace=False)
         pytest.skip(reason)
+
+
+def revision() -> str:
+    """The commit the image is labelled with: HEAD, or a stand-in outside a git checkout."""
+    proc = (
+        subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        )
+        if shutil.which("git")
+        else None
+    )
+    return proc.stdout.strip() if proc and proc.returncode == 0 else "unknown"
 
 
 def project_version() -> str:
@@ -115,6 +127,7 @@ def build_image(work: Path) -> BuiltImage:
     env = {
         **os.environ,
         "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
+        "REVISION": revision(),
         "BUILDAH_ROOT": str(buildah.root),
         "OUT": str(out),
         "WHEEL_PYTHON": sys.executable,
