@@ -293,7 +293,10 @@ def test_fleet_sweep_four_workers_from_the_image(
         for index, code in codes.items():
             if code != 0:
                 retry_failed(workers[index], image, journals)
-        puts = Counter(e.path for e in reg.access_log_lines(since=mark) if e.method == "PUT")
+        log = [e for e in reg.access_log_lines(since=mark) if e.method == "PUT"]
+        puts = Counter(e.path for e in log if 200 <= e.status < 300)
+        refused = {e.path for e in log if e.status >= 400}
+        failed: set[str] = set()  # references some run reported failed (see retry_failed)
 
         for w, expected in zip(workers, slices, strict=True):
             out = json_docs(journals / f"out-{w.index}-{w.runs}.jsonl")
@@ -303,6 +306,7 @@ def test_fleet_sweep_four_workers_from_the_image(
                 converted_now = doc["status"] == "converted"  # else already OCI by now
                 assert doc["kind"] == (refs[name].kind if converted_now else "oci"), doc
             lines = journal_lines(journals / f"sweep-{w.index}.jsonl")
+            failed |= {local(d["reference"]) for d in lines if d["status"] == "failed"}
             assert {local(d["reference"]) for d in lines} == expected
             converted = Counter(local(d["reference"]) for d in lines if d["status"] == "converted")
             assert set(converted.values()) == {1}, w.index  # nothing converted twice
@@ -324,6 +328,7 @@ def test_fleet_sweep_four_workers_from_the_image(
         for name, ref in refs.items():  # one tag PUT per Docker/mixed reference, none for OCI
             path = f"/v2/{ref.repository}/manifests/{ref.tag}"
             assert puts[path] == (1 if name in convertible else 0), name
+            assert path not in refused or name in failed, name  # refused: reported, re-run
             media_type = seed.get_manifest(reg.url, ref.repository, ref.tag)[1]
             assert media_type in (seed.OCI_MANIFEST, seed.OCI_INDEX), name
 
