@@ -230,9 +230,9 @@ def retry_failed(worker: Worker, image: BuiltImage, journals: Path) -> None:
 
     Workers share no state, so two of them may push the same converted child manifest (two
     tags of one index, or indexes over the same children, in different slices) at the same
-    moment. distribution 2.8's filesystem storage does not write its link files atomically:
-    the loser's index PUT can then be refused with DIGEST_INVALID. That reference fails,
-    nothing was moved, and the re-run converts it (alone, so without the race).
+    moment; distribution 2.8 (filesystem storage) then sometimes refuses the index PUT that
+    follows with DIGEST_INVALID (seen, not yet traced in its code: it looks like a race between
+    identical writes). That reference fails, nothing was moved, and the re-run converts it.
     """
     out = json_docs(journals / f"out-{worker.index}-{worker.runs}.jsonl")
     errors = [d["error"] for d in out.values() if d["status"] == "failed"]
