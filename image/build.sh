@@ -37,7 +37,6 @@ IMAGE=${IMAGE:-oci-normalize:$VERSION}
 REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || true)}
 SOURCE_URL=${SOURCE_URL:-$(git config --get remote.origin.url 2>/dev/null || true)}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || true)}
-CREATED=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 SUITE=${SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-}")}
 ARCH=$(dpkg --print-architecture)
 export STORAGE_DRIVER=${STORAGE_DRIVER:-vfs}
@@ -52,6 +51,7 @@ die() { printf 'image/build.sh: %s\n' "$*" >&2; exit 2; }
 [[ -n "$VERSION" ]] || die "no version in pyproject.toml"
 [[ -n "$REVISION" && -n "$SOURCE_DATE_EPOCH" ]] ||
     die "not a git checkout: set REVISION (the commit) and SOURCE_DATE_EPOCH"
+CREATED=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 [[ -n "$SUITE" ]] || die "no VERSION_CODENAME in /etc/os-release: set SUITE"
 [[ -x "$WHEEL_PYTHON" ]] || die "$WHEEL_PYTHON missing: run 'make venv' or set WHEEL_PYTHON"
 for tool in mmdebstrap mmtarfilter buildah jq; do

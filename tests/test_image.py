@@ -56,7 +56,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImage]:
     require_image_tools()
     built = build_image(tmp_path_factory.mktemp("image"))
     yield built
-    built.buildah.destroy()
+    built.destroy()
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_two_builds_of_one_commit_have_one_config_digest(image: BuiltImage, tmp_
         assert again.config_digest == image.config_digest
         assert again.config_digest.startswith("sha256:")
     finally:
-        again.buildah.destroy()
+        again.destroy()
 
 
 def test_pushed_image_passes_its_own_check(image: BuiltImage, registry: RunningRegistry) -> None:

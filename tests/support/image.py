@@ -118,6 +118,11 @@ class BuiltImage:
     config_digest: str
     output: str  # what build.sh printed
 
+    def destroy(self) -> None:
+        """Remove the store, the layout, the wheels and the base tarball."""
+        self.buildah.destroy()
+        shutil.rmtree(self.layout.parent, ignore_errors=True)
+
 
 def build_image(work: Path) -> BuiltImage:
     """Run ``image/build.sh`` into ``work`` (store, layout, wheels) and return what it built."""
