@@ -48,6 +48,7 @@ VICTIM = 2  # the worker killed mid-run
 KILL_AFTER = 5  # converted journal lines before the SIGKILL
 SLOW_PUT = 0.05  # seconds the proxy holds each tag PUT of the victim: a window to kill it in
 RUN_TIMEOUT = 300.0
+MAX_RUNS = 4  # per worker: the first, and re-runs after the known race (see finish)
 LABEL = "org.opencontainers.image."
 
 
@@ -220,24 +221,27 @@ def wait(proc: subprocess.Popen[bytes]) -> int:
     except subprocess.TimeoutExpired:
         kill_tree(proc)
         raise
-    # 3: some references failed (see retry_failed); -9: the victim, killed on purpose.
+    # 3: some references failed (see finish); -9: the victim, killed on purpose.
     assert proc.returncode in (0, 3, -9), err.decode(errors="replace")[-2000:]
     return proc.returncode
 
 
-def retry_failed(worker: Worker, image: BuiltImage, journals: Path) -> None:
-    """Re-run a worker that exited 3, as a Job's backoffLimit would.
+def finish(worker: Worker, image: BuiltImage, journals: Path, code: int) -> None:
+    """Re-run a worker while it exits 3 for the known race, as a Job's backoffLimit would.
 
-    Workers share no state, so two of them may push the same converted child manifest (two
-    tags of one index, or indexes over the same children, in different slices) at the same
-    moment; distribution 2.8 (filesystem storage) then sometimes refuses the index PUT that
-    follows with DIGEST_INVALID (seen, not yet traced in its code: it looks like a race between
-    identical writes). That reference fails, nothing was moved, and the re-run converts it.
+    Two requests (two workers whose slices hold tags of one index or indexes over the same
+    children, or two concurrent references in one worker) may push the same converted child
+    manifest at the same moment; distribution 2.8 (filesystem storage) then sometimes refuses
+    the index PUT that follows with DIGEST_INVALID (seen, not yet traced in its code: it looks
+    like a race between identical writes). That reference fails, nothing was moved, and a
+    re-run converts it. Any other failure fails the test.
     """
-    out = json_docs(journals / f"out-{worker.index}-{worker.runs}.jsonl")
-    errors = [d["error"] for d in out.values() if d["status"] == "failed"]
-    assert errors and all("DIGEST_INVALID" in e for e in errors), errors
-    assert wait(worker.sweep(image, journals)) == 0
+    while code == 3 and worker.runs < MAX_RUNS:
+        out = json_docs(journals / f"out-{worker.index}-{worker.runs}.jsonl")
+        errors = [d["error"] for d in out.values() if d["status"] == "failed"]
+        assert errors and all("DIGEST_INVALID" in e for e in errors), errors
+        code = wait(worker.sweep(image, journals))
+    assert code == 0, f"worker {worker.index} still failing after {worker.runs} runs"
 
 
 def kill_mid_run(proc: subprocess.Popen[bytes], journal: Path) -> None:
@@ -289,14 +293,14 @@ def test_fleet_sweep_four_workers_from_the_image(
         first_touched = {local(d["reference"]) for d in killed if d["status"] == "pending"}
         assert KILL_AFTER <= len(first) < len(slices[VICTIM] & convertible)
         proxy.clear()
-        assert wait(workers[VICTIM].sweep(image, journals)) == 0  # re-run the victim's slice
+        victim = workers[VICTIM]
+        finish(victim, image, journals, wait(victim.sweep(image, journals)))  # re-run its slice
         for index, code in codes.items():
-            if code != 0:
-                retry_failed(workers[index], image, journals)
+            finish(workers[index], image, journals, code)
         log = [e for e in reg.access_log_lines(since=mark) if e.method == "PUT"]
         puts = Counter(e.path for e in log if 200 <= e.status < 300)
         refused = {e.path for e in log if e.status >= 400}
-        failed: set[str] = set()  # references some run reported failed (see retry_failed)
+        failed: set[str] = set()  # references some run reported failed (see finish)
 
         for w, expected in zip(workers, slices, strict=True):
             out = json_docs(journals / f"out-{w.index}-{w.runs}.jsonl")
@@ -320,8 +324,12 @@ def test_fleet_sweep_four_workers_from_the_image(
             assert sum(int(row[1]) for row in per_repo) == len(expected)
             moved = {local(row[0]) for row in md_table(report, "## Tags moved")}
             assert moved == {n for n, d in out.items() if d["status"] == "converted"}
-        again = json_docs(journals / f"out-{VICTIM}-2.jsonl")
-        rerun = {n for n, d in again.items() if d["status"] == "converted"}
+        rerun = {
+            name
+            for run in range(2, victim.runs + 1)
+            for name, doc in json_docs(journals / f"out-{VICTIM}-{run}.jsonl").items()
+            if doc["status"] == "converted"
+        }
         todo = slices[VICTIM] & convertible
         assert todo - first_touched <= rerun <= todo - first  # moved tags are left alone
 
