@@ -44,7 +44,7 @@ import requests  # noqa: E402
 
 from oci_normalize.api import Client, plan  # noqa: E402
 from oci_normalize.batch.run import DEFAULT_CONCURRENCY  # noqa: E402
-from tests import seed  # noqa: E402
+from tests.support import seed  # noqa: E402
 from tests.support.bulk_seed import (  # noqa: E402
     Image,
     ListImage,

@@ -2,8 +2,8 @@
 
 Python API::
 
-    from oci_normalize import check
-    from oci_normalize import convert
+    from oci_normalize import check, convert
+
     report = check("registry.example/app:1.0")
     if not report.oci:
         result = convert("registry.example/app:1.0", dry_run=True)
@@ -18,6 +18,7 @@ from oci_normalize.errors import OciNormalizeError, RefusedError
 from oci_normalize.models import CheckResult, ConvertResult
 from oci_normalize.reference import ArchiveRef, LayoutRef, Reference, parse_location
 from oci_normalize.store.registry import ClientOptions
+from oci_normalize.version import VERSION
 
 __all__ = [
     "ArchiveRef",
@@ -35,4 +36,4 @@ __all__ = [
     "parse_location",
     "plan",
 ]
-__version__ = "0.1.0"
+__version__ = VERSION

@@ -8,7 +8,6 @@ keys are stable and documented in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -212,6 +211,3 @@ class ConvertResult(_Result):
     tags: list[TagMove] = []
     backup_tag: str | None = None
     error: str | None = None
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump()

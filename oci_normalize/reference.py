@@ -109,9 +109,6 @@ class Reference:
     def with_digest(self, digest: Digest) -> Reference:
         return replace(self, digest=digest)
 
-    def same_repository(self, other: Reference) -> bool:
-        return self.registry == other.registry and self.repository == other.repository
-
     def __str__(self) -> str:
         out = f"{self.registry}/{self.repository}"
         if self.tag is not None:

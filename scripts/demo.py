@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests import seed  # noqa: E402 - the demo reuses the test suite's independent seeder
+from tests.support import seed  # noqa: E402 - the demo reuses the test suite's independent seeder
 from tests.support.registry import registry_factory_at  # noqa: E402
 
 REPO = "google/trillian/db_server"

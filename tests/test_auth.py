@@ -182,7 +182,7 @@ def test_basic_credentials_never_go_to_a_plain_http_realm(
     (method, url, kwargs) = session.calls[0]
     assert (method, url) == ("GET", realm)
     assert kwargs["params"] == [("service", "svc"), ("scope", "repository:a:pull,push")]
-    assert ("Authorization" in kwargs["headers"]) is cred.has_basic  # type: ignore[operator]
+    assert ("Authorization" in kwargs["headers"]) is cred.has_basic
 
 
 def test_several_scopes_go_as_separate_parameters_and_identity_tokens_post() -> None:
@@ -191,8 +191,8 @@ def test_several_scopes_go_as_separate_parameters_and_identity_tokens_post() -> 
     auth.answer(_response(REALM.format(realm="https://a.example/t")), wanted, "mount")
     (method, url, kwargs) = session.calls[0]
     form = kwargs["data"]
-    assert method == "POST" and form["grant_type"] == "refresh_token"  # type: ignore[index]
-    assert form["scope"] == "repository:a:pull,push repository:dst:pull,push repository:src:pull"  # type: ignore[index]
+    assert method == "POST" and form["grant_type"] == "refresh_token"
+    assert form["scope"] == "repository:a:pull,push repository:dst:pull,push repository:src:pull"
     # cached for the scope set asked, whatever the order
     assert auth.header(reversed(wanted)) == "Bearer tok-abcdef"
     assert auth.token_requests == 1

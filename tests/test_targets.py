@@ -54,10 +54,11 @@ def test_shard_ignores_the_registry_spelling_and_is_stable() -> None:
     a = Reference(registry="localhost:5000", repository="team/app", tag="v1")
     b = Reference(registry="127.0.0.1:5000", repository="team/app", tag="v1")
     assert shard_of(a, 7) == shard_of(b, 7)
-    # pinned: the hash must never change between releases, or workers would disagree
-    assert [shard_of(Reference("r", "team/app", f"v{i}"), 4) for i in range(8)] == [
-        shard_of(Reference("x", "team/app", f"v{i}"), 4) for i in range(8)
-    ]
+    # pinned literals: the hash must never change between releases, or workers of two versions
+    # running side by side would disagree about who owns a reference
+    refs = [Reference("r", "team/app", f"v{i}") for i in range(8)]
+    assert [shard_of(r, 4) for r in refs] == [2, 3, 0, 2, 0, 0, 2, 2]
+    assert [shard_of(r, 7) for r in refs] == [4, 6, 5, 0, 5, 0, 5, 1]
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from oci_normalize.cli.options import (
 from oci_normalize.convert.inplace import ConvertOptions
 from oci_normalize.errors import OciNormalizeError, RefusedError
 from oci_normalize.models import CheckResult, ConvertResult, ReferrerOut
+from oci_normalize.version import VERSION
 
 EXIT_OK: Final = 0
 EXIT_DOCKER_FOUND: Final = 1
@@ -39,6 +40,24 @@ app = typer.Typer(
     help="Rewrite Docker media types in registry images to their OCI equivalents.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"oci-normalize {VERSION}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Rewrite Docker media types in registry images to their OCI equivalents."""
 
 
 def _emit_json(doc: Any) -> None:
@@ -143,8 +162,9 @@ def convert(
 ) -> None:
     """Rewrite SRC with OCI media types, in place or into DEST.
 
-    In place, signatures that name the old digest make it refuse; unsigned referrers (SBOMs,
-    attestations) are re-attached to the new digest; old ones are never deleted.
+    In place, a signature that names the old digest makes it refuse (see --break-signatures).
+
+    Unsigned referrers (SBOMs, attestations) are re-attached to the new digest; none is deleted.
     """
     client = _client_or_exit(conn, EXIT_ERROR)
     try:
@@ -284,7 +304,7 @@ def batch(
 ) -> None:
     """Convert every selected reference in place, concurrently; journal, report, resume.
 
-    Each tag goes through what ``convert`` does in place (guard, signatures, referrers).
+    Each tag goes through what 'convert' does in place (guard, signatures, referrers).
     """
     if conn.password_stdin and from_file == "-":
         err("oci-normalize: error: --password-stdin and --from-file - both want stdin")

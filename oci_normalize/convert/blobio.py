@@ -196,9 +196,3 @@ def _spool(chunks: Iterable[bytes], out: IO[bytes], what: str) -> tuple[Digest, 
         assert compressor is not None
         emit(compressor.flush())
     return Digest("sha256", blob_hash.hexdigest()), size, Digest("sha256", tar_hash.hexdigest())
-
-
-def file_chunks(path: Path, chunk_size: int = CHUNK) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        while chunk := fh.read(chunk_size):
-            yield chunk

@@ -26,7 +26,6 @@ from oci_normalize.errors import MalformedManifestError
 from oci_normalize.manifest import parse_body, serialize
 from oci_normalize.models import Node, Plan
 
-COSIGN_SUFFIXES: Final = (".sig", ".att", ".sbom")
 ATTESTATION_TYPE_KEY: Final = "vnd.docker.reference.type"
 ATTESTATION_MANIFEST: Final = "attestation-manifest"
 #: OCI distribution-spec: fallback tags are ``<alg>-<hex>`` truncated to the tag length limit.

@@ -143,10 +143,6 @@ class Authenticator:
         # Expired: renew before sending, rather than earn a 401 to learn the same challenge.
         return f"Bearer {self._renew(key, params, merge_scopes(key), 'renew token', None).value}"
 
-    def forget(self, scopes: Iterable[str]) -> None:
-        with self._lock:
-            self._tokens.pop(frozenset(scopes), None)
-
     def answer(self, response: requests.Response, scopes: Iterable[str], what: str) -> None:
         """Learn from a 401 so the retried request can succeed; raise if nothing can help."""
         wanted = sorted(set(scopes))

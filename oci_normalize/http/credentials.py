@@ -38,8 +38,6 @@ _HUB_ALIASES: Final = frozenset(
     {DOCKER_HUB, "index.docker.io", "registry-1.docker.io", DOCKER_HUB_KEY.rstrip("/")}
 )
 HELPER_PREFIX: Final = "docker-credential-"
-#: What a credential helper returns as username for an identity token.
-TOKEN_USERNAME: Final = "<token>"
 
 log = logging.getLogger(__name__)
 

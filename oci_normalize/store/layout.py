@@ -48,7 +48,6 @@ LAYOUT_FILE: Final = "oci-layout"
 INDEX_FILE: Final = "index.json"
 LAYOUT_VERSION: Final = "1.0.0"
 MAX_INDEX_BYTES: Final = 16 * 1024 * 1024
-CHUNK: Final = 1024 * 1024
 
 
 class Layout:

@@ -96,7 +96,7 @@ class FaultProxy:
     def host(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host!s}:{port}"
 
     def add(self, *rules: Rule) -> FaultProxy:
         with self._lock:

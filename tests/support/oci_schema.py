@@ -43,11 +43,11 @@ def schema_dir() -> Path | None:
 
 
 @cache
-def _registry() -> Registry:  # type: ignore[type-arg]
+def _registry() -> Registry:
     base = schema_dir()
     assert base is not None, "OCI schemas not found (set OCI_SCHEMA_DIR)"
 
-    def retrieve(uri: str) -> Resource:  # type: ignore[type-arg]
+    def retrieve(uri: str) -> Resource:
         name = uri.rstrip("/").rsplit("/", 1)[-1].split("#", 1)[0]
         return Resource.from_contents(json.loads((base / name).read_text()), DRAFT4)
 

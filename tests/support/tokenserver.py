@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
@@ -61,6 +61,7 @@ class TokenServer:
     expires_in: int | None = None  # what the answer announces; default lifetime_s
     exp_offset_s: int = 0  # added to exp (negative: already expired)
     grants: list[Grant] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # every request target, query included
 
     def __post_init__(self) -> None:
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
@@ -146,7 +147,7 @@ class TokenServer:
     def realm(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/token"
+        return f"http://{host!s}:{port}/token"
 
     def registry_config(self) -> dict[str, Any]:
         """``extra_config`` for the registry factory: token auth trusting this server."""
@@ -169,6 +170,7 @@ class TokenServer:
                 pass  # quiet: and no request line can leak a secret into a log
 
             def do_GET(self) -> None:  # noqa: N802
+                owner.paths.append(self.path)
                 query = parse_qs(urlsplit(self.path).query)
                 user = owner._basic_user(self.headers.get("Authorization"))
                 if user is False:
@@ -177,6 +179,7 @@ class TokenServer:
                 self._grant("GET", user or None, query.get("scope", []))
 
             def do_POST(self) -> None:  # noqa: N802
+                owner.paths.append(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 form = parse_qs(self.rfile.read(length).decode())
                 if form.get("grant_type") != ["refresh_token"]:
@@ -206,7 +209,7 @@ class TokenServer:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
-    def _basic_user(self, header: str | None) -> str | bool:
+    def _basic_user(self, header: str | None) -> str | Literal[False]:
         """'' for anonymous, the user name, or False for wrong credentials."""
         if not header:
             return ""
