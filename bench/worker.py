@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from oci_normalize.batch.run import DEFAULT_CONCURRENCY  # noqa: E402
 from tests.support.fleet import seed_fleet, shard_of  # noqa: E402
-from tests.support.registry import start_registry  # noqa: E402
+from tests.support.registry import RunningRegistry, start_registry  # noqa: E402
 
 TARGET_TAGS = 100_000
 FLEETS = (1, 4, 8, 16, 32)
@@ -47,7 +47,7 @@ def main() -> None:
             reg.stop()
 
 
-def run(reg, repos: int, shards: int, tmp: Path) -> None:  # type: ignore[no-untyped-def]
+def run(reg: RunningRegistry, repos: int, shards: int, tmp: Path) -> None:
     started = time.monotonic()
     refs = seed_fleet(reg.url, prefix="bench", repos=repos)
     mine = [r for r in refs if shard_of(r.repository, r.tag, shards) == 0]

@@ -32,7 +32,9 @@ HOME_DIR=/home/$USER_NAME
 WHEEL_PYTHON=${WHEEL_PYTHON:-.venv/bin/python}
 OUT=${OUT:-build/image}
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n 1)
-LICENSE=$(sed -n 's/^license = { text = "\(.*\)" }$/\1/p' pyproject.toml | head -n 1)
+# license = "SPDX" (PEP 639) or the older license = { text = "SPDX" }
+LICENSE=$(sed -n -e 's/^license = "\(.*\)"$/\1/p' -e 's/^license = { text = "\(.*\)" }$/\1/p' \
+    pyproject.toml | head -n 1)
 IMAGE=${IMAGE:-oci-normalize:$VERSION}
 REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || true)}
 SOURCE_URL=${SOURCE_URL:-$(git config --get remote.origin.url 2>/dev/null || true)}
@@ -48,7 +50,7 @@ fi
 step() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'image/build.sh: %s\n' "$*" >&2; exit 2; }
 
-[[ -n "$VERSION" ]] || die "no version in pyproject.toml"
+[[ -n "$VERSION" && -n "$LICENSE" ]] || die "no version or license in pyproject.toml"
 [[ -n "$REVISION" && -n "$SOURCE_DATE_EPOCH" ]] ||
     die "not a git checkout: set REVISION (the commit) and SOURCE_DATE_EPOCH"
 CREATED=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)

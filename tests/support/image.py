@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,7 +160,7 @@ def build_image(work: Path) -> BuiltImage:
     )
 
 
-def layout_manifest(layout: Path) -> tuple[dict[str, object], dict[str, object]]:
+def layout_manifest(layout: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(manifest, config) of the one image in an OCI layout, read by hand."""
     index = json.loads((layout / "index.json").read_bytes())
     (entry,) = index["manifests"]
