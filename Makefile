@@ -13,6 +13,7 @@ help:
 	@echo "make bench  - in place vs the GET+PUT floor and a skopeo loop; big-layer copy vs skopeo copy;"
 	@echo "              batch --to vs skopeo sync (side by side, one run; see bench/README.md)"
 	@echo "make bench-memory - peak RSS converting a 1 GiB-layer schema1 image and docker-archive"
+	@echo "make image  - build the OCI image oci-normalize:VERSION (buildah + mmdebstrap, as root)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,10 @@ bench: $(PY)
 
 bench-memory: $(PY)
 	$(PY) bench/memory.py
+
+.PHONY: image
+image: $(PY)
+	WHEEL_PYTHON=$(PY) image/build.sh
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache
