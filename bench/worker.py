@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from oci_normalize.batch.run import DEFAULT_CONCURRENCY  # noqa: E402
+from oci_normalize.batch import DEFAULT_CONCURRENCY  # noqa: E402
 from tests.support.fleet import seed_fleet, shard_of  # noqa: E402
 from tests.support.registry import RunningRegistry, start_registry  # noqa: E402
 
