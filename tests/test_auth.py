@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from oci_normalize.http.auth import Credential, _split_challenges, is_loopback_host, parse_challenge
+from oci_normalize.http.auth import Credential, _split_challenges, parse_challenge
 from oci_normalize.http.transport import origin
+from oci_normalize.reference import is_loopback_host
 
 
 @pytest.mark.parametrize(

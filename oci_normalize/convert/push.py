@@ -20,9 +20,9 @@ from typing import Final
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, PushError
+from oci_normalize.limits import CHUNK
 from oci_normalize.models import Blob, NewBlob, Plan
 from oci_normalize.store.base import BlobStream, Store
-from oci_normalize.store.registry import CHUNK
 
 #: Blobs of one image streamed at once (each holds about two chunks in memory); skopeo's
 #: default is 6 too.

@@ -47,7 +47,6 @@ from oci_normalize.store import listing
 
 CONNECT_TIMEOUT_S: Final = 10.0
 READ_TIMEOUT_S: Final = 60.0
-CHUNK: Final = 1024 * 1024
 USER_AGENT: Final = "oci-normalize/0.1"
 
 
