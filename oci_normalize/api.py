@@ -31,14 +31,6 @@ from oci_normalize.errors import OciNormalizeError, RegistryError, UnsupportedMe
 from oci_normalize.http import deadline
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Credential
-from oci_normalize.models import (
-    CheckResult,
-    ConvertResult,
-    FindingOut,
-    ManifestChange,
-    ReferrerOut,
-    TagMove,
-)
 from oci_normalize.reference import (
     ArchiveRef,
     LayoutRef,
@@ -47,6 +39,22 @@ from oci_normalize.reference import (
     Reference,
     parse_location,
     same_repository,
+)
+from oci_normalize.results import (
+    ALREADY_OCI,
+    ARTIFACT,
+    CONVERTED,
+    COPIED,
+    TAG,
+    WOULD_CONVERT,
+    WOULD_REFUSE,
+    CheckResult,
+    ConvertResult,
+    ConvertStatus,
+    FindingOut,
+    ManifestChange,
+    ReferrerOut,
+    TagMove,
 )
 from oci_normalize.store import archive
 from oci_normalize.store.base import Store
@@ -360,14 +368,15 @@ def _convert(
         prepared = pipeline.prepare(client, planned, options, dry_run=dry_run)
     warnings = list(p.warnings)
     nothing_to_do = not p.changed and in_place
+    status: ConvertStatus
     if p.artifact is not None and (dry_run or nothing_to_do):
-        status = "artifact"
+        status = ARTIFACT
         stats = PushStats()
     elif dry_run or nothing_to_do:
         rebuilt = p.changed or isinstance(source, ArchiveRef)  # an archive is Docker's format
-        status = "would-convert" if rebuilt else "already-oci"
+        status = WOULD_CONVERT if rebuilt else ALREADY_OCI
         if prepared.refusal:
-            status = "would-refuse"
+            status = WOULD_REFUSE
             warnings.append(prepared.refusal)
         stats = PushStats()
     else:
@@ -383,13 +392,13 @@ def _convert(
         dest_store = client.store(target)
         if isinstance(dest_store, OciArchiveStore):
             dest_store.commit()  # the new tar replaces PATH only now, whole
-        status = "converted" if p.changed or isinstance(source, ArchiveRef) else "copied"
-        status = "artifact" if p.artifact is not None else status
+        status = CONVERTED if p.changed or isinstance(source, ArchiveRef) else COPIED
+        status = ARTIFACT if p.artifact is not None else status
     tags = prepared.tag_moves()
     if target.tag is not None and (p.changed or not in_place):
         old = str(p.root.old_digest) if in_place else None
         new = str(p.root.new_digest)
-        tags.append(TagMove(tag=target.tag, role="tag", old_digest=old, new_digest=new))
+        tags.append(TagMove(tag=target.tag, role=TAG, old_digest=old, new_digest=new))
     # A docker-archive holds no manifest: the one served was built from it, so no old digest.
     old_digest = None if isinstance(source, ArchiveRef) else str(p.root.old_digest)
     return ConvertResult(

@@ -27,18 +27,7 @@ from typing import Final
 from oci_normalize import mediatypes as mt
 from oci_normalize.api import Client
 from oci_normalize.batch.journal import Journal
-from oci_normalize.batch.run import (
-    CONVERTED,
-    FAILED,
-    PENDING,
-    PRESENT,
-    WOULD_CONVERT,
-    BatchOptions,
-    RefResult,
-    _Group,
-    _Runner,
-    classify,
-)
+from oci_normalize.batch.run import BatchOptions, _Group, _Runner, classify
 from oci_normalize.convert import inplace
 from oci_normalize.convert import referrers as rf
 from oci_normalize.convert.pipeline import read
@@ -55,6 +44,15 @@ from oci_normalize.errors import (
 from oci_normalize.manifest import Fetched
 from oci_normalize.models import Blob, Node, Plan, PlannedNode
 from oci_normalize.reference import Reference
+from oci_normalize.results import (
+    CONVERTED,
+    FAILED,
+    PENDING,
+    PRESENT,
+    WOULD_CONVERT,
+    RefResult,
+    TreeKind,
+)
 from oci_normalize.store.registry import Registry
 
 COSIGN_KINDS: Final = frozenset({rf.COSIGN_SIGNATURE, rf.COSIGN_ATTESTATION, rf.COSIGN_SBOM})
@@ -141,7 +139,7 @@ class MigrationRunner(_Runner):
         group: _Group,
         tree: Node,
         plan: Plan,
-        kind: str,
+        kind: TreeKind,
         carried: Carried,
         written: set[str],
     ) -> RefResult:
