@@ -25,9 +25,10 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.api import Client
 from oci_normalize.batch.journal import Journal
 from oci_normalize.batch.run import BatchOptions, _Group, _Runner, classify
+from oci_normalize.batch.targets import registry_reference
+from oci_normalize.client import Client
 from oci_normalize.convert import inplace
 from oci_normalize.convert import referrers as rf
 from oci_normalize.convert.pipeline import read
@@ -67,8 +68,6 @@ class Destination:
 
     @classmethod
     def parse(cls, text: str) -> Destination:
-        from oci_normalize.batch.targets import registry_reference  # targets imports api too
-
         host, _, prefix = text.partition("/")
         prefix = prefix.strip("/")
         probe = registry_reference(host)

@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.api import Client
 from oci_normalize.batch.journal import JournalEntry, iter_moves
+from oci_normalize.client import Client
 from oci_normalize.convert.normalize import normalize
 from oci_normalize.convert.pipeline import schema1_facts
 from oci_normalize.convert.tree import build_tree

@@ -1,4 +1,4 @@
-"""Convert many references in place, concurrently, over one pooled :class:`~.api.Client`.
+"""Convert many references in place, concurrently, over one pooled :class:`~.client.Client`.
 
 Two kinds of task share one thread pool:
 
@@ -22,9 +22,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.api import Client
 from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.batch.journal import Journal
+from oci_normalize.client import Client
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.convert.pipeline import Planned, prepare, push_in_place, read
 from oci_normalize.convert.push import PushStats

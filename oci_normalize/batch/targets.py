@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from oci_normalize import limits
-from oci_normalize.api import Client
+from oci_normalize.client import Client
 from oci_normalize.errors import OciNormalizeError, ReferenceError_, RegistryError
 from oci_normalize.reference import (
     DOCKER_HUB,

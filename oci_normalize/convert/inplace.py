@@ -9,7 +9,7 @@ after the children, then re-reads the tag when :func:`needs_guard` says a window
 moves it. Nothing old is ever deleted.
 
 Request budget: one ``tags/list`` per repository and one referrers-API probe per registry, both
-cached in a :class:`ReferrerCache` that lives as long as the :class:`~oci_normalize.api.Client`.
+cached in a :class:`ReferrerCache` that lives as long as the :class:`~oci_normalize.client.Client`.
 On a registry without the API (distribution 2.8) the fallback tag ``sha256-<hex>`` is looked up
 in the cached tag list, so a reference with nothing attached costs no further request.
 """

@@ -31,7 +31,7 @@ from oci_normalize.reference import Location, Reference, located, same_repositor
 from oci_normalize.store.base import Store
 
 if TYPE_CHECKING:
-    from oci_normalize.api import Client
+    from oci_normalize.client import Client
 
 
 @dataclass(frozen=True)
