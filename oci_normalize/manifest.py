@@ -109,8 +109,7 @@ def verify_manifest(
     """
     content = data
     if mt.is_schema1(mt.base(media_type)):
-        payload = signed_payload(data, what)
-        content = data if payload is None else payload
+        content = jws_payload(data, what)
     if expected is not None:
         expected.verify(content, what)
         return (expected if expected.algorithm == "sha256" else Digest.of(content)), content
@@ -120,13 +119,13 @@ def verify_manifest(
     return Digest.of(content), content
 
 
-def jws_payload(data: bytes) -> bytes:
+def jws_payload(data: bytes, what: str = "schema1 manifest") -> bytes:
     """The signed payload of a Docker schema1 "pretty JWS" manifest (what its digest covers).
 
     Bodies that are not signed schema1 manifests are returned unchanged; a malformed
     signature block raises (see :func:`signed_payload`).
     """
-    payload = signed_payload(data, "schema1 manifest")
+    payload = signed_payload(data, what)
     return data if payload is None else payload
 
 

@@ -116,7 +116,6 @@ class Authenticator:
         self._fetching: dict[frozenset[str], threading.Lock] = {}
         self._basic = False  # the host asked for Basic auth
         self._challenge_params: dict[str, str] | None = None  # realm/service, to renew tokens
-        self.token_requests = 0
 
     @property
     def credential(self) -> Credential:
@@ -273,8 +272,6 @@ class Authenticator:
             raise UnauthorizedError(
                 f"{what}: token service unreachable ({type(exc).__name__})"
             ) from exc
-        with self._lock:
-            self.token_requests += 1
         try:
             if resp.status_code != 200:
                 who = f"credentials from {cred.source}" if cred.source != "none" else "anonymous"
