@@ -216,20 +216,9 @@ class MigrationRunner(_Runner):
         if self.journal is None or r.destination is None:
             return super()._record(r, old_manifest)
         before = self._replaced.get(r.destination)
-        try:
-            self.journal.record(
-                r.destination,
-                r.status,
-                old_digest=before.digest if before else None,
-                old_media_type=before.media_type if before else None,
-                old_manifest=before.data if before else None,
-                new_digest=Digest.parse(r.new_digest) if r.new_digest else None,
-                new_media_type=r.new_media_type,
-                error=r.error,
-            )
-        except JournalError as exc:
-            return exc
-        return None
+        if before is None:
+            return self._journal(r.destination, r, None, None, None)
+        return self._journal(r.destination, r, before.digest, before.media_type, before.data)
 
     # ---- referrers ------------------------------------------------------------------------------
 

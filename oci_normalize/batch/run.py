@@ -334,14 +334,26 @@ class _Runner:
 
     def _record(self, r: RefResult, old_manifest: bytes | None) -> JournalError | None:
         """Journal ``r``; the error instead of raising, so one bad write stops one move only."""
+        old_digest = Digest.parse(r.old_digest) if r.old_digest else None
+        return self._journal(r.reference, r, old_digest, r.old_media_type, old_manifest)
+
+    def _journal(
+        self,
+        reference: str,
+        r: RefResult,
+        old_digest: Digest | None,
+        old_media_type: str | None,
+        old_manifest: bytes | None,
+    ) -> JournalError | None:
+        """One journal line for ``reference``: ``r``'s outcome, with what the tag held before."""
         if self.journal is None:
             return None
         try:
             self.journal.record(
-                r.reference,
+                reference,
                 r.status,
-                old_digest=Digest.parse(r.old_digest) if r.old_digest else None,
-                old_media_type=r.old_media_type,
+                old_digest=old_digest,
+                old_media_type=old_media_type,
                 old_manifest=old_manifest,
                 new_digest=Digest.parse(r.new_digest) if r.new_digest else None,
                 new_media_type=r.new_media_type,
