@@ -50,12 +50,22 @@ ReferrerAction = Literal[
     "blocks", "stale", "would-reattach", "reattached", "left", "annotation-updated"
 ]
 
+# ---- what points at a digest (the ``kind`` of a referrer) -------------------------------------
+
+COSIGN_SIGNATURE: Final = "cosign-signature"
+COSIGN_ATTESTATION: Final = "cosign-attestation"
+COSIGN_SBOM: Final = "cosign-sbom"  # also the role of the tag a cosign sbom is re-attached by
+OCI_REFERRER: Final = "referrer"
+BUILDKIT_ATTESTATION: Final = "buildkit-attestation"
+ReferrerKind = Literal[
+    "cosign-signature", "cosign-attestation", "cosign-sbom", "referrer", "buildkit-attestation"
+]
+
 # ---- tags a conversion writes --------------------------------------------------------------------
 
 TAG: Final = "tag"  # the converted tag itself
 BACKUP: Final = "backup"
 REFERRERS_FALLBACK: Final = "referrers-fallback"
-COSIGN_SBOM_TAG: Final = "cosign-sbom"
 TagRole = Literal["tag", "backup", "referrers-fallback", "cosign-sbom"]
 
 # ---- what a tree was ----------------------------------------------------------------------------
@@ -85,14 +95,13 @@ class FindingOut(_Result):
 class ReferrerOut(_Result):
     """Something that names an old digest: what it is and what happens to it.
 
-    ``kind``: cosign-signature | cosign-attestation | cosign-sbom | referrer |
-    buildkit-attestation. ``action``: see :data:`ReferrerAction`. ``new_name`` is the
-    re-attached copy's digest or tag.
+    ``kind``: see :data:`ReferrerKind`; ``action``: see :data:`ReferrerAction`. ``new_name`` is
+    the re-attached copy's digest or tag.
     """
 
     subject: str
     new_subject: str | None = None
-    kind: str
+    kind: ReferrerKind
     name: str
     artifact_type: str | None = None
     signed: bool = False

@@ -47,6 +47,9 @@ from oci_normalize.models import Blob, Node, Plan, PlannedNode
 from oci_normalize.reference import Reference
 from oci_normalize.results import (
     CONVERTED,
+    COSIGN_ATTESTATION,
+    COSIGN_SBOM,
+    COSIGN_SIGNATURE,
     FAILED,
     PENDING,
     PRESENT,
@@ -56,7 +59,7 @@ from oci_normalize.results import (
 )
 from oci_normalize.store.registry import Registry
 
-COSIGN_KINDS: Final = frozenset({rf.COSIGN_SIGNATURE, rf.COSIGN_ATTESTATION, rf.COSIGN_SBOM})
+COSIGN_KINDS: Final = frozenset({COSIGN_SIGNATURE, COSIGN_ATTESTATION, COSIGN_SBOM})
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,7 @@ class MigrationRunner(_Runner):
             out.puts.append(ManifestPut(str(child.digest), child.data, child.media_type))
         out.blobs.extend(b for n in referrer.walk() for b in n.blobs)
         data = got.data
-        if node.changed and ref.kind != rf.COSIGN_SBOM:
+        if node.changed and ref.kind != COSIGN_SBOM:
             subject = rf.subject_descriptor(
                 node.new_media_type, node.new_digest, len(node.new_data)
             )

@@ -33,8 +33,10 @@ from oci_normalize.results import (
     ANNOTATION_UPDATED,
     BACKUP,
     BLOCKS,
-    COSIGN_SBOM_TAG,
+    BUILDKIT_ATTESTATION,
+    COSIGN_SBOM,
     LEFT,
+    OCI_REFERRER,
     REATTACHED,
     REFERRERS_FALLBACK,
     STALE,
@@ -310,7 +312,7 @@ def prepare(
         if write is not None:  # None: the copy is there already (a re-run)
             out.writes.append(write)
             new_name = write.ref if write.role else str(write.digest)
-            if ref.kind == rf.OCI_REFERRER and not reattach_api:
+            if ref.kind == OCI_REFERRER and not reattach_api:
                 fallback_additions.setdefault(new.new_digest, []).append(write)
         out.referrers[i] = item.model_copy(update={"action": REATTACHED, "new_name": new_name})
     for subject, copies in fallback_additions.items():
@@ -322,7 +324,7 @@ def _decide(ref: rf.Referrer, new: PlannedNode, options: ConvertOptions) -> Refe
     action: ReferrerAction
     if ref.signed:
         action = STALE if options.break_signatures else BLOCKS
-    elif ref.kind == rf.BUILDKIT_ATTESTATION:
+    elif ref.kind == BUILDKIT_ATTESTATION:
         action = ANNOTATION_UPDATED
     else:
         action = WOULD_REATTACH if options.referrers else LEFT
@@ -334,7 +336,7 @@ def _decide(ref: rf.Referrer, new: PlannedNode, options: ConvertOptions) -> Refe
         artifact_type=ref.artifact_type,
         signed=ref.signed,
         action=action,
-        new_name=str(ref.digest) if ref.kind == rf.BUILDKIT_ATTESTATION else None,
+        new_name=str(ref.digest) if ref.kind == BUILDKIT_ATTESTATION else None,
     )
 
 
@@ -342,14 +344,14 @@ def _reattach(
     registry: Registry, repo: str, ref: rf.Referrer, new: PlannedNode, tags: frozenset[str]
 ) -> Write | None:
     """The copy that re-attaches ``ref`` to ``new``'s digest, or None if it exists already."""
-    if ref.kind == rf.COSIGN_SBOM:
+    if ref.kind == COSIGN_SBOM:
         # cosign's attachment is linked by its tag name only: same bytes under the new name.
         target = rf.cosign_tags(new.new_digest)
-        new_tag = next(t for t, k in target.items() if k == rf.COSIGN_SBOM)
+        new_tag = next(t for t, k in target.items() if k == COSIGN_SBOM)
         if new_tag in tags:
             return None
         got = registry.get_manifest(repo, ref.name)
-        return Write(new_tag, got.data, got.media_type, role=COSIGN_SBOM_TAG)
+        return Write(new_tag, got.data, got.media_type, role=COSIGN_SBOM)
     assert ref.digest is not None
     got = registry.get_manifest(repo, str(ref.digest), expected=ref.digest)
     subject = rf.subject_descriptor(new.new_media_type, new.new_digest, len(new.new_data))
