@@ -47,7 +47,7 @@ from typing import IO, Any, Final
 
 from oci_normalize.digest import Digest
 from oci_normalize.errors import InvalidDigestError, JournalError, OciNormalizeError
-from oci_normalize.manifest import MAX_MANIFEST_BYTES
+from oci_normalize.manifest import MAX_MANIFEST_BYTES, unique_keys
 from oci_normalize.results import ALREADY_OCI, CONVERTED, MOVED, BatchStatus
 from oci_normalize.store.localfs import kind_of, open_regular
 from oci_normalize.text import printable
@@ -228,17 +228,8 @@ def parse_line(raw: bytes, number: int) -> JournalEntry:
         raise JournalError(printable(str(exc) or type(exc).__name__, limit=200)) from exc
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {printable(key, limit=40)!r}")
-        out[key] = value
-    return out
-
-
 def _parse(raw: bytes, number: int) -> JournalEntry:
-    doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    doc = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)
     if not isinstance(doc, dict) or doc.get("v") != JOURNAL_VERSION:
         version = doc.get("v") if isinstance(doc, dict) else None
         raise ValueError(f"unknown journal format version {printable(repr(version), limit=40)}")
