@@ -26,6 +26,7 @@ lint: $(PY)
 	$(PY) -m ruff check oci_normalize tests scripts bench
 	$(PY) -m ruff format --check oci_normalize tests scripts bench
 	$(PY) -m mypy
+	$(PY) -m vulture oci_normalize scripts/vulture_allow.py --min-confidence 60
 
 test: lint
 	$(PY) -m pytest -q -ra

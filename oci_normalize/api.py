@@ -9,14 +9,16 @@ its own and closes it.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
 from oci_normalize import mediatypes as mt
+
+# Client is part of this API; it lives in its own module (the batch modules import it there).
+from oci_normalize.client import Client as Client
 from oci_normalize.convert import diff, inplace, pipeline
-from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions, ReferrerCache
+from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.convert.normalize import (
     artifact_reason,
     find_docker_types,
@@ -24,21 +26,10 @@ from oci_normalize.convert.normalize import (
     require_image,
 )
 from oci_normalize.convert.pipeline import Planned
-from oci_normalize.convert.push import BlobHomes, PushStats
+from oci_normalize.convert.push import PushStats
 from oci_normalize.convert.tree import fetch_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import OciNormalizeError, RegistryError, UnsupportedMediaTypeError
-from oci_normalize.http import deadline
-from oci_normalize.http import env as httpenv
-from oci_normalize.http.auth import ANONYMOUS, Credential
-from oci_normalize.models import (
-    CheckResult,
-    ConvertResult,
-    FindingOut,
-    ManifestChange,
-    ReferrerOut,
-    TagMove,
-)
 from oci_normalize.reference import (
     ArchiveRef,
     LayoutRef,
@@ -48,117 +39,28 @@ from oci_normalize.reference import (
     parse_location,
     same_repository,
 )
+from oci_normalize.results import (
+    ALREADY_OCI,
+    ARTIFACT,
+    CONVERTED,
+    COPIED,
+    TAG,
+    WOULD_CONVERT,
+    WOULD_REFUSE,
+    CheckResult,
+    ConvertResult,
+    ConvertStatus,
+    FindingOut,
+    ManifestChange,
+    ReferrerOut,
+    TagMove,
+)
 from oci_normalize.store import archive
-from oci_normalize.store.base import Store
 from oci_normalize.store.layout import Layout
 from oci_normalize.store.ociarchive import OciArchiveStore
-from oci_normalize.store.registry import DEFAULT_OPTIONS, ClientOptions, Registry
 
-CredentialLookup = Callable[[str], Credential]
 #: The tag an untagged ``oci:PATH`` destination gets, as a registry reference would.
 DEFAULT_LAYOUT_TAG: Final = "latest"
-
-
-def _anonymous(_registry: str) -> Credential:
-    return ANONYMOUS
-
-
-class Client:
-    """Registry clients per host sharing one pooled session; safe to share between threads."""
-
-    def __init__(
-        self,
-        *,
-        options: ClientOptions = DEFAULT_OPTIONS,
-        credentials: CredentialLookup = _anonymous,
-        pool_size: int = 16,
-    ) -> None:
-        self.options = options
-        self._credentials = credentials
-        self._session = httpenv.new_session()
-        deadline.mount(self._session, pool_size=pool_size)
-        self._registries: dict[str, Registry] = {}
-        self._layouts: dict[str, Layout] = {}
-        self._archives: dict[str, archive.ArchiveStore] = {}
-        self._oci_archives: dict[str, OciArchiveStore] = {}
-        self._lock = threading.Lock()
-        #: Tag lists and referrers-API support, read once per repository / registry.
-        self.referrers = ReferrerCache()
-        #: Which repositories of each destination registry hold a blob (mount, don't upload).
-        self.blob_homes = BlobHomes()
-
-    def registry(self, ref: Reference) -> Registry:
-        with self._lock:
-            reg = self._registries.get(ref.registry)
-            if reg is None:
-                reg = Registry(
-                    ref,
-                    options=self.options,
-                    credential=self._credentials(ref.registry),
-                    session=self._session,
-                )
-                self._registries[ref.registry] = reg
-            return reg
-
-    def store(self, loc: Location) -> Store:
-        """The store holding ``loc``: a registry client, a layout, or an archive (read-only)."""
-        if isinstance(loc, Reference):
-            return self.registry(loc)
-        with self._lock:
-            if isinstance(loc, LayoutRef):
-                layout = self._layouts.get(loc.path)
-                if layout is None:
-                    layout = Layout(loc.path, max_manifest_bytes=self.options.max_manifest_bytes)
-                    self._layouts[loc.path] = layout
-                return layout
-            if isinstance(loc, OciArchiveRef):  # one store per file, whatever the tag
-                tarred = self._oci_archives.get(loc.registry)
-                if tarred is None:
-                    tarred = OciArchiveStore(
-                        loc, max_manifest_bytes=self.options.max_manifest_bytes
-                    )
-                    self._oci_archives[loc.registry] = tarred
-                return tarred
-            key = str(loc)
-            found = self._archives.get(key)
-            if found is None:
-                found = archive.ArchiveStore(loc)
-                self._archives[key] = found
-            return found
-
-    def release(self, loc: Location) -> None:
-        """Drop an archive's converted copy (temp files); other stores hold nothing."""
-        with self._lock:
-            found = self._archives.pop(str(loc), None)
-            tarred = self._oci_archives.pop(loc.registry, None)
-        if found is not None:
-            found.close()
-        if tarred is not None:
-            tarred.close()
-
-    @property
-    def requests(self) -> int:
-        with self._lock:
-            stores: list[Store] = [*self._registries.values(), *self._layouts.values()]
-            stores.extend(self._archives.values())
-            stores.extend(self._oci_archives.values())
-            return sum(s.requests for s in stores)
-
-    def close(self) -> None:
-        with self._lock:
-            archives: list[archive.ArchiveStore | OciArchiveStore] = list(self._archives.values())
-            archives.extend(self._oci_archives.values())
-            self._archives.clear()
-            self._oci_archives.clear()
-        for found in archives:
-            found.close()
-        self._session.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
 
 @contextmanager
@@ -360,14 +262,15 @@ def _convert(
         prepared = pipeline.prepare(client, planned, options, dry_run=dry_run)
     warnings = list(p.warnings)
     nothing_to_do = not p.changed and in_place
+    status: ConvertStatus
     if p.artifact is not None and (dry_run or nothing_to_do):
-        status = "artifact"
+        status = ARTIFACT
         stats = PushStats()
     elif dry_run or nothing_to_do:
         rebuilt = p.changed or isinstance(source, ArchiveRef)  # an archive is Docker's format
-        status = "would-convert" if rebuilt else "already-oci"
+        status = WOULD_CONVERT if rebuilt else ALREADY_OCI
         if prepared.refusal:
-            status = "would-refuse"
+            status = WOULD_REFUSE
             warnings.append(prepared.refusal)
         stats = PushStats()
     else:
@@ -383,13 +286,13 @@ def _convert(
         dest_store = client.store(target)
         if isinstance(dest_store, OciArchiveStore):
             dest_store.commit()  # the new tar replaces PATH only now, whole
-        status = "converted" if p.changed or isinstance(source, ArchiveRef) else "copied"
-        status = "artifact" if p.artifact is not None else status
+        status = CONVERTED if p.changed or isinstance(source, ArchiveRef) else COPIED
+        status = ARTIFACT if p.artifact is not None else status
     tags = prepared.tag_moves()
     if target.tag is not None and (p.changed or not in_place):
         old = str(p.root.old_digest) if in_place else None
         new = str(p.root.new_digest)
-        tags.append(TagMove(tag=target.tag, role="tag", old_digest=old, new_digest=new))
+        tags.append(TagMove(tag=target.tag, role=TAG, old_digest=old, new_digest=new))
     # A docker-archive holds no manifest: the one served was built from it, so no old digest.
     old_digest = None if isinstance(source, ArchiveRef) else str(p.root.old_digest)
     return ConvertResult(

@@ -109,8 +109,7 @@ def verify_manifest(
     """
     content = data
     if mt.is_schema1(mt.base(media_type)):
-        payload = signed_payload(data, what)
-        content = data if payload is None else payload
+        content = jws_payload(data, what)
     if expected is not None:
         expected.verify(content, what)
         return (expected if expected.algorithm == "sha256" else Digest.of(content)), content
@@ -120,13 +119,13 @@ def verify_manifest(
     return Digest.of(content), content
 
 
-def jws_payload(data: bytes) -> bytes:
+def jws_payload(data: bytes, what: str = "schema1 manifest") -> bytes:
     """The signed payload of a Docker schema1 "pretty JWS" manifest (what its digest covers).
 
     Bodies that are not signed schema1 manifests are returned unchanged; a malformed
     signature block raises (see :func:`signed_payload`).
     """
-    payload = signed_payload(data, "schema1 manifest")
+    payload = signed_payload(data, what)
     return data if payload is None else payload
 
 
@@ -206,21 +205,33 @@ def too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+class DuplicateKeyError(ValueError):
+    """An object with one key twice (never leaves this package: callers translate it)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {printable(key, limit=40)!r}")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A ``json.loads`` object hook that refuses an object holding one key twice: readers
+    disagree on which value wins, so such a document means different things to different tools."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
 def parse_body(data: bytes, what: str) -> dict[str, Any]:
     """Decode a manifest body; reject broken JSON, duplicate keys and non-objects."""
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise MalformedManifestError(f"{what}: duplicate key {key!r} in manifest JSON")
-            out[key] = value
-        return out
-
     if too_deep(data):
         raise MalformedManifestError(f"{what}: manifest JSON nests deeper than {MAX_JSON_DEPTH}")
     try:
-        body = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates)
+        body = json.loads(data.decode("utf-8"), object_pairs_hook=unique_keys)
+    except DuplicateKeyError as exc:
+        raise MalformedManifestError(f"{what}: duplicate key {exc.key!r} in manifest JSON") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedManifestError(f"{what}: manifest is not valid JSON ({exc})") from exc
     except (RecursionError, ValueError) as exc:  # e.g. a number too long to convert

@@ -50,11 +50,6 @@ DOCKER_TO_OCI: Final[dict[str, str]] = {
 
 #: Config types that make a manifest an image; any other config type makes it an artifact.
 IMAGE_CONFIG_TYPES: Final = frozenset({OCI_CONFIG, DOCKER_CONFIG})
-#: Layer type prefixes of images (gzip, zstd, plain, foreign, nondistributable, nydus, …).
-IMAGE_LAYER_PREFIXES: Final = (
-    "application/vnd.oci.image.layer.",
-    "application/vnd.docker.image.rootfs.",
-)
 
 #: Artifacts seen in registries, by config or layer type: what ``check`` calls them.
 ARTIFACT_NAMES: Final[dict[str, str]] = {
@@ -157,10 +152,6 @@ def config_twin(manifest_type: str, config_type: str) -> str | None:
     if base(manifest_type) == DOCKER_MANIFEST and base(config_type) == OCTET_STREAM:
         return OCI_CONFIG
     return oci_twin(config_type)
-
-
-def is_image_layer(media_type: str) -> bool:
-    return base(media_type).startswith(IMAGE_LAYER_PREFIXES)
 
 
 def artifact_name(media_type: str) -> str:

@@ -1,17 +1,19 @@
 """Value types shared by the fetcher, the pure normalizer and the pusher.
 
 The manifest tree travels as raw bytes (:class:`Node`); the normalizer's output is a
-:class:`Plan`. Results handed to API callers and rendered as JSON are pydantic models, so their
-keys are stable and documented in one place.
+:class:`Plan`. Results handed to API callers and rendered as JSON are the pydantic models of
+:mod:`oci_normalize.results`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict
-
 from oci_normalize.digest import Digest
+
+# The public API's result models live with every status word in results; importable here too.
+from oci_normalize.results import CheckResult as CheckResult
+from oci_normalize.results import ConvertResult as ConvertResult
 
 
 @dataclass(frozen=True)
@@ -129,93 +131,3 @@ class Plan:
     @property
     def digest_map(self) -> dict[Digest, Digest]:
         return {n.old_digest: n.new_digest for n in self.nodes if n.changed}
-
-
-# ---- results for API callers and --json output -------------------------------------------------
-
-
-class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class FindingOut(_Result):
-    manifest: str
-    path: str
-    where: str
-    media_type: str
-    oci_media_type: str | None
-
-
-class ReferrerOut(_Result):
-    """Something that names an old digest: what it is and what happens to it.
-
-    ``kind``: cosign-signature | cosign-attestation | cosign-sbom | referrer |
-    buildkit-attestation. ``action``: blocks (signed; refused without --break-signatures) |
-    stale (signed; left on the old digest) | would-reattach | reattached | left (unsigned but
-    --no-referrers, or the old digest stays) | annotation-updated (buildkit entry follows).
-    ``new_name`` is the re-attached copy's digest or tag.
-    """
-
-    subject: str
-    new_subject: str | None = None
-    kind: str
-    name: str
-    artifact_type: str | None = None
-    signed: bool = False
-    action: str
-    new_name: str | None = None
-
-
-class TagMove(_Result):
-    """A tag written by a conversion: ``old_digest`` None when the tag is new.
-
-    ``role``: tag (the converted tag) | backup | referrers-fallback | cosign-sbom.
-    """
-
-    tag: str
-    role: str
-    old_digest: str | None = None
-    new_digest: str
-
-
-class CheckResult(_Result):
-    reference: str
-    digest: str | None = None
-    media_type: str | None = None
-    oci: bool = False
-    manifests: int = 0
-    findings: list[FindingOut] = []
-    warnings: list[str] = []
-    referrers: list[ReferrerOut] = []
-    error: str | None = None
-    #: Why REF is an artifact, not an image (Helm chart, signature, plugin…): left alone.
-    artifact: str | None = None
-
-
-class ManifestChange(_Result):
-    path: str
-    old_digest: str
-    new_digest: str
-    old_media_type: str
-    new_media_type: str
-    diff: str
-
-
-class ConvertResult(_Result):
-    source: str
-    destination: str
-    status: str  # "converted" | "already-oci" | "copied" | "would-convert" | "artifact" | "error"
-    dry_run: bool
-    old_digest: str | None = None
-    new_digest: str | None = None
-    changes: list[ManifestChange] = []
-    warnings: list[str] = []
-    pushed_manifests: int = 0
-    pushed_blobs: int = 0
-    mounted_blobs: int = 0
-    requests: int = 0
-    referrers: list[ReferrerOut] = []
-    tags: list[TagMove] = []
-    backup_tag: str | None = None
-    error: str | None = None
-    artifact: str | None = None  # why SRC is not an image (then nothing is rewritten)

@@ -15,7 +15,8 @@ from oci_normalize.text import printable
 
 DOCKER_HUB: Final = "docker.io"
 DOCKER_HUB_API: Final = "registry-1.docker.io"
-_HUB_ALIASES: Final = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+#: Names of Docker Hub's registry: all mean :data:`DOCKER_HUB`.
+HUB_ALIASES: Final = frozenset({DOCKER_HUB, "index.docker.io", DOCKER_HUB_API})
 DEFAULT_TAG: Final = "latest"
 
 _COMPONENT: Final = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
@@ -58,6 +59,16 @@ def parse_tag(tag: str, *, source: str = "the registry") -> str:
     if not _TAG.fullmatch(tag):
         raise ReferenceError_(f"invalid tag {shown(tag)!r} from {source}")
     return tag
+
+
+def is_loopback_host(name: str) -> bool:
+    """``localhost``, a ``*.localhost`` name or a loopback address (IPv6 with or without [])."""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,7 @@ class Reference:
                 )
         else:
             registry, repository = DOCKER_HUB, rest
-        if registry.lower() in _HUB_ALIASES:
+        if registry.lower() in HUB_ALIASES:
             registry = DOCKER_HUB
             if "/" not in repository:
                 repository = f"library/{repository}"
@@ -134,13 +145,7 @@ class Reference:
 
     @property
     def is_loopback(self) -> bool:
-        name = self.hostname
-        if name == "localhost" or name.endswith(".localhost"):
-            return True
-        try:
-            return ipaddress.ip_address(name).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.hostname)
 
     @property
     def ref(self) -> str:

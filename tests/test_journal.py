@@ -13,6 +13,7 @@ from oci_normalize.batch.journal import Journal, iter_moves, known_oci, read_jou
 from oci_normalize.batch.rollback import Undo, undo_chains
 from oci_normalize.digest import Digest
 from oci_normalize.errors import JournalError
+from oci_normalize.results import BatchStatus
 
 OLD = b'{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}'
 NEW = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
@@ -33,7 +34,9 @@ KEYS = {
 }
 
 
-def _move(journal: Journal, ref: str, status: str, old: bytes = OLD, new: Digest = D_NEW) -> None:
+def _move(
+    journal: Journal, ref: str, status: BatchStatus, old: bytes = OLD, new: Digest = D_NEW
+) -> None:
     journal.record(
         ref,
         status,

@@ -12,6 +12,13 @@ from oci_normalize.convert.inplace import render_backup_tag
 from oci_normalize.convert.normalize import normalize
 from oci_normalize.digest import Digest
 from oci_normalize.errors import MalformedManifestError, ReferenceError_
+from oci_normalize.results import (
+    BUILDKIT_ATTESTATION,
+    COSIGN_ATTESTATION,
+    COSIGN_SBOM,
+    COSIGN_SIGNATURE,
+    OCI_REFERRER,
+)
 from tests.test_normalize import case_tree
 
 HEX = "ab" * 32
@@ -21,9 +28,9 @@ OTHER = Digest("sha256", "cd" * 32)
 
 def test_cosign_tag_names_from_digest() -> None:
     assert rf.cosign_tags(D) == {
-        f"sha256-{HEX}.sig": rf.COSIGN_SIGNATURE,
-        f"sha256-{HEX}.att": rf.COSIGN_ATTESTATION,
-        f"sha256-{HEX}.sbom": rf.COSIGN_SBOM,
+        f"sha256-{HEX}.sig": COSIGN_SIGNATURE,
+        f"sha256-{HEX}.att": COSIGN_ATTESTATION,
+        f"sha256-{HEX}.sbom": COSIGN_SBOM,
     }
 
 
@@ -43,13 +50,13 @@ def test_fallback_tag(digest: Digest, tag: str) -> None:
     ("tags", "expected"),
     [
         (set(), []),
-        ({f"sha256-{HEX}.sig"}, [(rf.COSIGN_SIGNATURE, True)]),
-        ({f"sha256-{HEX}.att"}, [(rf.COSIGN_ATTESTATION, True)]),
-        ({f"sha256-{HEX}.sbom"}, [(rf.COSIGN_SBOM, False)]),
+        ({f"sha256-{HEX}.sig"}, [(COSIGN_SIGNATURE, True)]),
+        ({f"sha256-{HEX}.att"}, [(COSIGN_ATTESTATION, True)]),
+        ({f"sha256-{HEX}.sbom"}, [(COSIGN_SBOM, False)]),
         ({f"sha256-{HEX}", "latest", f"sha256-{'cd' * 32}.sig"}, []),  # fallback tag, other digest
         (
             {f"sha256-{HEX}.sig", f"sha256-{HEX}.sbom"},
-            [(rf.COSIGN_SIGNATURE, True), (rf.COSIGN_SBOM, False)],
+            [(COSIGN_SIGNATURE, True), (COSIGN_SBOM, False)],
         ),
     ],
 )
@@ -103,7 +110,7 @@ def test_referrers_from_index_classifies_and_dedupes() -> None:
         (str(OTHER), True, "application/vnd.cncf.notary.signature"),
         ("sha256:" + "ef" * 32, False, "application/spdx+json"),
     ]
-    assert {r.kind for r in found} == {rf.OCI_REFERRER}
+    assert {r.kind for r in found} == {OCI_REFERRER}
 
 
 @pytest.mark.parametrize(
@@ -178,7 +185,7 @@ def test_buildkit_attestations_follow_changed_children() -> None:
     found = rf.buildkit_attestations(tree, plan)
     moved = plan.digest_map
     assert len(found) == 2
-    assert all(r.subject in moved and r.kind == rf.BUILDKIT_ATTESTATION for r in found)
+    assert all(r.subject in moved and r.kind == BUILDKIT_ATTESTATION for r in found)
     assert not any(r.signed for r in found)
     # the attestation manifests themselves are already OCI: their digests stay
     assert all(r.digest is not None and r.digest not in moved for r in found)

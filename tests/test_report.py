@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from oci_normalize.batch.report import old_digests, render_html, render_markdown, repo_counts, write
-from oci_normalize.batch.run import ManifestMove, RefResult, summarize
+from oci_normalize.batch.run import summarize
+from oci_normalize.results import ManifestMove, RefResult, TreeKind
 from tests.support.registry import require_tools
 
 
@@ -19,7 +20,9 @@ def _d(n: int) -> str:
     return f"sha256:{n:064x}"
 
 
-def _converted(repo: str, tag: str, n: int, kind: str = "docker", children: int = 0) -> RefResult:
+def _converted(
+    repo: str, tag: str, n: int, kind: TreeKind = "docker", children: int = 0
+) -> RefResult:
     moves = [
         ManifestMove(
             path=f"manifests[{i}](linux/arch{i})",

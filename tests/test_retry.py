@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import NoReturn
 
 import pytest
 
@@ -10,8 +11,10 @@ from oci_normalize.http.retry import (
     DEFAULT_RETRY,
     NO_RETRY,
     RETRY_STATUSES,
+    Again,
     RetryPolicy,
     parse_retry_after,
+    retrying,
 )
 
 
@@ -94,3 +97,47 @@ def test_worst_case_total_wait_of_the_defaults_is_small() -> None:
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, now=40.0) == expected
+
+
+class GaveUp(Exception):
+    pass
+
+
+def _give_up(tries: int) -> NoReturn:
+    raise GaveUp(tries)
+
+
+def test_the_shared_loop_returns_the_first_answer_and_releases_each_failed_try() -> None:
+    events: list[str] = []
+    answers: list[str | Again] = [
+        Again(give_up=_give_up, release=lambda: events.append("release 1")),
+        Again(give_up=_give_up, retry_after=3.0, release=lambda: events.append("release 2")),
+        "done",
+    ]
+
+    def attempt() -> str | Again:
+        events.append("try")
+        return answers.pop(0)
+
+    policy = RetryPolicy(attempts=4, base_s=0.5, cap_s=0.5, total_s=60.0)
+    got = retrying(policy, attempt, backoff=lambda s: events.append(f"wait {s}"), clock=lambda: 0)
+    assert got == "done"
+    assert events[0] == "try" and events[1] == "release 1"
+    assert events[2].startswith("wait 0.") and float(events[2][5:]) <= 0.5
+    assert events[3:] == ["try", "release 2", "wait 3.0", "try"]  # Retry-After is the floor
+
+
+def test_the_shared_loop_gives_up_with_the_number_of_tries_and_waits_no_more() -> None:
+    waits: list[float] = []
+    released: list[int] = []
+
+    def attempt() -> None | Again:
+        return Again(give_up=_give_up, release=lambda: released.append(1))
+
+    with pytest.raises(GaveUp) as caught:
+        retrying(RetryPolicy(attempts=3), attempt, backoff=waits.append, clock=lambda: 0)
+    assert caught.value.args == (3,)
+    assert len(waits) == 2 and len(released) == 2  # the last try's answer is the error
+    with pytest.raises(GaveUp) as once:
+        retrying(NO_RETRY, attempt, backoff=waits.append, clock=lambda: 0)
+    assert once.value.args == (1,) and len(waits) == 2

@@ -13,7 +13,8 @@ Keys of a line (``null`` where not applicable)::
     run             id of the batch run that wrote the line
     time            UTC timestamp, ISO 8601
     reference       registry/repository:tag
-    status          pending | converted | already-oci | would-convert | failed
+    status          pending | converted | already-oci | would-convert | failed | artifact |
+                    present (see :data:`~oci_normalize.results.BatchStatus`)
     old_digest      digest the tag pointed at when the batch read it
     old_media_type  media type of that manifest
     old_manifest    its exact bytes, base64 (pending, converted, failed after planning)
@@ -46,7 +47,8 @@ from typing import IO, Any, Final
 
 from oci_normalize.digest import Digest
 from oci_normalize.errors import InvalidDigestError, JournalError, OciNormalizeError
-from oci_normalize.manifest import MAX_MANIFEST_BYTES
+from oci_normalize.manifest import MAX_MANIFEST_BYTES, unique_keys
+from oci_normalize.results import ALREADY_OCI, CONVERTED, MOVED, BatchStatus
 from oci_normalize.store.localfs import kind_of, open_regular
 from oci_normalize.text import printable
 
@@ -56,8 +58,6 @@ MAX_JOURNAL_BYTES: Final = 256 * 1024 * 1024
 #: Largest line: a base64 manifest at the size cap, and room for the other keys.
 MAX_LINE_BYTES: Final = MAX_MANIFEST_BYTES * 4 // 3 + 64 * 1024
 _STR_KEYS: Final = ("old_media_type", "new_media_type", "error")
-#: Statuses that mean "this run may have moved the tag": rollback candidates.
-MOVED: Final = frozenset({"pending", "converted"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,7 +96,7 @@ class Journal:
     def record(
         self,
         reference: str,
-        status: str,
+        status: BatchStatus,
         *,
         old_digest: Digest | None = None,
         old_media_type: str | None = None,
@@ -228,17 +228,8 @@ def parse_line(raw: bytes, number: int) -> JournalEntry:
         raise JournalError(printable(str(exc) or type(exc).__name__, limit=200)) from exc
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {printable(key, limit=40)!r}")
-        out[key] = value
-    return out
-
-
 def _parse(raw: bytes, number: int) -> JournalEntry:
-    doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    doc = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)
     if not isinstance(doc, dict) or doc.get("v") != JOURNAL_VERSION:
         version = doc.get("v") if isinstance(doc, dict) else None
         raise ValueError(f"unknown journal format version {printable(repr(version), limit=40)}")
@@ -285,9 +276,9 @@ def known_oci(entries: list[JournalEntry]) -> frozenset[Digest]:
     """
     out: set[Digest] = set()
     for e in entries:
-        if e.status == "converted" and e.new_digest is not None:
+        if e.status == CONVERTED and e.new_digest is not None:
             out.add(e.new_digest)
-        elif e.status == "already-oci" and e.old_digest is not None:
+        elif e.status == ALREADY_OCI and e.old_digest is not None:
             out.add(e.old_digest)
     return frozenset(out)
 

@@ -25,20 +25,10 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.api import Client
 from oci_normalize.batch.journal import Journal
-from oci_normalize.batch.run import (
-    CONVERTED,
-    FAILED,
-    PENDING,
-    PRESENT,
-    WOULD_CONVERT,
-    BatchOptions,
-    RefResult,
-    _Group,
-    _Runner,
-    classify,
-)
+from oci_normalize.batch.run import BatchOptions, _Group, _Runner, classify
+from oci_normalize.batch.targets import registry_reference
+from oci_normalize.client import Client
 from oci_normalize.convert import inplace
 from oci_normalize.convert import referrers as rf
 from oci_normalize.convert.pipeline import read
@@ -55,9 +45,21 @@ from oci_normalize.errors import (
 from oci_normalize.manifest import Fetched
 from oci_normalize.models import Blob, Node, Plan, PlannedNode
 from oci_normalize.reference import Reference
+from oci_normalize.results import (
+    CONVERTED,
+    COSIGN_ATTESTATION,
+    COSIGN_SBOM,
+    COSIGN_SIGNATURE,
+    FAILED,
+    PENDING,
+    PRESENT,
+    WOULD_CONVERT,
+    RefResult,
+    TreeKind,
+)
 from oci_normalize.store.registry import Registry
 
-COSIGN_KINDS: Final = frozenset({rf.COSIGN_SIGNATURE, rf.COSIGN_ATTESTATION, rf.COSIGN_SBOM})
+COSIGN_KINDS: Final = frozenset({COSIGN_SIGNATURE, COSIGN_ATTESTATION, COSIGN_SBOM})
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,6 @@ class Destination:
 
     @classmethod
     def parse(cls, text: str) -> Destination:
-        from oci_normalize.batch.targets import registry_reference  # targets imports api too
-
         host, _, prefix = text.partition("/")
         prefix = prefix.strip("/")
         probe = registry_reference(host)
@@ -141,7 +141,7 @@ class MigrationRunner(_Runner):
         group: _Group,
         tree: Node,
         plan: Plan,
-        kind: str,
+        kind: TreeKind,
         carried: Carried,
         written: set[str],
     ) -> RefResult:
@@ -219,20 +219,9 @@ class MigrationRunner(_Runner):
         if self.journal is None or r.destination is None:
             return super()._record(r, old_manifest)
         before = self._replaced.get(r.destination)
-        try:
-            self.journal.record(
-                r.destination,
-                r.status,
-                old_digest=before.digest if before else None,
-                old_media_type=before.media_type if before else None,
-                old_manifest=before.data if before else None,
-                new_digest=Digest.parse(r.new_digest) if r.new_digest else None,
-                new_media_type=r.new_media_type,
-                error=r.error,
-            )
-        except JournalError as exc:
-            return exc
-        return None
+        if before is None:
+            return self._journal(r.destination, r, None, None, None)
+        return self._journal(r.destination, r, before.digest, before.media_type, before.data)
 
     # ---- referrers ------------------------------------------------------------------------------
 
@@ -276,7 +265,7 @@ class MigrationRunner(_Runner):
             out.puts.append(ManifestPut(str(child.digest), child.data, child.media_type))
         out.blobs.extend(b for n in referrer.walk() for b in n.blobs)
         data = got.data
-        if node.changed and ref.kind != rf.COSIGN_SBOM:
+        if node.changed and ref.kind != COSIGN_SBOM:
             subject = rf.subject_descriptor(
                 node.new_media_type, node.new_digest, len(node.new_data)
             )

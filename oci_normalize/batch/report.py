@@ -13,11 +13,13 @@ from html import escape
 from pathlib import Path
 from typing import Final
 
-from oci_normalize.batch.run import (
+from oci_normalize.results import (
     ALREADY_OCI,
     ARTIFACT,
     CONVERTED,
     FAILED,
+    KIND_DOCKER,
+    KIND_MIXED,
     WOULD_CONVERT,
     BatchSummary,
     RefResult,
@@ -61,8 +63,8 @@ def repo_counts(results: list[RefResult]) -> list[RepoCounts]:
         c = counts.setdefault(r.repository, RepoCounts(r.repository))
         c.references += 1
         c.already_oci += r.status == ALREADY_OCI
-        c.docker += r.kind == "docker"
-        c.mixed += r.kind == "mixed"
+        c.docker += r.kind == KIND_DOCKER
+        c.mixed += r.kind == KIND_MIXED
         c.converted += r.status in (CONVERTED, WOULD_CONVERT)
         c.failed += r.status == FAILED
         c.artifacts += r.status == ARTIFACT

@@ -21,13 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Final
-
-from pydantic import BaseModel, ConfigDict
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.api import Client
 from oci_normalize.batch.journal import JournalEntry, iter_moves
+from oci_normalize.client import Client
 from oci_normalize.convert.normalize import normalize
 from oci_normalize.convert.pipeline import schema1_facts
 from oci_normalize.convert.tree import build_tree
@@ -46,14 +43,17 @@ from oci_normalize.manifest import (
     verify_manifest,
 )
 from oci_normalize.reference import Reference
+from oci_normalize.results import (
+    CONFLICT,
+    FAILED,
+    RESTORED,
+    UNCHANGED,
+    WOULD_RESTORE,
+    RollbackResult,
+    RollbackStatus,
+)
 from oci_normalize.store.base import Store
 from oci_normalize.text import printable
-
-RESTORED: Final = "restored"
-WOULD_RESTORE: Final = "would-restore"
-UNCHANGED: Final = "unchanged"
-CONFLICT: Final = "conflict"
-FAILED: Final = "failed"
 
 
 @dataclass(frozen=True)
@@ -65,17 +65,6 @@ class Undo:
     media_type: str
     data: bytes
     line: int = field(default=0, compare=False)  # the journal line, for messages
-
-
-class RollbackResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    reference: str
-    status: str  # restored | would-restore | unchanged | conflict | failed
-    digest: str | None = None  # where the tag points now (after a restore: the original)
-    expected: str | None = None  # for a conflict: the digest the batch wrote
-    steps: int = 0  # moves undone (several when re-runs converted the tag more than once)
-    error: str | None = None
 
 
 def undo_chains(entries: list[JournalEntry]) -> dict[str, list[Undo]]:
@@ -159,7 +148,7 @@ def _undo(client: Client, reference: str, chain: list[Undo], dry_run: bool) -> R
     except OciNormalizeError as exc:
         return RollbackResult(reference=shown, status=FAILED, error=printable(str(exc)))
     if steps:
-        status = WOULD_RESTORE if dry_run else RESTORED
+        status: RollbackStatus = WOULD_RESTORE if dry_run else RESTORED
         return RollbackResult(
             reference=str(ref), status=status, digest=str(current), steps=len(steps)
         )

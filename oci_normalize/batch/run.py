@@ -1,4 +1,4 @@
-"""Convert many references in place, concurrently, over one pooled :class:`~.api.Client`.
+"""Convert many references in place, concurrently, over one pooled :class:`~.client.Client`.
 
 Two kinds of task share one thread pool:
 
@@ -20,14 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Final
-
-from pydantic import BaseModel, ConfigDict
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.api import Client
 from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.batch.journal import Journal
+from oci_normalize.client import Client
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.convert.pipeline import Planned, prepare, push_in_place, read
 from oci_normalize.convert.push import PushStats
@@ -36,14 +33,24 @@ from oci_normalize.errors import JournalError, OciNormalizeError
 from oci_normalize.manifest import Fetched, descriptors, parse_body
 from oci_normalize.models import Node, Plan
 from oci_normalize.reference import Reference
-
-CONVERTED: Final = "converted"
-ALREADY_OCI: Final = "already-oci"
-WOULD_CONVERT: Final = "would-convert"
-FAILED: Final = "failed"
-ARTIFACT: Final = "artifact"  # not an image (Helm chart, signature, plugin…): left alone
-PENDING: Final = "pending"  # journal only: about to move the tag
-PRESENT: Final = "present"  # --to: the destination tag already holds the converted digest
+from oci_normalize.results import (
+    ALREADY_OCI,
+    ARTIFACT,
+    CONVERTED,
+    FAILED,
+    KIND_ARTIFACT,
+    KIND_DOCKER,
+    KIND_MIXED,
+    KIND_OCI,
+    PENDING,
+    PRESENT,
+    WOULD_CONVERT,
+    BatchStatus,
+    BatchSummary,
+    ManifestMove,
+    RefResult,
+    TreeKind,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,57 +60,6 @@ class BatchOptions:
     #: What ``convert`` does in place, per tag: guard (``force``), ``backup_tag``, signatures
     #: and referrers (see :class:`~.inplace.ConvertOptions`).
     convert_options: ConvertOptions = DEFAULT_CONVERT_OPTIONS
-
-
-class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class ManifestMove(_Result):
-    path: str
-    old_digest: str
-    new_digest: str
-
-
-class RefResult(_Result):
-    """The outcome for one reference (one ``--json`` line)."""
-
-    reference: str
-    repository: str
-    tag: str | None = None
-    status: str  # converted | already-oci | would-convert | artifact | failed
-    kind: str | None = None  # what the tree was: oci | docker | mixed | artifact
-    old_digest: str | None = None
-    new_digest: str | None = None
-    old_media_type: str | None = None
-    new_media_type: str | None = None
-    moved: list[ManifestMove] = []  # every manifest whose digest changes, root last
-    same_digest: list[str] = []  # other tags of the repository that pointed at old_digest
-    pushed_manifests: int = 0
-    warnings: list[str] = []
-    error: str | None = None
-    destination: str | None = None  # --to: where the reference was written
-    replaced_digest: str | None = None  # --to: what the destination tag held before
-
-
-class BatchSummary(_Result):
-    """The final ``--json`` line."""
-
-    references: int
-    repositories: int
-    converted: int
-    already_oci: int
-    would_convert: int
-    failed: int
-    artifacts: int = 0
-    pushed_manifests: int
-    requests: int
-    seconds: float
-    dry_run: bool
-    shard: str | None = None
-    journal: str | None = None
-    present: int = 0  # --to: already at the destination
-    destination: str | None = None
 
 
 def summarize(
@@ -116,7 +72,7 @@ def summarize(
     journal: str | None = None,
     destination: str | None = None,
 ) -> BatchSummary:
-    def count(status: str) -> int:
+    def count(status: BatchStatus) -> int:
         return sum(1 for r in results if r.status == status)
 
     return BatchSummary(
@@ -142,7 +98,7 @@ def failed(reference: str, error: str, *, repository: str = "") -> RefResult:
     return RefResult(reference=reference, repository=repository, status=FAILED, error=error)
 
 
-def classify(tree: Node) -> str:
+def classify(tree: Node) -> TreeKind:
     """``oci``, ``docker`` (no OCI type anywhere) or ``mixed`` (both kinds in one tree)."""
     types: list[str] = []
     for node in tree.walk():
@@ -157,8 +113,8 @@ def classify(tree: Node) -> str:
     docker = any(mt.is_docker(t) for t in types)
     oci = any(mt.base(t).startswith(mt.OCI_PREFIX) for t in types)
     if not docker:
-        return "oci"
-    return "mixed" if oci else "docker"
+        return KIND_OCI
+    return KIND_MIXED if oci else KIND_DOCKER
 
 
 def run(
@@ -241,7 +197,7 @@ class _Runner:
         first = group.refs[0]
         root = group.root
         if root.digest in self.known_oci and _root_is_oci(root):
-            return [self._result(ref, group, ALREADY_OCI, kind="oci") for ref in group.refs]
+            return [self._result(ref, group, ALREADY_OCI, kind=KIND_OCI) for ref in group.refs]
         try:
             planned = read(self.client.registry(first), first.with_digest(root.digest), root)
             tree, plan = planned.tree, planned.plan
@@ -249,7 +205,7 @@ class _Runner:
             return [self._failed(ref, exc, group) for ref in group.refs]
         if plan.artifact is not None:  # counted apart, never a failure, never rewritten
             out = [
-                self._result(ref, group, ARTIFACT, "artifact", plan).model_copy(
+                self._result(ref, group, ARTIFACT, KIND_ARTIFACT, plan).model_copy(
                     update={"warnings": [f"artifact, left alone: {plan.artifact}"]}
                 )
                 for ref in group.refs
@@ -257,7 +213,7 @@ class _Runner:
             return [self._noted(r, self._record(r, None)) for r in out]
         kind = classify(tree)
         if not plan.changed or self.options.dry_run:
-            status = ALREADY_OCI if not plan.changed else WOULD_CONVERT
+            status: BatchStatus = ALREADY_OCI if not plan.changed else WOULD_CONVERT
             try:
                 refusal = self._refusal(first, tree, plan) if plan.changed else None
             except OciNormalizeError as exc:
@@ -325,8 +281,8 @@ class _Runner:
         self,
         ref: Reference,
         group: _Group,
-        status: str,
-        kind: str | None = None,
+        status: BatchStatus,
+        kind: TreeKind | None = None,
         plan: Plan | None = None,
     ) -> RefResult:
         root = group.root
@@ -356,7 +312,7 @@ class _Runner:
         ref: Reference,
         exc: BaseException,
         group: _Group | None = None,
-        kind: str | None = None,
+        kind: TreeKind | None = None,
         plan: Plan | None = None,
     ) -> RefResult:
         """A failed result; journalled here unless a move was attempted (the caller does)."""
@@ -378,14 +334,26 @@ class _Runner:
 
     def _record(self, r: RefResult, old_manifest: bytes | None) -> JournalError | None:
         """Journal ``r``; the error instead of raising, so one bad write stops one move only."""
+        old_digest = Digest.parse(r.old_digest) if r.old_digest else None
+        return self._journal(r.reference, r, old_digest, r.old_media_type, old_manifest)
+
+    def _journal(
+        self,
+        reference: str,
+        r: RefResult,
+        old_digest: Digest | None,
+        old_media_type: str | None,
+        old_manifest: bytes | None,
+    ) -> JournalError | None:
+        """One journal line for ``reference``: ``r``'s outcome, with what the tag held before."""
         if self.journal is None:
             return None
         try:
             self.journal.record(
-                r.reference,
+                reference,
                 r.status,
-                old_digest=Digest.parse(r.old_digest) if r.old_digest else None,
-                old_media_type=r.old_media_type,
+                old_digest=old_digest,
+                old_media_type=old_media_type,
                 old_manifest=old_manifest,
                 new_digest=Digest.parse(r.new_digest) if r.new_digest else None,
                 new_media_type=r.new_media_type,
@@ -399,7 +367,7 @@ class _Runner:
 def _root_is_oci(root: Fetched) -> bool:
     """The journal vouches only for an index's children: the root's own types are checked."""
     node = Node(digest=root.digest, media_type=root.media_type, data=root.data, path="@")
-    return classify(node) == "oci"
+    return classify(node) == KIND_OCI
 
 
 def _groups(read: list[tuple[Reference, Fetched]]) -> list[_Group]:

@@ -16,11 +16,18 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from oci_normalize import limits
-from oci_normalize.api import Client
+from oci_normalize.client import Client
 from oci_normalize.errors import OciNormalizeError, ReferenceError_, RegistryError
-from oci_normalize.reference import DOCKER_HUB, Reference, parse_repository, parse_tag, shown
+from oci_normalize.reference import (
+    DOCKER_HUB,
+    HUB_ALIASES,
+    Reference,
+    parse_repository,
+    parse_tag,
+    shown,
+)
 
-_HUB_PREFIXES = ("docker.io/", "index.docker.io/", "registry-1.docker.io/")
+_HUB_PREFIXES = tuple(f"{name}/" for name in sorted(HUB_ALIASES))
 #: Page sizes asked for; distribution refuses more than 1000 a page (HTTP 400).
 CATALOG_PAGE = 1000
 TAGS_PAGE = 1000

@@ -28,7 +28,7 @@ from oci_normalize.cli.options import (
 )
 from oci_normalize.convert.inplace import ConvertOptions
 from oci_normalize.errors import OciNormalizeError, RefusedError
-from oci_normalize.models import CheckResult, ConvertResult, ReferrerOut
+from oci_normalize.results import CheckResult, ConvertResult, ReferrerOut
 from oci_normalize.text import printable
 from oci_normalize.version import VERSION
 

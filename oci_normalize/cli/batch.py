@@ -35,8 +35,8 @@ from oci_normalize.text import printable
 if TYPE_CHECKING:
     from oci_normalize.api import Client
     from oci_normalize.batch.migrate import Destination
-    from oci_normalize.batch.run import BatchSummary, RefResult
     from oci_normalize.batch.targets import Selection, Targets
+    from oci_normalize.results import BatchSummary, RefResult
 
 __all__ = ["DEFAULT_CONCURRENCY", "MAX_CONCURRENCY"]
 
@@ -96,8 +96,9 @@ def run_batch(req: BatchRequest, client: Client) -> int:
     from oci_normalize.batch import report as report_mod
     from oci_normalize.batch.journal import Journal, known_oci, read_journal
     from oci_normalize.batch.migrate import MigrationRunner
-    from oci_normalize.batch.run import FAILED, BatchOptions, failed, run, summarize
+    from oci_normalize.batch.run import BatchOptions, failed, run, summarize
     from oci_normalize.batch.targets import Selection, Shard
+    from oci_normalize.results import FAILED
 
     started = time.monotonic()
     if req.registry is None and req.from_file is None:
@@ -247,7 +248,7 @@ def read_from_file(name: str, *, cap: int = MAX_FROM_FILE_BYTES) -> list[str]:
 
 
 def _print_batch(results: list[RefResult], s: BatchSummary) -> None:
-    from oci_normalize.batch.run import FAILED, WOULD_CONVERT
+    from oci_normalize.results import FAILED, WOULD_CONVERT
 
     ordered = sorted(results, key=lambda r: r.reference)
     if s.dry_run:
@@ -285,14 +286,14 @@ def run_rollback(
     journal: str, client: Client, *, dry_run: bool, json_out: bool, concurrency: int
 ) -> int:
     from oci_normalize.batch.journal import read_journal
-    from oci_normalize.batch.rollback import (
+    from oci_normalize.batch.rollback import rollback
+    from oci_normalize.results import (
         CONFLICT,
         FAILED,
         RESTORED,
         UNCHANGED,
         WOULD_RESTORE,
         RollbackResult,
-        rollback,
     )
 
     started = time.monotonic()

@@ -19,9 +19,9 @@ from typing import IO, Final
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import ContentError, DigestMismatchError, UnsupportedMediaTypeError
+from oci_normalize.limits import CHUNK
 from oci_normalize.models import LayerFacts
 
-CHUNK: Final = 1024 * 1024
 GZIP_MAGIC: Final = b"\x1f\x8b"
 ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 #: zlib level for layers we compress (docker-archive's plain tars): Go's and gzip's default.

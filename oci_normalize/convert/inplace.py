@@ -9,7 +9,7 @@ after the children, then re-reads the tag when :func:`needs_guard` says a window
 moves it. Nothing old is ever deleted.
 
 Request budget: one ``tags/list`` per repository and one referrers-API probe per registry, both
-cached in a :class:`ReferrerCache` that lives as long as the :class:`~oci_normalize.api.Client`.
+cached in a :class:`ReferrerCache` that lives as long as the :class:`~oci_normalize.client.Client`.
 On a registry without the API (distribution 2.8) the fallback tag ``sha256-<hex>`` is looked up
 in the cached tag list, so a reference with nothing attached costs no further request.
 """
@@ -20,15 +20,32 @@ import string
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import Final, Literal
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.convert import referrers as rf
 from oci_normalize.convert.push import DEFAULT_BLOB_CONCURRENCY, ManifestPut
 from oci_normalize.digest import Digest
 from oci_normalize.errors import ReferenceError_, RefusedError
-from oci_normalize.models import Node, Plan, PlannedNode, ReferrerOut, TagMove
+from oci_normalize.models import Node, Plan, PlannedNode
 from oci_normalize.reference import Reference
+from oci_normalize.results import (
+    ANNOTATION_UPDATED,
+    BACKUP,
+    BLOCKS,
+    BUILDKIT_ATTESTATION,
+    COSIGN_SBOM,
+    LEFT,
+    OCI_REFERRER,
+    REATTACHED,
+    REFERRERS_FALLBACK,
+    STALE,
+    WOULD_REATTACH,
+    ReferrerAction,
+    ReferrerOut,
+    TagMove,
+    TagRole,
+)
 from oci_normalize.store.registry import Registry
 from oci_normalize.text import printable
 
@@ -193,7 +210,7 @@ class Write(ManifestPut):
     """One manifest PUT with what it means: ``role`` for tags (the TagMove role), ``old`` where
     such a tag pointed before."""
 
-    role: str = ""
+    role: TagRole | Literal[""] = ""
     old: Digest | None = None
 
 
@@ -208,19 +225,19 @@ class Prepared:
 
     def in_push_order(self) -> list[Write]:
         """Referrer copies (by digest) first, then tags, the backup tag last."""
-        return sorted(self.writes, key=lambda w: (bool(w.role), w.role == "backup"))
+        return sorted(self.writes, key=lambda w: (bool(w.role), w.role == BACKUP))
 
     def referrer_puts(self, root: PlannedNode) -> tuple[ManifestPut, ...]:
         """The referrers step of the writer: the new root by digest first when a copy names it
         as its subject, then copies by digest, then tags (fallback indexes, cosign sbom tags)."""
-        writes = [w for w in self.in_push_order() if w.role != "backup"]
+        writes = [w for w in self.in_push_order() if w.role != BACKUP]
         head: list[ManifestPut] = []
         if any(not w.role for w in writes):
             head.append(ManifestPut(str(root.new_digest), root.new_data, root.new_media_type))
         return (*head, *writes)
 
     def backup_put(self) -> ManifestPut | None:
-        return next((w for w in self.writes if w.role == "backup"), None)
+        return next((w for w in self.writes if w.role == BACKUP), None)
 
     def tag_moves(self) -> list[TagMove]:
         return [
@@ -287,7 +304,7 @@ def prepare(
     reattach_api = cache.has_api(registry.registry)
     fallback_additions: dict[Digest, list[Write]] = {}
     for i, (ref, item) in enumerate(decided):
-        if item.action != "would-reattach":
+        if item.action != WOULD_REATTACH:
             continue
         new = changed[ref.subject]
         write = _reattach(registry, repo, ref, new, tags)
@@ -295,21 +312,22 @@ def prepare(
         if write is not None:  # None: the copy is there already (a re-run)
             out.writes.append(write)
             new_name = write.ref if write.role else str(write.digest)
-            if ref.kind == rf.OCI_REFERRER and not reattach_api:
+            if ref.kind == OCI_REFERRER and not reattach_api:
                 fallback_additions.setdefault(new.new_digest, []).append(write)
-        out.referrers[i] = item.model_copy(update={"action": "reattached", "new_name": new_name})
+        out.referrers[i] = item.model_copy(update={"action": REATTACHED, "new_name": new_name})
     for subject, copies in fallback_additions.items():
         out.writes.extend(_fallback_write(registry, repo, subject, copies, tags))
     return out
 
 
 def _decide(ref: rf.Referrer, new: PlannedNode, options: ConvertOptions) -> ReferrerOut:
+    action: ReferrerAction
     if ref.signed:
-        action = "stale" if options.break_signatures else "blocks"
-    elif ref.kind == rf.BUILDKIT_ATTESTATION:
-        action = "annotation-updated"
+        action = STALE if options.break_signatures else BLOCKS
+    elif ref.kind == BUILDKIT_ATTESTATION:
+        action = ANNOTATION_UPDATED
     else:
-        action = "would-reattach" if options.referrers else "left"
+        action = WOULD_REATTACH if options.referrers else LEFT
     return ReferrerOut(
         subject=str(ref.subject),
         new_subject=str(new.new_digest),
@@ -318,7 +336,7 @@ def _decide(ref: rf.Referrer, new: PlannedNode, options: ConvertOptions) -> Refe
         artifact_type=ref.artifact_type,
         signed=ref.signed,
         action=action,
-        new_name=str(ref.digest) if ref.kind == rf.BUILDKIT_ATTESTATION else None,
+        new_name=str(ref.digest) if ref.kind == BUILDKIT_ATTESTATION else None,
     )
 
 
@@ -326,14 +344,14 @@ def _reattach(
     registry: Registry, repo: str, ref: rf.Referrer, new: PlannedNode, tags: frozenset[str]
 ) -> Write | None:
     """The copy that re-attaches ``ref`` to ``new``'s digest, or None if it exists already."""
-    if ref.kind == rf.COSIGN_SBOM:
+    if ref.kind == COSIGN_SBOM:
         # cosign's attachment is linked by its tag name only: same bytes under the new name.
         target = rf.cosign_tags(new.new_digest)
-        new_tag = next(t for t, k in target.items() if k == rf.COSIGN_SBOM)
+        new_tag = next(t for t, k in target.items() if k == COSIGN_SBOM)
         if new_tag in tags:
             return None
         got = registry.get_manifest(repo, ref.name)
-        return Write(new_tag, got.data, got.media_type, role="cosign-sbom")
+        return Write(new_tag, got.data, got.media_type, role=COSIGN_SBOM)
     assert ref.digest is not None
     got = registry.get_manifest(repo, str(ref.digest), expected=ref.digest)
     subject = rf.subject_descriptor(new.new_media_type, new.new_digest, len(new.new_data))
@@ -354,7 +372,7 @@ def _fallback_write(
     if data is None:
         return []
     old = existing.digest if existing else None
-    return [Write(tag, data, mt.OCI_INDEX, role="referrers-fallback", old=old)]
+    return [Write(tag, data, mt.OCI_INDEX, role=REFERRERS_FALLBACK, old=old)]
 
 
 def _backup_write(
@@ -378,4 +396,4 @@ def _backup_write(
                 f"{source}: backup tag {backup!r} already exists and points at {now}, not at "
                 f"the original {root.old_digest}; choose another --backup-tag"
             )
-    return Write(backup, root.old_data, root.old_media_type, role="backup")
+    return Write(backup, root.old_data, root.old_media_type, role=BACKUP)

@@ -24,14 +24,14 @@ from oci_normalize.convert.push import PushStats, TagGuard, Writes, execute, pla
 from oci_normalize.convert.tree import build_tree, fetch_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import OciNormalizeError
+from oci_normalize.limits import CHUNK
 from oci_normalize.manifest import Fetched
 from oci_normalize.models import LayerFacts, Node, Plan
 from oci_normalize.reference import Location, Reference, located, same_repository
 from oci_normalize.store.base import Store
-from oci_normalize.store.registry import CHUNK
 
 if TYPE_CHECKING:
-    from oci_normalize.api import Client
+    from oci_normalize.client import Client
 
 
 @dataclass(frozen=True)

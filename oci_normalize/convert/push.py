@@ -20,9 +20,9 @@ from typing import Final
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, PushError
+from oci_normalize.limits import CHUNK
 from oci_normalize.models import Blob, NewBlob, Plan
 from oci_normalize.store.base import BlobStream, Store
-from oci_normalize.store.registry import CHUNK
 
 #: Blobs of one image streamed at once (each holds about two chunks in memory); skopeo's
 #: default is 6 too.
@@ -35,8 +35,6 @@ class PushStats:
     manifests: int = 0
     blobs_uploaded: int = 0
     blobs_mounted: int = 0
-    blobs_present: int = 0
-    blobs_skipped: int = 0  # non-distributable (foreign) layers, left where their urls say
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, what: str) -> None:
@@ -236,8 +234,7 @@ def _ensure_blobs(
             continue
         seen.add(blob.digest)
         if blob.urls and _non_distributable(blob):
-            stats.count("blobs_skipped")
-            continue
+            continue  # a foreign layer stays where its urls say
         todo.append(blob)
 
     def one(blob: Blob) -> None:
@@ -266,13 +263,12 @@ def _ensure_blob(
     name, repo, src_repo = dest.registry, writes.repository, writes.source_repository
     with homes.claim(name, blob.digest):
         if homes.holds(name, repo, blob.digest):
-            stats.count("blobs_present")
             return
         home = homes.elsewhere(name, repo, blob.digest)
         if home is not None and dest.mount_blob(repo, blob.digest, home):
             stats.count("blobs_mounted")
         elif not writes.fresh and dest.blob_exists(repo, blob.digest):
-            stats.count("blobs_present")
+            pass  # there already
         elif source.registry == name and dest.mount_blob(repo, blob.digest, src_repo):
             stats.count("blobs_mounted")
         else:
@@ -284,9 +280,7 @@ def _ensure_blob(
 def _put_new_blob(
     blob: NewBlob, dest: Store, repo: str, stats: PushStats, homes: BlobHomes
 ) -> None:
-    if dest.blob_exists(repo, blob.digest):
-        stats.blobs_present += 1
-    else:
+    if not dest.blob_exists(repo, blob.digest):
         dest.upload_blob(repo, blob.digest, len(blob.data), [blob.data])
         stats.blobs_uploaded += 1
     homes.note(dest.registry, repo, blob.digest)

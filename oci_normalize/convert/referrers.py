@@ -25,6 +25,14 @@ from oci_normalize.digest import Digest
 from oci_normalize.errors import MalformedManifestError
 from oci_normalize.manifest import parse_body, serialize
 from oci_normalize.models import Node, Plan
+from oci_normalize.results import (
+    BUILDKIT_ATTESTATION,
+    COSIGN_ATTESTATION,
+    COSIGN_SBOM,
+    COSIGN_SIGNATURE,
+    OCI_REFERRER,
+    ReferrerKind,
+)
 
 ATTESTATION_TYPE_KEY: Final = "vnd.docker.reference.type"
 ATTESTATION_MANIFEST: Final = "attestation-manifest"
@@ -44,14 +52,7 @@ SIGNATURE_ARTIFACT_TYPES: Final = frozenset(
 #: Prefixes of signed artifact types that carry a version (sigstore bundles embed a signature).
 SIGNATURE_ARTIFACT_PREFIXES: Final = ("application/vnd.dev.sigstore.bundle",)
 
-# Kinds of things that point at a digest (the ``kind`` of a Referrer).
-COSIGN_SIGNATURE: Final = "cosign-signature"
-COSIGN_ATTESTATION: Final = "cosign-attestation"
-COSIGN_SBOM: Final = "cosign-sbom"
-OCI_REFERRER: Final = "referrer"
-BUILDKIT_ATTESTATION: Final = "buildkit-attestation"
-
-_COSIGN_KINDS: Final = {
+_COSIGN_KINDS: Final[dict[str, ReferrerKind]] = {
     ".sig": COSIGN_SIGNATURE,
     ".att": COSIGN_ATTESTATION,
     ".sbom": COSIGN_SBOM,
@@ -67,7 +68,7 @@ class Referrer:
     """
 
     subject: Digest
-    kind: str
+    kind: ReferrerKind
     name: str
     signed: bool
     artifact_type: str | None = None
@@ -81,7 +82,7 @@ def fallback_tag(digest: Digest) -> str:
     return f"{digest.algorithm}-{digest.hex}"[:MAX_TAG_LENGTH]
 
 
-def cosign_tags(digest: Digest) -> dict[str, str]:
+def cosign_tags(digest: Digest) -> dict[str, ReferrerKind]:
     """cosign tag name → kind for ``digest``: ``sha256-<hex>.sig`` etc."""
     stem = f"{digest.algorithm}-{digest.hex}"
     return {f"{stem}{suffix}": kind for suffix, kind in _COSIGN_KINDS.items()}

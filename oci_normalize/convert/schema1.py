@@ -44,8 +44,6 @@ from oci_normalize.models import Blob, LayerFacts, NewBlob
 EMPTY_GZIP_LAYER: Final = Digest.parse(
     "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"
 )
-#: v1Compatibility keys that only made sense for the v1 image graph.
-BOOKKEEPING_KEYS: Final = ("id", "parent", "parent_id", "layer_id", "throwaway", "Size")
 _V1_ID: Final = re.compile(r"[a-f0-9]{64}")
 
 

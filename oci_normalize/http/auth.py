@@ -9,7 +9,6 @@ itself and to the token realm its challenge names; they never appear in a messag
 from __future__ import annotations
 
 import base64
-import ipaddress
 import re
 import threading
 from collections.abc import Iterable
@@ -28,6 +27,7 @@ from oci_normalize.http.token import (
     read_token_body,
     token_from,
 )
+from oci_normalize.reference import is_loopback_host
 
 #: ``client_id`` sent with refresh-token grants, as the distribution token spec asks.
 CLIENT_ID: Final = "oci-normalize"
@@ -116,7 +116,6 @@ class Authenticator:
         self._fetching: dict[frozenset[str], threading.Lock] = {}
         self._basic = False  # the host asked for Basic auth
         self._challenge_params: dict[str, str] | None = None  # realm/service, to renew tokens
-        self.token_requests = 0
 
     @property
     def credential(self) -> Credential:
@@ -273,8 +272,6 @@ class Authenticator:
             raise UnauthorizedError(
                 f"{what}: token service unreachable ({type(exc).__name__})"
             ) from exc
-        with self._lock:
-            self.token_requests += 1
         try:
             if resp.status_code != 200:
                 who = f"credentials from {cred.source}" if cred.source != "none" else "anonymous"
@@ -319,15 +316,6 @@ def merge_scopes(scopes: Iterable[str]) -> list[str]:
         f"{kind}:{name}:{','.join(sorted(acts, key=lambda a: (_ACTION_ORDER.get(a, 9), a)))}"
         for (kind, name), acts in sorted(merged.items())
     ]
-
-
-def is_loopback_host(name: str) -> bool:
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _challenges(response: requests.Response) -> list[Challenge]:

@@ -29,14 +29,12 @@ from typing import Any, Final
 
 from oci_normalize.errors import CredentialError
 from oci_normalize.http.auth import Credential
+from oci_normalize.reference import DOCKER_HUB, HUB_ALIASES
 
 ENV_USERNAME: Final = "OCI_NORMALIZE_USERNAME"
 ENV_PASSWORD: Final = "OCI_NORMALIZE_PASSWORD"
-DOCKER_HUB: Final = "docker.io"
 DOCKER_HUB_KEY: Final = "https://index.docker.io/v1/"
-_HUB_ALIASES: Final = frozenset(
-    {DOCKER_HUB, "index.docker.io", "registry-1.docker.io", DOCKER_HUB_KEY.rstrip("/")}
-)
+_HUB_ALIASES: Final = frozenset({*HUB_ALIASES, DOCKER_HUB_KEY.rstrip("/")})
 HELPER_PREFIX: Final = "docker-credential-"
 
 log = logging.getLogger(__name__)
@@ -86,7 +84,7 @@ def resolve(
 def lookup(
     *, username: str | None = None, password: str | None = None
 ) -> Callable[[str], Credential]:
-    """A ``registry -> Credential`` function for :class:`~oci_normalize.api.Client`."""
+    """A ``registry -> Credential`` function for :class:`~oci_normalize.client.Client`."""
     cache: dict[str, Credential] = {}
     lock = threading.Lock()
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import email.utils
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NoReturn, TypeVar
 
 from oci_normalize.limits import parse_count
 
@@ -71,6 +72,49 @@ class RetryPolicy:
 
 NO_RETRY: Final = RetryPolicy(attempts=1)
 DEFAULT_RETRY: Final = RetryPolicy()
+
+T = TypeVar("T")
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Again:
+    """What a try returns when it is worth another one.
+
+    ``give_up(tries)`` raises the final error once the policy says stop; ``release`` frees what
+    the try still holds (an answer's connection) before the wait; ``retry_after`` is the
+    server's ``Retry-After``, a floor for the wait.
+    """
+
+    give_up: Callable[[int], NoReturn]
+    retry_after: float | None = None
+    release: Callable[[], None] = _nothing
+
+
+def retrying(
+    policy: RetryPolicy,
+    attempt: Callable[[], T | Again],
+    *,
+    backoff: Callable[[float], None],
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """The one retry loop (requests and blob uploads): call ``attempt`` until it returns a
+    value, waiting ``policy``'s schedule (through ``backoff``) between tries."""
+    start = clock()
+    tries = 0
+    while True:
+        outcome = attempt()
+        if not isinstance(outcome, Again):
+            return outcome
+        tries += 1
+        delay = policy.wait(tries, elapsed=clock() - start, retry_after=outcome.retry_after)
+        if delay is None:
+            outcome.give_up(tries)
+        outcome.release()
+        backoff(delay)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

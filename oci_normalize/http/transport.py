@@ -14,7 +14,8 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from functools import partial
+from typing import Any, Final, NoReturn
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -33,7 +34,7 @@ from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import Authenticator
 from oci_normalize.http.body import close_ends, preload
 from oci_normalize.http.deadline import Deadline, armed
-from oci_normalize.http.retry import NO_RETRY, RetryPolicy, parse_retry_after
+from oci_normalize.http.retry import NO_RETRY, Again, RetryPolicy, parse_retry_after, retrying
 from oci_normalize.http.secrets import redact
 from oci_normalize.limits import MAX_ERROR_BODY
 from oci_normalize.manifest import too_deep
@@ -43,6 +44,20 @@ __all__ = ["MAX_ERROR_BODY", "Transport", "raise_for_status", "read_errors"]
 MAX_REDIRECTS: Final = 5
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _FOLLOWED_METHODS: Final = frozenset({"GET", "HEAD"})
+
+
+def _gave_up(exc: TransportError, tries: int) -> NoReturn:
+    if tries > 1:
+        raise TransportError(f"{exc} (gave up after {tries} tries)") from exc
+    raise exc
+
+
+def _still_answered(resp: requests.Response, what: str, tries: int) -> NoReturn:
+    """A retryable status answered to the last try: its error."""
+    if tries > 1:
+        what = f"{what} (gave up after {tries} tries)"
+    raise_for_status(resp, what, kind="")
+    raise AssertionError("unreachable: a retryable status is an error")
 
 
 def origin(url: str) -> tuple[str, str]:
@@ -104,35 +119,24 @@ class Transport:
         :class:`RateLimitedError`); any other answer is returned for the caller to judge.
         """
         policy = self.retry if replayable else NO_RETRY
-        start = time.monotonic()
-        retry = 0
-        while True:
+
+        def attempt() -> requests.Response | Again:
             try:
                 resp = self._authorized(method, url, scopes, what, retry_auth, kwargs)
             except TransportError as exc:
                 if not exc.retryable:
                     raise
-                retry += 1
-                delay = policy.wait(retry, elapsed=time.monotonic() - start)
-                if delay is None:
-                    if retry > 1:
-                        raise TransportError(f"{exc} (gave up after {retry} tries)") from exc
-                    raise
-            else:
-                if resp.status_code not in policy.statuses:
-                    return resp
-                retry += 1
-                after = None
-                if resp.status_code == 429:
-                    after = parse_retry_after(resp.headers.get("Retry-After"))
-                delay = policy.wait(retry, elapsed=time.monotonic() - start, retry_after=after)
-                if delay is None:
-                    if retry > 1:
-                        what = f"{what} (gave up after {retry} tries)"
-                    raise_for_status(resp, what, kind="")
-                    raise AssertionError("unreachable: a retryable status is an error")
-                resp.close()
-            self.backoff(delay)
+                return Again(give_up=partial(_gave_up, exc))
+            if resp.status_code not in policy.statuses:
+                return resp
+            after = None
+            if resp.status_code == 429:
+                after = parse_retry_after(resp.headers.get("Retry-After"))
+            return Again(
+                give_up=partial(_still_answered, resp, what), retry_after=after, release=resp.close
+            )
+
+        return retrying(policy, attempt, backoff=self.backoff)
 
     def backoff(self, delay: float) -> None:
         """Count one retry and wait ``delay`` seconds before it."""

@@ -39,14 +39,15 @@ from oci_normalize.errors import (
     OciNormalizeError,
     ReferenceError_,
 )
-from oci_normalize.manifest import BodyOpener, Fetched, serialize
+from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, Fetched, serialize
 from oci_normalize.reference import ArchiveRef, Reference
 from oci_normalize.store.base import BlobStream, BytesBlob, FileBlob
 from oci_normalize.store.tarmembers import Members, chunks, member_name, open_tar, show
 from oci_normalize.text import printable
 
 MANIFEST_FILE: Final = "manifest.json"
-MAX_MANIFEST_JSON: Final = 4 * 1024 * 1024
+#: docker-archive's manifest.json is capped like any manifest.
+MAX_MANIFEST_JSON: Final = MAX_MANIFEST_BYTES
 MAX_CONFIG_BYTES: Final = 16 * 1024 * 1024
 
 

@@ -36,6 +36,7 @@ from oci_normalize.errors import (
     NotFoundError,
     OciNormalizeError,
 )
+from oci_normalize.limits import CHUNK
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
     BodyOpener,
@@ -55,7 +56,6 @@ INDEX_FILE: Final = "index.json"
 LAYOUT_VERSION: Final = "1.0.0"
 MAX_INDEX_BYTES: Final = 16 * 1024 * 1024
 MAX_LAYOUT_FILE_BYTES: Final = 4096
-CHUNK: Final = 1024 * 1024
 
 
 class Layout:

@@ -41,7 +41,6 @@ from oci_normalize.store.layout import INDEX_FILE, LAYOUT_FILE, MAX_INDEX_BYTES,
 
 #: Members recorded at most (a layout holds a few per image; this stops a header bomb).
 MAX_MEMBERS: Final = 200_000
-CHUNK: Final = 1024 * 1024
 _COMPRESSED_MAGIC: Final = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ")
 
 

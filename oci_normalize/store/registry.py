@@ -12,10 +12,10 @@ with a freshly opened body.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from functools import partial
+from typing import Any, Final, NoReturn
 from urllib.parse import quote, urljoin
 
 import requests
@@ -32,7 +32,7 @@ from oci_normalize.errors import (
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Authenticator, Credential
 from oci_normalize.http.body import StreamedBody, blob_body, read_manifest_body
-from oci_normalize.http.retry import DEFAULT_RETRY, RetryPolicy
+from oci_normalize.http.retry import DEFAULT_RETRY, Again, RetryPolicy, retrying
 from oci_normalize.http.transport import Transport, raise_for_status
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
@@ -47,7 +47,6 @@ from oci_normalize.store import listing
 
 CONNECT_TIMEOUT_S: Final = 10.0
 READ_TIMEOUT_S: Final = 60.0
-CHUNK: Final = 1024 * 1024
 USER_AGENT: Final = "oci-normalize/0.1"
 
 
@@ -302,24 +301,21 @@ class Registry:
         if not callable(chunks):
             self._upload_once(repository, digest, size, chunks)
             return
-        policy = self.options.retry
-        start = time.monotonic()
-        retry = 0
-        while True:
+        opener = chunks
+
+        def attempt() -> None | Again:
             try:
-                with chunks() as body:
+                with opener() as body:
                     self._upload_once(repository, digest, size, body)
-                return
+                return None
             except (TransportError, RegistryError) as exc:
                 if not _may_have_landed(exc):
                     raise
                 if self._blob_landed(repository, digest):
-                    return
-                retry += 1
-                delay = policy.wait(retry, elapsed=time.monotonic() - start)
-                if delay is None:
-                    raise
-                self.transport.backoff(delay)
+                    return None
+                return Again(give_up=partial(_reraise, exc))
+
+        retrying(self.options.retry, attempt, backoff=self.transport.backoff)
 
     def _blob_landed(self, repository: str, digest: Digest) -> bool:
         with contextlib.suppress(OciNormalizeError):
@@ -387,6 +383,10 @@ class _SizedStream:
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._chunks)
+
+
+def _reraise(exc: OciNormalizeError, _tries: int) -> NoReturn:
+    raise exc
 
 
 def _may_have_landed(exc: OciNormalizeError) -> bool:

@@ -27,13 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Final
 
-from oci_normalize.convert.blobio import CHUNK
 from oci_normalize.errors import (
     ContentError,
     MalformedManifestError,
     ManifestTooLargeError,
     NotFoundError,
 )
+from oci_normalize.limits import CHUNK
 from oci_normalize.store.localfs import open_regular
 from oci_normalize.text import printable
 
