@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
+from oci_normalize import mediatypes as mt
 from oci_normalize.convert.push import (
+    INDEX_RACE_CODES,
+    INDEX_RACE_WAITS_S,
     BlobHomes,
     ManifestPut,
     TagGuard,
@@ -16,7 +19,7 @@ from oci_normalize.convert.push import (
     execute,
 )
 from oci_normalize.digest import Digest
-from oci_normalize.errors import DigestMismatchError, PushError
+from oci_normalize.errors import DigestMismatchError, PushError, RegistryError
 from oci_normalize.manifest import Fetched
 from oci_normalize.models import Blob, NewBlob
 from oci_normalize.store.base import BytesBlob, StreamBlob, opened
@@ -211,3 +214,41 @@ def test_a_corrupt_source_blob_aborts_before_any_manifest() -> None:
     with pytest.raises(DigestMismatchError):
         execute(writes, dest=dest, source=src)
     assert not [c for c in dest.calls if c.startswith("PUT")]
+
+
+class RacingStore(MemoryStore):
+    """Refuses the first ``refusals`` index PUTs with ``code``, as distribution 2.8 does when a
+    child it names is still being linked by a concurrent PUT."""
+
+    def __init__(self, code: str, refusals: int) -> None:
+        super().__init__("dest")
+        self.code, self.refusals = code, refusals
+
+    def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
+        if mt.is_index(media_type) and self.refusals > 0:
+            self.refusals -= 1
+            self._call(f"PUT {ref} refused")
+            raise RegistryError(f"push {ref}: {self.code}", status=400, code=self.code)
+        return super().put_manifest(repository, ref, data, media_type)
+
+
+def _index(ref: str) -> ManifestPut:
+    return ManifestPut(ref, b'{"manifests":[]}', mt.OCI_INDEX)
+
+
+@pytest.mark.parametrize("code", sorted(INDEX_RACE_CODES))
+def test_an_index_refused_by_the_registry_race_is_sent_again(code: str) -> None:
+    dest = RacingStore(code, refusals=1)
+    execute(Writes(repository="b", tag=_index("v1")), dest=dest)
+    assert dest.calls == ["PUT v1 refused", "PUT v1", "HEAD v1"]
+
+
+def test_the_race_retry_is_bounded_and_only_for_indexes() -> None:
+    dest = RacingStore("DIGEST_INVALID", refusals=99)
+    with pytest.raises(RegistryError, match="DIGEST_INVALID"):
+        execute(Writes(repository="b", tag=_index("v1")), dest=dest)
+    assert dest.calls == ["PUT v1 refused"] * (len(INDEX_RACE_WAITS_S) + 1)
+    other = RacingStore("DENIED", refusals=1)
+    with pytest.raises(RegistryError, match="DENIED"):
+        execute(Writes(repository="b", tag=_index("v1")), dest=other)
+    assert other.calls == ["PUT v1 refused"]

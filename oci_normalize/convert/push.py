@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Final
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
-from oci_normalize.errors import DigestMismatchError, PushError
+from oci_normalize.errors import DigestMismatchError, PushError, RegistryError
 from oci_normalize.limits import CHUNK
 from oci_normalize.models import Blob, NewBlob, Plan
 from oci_normalize.store.base import BlobStream, Store
@@ -27,6 +28,11 @@ from oci_normalize.store.base import BlobStream, Store
 #: Blobs of one image streamed at once (each holds about two chunks in memory); skopeo's
 #: default is 6 too.
 DEFAULT_BLOB_CONCURRENCY: Final = 6
+#: Answers distribution 2.8 sometimes gives an index PUT while a child it names is still being
+#: linked by a concurrent PUT of the same child (seen with 4 batch workers, ~1 in 1,000 refs).
+#: Our bytes are hashed locally, so these are the registry racing itself: the PUT is retried.
+INDEX_RACE_CODES: Final = frozenset({"DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN"})
+INDEX_RACE_WAITS_S: Final = (0.2, 1.0)
 MAX_BLOB_CONCURRENCY: Final = 16
 
 
@@ -187,7 +193,7 @@ def execute(
         assert source is not None, "blobs to copy need a source"
         _ensure_blobs(writes, source, dest, stats, homes, blob_concurrency)
     for put in (*writes.children, *writes.referrers, *filter(None, [writes.backup])):
-        dest.put_manifest(repo, put.ref, put.data, put.media_type)
+        _put(dest, repo, put, confirm=False)
         stats.manifests += 1
         if on_tag is not None and put.ref != str(put.digest):
             on_tag(put.ref)
@@ -203,11 +209,7 @@ def execute(
     if writes.tag is None:
         return stats
     tag = writes.tag
-    if trust_echo:
-        _, confirmed = dest.put_manifest_confirmed(repo, tag.ref, tag.data, tag.media_type)
-    else:
-        dest.put_manifest(repo, tag.ref, tag.data, tag.media_type)
-        confirmed = False
+    confirmed = _put(dest, repo, tag, confirm=trust_echo)
     stats.manifests += 1
     if writes.verify and not confirmed and tag.ref != str(tag.digest):
         landed = dest.head_manifest(repo, tag.ref)
@@ -316,3 +318,23 @@ def _verified_chunks(resp: BlobStream, blob: Blob, where: str) -> Iterator[bytes
         raise DigestMismatchError(
             f"{where}@{blob.digest}: blob content does not match its digest/size ({count} bytes)"
         )
+
+
+def _put(dest: Store, repo: str, put: ManifestPut, *, confirm: bool) -> bool:
+    """PUT one manifest; True when the store confirmed these bytes (only asked with ``confirm``).
+
+    An index that a registry refuses with one of :data:`INDEX_RACE_CODES` is sent again, a
+    bounded number of times: a PUT of the same bytes is idempotent.
+    """
+    waits = INDEX_RACE_WAITS_S if mt.is_index(put.media_type) else ()
+    for wait in (*waits, None):
+        try:
+            if confirm:
+                return dest.put_manifest_confirmed(repo, put.ref, put.data, put.media_type)[1]
+            dest.put_manifest(repo, put.ref, put.data, put.media_type)
+            return False
+        except RegistryError as exc:
+            if wait is None or exc.code not in INDEX_RACE_CODES:
+                raise
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
