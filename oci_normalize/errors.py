@@ -18,7 +18,8 @@
     ├── TransportError             connection, TLS or timeout failure (``retryable`` says which)
     │   └── TLSFailureError        certificate or handshake failure: never retried
     ├── CredentialError            a credential source is broken (bad config file, helper failed)
-    ├── PushError                  pushed, but the result did not verify (e.g. tag moved)
+    ├── PushError                  pushed, but the result did not verify
+    │   └── TagMovedError          the guard found the tag moved since it was read: not tagged
     ├── RefusedError               would break what points at the old digest (signatures,
     │                              a backup tag that points elsewhere); nothing was changed
     └── JournalError               a batch journal that cannot be opened, written or read
@@ -108,6 +109,10 @@ class CredentialError(OciNormalizeError):
 
 class PushError(OciNormalizeError):
     """A push that did not end where it should have (verification failed, tag moved)."""
+
+
+class TagMovedError(PushError):
+    """The guard re-read the tag just before moving it and found another writer's digest."""
 
 
 class RefusedError(OciNormalizeError):

@@ -2,8 +2,9 @@
 
 Per tag, the journal's moves (``pending`` and ``converted`` lines, in file order, several runs
 allowed) are undone newest first, each only while the tag still points at the digest that move
-wrote: a HEAD (the guard) right before the PUT of the original bytes. A tag found anywhere else
-is a *conflict* and is left alone; a tag already at the original digest is *unchanged* (the move
+wrote: a HEAD (the guard) right before the PUT of the original bytes, both run by the one
+writer (:func:`~oci_normalize.convert.push.execute`) that convert and batch use. A tag found
+anywhere else is a *conflict* and is left alone; a tag already at the original digest is *unchanged* (the move
 never happened, or was undone already). Nothing is deleted: the converted manifests stay in the
 registry, reachable by digest.
 
@@ -27,13 +28,14 @@ from oci_normalize.batch.journal import JournalEntry, iter_moves
 from oci_normalize.client import Client
 from oci_normalize.convert.normalize import normalize
 from oci_normalize.convert.pipeline import schema1_facts
+from oci_normalize.convert.push import ManifestPut, TagGuard, Writes, execute
 from oci_normalize.convert.tree import build_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     MalformedManifestError,
     OciNormalizeError,
-    PushError,
     RefusedError,
+    TagMovedError,
 )
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
@@ -130,18 +132,21 @@ def _undo(client: Client, reference: str, chain: list[Undo], dry_run: bool) -> R
         for undo in steps:  # every step proved before the first byte is pushed
             prove(reg, ref, undo)
         if steps and not dry_run:
-            now = reg.head_manifest(ref.repository, ref.tag)  # proving took a while
-            if now != current:
-                return RollbackResult(
-                    reference=str(ref),
-                    status=CONFLICT,
-                    digest=str(now) if now else None,
-                    expected=str(current),
+            for undo in steps:  # through the one writer: guard (the tag is where we left it), PUT
+                put = ManifestPut(ref.tag, undo.data, undo.media_type)
+                writes = Writes(
+                    repository=ref.repository, guard=TagGuard(ref.tag, current), tag=put
                 )
-            for undo in steps:
-                landed = reg.put_manifest(ref.repository, ref.tag, undo.data, undo.media_type)
-                if landed != undo.old:
-                    raise PushError(f"{ref}: the registry stored {landed}, not {undo.old}")
+                try:
+                    execute(writes, dest=reg, trust_echo=True)
+                except TagMovedError:  # proving took a while, and someone moved the tag
+                    now = reg.head_manifest(ref.repository, ref.tag)
+                    return RollbackResult(
+                        reference=str(ref),
+                        status=CONFLICT,
+                        digest=str(now) if now else None,
+                        expected=str(current),
+                    )
                 current = undo.old
         elif steps:
             current = at

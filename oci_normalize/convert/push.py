@@ -20,7 +20,7 @@ from typing import Final
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
-from oci_normalize.errors import DigestMismatchError, PushError, RegistryError
+from oci_normalize.errors import DigestMismatchError, PushError, RegistryError, TagMovedError
 from oci_normalize.limits import CHUNK
 from oci_normalize.models import Blob, NewBlob, Plan
 from oci_normalize.store.base import BlobStream, Store
@@ -202,7 +202,7 @@ def execute(
     if writes.guard is not None:
         now = dest.head_manifest(repo, writes.guard.tag)
         if now != writes.guard.expected:
-            raise PushError(
+            raise TagMovedError(
                 f"{dest.registry}/{repo}:{writes.guard.tag}: tag moved during conversion (now "
                 f"{now}, expected {writes.guard.expected}); nothing was tagged"
             )
