@@ -4,9 +4,9 @@ Per tag, the journal's moves (``pending`` and ``converted`` lines, in file order
 allowed) are undone newest first, each only while the tag still points at the digest that move
 wrote: a HEAD (the guard) right before the PUT of the original bytes, both run by the one
 writer (:func:`~oci_normalize.convert.push.execute`) that convert and batch use. A tag found
-anywhere else is a *conflict* and is left alone; a tag already at the original digest is *unchanged* (the move
-never happened, or was undone already). Nothing is deleted: the converted manifests stay in the
-registry, reachable by digest.
+anywhere else is a *conflict* and is left alone; a tag already at the original digest is
+*unchanged* (the move never happened, or was undone already). Nothing is deleted: the converted
+manifests stay in the registry, reachable by digest.
 
 A journal is a file anyone with write access to it can forge, so no line is taken at its word:
 before the first PUT for a tag, every move about to be undone is *proved*. The journalled original
