@@ -301,6 +301,9 @@ def test_fleet_sweep_four_workers_from_the_image(
         puts = Counter(e.path for e in log if 200 <= e.status < 300)
         refused = {e.path for e in log if e.status >= 400}
         failed: set[str] = set()  # references some run reported failed (see finish)
+        # A tag PUT the registry refused (the DIGEST_INVALID race, docs/fleet.md) is sent again
+        # by the writer or, past its retries, reported failed and converted by a re-run: either
+        # way exactly one PUT of that tag is accepted (asserted below).
 
         for w, expected in zip(workers, slices, strict=True):
             out = json_docs(journals / f"out-{w.index}-{w.runs}.jsonl")
@@ -336,7 +339,8 @@ def test_fleet_sweep_four_workers_from_the_image(
         for name, ref in refs.items():  # one tag PUT per Docker/mixed reference, none for OCI
             path = f"/v2/{ref.repository}/manifests/{ref.tag}"
             assert puts[path] == (1 if name in convertible else 0), name
-            assert path not in refused or name in failed, name  # refused: reported, re-run
+            assert path not in refused or name in convertible, name  # only our index PUTs race
+            assert name not in failed or path in refused, name  # failures are that race alone
             media_type = seed.get_manifest(reg.url, ref.repository, ref.tag)[1]
             assert media_type in (seed.OCI_MANIFEST, seed.OCI_INDEX), name
 
