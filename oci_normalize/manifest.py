@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -224,18 +225,54 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _not_json_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:24]} is out of range")
+    return value
+
+
+def json_value(text: str | bytes) -> Any:
+    """``json.loads`` as Go's encoding/json reads: no ``NaN``/``Infinity``, no number out of a
+    double's range, nesting bounded; any of those is a ValueError (for JSON inside a manifest,
+    such as schema1's ``v1Compatibility``, whose values end up in a config we write)."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if too_deep(raw):
+        raise ValueError(f"JSON nests deeper than {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(text, parse_constant=_not_json_constant, parse_float=_finite)
+    except RecursionError as exc:
+        raise ValueError("JSON nests too deep") from exc
+
+
 def parse_body(data: bytes, what: str) -> dict[str, Any]:
-    """Decode a manifest body; reject broken JSON, duplicate keys and non-objects."""
+    """Decode a manifest body; reject broken JSON, duplicate keys and non-objects.
+
+    Also refused, as Go's encoding/json (registries, skopeo, containerd) refuses them, and as
+    no JSON writer could write them back: ``NaN``/``Infinity`` and numbers out of a double's
+    range. A lone UTF-16 surrogate escape is read (Go reads it too, as U+FFFD); see
+    :func:`serialize` for how it is written.
+    """
     if too_deep(data):
         raise MalformedManifestError(f"{what}: manifest JSON nests deeper than {MAX_JSON_DEPTH}")
     try:
-        body = json.loads(data.decode("utf-8"), object_pairs_hook=unique_keys)
+        body = json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=unique_keys,
+            parse_constant=_not_json_constant,
+            parse_float=_finite,
+        )
     except DuplicateKeyError as exc:
         raise MalformedManifestError(f"{what}: duplicate key {exc.key!r} in manifest JSON") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedManifestError(f"{what}: manifest is not valid JSON ({exc})") from exc
     except (RecursionError, ValueError) as exc:  # e.g. a number too long to convert
-        raise MalformedManifestError(f"{what}: manifest is not usable JSON") from exc
+        reason = printable(str(exc), limit=100)
+        raise MalformedManifestError(f"{what}: manifest is not usable JSON ({reason})") from exc
     if not isinstance(body, dict):
         raise MalformedManifestError(f"{what}: manifest JSON is not an object")
     return body
@@ -259,8 +296,17 @@ def check_type_fields(desc: dict[str, Any], what: str) -> None:
 
 
 def serialize(obj: dict[str, Any]) -> bytes:
-    """The one serialiser for rewritten manifests: compact, key order kept, UTF-8."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The one serialiser for rewritten manifests: compact, key order kept, UTF-8.
+
+    A string holding a lone UTF-16 surrogate (read from a ``\\ud800`` escape) has no UTF-8
+    form; such a document is written with every non-ASCII character escaped, still valid JSON
+    that reads back the same.
+    """
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 def descriptors(

@@ -24,7 +24,6 @@ Signed manifests (``…v1+prettyjws``) are addressed by the digest of their JWS 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from oci_normalize.errors import (
     MalformedManifestError,
     UnsupportedMediaTypeError,
 )
-from oci_normalize.manifest import serialize
+from oci_normalize.manifest import json_value, serialize
 from oci_normalize.models import Blob, LayerFacts, NewBlob
 
 #: gzip of an empty tar (1024 zero bytes): the blob of every throwaway schema1 entry.
@@ -82,7 +81,7 @@ def entries(body: dict[str, Any], what: str) -> list[Entry]:
     for i, (layer, item) in enumerate(zip(layers, history, strict=True)):
         try:
             blob = Digest.parse(layer["blobSum"])
-            compat = json.loads(item["v1Compatibility"])
+            compat = json_value(item["v1Compatibility"])
         except (KeyError, TypeError, ValueError, InvalidDigestError) as exc:
             raise MalformedManifestError(f"{what}: fsLayers/history[{i}] is malformed") from exc
         if not isinstance(compat, dict) or not _V1_ID.fullmatch(str(compat.get("id", ""))):
@@ -142,7 +141,7 @@ def convert(
     serialiser of :mod:`oci_normalize.manifest`.
     """
     try:
-        body = json.loads(data)
+        body = json_value(data)
     except ValueError as exc:
         raise MalformedManifestError(f"{what}: schema1 manifest is not valid JSON") from exc
     if not isinstance(body, dict) or body.get("schemaVersion") != 1:
