@@ -132,6 +132,7 @@ def migration(
         "src_log": src.access_log_lines(since=src_mark),
         "dst_log": dst.access_log_lines(since=dst_mark),
         "journal": journal,
+        "report": work / "r.md",
         "theirs": theirs,
         "oci_sig": oci_sig,
         "sbom": sbom,
@@ -224,6 +225,16 @@ def test_referrers_follow_the_in_place_rules(
     assert blob_digests(dst, "mirror/mg/sbom", listed["digest"]) == blob_digests(
         src, "mg/sbom", migration["sbom"]
     )
+
+
+def test_the_report_names_the_destination_and_what_was_already_there(
+    pair: tuple[RunningRegistry, RunningRegistry], migration: dict[str, Any]
+) -> None:
+    _, dst = pair
+    _, summary = json_lines(migration["result"])
+    report = migration["report"].read_text()
+    assert f"**{dst.host}/mirror** destination" in report
+    assert f"**{summary['present']}** already there" in report
 
 
 def test_a_rerun_finds_everything_present_and_writes_nothing(

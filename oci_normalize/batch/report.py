@@ -105,9 +105,11 @@ def write(path: Path, results: list[RefResult], summary: BatchSummary, *, source
 
 def _headline(s: BatchSummary) -> list[tuple[str, str]]:
     done = ("would convert", s.would_convert) if s.dry_run else ("converted", s.converted)
+    where = [("destination", s.destination or ""), ("already there", str(s.present))]
     return [
         ("references", str(s.references)),
         ("repositories", str(s.repositories)),
+        *(where if s.destination else []),
         ("already OCI", str(s.already_oci)),
         (done[0], str(done[1])),
         ("failed", str(s.failed)),
