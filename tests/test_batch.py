@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typer.testing import CliRunner, Result
 from oci_normalize.cli.app import app
 from tests.support import seed, seed_referrers
 from tests.support.bulk_seed import Seeder, docker_manifest_variant
+from tests.support.interrupt import kill_after_converted
 from tests.support.registry import RunningRegistry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -374,13 +374,7 @@ def test_resume_after_a_killed_run(registry: RunningRegistry, tmp_path: Path) ->
     args += ["--concurrency", "1", "--journal", str(journal)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and journal.read_bytes().count(b'"converted"') >= 5:
-            break
-        time.sleep(0.001)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    kill_after_converted(proc, journal, 5, timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the batch finished before it could be killed"
     first = [json.loads(line) for line in journal.read_text().splitlines() if line.endswith("}")]
     done_first = {d["reference"] for d in first if d["status"] == "converted"}

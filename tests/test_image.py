@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import tarfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +36,7 @@ from tests.support.image import (
     require_image_tools,
     revision,
 )
+from tests.support.interrupt import kill_after_converted
 from tests.support.registry import RegistryFactory, RunningRegistry, registry_factory_at
 
 pytestmark = [pytest.mark.registry, pytest.mark.slow]
@@ -245,13 +245,7 @@ def finish(worker: Worker, image: BuiltImage, journals: Path, code: int) -> None
 
 
 def kill_mid_run(proc: subprocess.Popen[bytes], journal: Path) -> None:
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and journal.read_bytes().count(b'"converted"') >= KILL_AFTER:
-            break
-        time.sleep(0.002)
-    kill_tree(proc)
-    proc.communicate(timeout=RUN_TIMEOUT)
+    kill_after_converted(proc, journal, KILL_AFTER, timeout=RUN_TIMEOUT, kill=kill_tree)
     assert proc.returncode == -9, "the victim finished before it could be killed"
 
 

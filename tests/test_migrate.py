@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from oci_normalize.cli.app import app
 from tests.support import oci_schema, seed
 from tests.support import seed_referrers as sr
 from tests.support.bulk_seed import Image, Seeder, docker_manifest_variant
+from tests.support.interrupt import kill_after_converted
 from tests.support.registry import RunningRegistry, registry_factory_at
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -329,13 +329,7 @@ def test_resume_after_a_killed_migration(
     args += ["--journal", str(journal)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and journal.read_bytes().count(b'"converted"') >= 5:
-            break
-        time.sleep(0.001)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    kill_after_converted(proc, journal, 5, timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the migration finished before it could be killed"
     first = [json.loads(line) for line in journal.read_text().splitlines() if line.endswith("}")]
     done_first = {d["reference"] for d in first if d["status"] == "converted"}
