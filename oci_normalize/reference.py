@@ -366,9 +366,12 @@ def same_repository(a: Location, b: Location) -> bool:
     return type(a) is type(b) and a.registry == b.registry and a.repository == b.repository
 
 
+def place(loc: Location) -> str:
+    """How a message names where images live: ``HOST/REPO``, or a local place as the user wrote
+    it (``oci:./dir:v1``), never an internal spelling."""
+    return f"{loc.registry}/{loc.repository}" if isinstance(loc, Reference) else str(loc)
+
+
 def located(loc: Location, digest: Digest | str) -> str:
-    """How a message names one manifest or blob: ``HOST/REPO@DIGEST``, or a local place as the
-    user wrote it (``oci:./dir:v1@DIGEST``), never an internal spelling."""
-    if isinstance(loc, Reference):
-        return f"{loc.registry}/{loc.repository}@{digest}"
-    return f"{loc}@{digest}"
+    """How a message names one manifest or blob there: ``PLACE@DIGEST`` (see :func:`place`)."""
+    return f"{place(loc)}@{digest}"

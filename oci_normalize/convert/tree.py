@@ -20,7 +20,7 @@ from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, MalformedManifestError
 from oci_normalize.manifest import Fetched, descriptors, effective_media_type, parse_body
 from oci_normalize.models import Blob, Node
-from oci_normalize.reference import Location, located
+from oci_normalize.reference import Location, place
 from oci_normalize.store.base import Store
 from oci_normalize.text import printable
 
@@ -54,7 +54,7 @@ def fetch_tree(registry: Store, ref: Location) -> Node:
 
 def build_tree(registry: Store, ref: Location, root: Fetched) -> Node:
     """The tree under an already fetched root (batch reads roots first to group tags by digest)."""
-    prefix = located(ref, "").removesuffix("@")  # HOST/REPO, or a local place as written
+    prefix = place(ref)
     limit = limits.max_tree_manifests()
     got: dict[Digest, _Got] = {}
     got[root.digest] = _parse(prefix, root, root.media_type, "@")
