@@ -16,17 +16,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Final
 
-import requests
-
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     InvalidDigestError,
     MalformedManifestError,
-    ManifestTooLargeError,
     RegistryError,
 )
-from oci_normalize.limits import MAX_JSON_DEPTH, parse_count
+from oci_normalize.limits import MAX_JSON_DEPTH
 from oci_normalize.text import printable
 
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
@@ -77,18 +74,6 @@ def effective_media_type(data: bytes, content_type: str, fallback: str = "") -> 
     if mt.is_manifest(ctype):
         return ctype
     return fallback or ctype
-
-
-def read_capped(resp: requests.Response, cap: int, what: str) -> bytes:
-    length = parse_count(resp.headers.get("Content-Length") or "")
-    if length is not None and length > cap:
-        raise ManifestTooLargeError(f"{what}: manifest is {length} bytes, over the {cap} cap")
-    buf = bytearray()
-    for chunk in resp.iter_content(64 * 1024):
-        buf += chunk
-        if len(buf) > cap:
-            raise ManifestTooLargeError(f"{what}: manifest is over the {cap} byte cap")
-    return bytes(buf)
 
 
 def parse_header_digest(value: str, what: str) -> Digest:

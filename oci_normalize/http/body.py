@@ -12,13 +12,25 @@ from collections.abc import Callable, Iterator
 
 import requests
 
-from oci_normalize.errors import RegistryError, TransportError
+from oci_normalize.errors import ManifestTooLargeError, RegistryError, TransportError
 from oci_normalize.http.deadline import Deadline
 from oci_normalize.limits import BLOB_WITHOUT_LENGTH_S, min_blob_rate, parse_count
-from oci_normalize.manifest import read_capped
 
 #: Turns a failed body read into the error to raise (see ``Transport.body_error``).
 BodyFailure = Callable[[requests.Response, str, Exception], TransportError]
+
+
+def read_capped(resp: requests.Response, cap: int, what: str) -> bytes:
+    """A manifest-sized body, refused past ``cap`` by its Content-Length or as it streams."""
+    length = parse_count(resp.headers.get("Content-Length") or "")
+    if length is not None and length > cap:
+        raise ManifestTooLargeError(f"{what}: manifest is {length} bytes, over the {cap} cap")
+    buf = bytearray()
+    for chunk in resp.iter_content(64 * 1024):
+        buf += chunk
+        if len(buf) > cap:
+            raise ManifestTooLargeError(f"{what}: manifest is over the {cap} byte cap")
+    return bytes(buf)
 
 
 def read_manifest_body(resp: requests.Response, cap: int, what: str, failed: BodyFailure) -> bytes:
