@@ -25,20 +25,20 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         algorithm, sep, hexpart = text.partition(":")
+        want = ALGORITHMS.get(algorithm)
+        if want is not None and len(hexpart) == want and _HEX.fullmatch(hexpart):
+            return cls(algorithm, hexpart)
         shown = printable(text, limit=_SHOWN)
         if not sep:
             raise InvalidDigestError(f"invalid digest {shown!r}: expected ALGORITHM:HEX")
-        want = ALGORITHMS.get(algorithm)
         if want is None:
             raise InvalidDigestError(
                 f"invalid digest {shown!r}: unsupported algorithm "
                 f"{printable(algorithm, limit=_SHOWN)!r}"
             )
-        if len(hexpart) != want or not _HEX.fullmatch(hexpart):
-            raise InvalidDigestError(
-                f"invalid digest {shown!r}: {algorithm} needs {want} lower-case hex characters"
-            )
-        return cls(algorithm, hexpart)
+        raise InvalidDigestError(
+            f"invalid digest {shown!r}: {algorithm} needs {want} lower-case hex characters"
+        )
 
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:

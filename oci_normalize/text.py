@@ -18,9 +18,15 @@ ELLIPSIS: Final = "…"
 
 def printable(text: str, *, limit: int = MAX_SHOWN_CHARS) -> str:
     """``text`` without control or format characters (each becomes ``?``), cut to ``limit``."""
-    cleaned = "".join(
-        "?" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text
-    )
+    # str.isprintable (in C) is false for every character the walk replaces, and more: clean
+    # text, the common case, skips the walk.
+    cleaned = text if text.isprintable() else _cleaned(text)
     if len(cleaned) > limit:
         return cleaned[: max(limit - 1, 0)] + ELLIPSIS
     return cleaned
+
+
+def _cleaned(text: str) -> str:
+    return "".join(
+        "?" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text
+    )

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 
-from oci_normalize.text import ELLIPSIS, printable
+from oci_normalize.text import ELLIPSIS, _cleaned, printable
 
 
 @pytest.mark.parametrize(
@@ -27,3 +29,10 @@ def test_long_text_is_cut_to_the_limit() -> None:
     assert len(out) == 40
     assert out.endswith(ELLIPSIS)
     assert printable("short", limit=40) == "short"
+
+
+def test_fast_path_agrees_with_the_character_walk_on_every_code_point() -> None:
+    """``str.isprintable`` lets clean text skip the per-character walk; it must never let a
+    character through that the walk would have replaced."""
+    differ = [hex(c) for c in range(sys.maxunicode + 1) if printable(chr(c)) != _cleaned(chr(c))]
+    assert differ == []
