@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -85,6 +85,10 @@ class Deadline:
         return self._armed
 
 
+#: Heap size at which disarmed deadlines are first swept out.
+_PRUNE_MIN: Final = 4096
+
+
 class _Watchdog:
     """One daemon thread that fires deadlines in time order."""
 
@@ -93,16 +97,29 @@ class _Watchdog:
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._prune_at = _PRUNE_MIN
 
     def watch(self, deadline: Deadline) -> None:
         with self._cond:
-            heapq.heappush(self._heap, (deadline.expires_at, next(self._seq), deadline))
+            entry = (deadline.expires_at, next(self._seq), deadline)
+            # The thread sleeps until the earliest deadline; one that comes later (the usual
+            # case: every deadline has the same length) need not wake it, a context switch per
+            # request saved.
+            sooner = not self._heap or entry < self._heap[0]
+            heapq.heappush(self._heap, entry)
+            if len(self._heap) >= self._prune_at:
+                # Disarmed deadlines wait in the heap until their time; a long fast run would
+                # pile them up, so drop them now and then (amortised: the bar doubles).
+                self._heap = [e for e in self._heap if e[2].armed]
+                heapq.heapify(self._heap)
+                self._prune_at = max(_PRUNE_MIN, 2 * len(self._heap))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="oci-normalize-deadlines", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            elif sooner:
+                self._cond.notify()
 
     def _run(self) -> None:
         while True:
