@@ -81,7 +81,9 @@ TreeKind = Literal["oci", "docker", "mixed", "artifact"]
 
 
 class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # Validators are built on first use, not at import: a command pays only for the results it
+    # makes (start-up is a large share of a one-image run).
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 class FindingOut(_Result):
