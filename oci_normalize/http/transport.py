@@ -87,6 +87,8 @@ class Transport:
     ) -> None:
         self.registry = registry
         self._origin = origin(base_url)
+        # URLs under this exact prefix are the registry's own origin without parsing them.
+        self._prefix = "{}://{}/".format(*urlsplit(base_url)[:2])
         self._session = session
         self.auth = auth
         self._timeout = timeout
@@ -146,6 +148,9 @@ class Transport:
             self.retries += 1
         self.sleep(delay)
 
+    def _ours(self, url: str) -> bool:
+        return url.startswith(self._prefix) or origin(url) == self._origin
+
     # ---- one try: auth, one 401 answer, redirects --------------------------------------------
 
     def _authorized(
@@ -157,7 +162,7 @@ class Transport:
         retry_auth: bool,
         kwargs: dict[str, Any],
     ) -> requests.Response:
-        ours = origin(url) == self._origin
+        ours = self._ours(url)
         for attempt in (1, 2):
             headers: dict[str, str] = dict(kwargs.get("headers") or {})
             header = self.auth.header(scopes) if ours else None
@@ -196,7 +201,7 @@ class Transport:
                     f"({printable(url, limit=120)})"
                 )
             headers: dict[str, str] = dict(kwargs.get("headers") or {})
-            if origin(url) == self._origin:
+            if self._ours(url):
                 header = self.auth.header(scopes)
                 if header:
                     headers["Authorization"] = header
@@ -212,7 +217,7 @@ class Transport:
         with self._lock:
             self.requests += 1
         proxies = self._proxies
-        if origin(url) != self._origin:  # a redirect elsewhere (object storage)
+        if not self._ours(url):  # a redirect elsewhere (object storage)
             proxies = httpenv.settings(url, True)[0]
         deadline = Deadline(self.deadline_s)
         try:

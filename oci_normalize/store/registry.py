@@ -126,6 +126,9 @@ class Registry:
     # ---- plumbing ---------------------------------------------------------------------------
 
     def _url(self, path: str) -> str:
+        # Paths here are built from checked names (no dot segments): joining is concatenation.
+        if self.base_url.endswith("/") and not path.startswith("/"):
+            return self.base_url + path
         return urljoin(self.base_url, path)
 
     def _request(
