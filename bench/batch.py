@@ -10,7 +10,8 @@ copied byte for byte). Then, in one run, it times converting every copy in place
 
 - ``skopeo copy --all --format oci`` in a sequential loop (docker:// to the same docker://);
 - the floor: one GET and one PUT per manifest on one reused connection, the converted bytes
-  computed beforehand (the least any in-place conversion can do);
+  computed beforehand (the least any in-place conversion can do), sent once through
+  requests.Session (the package the tool is built on) and once through http.client;
 - ``oci-normalize batch`` at ``--concurrency 1`` and at the default.
 
 Requests per manifest come from the registry's access log. ``batch s`` is the command's own
@@ -22,6 +23,7 @@ concurrency to show the cost grows linearly. It prints ratios, not verdicts: no 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -111,6 +113,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
     rows: list[Row] = []
     contenders: list[tuple[str, Callable[[RunningRegistry, Seeded], Row]]] = [
         ("floor", bench_floor),
+        ("floor-raw", bench_floor_raw),
         ("c1", lambda reg, seeded: bench_batch(reg, seeded, 1)),
         ("cN", lambda reg, seeded: bench_batch(reg, seeded, args.concurrency)),
     ]
@@ -205,6 +208,7 @@ def prepare_floor(registry: RunningRegistry, seeded: Seeded) -> list[list[FloorS
 
 
 def bench_floor(registry: RunningRegistry, seeded: Seeded) -> Row:
+    """The floor through requests.Session, the HTTP package the tool is built on."""
     work = prepare_floor(registry, seeded)
     session = requests.Session()
     accept = {"Accept": seed.MANIFEST_ACCEPT}
@@ -223,6 +227,33 @@ def bench_floor(registry: RunningRegistry, seeded: Seeded) -> Row:
     wall = time.perf_counter() - t
     session.close()
     name = "floor (1 GET + 1 PUT/manifest)"
+    return Row(name, len(work), seeded.manifests, wall, count(registry, mark))
+
+
+def bench_floor_raw(registry: RunningRegistry, seeded: Seeded) -> Row:
+    """The same floor through the standard library's http.client: the least Python can do."""
+    work = prepare_floor(registry, seeded)
+    conn = http.client.HTTPConnection(registry.host, timeout=30)
+    accept = {"Accept": seed.MANIFEST_ACCEPT}
+
+    def call(method: str, path: str, body: bytes | None, headers: dict[str, str]) -> None:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status >= 300:
+            raise SystemExit(f"floor: {method} {path}: HTTP {resp.status}")
+
+    mark = registry.log_mark()
+    t = time.perf_counter()
+    for steps in work:
+        for step in reversed(steps):
+            call("GET", f"/v2/{step.repo}/manifests/{step.get_ref}", None, accept)
+        for step in steps:
+            headers = {"Content-Type": step.media_type}
+            call("PUT", f"/v2/{step.repo}/manifests/{step.put_ref}", step.data, headers)
+    wall = time.perf_counter() - t
+    conn.close()
+    name = "floor, http.client (same requests)"
     return Row(name, len(work), seeded.manifests, wall, count(registry, mark))
 
 
@@ -359,6 +390,12 @@ def print_table(rows: list[Row]) -> None:
         f"concurrency 1 / floor: {(c1.own or c1.wall) / floor.wall:.2f}x own clock, "
         f"{c1.wall / floor.wall:.2f}x wall (target <= 1.2x)"
     )
+    raw = next((r for r in rows if r.name.startswith("floor, http.client")), None)
+    if raw:
+        print(
+            f"concurrency 1 / http.client floor: {(c1.own or c1.wall) / raw.wall:.2f}x own clock,"
+            f" {c1.wall / raw.wall:.2f}x wall"
+        )
     if skopeo:
         print(
             f"skopeo loop / default concurrency: {skopeo.wall / (cn.own or cn.wall):.1f}x own "

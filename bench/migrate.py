@@ -8,7 +8,9 @@ and half two-platform Docker manifest lists, every image with 3 random LAYER_KIB
 round gives each contender a fresh, empty destination registry and times, as child processes:
 
 - ``oci-normalize batch SRC --repo 'mig*' --to DEST/ours`` (default concurrency);
-- ``skopeo sync --all --format oci`` of the same repositories (one invocation, a YAML list).
+- ``skopeo sync --all --format oci`` of the same repositories (one invocation, a YAML list);
+- the floor, ``bench/floor_copy.py``: the same transfers with the fewest requests over
+  http.client and no checks at all, so what the registries themselves cost shows.
 
 Then it checks every reference at each destination: OCI media types all the way down and the
 same blob digests as the source. Requests come from the registries' access logs. It prints
@@ -170,13 +172,23 @@ def main() -> int:
         repos = sorted({repo for repo, _ in refs})
         images = "".join(f"    {repo}: []\n" for repo in repos)
         sync_list.write_text(f"{source.host}:\n  tls-verify: false\n  images:\n{images}")
-        rows: dict[str, list[tuple[float, float, int, str]]] = {"ours": [], "skopeo": []}
+        refs_file = work / "refs.json"
+        refs_file.write_text(json.dumps(refs))
+        rows: dict[str, list[tuple[float, float, int, str]]] = {
+            "floor": [],
+            "ours": [],
+            "skopeo": [],
+        }
         for r in range(args.rounds):
-            order = ["ours", "skopeo"] if r % 2 == 0 else ["skopeo", "ours"]
+            order = ["floor", "ours", "skopeo"] if r % 2 == 0 else ["skopeo", "ours", "floor"]
             for name in order:
                 dest = start_registry(work / f"dest-{r}-{name}")
                 try:
-                    if name == "ours":
+                    if name == "floor":
+                        cmd = [sys.executable, str(ROOT / "bench" / "floor_copy.py")]
+                        cmd += [source.host, dest.host, "floor", str(refs_file), "--workers", "16"]
+                        prefix = "floor"
+                    elif name == "ours":
                         cmd = [sys.executable, "-m", "oci_normalize", "batch", source.host]
                         cmd += ["--repo", "mig*", "--to", f"{dest.host}/ours", "--json"]
                         prefix = "ours"
@@ -199,6 +211,7 @@ def main() -> int:
 
 def print_table(rows: dict[str, list[tuple[float, float, int, str]]]) -> None:
     names = {
+        "floor": "floor (http.client, no checks)",
         "ours": "oci-normalize batch --to",
         "skopeo": "skopeo sync --all --format oci",
     }
@@ -210,6 +223,10 @@ def print_table(rows: dict[str, list[tuple[float, float, int, str]]]) -> None:
         seconds, rss, requests, verdict = rows[key][-1]
         print(f"{name:<32}{med[key]:>8.2f}{rss:>9.1f}{requests:>10}  {verdict}")
     print(f"skopeo sync / batch --to: {med['skopeo'] / med['ours']:.1f}x (target >= 3x)")
+    print(
+        f"skopeo sync / floor: {med['skopeo'] / med['floor']:.1f}x (the most any client gets "
+        f"here); batch --to / floor: {med['ours'] / med['floor']:.2f}x"
+    )
 
 
 if __name__ == "__main__":
