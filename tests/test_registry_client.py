@@ -20,6 +20,7 @@ from oci_normalize.errors import (
     MalformedManifestError,
     ManifestTooLargeError,
     NotFoundError,
+    TransportError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
@@ -237,3 +238,45 @@ def test_jws_payload_strips_schema1_signatures() -> None:
     )
     assert jws_payload(signed) == payload
     assert jws_payload(b"not json") == b"not json"
+
+
+def test_requests_carry_our_user_agent_and_a_cookie_the_registry_set(fake: FakeRegistry) -> None:
+    """Requests are prepared by the transport itself (not Session.request): the session's
+    headers and its cookie jar still travel, as a load balancer's sticky cookie needs."""
+    data = manifest_bytes()
+    fake.route(
+        "GET",
+        "/v2/a/b/manifests/t",
+        manifest_answer(data, **{"Set-Cookie": "lb=node-2; Path=/"}),
+    )
+    reg = client(fake)
+    assert reg.get_manifest("a/b", "t").data == data
+    assert reg.get_manifest("a/b", "t").data == data
+    first, second = fake.requests("GET")
+    assert first.headers.get("User-Agent", "").startswith("oci-normalize/")
+    assert "Cookie" not in first.headers
+    assert second.headers.get("Cookie") == "lb=node-2"
+
+
+def test_a_header_value_with_a_line_break_is_refused_before_sending(fake: FakeRegistry) -> None:
+    reg = client(fake)
+    with pytest.raises(TransportError, match="invalid Accept header"):
+        reg._request(
+            "GET",
+            "a/b/manifests/t",
+            scopes=(),
+            what="read",
+            headers={"Accept": "x\r\nX-Injected: 1"},
+        )
+    assert fake.seen == []
+
+
+def test_a_list_request_sends_its_query_parameters(fake: FakeRegistry) -> None:
+    fake.route(
+        "GET",
+        "/v2/a/b/tags/list",
+        Answer(200, json.dumps({"name": "a/b", "tags": ["t"]}).encode()),
+    )
+    assert client(fake).list_tags("a/b", page_size=7) == ["t"]
+    (seen,) = fake.requests("GET")
+    assert seen.path == "/v2/a/b/tags/list?n=7"
