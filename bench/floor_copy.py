@@ -32,28 +32,29 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
 
+Headers = dict[str, str]
 _local = threading.local()
 
 
 def call(
-    host: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> http.client.HTTPResponse:
+    host: str, method: str, path: str, body: bytes | None = None, headers: Headers | None = None
+) -> tuple[http.client.HTTPResponse, bytes]:
     conns: dict[str, http.client.HTTPConnection] = _local.__dict__.setdefault("conns", {})
     conn = conns.get(host)
     if conn is None:
         conn = conns[host] = http.client.HTTPConnection(host, timeout=60)
     conn.request(method, path, body=body, headers=headers or {})
     resp = conn.getresponse()
-    resp.data = resp.read()  # type: ignore[attr-defined]
+    data = resp.read()
     if resp.status >= 300:
         raise SystemExit(f"floor: {method} {host}{path}: HTTP {resp.status}")
-    return resp
+    return resp, data
 
 
 def copy_image(src: str, dest: str, repo: str, to: str, doc: dict[str, Any]) -> bytes:
     for desc in [doc["config"], *doc["layers"]]:
-        blob = call(src, "GET", f"/v2/{repo}/blobs/{desc['digest']}").data  # type: ignore[attr-defined]
-        started = call(dest, "POST", f"/v2/{to}/blobs/uploads/", b"")
+        _, blob = call(src, "GET", f"/v2/{repo}/blobs/{desc['digest']}")
+        started, _ = call(dest, "POST", f"/v2/{to}/blobs/uploads/", b"")
         loc = urlsplit(started.getheader("Location") or "")
         path = f"{loc.path}?{loc.query}&digest={desc['digest']}"
         call(dest, "PUT", path, blob, {"Content-Type": "application/octet-stream"})
@@ -71,12 +72,12 @@ def put_manifest(dest: str, to: str, ref: str, body: bytes, media_type: str) -> 
 def one(src: str, dest: str, prefix: str, repo: str, tag: str) -> None:
     to = f"{prefix}/{repo}"
     accept = {"Accept": ACCEPT}
-    doc = json.loads(call(src, "GET", f"/v2/{repo}/manifests/{tag}", None, accept).data)  # type: ignore[attr-defined]
+    doc = json.loads(call(src, "GET", f"/v2/{repo}/manifests/{tag}", None, accept)[1])
     if doc.get("mediaType") != DOCKER_LIST:
         put_manifest(dest, to, tag, copy_image(src, dest, repo, to, doc), OCI_MANIFEST)
         return
     for child in doc["manifests"]:
-        raw = call(src, "GET", f"/v2/{repo}/manifests/{child['digest']}", None, accept).data  # type: ignore[attr-defined]
+        _, raw = call(src, "GET", f"/v2/{repo}/manifests/{child['digest']}", None, accept)
         new = copy_image(src, dest, repo, to, json.loads(raw))
         digest = "sha256:" + hashlib.sha256(new).hexdigest()
         put_manifest(dest, to, digest, new, OCI_MANIFEST)

@@ -309,7 +309,6 @@ class Transport:
         elif body is not None and "Content-Length" not in prep.headers:
             raise TypeError("a streamed body needs its Content-Length")
         prep.body = body
-        prep.hooks = {"response": []}
         jar = self._session.cookies
         if len(jar):
             cookie = get_cookie_header(jar, prep)  # type: ignore[no-untyped-call]
