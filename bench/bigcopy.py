@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
+from bench.installed import byte_compile  # noqa: E402
 from tests.support import seed  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 
@@ -127,6 +128,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed-into", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    byte_compile()
     if args.seed_into:  # in a child, so the bench's own RSS never counts for the contenders
         seed_image(args.seed_into, args.layers, args.layer_mib)
         return 0

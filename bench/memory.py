@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.installed import byte_compile  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 
 MIB = 1024 * 1024
@@ -156,6 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="layer file size (MiB)")
     opts = parser.parse_args()
+    byte_compile()
     size = opts.size_mib * MIB
     ours = [sys.executable, "-m", "oci_normalize", "convert"]
     skopeo = ["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false"]

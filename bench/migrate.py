@@ -38,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.installed import byte_compile  # noqa: E402
 from tests.support import seed  # noqa: E402
 from tests.support.bulk_seed import Seeder  # noqa: E402
 from tests.support.registry import RunningRegistry, start_registry  # noqa: E402
@@ -154,6 +155,7 @@ def main() -> int:
     parser.add_argument("--layer-kib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
+    byte_compile()
     for tool in ("docker-registry", "skopeo"):
         if shutil.which(tool) is None:
             print(f"bench needs {tool} on PATH", file=sys.stderr)

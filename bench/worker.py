@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.installed import byte_compile  # noqa: E402
 from oci_normalize.batch import DEFAULT_CONCURRENCY  # noqa: E402
 from tests.support.fleet import seed_fleet, shard_of  # noqa: E402
 from tests.support.registry import RunningRegistry, start_registry  # noqa: E402
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--repos", type=int, default=25)
     parser.add_argument("--shards", type=int, default=4, help="measure worker 0 of N")
     opts = parser.parse_args()
+    byte_compile()
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         reg = start_registry(Path(tmp) / "registry")
         try:

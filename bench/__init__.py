@@ -1,0 +1,1 @@
+"""Benchmark scripts (run them directly; see bench/README.md)."""
