@@ -291,3 +291,25 @@ def test_signed_schema1_backup_goes_back_signed(
     assert digest == old and b'"signatures"' in body
     _, ctype, _ = seed.get_manifest(schema1_registry.url, "s1/backup", "v1")
     assert ctype == mt.OCI_MANIFEST
+
+
+@pytest.mark.registry
+def test_signed_schema1_rollback_puts_the_signed_original_back(
+    schema1_registry: RunningRegistry, tmp_path: Path
+) -> None:
+    """The journal keeps the signed body as served (its digest covers the payload), so rollback
+    can put it back: the registry takes schema1 only with its signatures."""
+    host = schema1_registry.host
+    layout = seed.build_layout(Path(tempfile.mkdtemp(dir=tmp_path)), layers=1, seed="s1-rollback")
+    old = seed.push_docker_v2s1(layout, f"{host}/s1rb/app:v1")
+    journal = tmp_path / "journal.jsonl"
+    runner = CliRunner()
+    done = runner.invoke(cli.app, ["batch", host, "--repo", "s1rb/*", "--journal", str(journal)])
+    assert done.exit_code == 0, done.output
+    _, ctype, _ = seed.get_manifest(schema1_registry.url, "s1rb/app", "v1")
+    assert ctype == mt.OCI_MANIFEST
+    undone = runner.invoke(cli.app, ["rollback", str(journal), "--json"])
+    assert undone.exit_code == 0, undone.output
+    body, ctype, digest = seed.get_manifest(schema1_registry.url, "s1rb/app", "v1")
+    assert (digest, ctype) == (old, mt.DOCKER_SCHEMA1_SIGNED)
+    assert b'"signatures"' in body

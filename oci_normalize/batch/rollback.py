@@ -192,10 +192,16 @@ def prove(registry: Store, ref: Reference, undo: Undo) -> None:
             f"{what}: the journalled media type {printable(undo.media_type, limit=100)!r} is "
             "not a manifest type its bytes agree with; refusing to push it"
         )
-    verify_manifest(undo.data, media_type, undo.old, None, f"{what}: journalled original")
+    _, content = verify_manifest(
+        undo.data, media_type, undo.old, None, f"{what}: journalled original"
+    )
+    # A signed schema1 original is journalled as served (the registry takes it back signed
+    # only); its digest, and the proof, cover the JWS payload alone.
+    signed = undo.data if content is not undo.data else None
+    fetched = Fetched(content, media_type, undo.old, size=len(undo.data), signed=signed)
     where = ref.with_digest(undo.old)
     try:
-        tree = build_tree(registry, where, Fetched(undo.data, media_type, undo.old))
+        tree = build_tree(registry, where, fetched)
         plan = normalize(tree, schema1_layers=schema1_facts(tree, registry, where))
     except OciNormalizeError as exc:
         raise RefusedError(

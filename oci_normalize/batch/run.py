@@ -231,7 +231,7 @@ class _Runner:
         children_pushed = False
         for ref in group.refs:
             pending = self._result(ref, group, PENDING, kind, plan)
-            problem = self._record(pending, root.data)
+            problem = self._record(pending, plan.root.old_data)
             if problem is not None:  # no move without its undo information on disk
                 results.append(self._failed(ref, problem, group, kind, plan))
                 continue
@@ -248,7 +248,7 @@ class _Runner:
                 result = pending.model_copy(
                     update={"status": CONVERTED, "pushed_manifests": pushed}
                 )
-            results.append(self._noted(result, self._record(result, root.data)))
+            results.append(self._noted(result, self._record(result, plan.root.old_data)))
         return results
 
     def _refusal(self, ref: Reference, tree: Node, plan: Plan) -> str | None:
