@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
+from oci_normalize.digest import Digest
+from oci_normalize.errors import TransportError
 from oci_normalize.http import deadline as dl
+from oci_normalize.http.retry import NO_RETRY
+from oci_normalize.reference import Reference
+from oci_normalize.store.registry import ClientOptions, Registry
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -53,3 +63,53 @@ def test_disarmed_deadlines_do_not_pile_up() -> None:
         d.start(None)
         d.disarm()
     assert len(watchdog._heap) < 2 * dl._PRUNE_MIN
+
+
+class _SlowSink(BaseHTTPRequestHandler):
+    """Opens an upload session, then takes the PUT body 4 KiB every 20 ms: never idle long
+    enough for a per-read timeout, and far too slow to finish."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server naming
+        self.send_response(202)
+        self.send_header("Location", "/v2/app/blobs/uploads/1?_state=x")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_PUT(self) -> None:  # noqa: N802
+        left = int(self.headers.get("Content-Length") or 0)
+        with contextlib.suppress(OSError):
+            while left > 0:
+                got = self.rfile.read(min(4096, left))
+                if not got:
+                    return
+                left -= len(got)
+                time.sleep(0.02)
+
+
+def test_an_upload_the_registry_takes_one_trickle_at_a_time_ends_at_its_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deadline of a request with a body starts before the body is sent: an upload is
+    bounded by the read timeout plus its length at the minimum blob rate."""
+    monkeypatch.setenv("OCI_NORMALIZE_MIN_BLOB_RATE", str(64 * 1024 * 1024))  # 32 MiB: +0.5 s
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowSink)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        options = ClientOptions(read_timeout=1.0, retry=NO_RETRY)
+        reg = Registry(Reference.parse(f"{host}/app:v1"), options=options)
+        size = 32 * 1024 * 1024
+        chunks = (b"\0" * (1024 * 1024) for _ in range(32))
+        started = time.monotonic()
+        with pytest.raises(TransportError, match=r"did not finish answering within 1\.5 s"):
+            reg.upload_blob("app", Digest.of(b"\0" * size), size, chunks)
+        assert time.monotonic() - started < 10
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -33,10 +33,15 @@ _local = threading.local()
 
 
 class Deadline:
-    """``seconds`` for one response, counted from when the request has been sent."""
+    """``seconds`` for one response, counted from when the request has been sent.
 
-    def __init__(self, seconds: float) -> None:
+    ``covers_sending``: the clock starts when the request starts instead, so that sending its
+    body is bounded too (an upload to a server that reads one byte a second).
+    """
+
+    def __init__(self, seconds: float, *, covers_sending: bool = False) -> None:
         self.seconds = seconds
+        self.covers_sending = covers_sending
         self.expires_at = float("inf")
         self.expired = False
         self._armed = True
@@ -156,19 +161,45 @@ def _current() -> Deadline | None:
     return getattr(_local, "deadline", None)
 
 
+def _sending(sock: socket.socket | None) -> None:
+    """A request starts (or its connection opens): a deadline that covers sending runs now."""
+    deadline = _current()
+    if deadline is not None and deadline.covers_sending:
+        deadline.start(sock)
+
+
+def _waiting(sock: socket.socket | None) -> None:
+    """The request is sent and the answer is awaited: every deadline runs from here at latest."""
+    deadline = _current()
+    if deadline is not None:
+        deadline.start(sock)
+
+
 class _DeadlineHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _sending(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _sending(self.sock)  # None on a fresh connection: connect() hands the socket over
+        super().request(*args, **kwargs)
+
     def getresponse(self) -> Any:  # the urllib3 type, kept loose for its stubs
-        deadline = _current()
-        if deadline is not None:
-            deadline.start(self.sock)
+        _waiting(self.sock)
         return super().getresponse()
 
 
 class _DeadlineHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _sending(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _sending(self.sock)
+        super().request(*args, **kwargs)
+
     def getresponse(self) -> Any:
-        deadline = _current()
-        if deadline is not None:
-            deadline.start(self.sock)
+        _waiting(self.sock)
         return super().getresponse()
 
 

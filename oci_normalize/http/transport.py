@@ -38,7 +38,7 @@ from oci_normalize.http.body import close_ends, preload
 from oci_normalize.http.deadline import Deadline, armed
 from oci_normalize.http.retry import NO_RETRY, Again, RetryPolicy, parse_retry_after, retrying
 from oci_normalize.http.secrets import redact
-from oci_normalize.limits import MAX_ERROR_BODY
+from oci_normalize.limits import MAX_ERROR_BODY, min_blob_rate, parse_count
 from oci_normalize.manifest import too_deep
 from oci_normalize.text import printable
 
@@ -219,14 +219,14 @@ class Transport:
         proxies = self._proxies
         if not self._ours(url):  # a redirect elsewhere (object storage)
             proxies = httpenv.settings(url, True)[0]
-        deadline = Deadline(self.deadline_s)
+        deadline = self._deadline_for(extra.get("data"), headers)
         try:
             with armed(deadline):
                 resp = self._dispatch(method, url, headers, proxies, extra)
         except requests.exceptions.SSLError as exc:
             deadline.disarm()
             if deadline.expired:
-                raise self._late(what) from exc
+                raise self._late(what, deadline) from exc
             reason = "certificate verify failed" if "CERTIFICATE_VERIFY" in str(exc) else "error"
             raise TLSFailureError(
                 f"{what}: TLS {reason} talking to {self.registry} "
@@ -241,7 +241,7 @@ class Transport:
         except (requests.RequestException, OSError) as exc:
             deadline.disarm()
             if deadline.expired:
-                raise self._late(what) from exc
+                raise self._late(what, deadline) from exc
             raise TransportError(
                 f"{what}: cannot reach {self.registry} ({type(exc).__name__})"
             ) from exc
@@ -255,7 +255,7 @@ class Transport:
             deadline.disarm()
             resp.close()
             if deadline.expired:
-                raise self._late(what) from exc
+                raise self._late(what, deadline) from exc
             raise TransportError(f"{what}: {self.registry} broke off its answer") from exc
         except BaseException:  # over the cap (its connection is closed), or interrupted
             deadline.disarm()
@@ -265,7 +265,7 @@ class Transport:
         deadline.disarm()
         resp.close()
         if deadline.expired:
-            raise self._late(what)
+            raise self._late(what, deadline)
         return resp
 
     def _dispatch(
@@ -322,16 +322,29 @@ class Transport:
             jar.update(resp.cookies)
         return resp
 
-    def _late(self, what: str) -> TransportError:
+    def _deadline_for(self, body: object, headers: dict[str, str]) -> Deadline:
+        """A request without a body: the response deadline. With one: the clock starts before
+        the body is sent, and the body gets time for its length at the minimum blob rate, so a
+        server that takes an upload one byte a second cannot hold it for ever."""
+        if body is None:
+            return Deadline(self.deadline_s)
+        length = len(body) if isinstance(body, (bytes, bytearray)) else None
+        if length is None:
+            length = parse_count(headers.get("Content-Length", "")) or 0
+        seconds = self.deadline_s + length / min_blob_rate()
+        return Deadline(seconds, covers_sending=True)
+
+    def _late(self, what: str, deadline: Deadline | None = None) -> TransportError:
+        seconds = self.deadline_s if deadline is None else deadline.seconds
         return TransportError(
-            f"{what}: {self.registry} did not finish answering within {self.deadline_s:g} s"
+            f"{what}: {self.registry} did not finish answering within {seconds:g} s"
         )
 
     def body_error(self, resp: requests.Response, what: str, exc: Exception) -> TransportError:
         """The error for a streamed body whose reading failed (deadline or broken connection)."""
         deadline = getattr(resp, "deadline", None)
         if isinstance(deadline, Deadline) and deadline.expired:
-            return self._late(what)
+            return self._late(what)  # the response deadline, however far a long body extended it
         name = type(exc).__name__
         return TransportError(f"{what}: {self.registry} broke off its answer ({name})")
 
