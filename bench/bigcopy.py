@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
+from bench.cpu import cpu_seconds  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
 from tests.support import seed  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
@@ -45,6 +46,8 @@ HTTP_TIMEOUT = 120
 class Sample:
     seconds: float
     rss_mib: float
+    cpu_s: float = 0.0  # the contender's own CPU
+    regs_cpu_s: float = 0.0  # both registries' CPU meanwhile
 
 
 def gzip_layer(size: int, key: int) -> tuple[bytes, str]:
@@ -98,7 +101,8 @@ def seed_image(url: str, layers: int, layer_mib: int) -> None:
     seed.put_manifest(url, "big/app", "v1", body, seed.DOCKER_MANIFEST)
 
 
-def measure(args: list[str]) -> Sample:
+def measure(args: list[str], registry_pids: tuple[int, ...] = ()) -> Sample:
+    before = [cpu_seconds(pid) for pid in registry_pids]
     start = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -106,7 +110,9 @@ def measure(args: list[str]) -> Sample:
     if os.waitstatus_to_exitcode(status) != 0:
         err = proc.stderr.read().decode() if proc.stderr else ""
         raise SystemExit(f"{' '.join(args)} failed: {err[-2000:]}")
-    return Sample(elapsed, usage.ru_maxrss / 1024)  # Linux reports KiB
+    regs = sum(cpu_seconds(pid) for pid in registry_pids) - sum(before)
+    # Linux reports ru_maxrss in KiB
+    return Sample(elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, regs)
 
 
 def ours(src: str, dest: str) -> list[str]:
@@ -154,7 +160,9 @@ def main() -> int:
             for name, command in order if r % 2 == 0 else order[::-1]:
                 dest_reg = start_registry(work / f"dest-{r}-{name.split()[0]}")
                 try:
-                    samples[name].append(measure(command(src, f"{dest_reg.host}/big/app:v1")))
+                    pids = (source.process.pid, dest_reg.process.pid)
+                    cmd = command(src, f"{dest_reg.host}/big/app:v1")
+                    samples[name].append(measure(cmd, pids))
                 finally:
                     dest_reg.stop()
                     shutil.rmtree(dest_reg.storage_dir, ignore_errors=True)
@@ -168,16 +176,24 @@ def main() -> int:
 def print_table(samples: dict[str, list[Sample]]) -> None:
     med = {
         name: Sample(
-            statistics.median(s.seconds for s in rows), statistics.median(s.rss_mib for s in rows)
+            statistics.median(s.seconds for s in rows),
+            statistics.median(s.rss_mib for s in rows),
+            statistics.median(s.cpu_s for s in rows),
+            statistics.median(s.regs_cpu_s for s in rows),
         )
         for name, rows in samples.items()
     }
     ours_s, skopeo_s = med["oci-normalize convert"], med["skopeo copy"]
-    print(f"{'contender':<26}{'wall s':>9}{'peak RSS MiB':>14}{'x skopeo time':>15}")
-    print("-" * 64)
+    head = f"{'contender':<26}{'wall s':>9}{'peak RSS MiB':>14}{'x skopeo time':>15}"
+    head += f"{'CPU s':>8}{'registries CPU s':>18}"
+    print(head)
+    print("-" * len(head))
     for name, m in med.items():
         ratio = m.seconds / skopeo_s.seconds
-        print(f"{name:<26}{m.seconds:>9.2f}{m.rss_mib:>14.1f}{ratio:>14.2f}x")
+        print(
+            f"{name:<26}{m.seconds:>9.2f}{m.rss_mib:>14.1f}{ratio:>14.2f}x"
+            f"{m.cpu_s:>8.2f}{m.regs_cpu_s:>18.2f}"
+        )
     print(
         f"time: {ours_s.seconds / skopeo_s.seconds:.2f}x skopeo (target <= 1.0, aim 0.8); "
         f"peak RSS {ours_s.rss_mib:.0f} MiB (target <= 96 MB = {96e6 / MIB:.0f} MiB), skopeo "

@@ -32,12 +32,14 @@ import tempfile
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import cpu_seconds  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
 from tests.support import seed  # noqa: E402
 from tests.support.bulk_seed import Seeder  # noqa: E402
@@ -110,8 +112,20 @@ def seed_source(registry: RunningRegistry, refs: int, kib: int) -> list[tuple[st
         return list(pool.map(one, range(refs)))
 
 
-def measure(args: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one child process."""
+@dataclass
+class Sample:
+    seconds: float
+    rss_mib: float
+    cpu_s: float  # the contender's own CPU
+    src_cpu_s: float  # the source registry's CPU meanwhile
+    dest_cpu_s: float  # the destination registry's
+    requests: int = 0
+    verdict: str = ""
+
+
+def measure(args: list[str], source: RunningRegistry, dest: RunningRegistry) -> Sample:
+    """Wall seconds, peak RSS and CPU of one child process, and both registries' CPU."""
+    src0, dest0 = cpu_seconds(source.process.pid), cpu_seconds(dest.process.pid)
     start = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -119,7 +133,13 @@ def measure(args: list[str]) -> tuple[float, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         err = proc.stderr.read().decode() if proc.stderr else ""
         raise SystemExit(f"{' '.join(args)} failed: {err[-2000:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    return Sample(
+        elapsed,
+        usage.ru_maxrss / 1024,
+        usage.ru_utime + usage.ru_stime,
+        cpu_seconds(source.process.pid) - src0,
+        cpu_seconds(dest.process.pid) - dest0,
+    )
 
 
 def walk(url: str, repo: str, ref: str) -> list[tuple[dict[str, Any], str]]:
@@ -176,7 +196,7 @@ def main() -> int:
         sync_list.write_text(f"{source.host}:\n  tls-verify: false\n  images:\n{images}")
         refs_file = work / "refs.json"
         refs_file.write_text(json.dumps(refs))
-        rows: dict[str, list[tuple[float, float, int, str]]] = {
+        rows: dict[str, list[Sample]] = {
             "floor": [],
             "ours": [],
             "skopeo": [],
@@ -199,9 +219,10 @@ def main() -> int:
                         cmd += ["--dest", "docker", "--dest-tls-verify=false", str(sync_list)]
                         cmd += [f"{dest.host}/theirs"]
                         prefix = "theirs"
-                    seconds, rss = measure(cmd)
-                    requests = len(dest.access_log_lines())
-                    rows[name].append((seconds, rss, requests, check(source, dest, prefix, refs)))
+                    sample = measure(cmd, source, dest)
+                    sample.requests = len(dest.access_log_lines())
+                    sample.verdict = check(source, dest, prefix, refs)
+                    rows[name].append(sample)
                 finally:
                     dest.stop()
         print_table(rows)
@@ -211,19 +232,28 @@ def main() -> int:
     return 0
 
 
-def print_table(rows: dict[str, list[tuple[float, float, int, str]]]) -> None:
+def print_table(rows: dict[str, list[Sample]]) -> None:
     names = {
         "floor": "floor (http.client, no checks)",
         "ours": "oci-normalize batch --to",
         "skopeo": "skopeo sync --all --format oci",
     }
-    med = {k: statistics.median(r[0] for r in v) for k, v in rows.items()}
+    med = {k: statistics.median(r.seconds for r in v) for k, v in rows.items()}
     head = f"{'contender':<32}{'wall s':>8}{'RSS MiB':>9}{'dest req':>10}  at the destination"
     print(head)
     print("-" * (len(head) + 14))
     for key, name in names.items():
-        seconds, rss, requests, verdict = rows[key][-1]
-        print(f"{name:<32}{med[key]:>8.2f}{rss:>9.1f}{requests:>10}  {verdict}")
+        last = rows[key][-1]
+        print(f"{name:<32}{med[key]:>8.2f}{last.rss_mib:>9.1f}{last.requests:>10}  {last.verdict}")
+    print()
+    head = f"{'CPU seconds (last round)':<32}{'own':>8}{'src reg':>9}{'dest reg':>10}{'total':>8}"
+    print(head)
+    print("-" * len(head))
+    for key, name in names.items():
+        r = rows[key][-1]
+        total = r.cpu_s + r.src_cpu_s + r.dest_cpu_s
+        print(f"{name:<32}{r.cpu_s:>8.2f}{r.src_cpu_s:>9.2f}{r.dest_cpu_s:>10.2f}{total:>8.2f}")
+    print()
     print(f"skopeo sync / batch --to: {med['skopeo'] / med['ours']:.1f}x (target >= 3x)")
     print(
         f"skopeo sync / floor: {med['skopeo'] / med['floor']:.1f}x (the most any client gets "
