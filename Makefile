@@ -40,7 +40,7 @@ demo: $(PY)
 bench: $(PY)
 	$(PY) bench/batch.py --scale 500,1000
 	$(PY) bench/bigcopy.py
-	$(PY) bench/migrate.py
+	$(PY) bench/migrate.py --rounds 3
 
 bench-memory: $(PY)
 	$(PY) bench/memory.py
