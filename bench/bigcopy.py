@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from bench.cpu import cpu_seconds  # noqa: E402
+from bench.child import run_child  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
 from tests.support import seed  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
@@ -101,18 +101,9 @@ def seed_image(url: str, layers: int, layer_mib: int) -> None:
     seed.put_manifest(url, "big/app", "v1", body, seed.DOCKER_MANIFEST)
 
 
-def measure(args: list[str], registry_pids: tuple[int, ...] = ()) -> Sample:
-    before = [cpu_seconds(pid) for pid in registry_pids]
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"{' '.join(args)} failed: {err[-2000:]}")
-    regs = sum(cpu_seconds(pid) for pid in registry_pids) - sum(before)
-    # Linux reports ru_maxrss in KiB
-    return Sample(elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, regs)
+def measure(args: list[str], registry_pids: tuple[int, ...]) -> Sample:
+    child = run_child(args, watch=registry_pids)
+    return Sample(child.seconds, child.rss_mib, child.cpu_s, sum(child.watched_cpu_s))
 
 
 def ours(src: str, dest: str) -> list[str]:

@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.child import run_child  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 
@@ -142,15 +143,8 @@ def make_docker_archive(path: Path, config: bytes, layer_tar: Path) -> None:
 
 def measure(args: list[str]) -> tuple[float, float]:
     """(seconds, peak RSS in MiB) of one child process."""
-    start = time.monotonic()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.monotonic() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}): {err}")
-    return elapsed, usage.ru_maxrss / 1024  # Linux reports KiB
+    child = run_child(args)
+    return child.seconds, child.rss_mib
 
 
 def main() -> None:

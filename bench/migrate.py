@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -39,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cpu import cpu_seconds  # noqa: E402
+from bench.child import run_child  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
 from tests.support import seed  # noqa: E402
 from tests.support.bulk_seed import Seeder  # noqa: E402
@@ -125,21 +124,9 @@ class Sample:
 
 def measure(args: list[str], source: RunningRegistry, dest: RunningRegistry) -> Sample:
     """Wall seconds, peak RSS and CPU of one child process, and both registries' CPU."""
-    src0, dest0 = cpu_seconds(source.process.pid), cpu_seconds(dest.process.pid)
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"{' '.join(args)} failed: {err[-2000:]}")
-    return Sample(
-        elapsed,
-        usage.ru_maxrss / 1024,
-        usage.ru_utime + usage.ru_stime,
-        cpu_seconds(source.process.pid) - src0,
-        cpu_seconds(dest.process.pid) - dest0,
-    )
+    child = run_child(args, watch=(source.process.pid, dest.process.pid))
+    src_cpu, dest_cpu = child.watched_cpu_s
+    return Sample(child.seconds, child.rss_mib, child.cpu_s, src_cpu, dest_cpu)
 
 
 def walk(url: str, repo: str, ref: str) -> list[tuple[dict[str, Any], str]]:
