@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
+from bench.child import require  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
 from oci_normalize.api import Client, plan  # noqa: E402
 from oci_normalize.batch import DEFAULT_CONCURRENCY  # noqa: E402
@@ -84,10 +85,7 @@ def main() -> int:
     parser.add_argument("--skip-skopeo", action="store_true", help="leave the slow loop out")
     args = parser.parse_args()
     byte_compile()
-    for tool in ("docker-registry", "skopeo"):
-        if shutil.which(tool) is None:
-            print(f"bench needs {tool} on PATH", file=sys.stderr)
-            return 2
+    require("docker-registry", "skopeo")
     work = Path(tempfile.mkdtemp(prefix="oci-normalize-bench-"))
     try:
         return run(args, work)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from bench.child import run_child  # noqa: E402
+from bench.child import require, run_child  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
 from tests.support import seed  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
@@ -129,10 +129,7 @@ def main() -> int:
     if args.seed_into:  # in a child, so the bench's own RSS never counts for the contenders
         seed_image(args.seed_into, args.layers, args.layer_mib)
         return 0
-    for tool in ("docker-registry", "skopeo"):
-        if shutil.which(tool) is None:
-            print(f"bench needs {tool} on PATH", file=sys.stderr)
-            return 2
+    require("docker-registry", "skopeo")
     work = Path(tempfile.mkdtemp(prefix="oci-normalize-bench-copy-"))
     source = start_registry(work / "src")
     try:

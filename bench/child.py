@@ -7,7 +7,9 @@ only makes sense next to what each process spent. Linux only (``/proc``, ``os.wa
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,3 +49,11 @@ def run_child(args: list[str], *, watch: tuple[int, ...] = ()) -> Child:
     spent = [cpu_seconds(pid) - b for pid, b in zip(watch, before, strict=True)]
     # Linux reports ru_maxrss in KiB
     return Child(elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, spent)
+
+
+def require(*tools: str) -> None:
+    """Exit 2 with one line unless every tool is on PATH."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            print(f"bench needs {tool} on PATH", file=sys.stderr)
+            raise SystemExit(2)

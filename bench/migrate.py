@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.child import run_child  # noqa: E402
+from bench.child import require, run_child  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
 from tests.support import seed  # noqa: E402
 from tests.support.bulk_seed import Seeder  # noqa: E402
@@ -163,10 +163,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     byte_compile()
-    for tool in ("docker-registry", "skopeo"):
-        if shutil.which(tool) is None:
-            print(f"bench needs {tool} on PATH", file=sys.stderr)
-            return 2
+    require("docker-registry", "skopeo")
     work = Path(tempfile.mkdtemp(prefix="oci-normalize-bench-migrate-"))
     source = start_registry(work / "src")
     try:
