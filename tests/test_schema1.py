@@ -3,6 +3,7 @@ and umoci."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -22,6 +23,7 @@ from oci_normalize.errors import ContentError, MalformedManifestError, Unsupport
 from oci_normalize.manifest import jws_payload
 from oci_normalize.models import LayerFacts, Node
 from tests.support import peers, seed
+from tests.support.hostile_local import one_error_line, run_cli
 from tests.support.registry import RunningRegistry
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "schema1"
@@ -313,3 +315,37 @@ def test_signed_schema1_rollback_puts_the_signed_original_back(
     body, ctype, digest = seed.get_manifest(schema1_registry.url, "s1rb/app", "v1")
     assert (digest, ctype) == (old, mt.DOCKER_SCHEMA1_SIGNED)
     assert b'"signatures"' in body
+
+
+@pytest.mark.registry
+def test_a_journalled_signed_body_with_a_member_slipped_in_is_refused(
+    schema1_registry: RunningRegistry, tmp_path: Path
+) -> None:
+    """The journal keeps a signed schema1 original whole, and rollback would push it whole: a
+    forged line whose signed body carries more than its payload and signatures (here a member
+    slipped in before ``signatures``; the payload, and so the digest, still match) is refused
+    and nothing is pushed."""
+    host = schema1_registry.host
+    layout = seed.build_layout(Path(tempfile.mkdtemp(dir=tmp_path)), layers=1, seed="s1-forged")
+    seed.push_docker_v2s1(layout, f"{host}/s1forged/app:v1")
+    journal = tmp_path / "journal.jsonl"
+    done = run_cli("batch", host, "--repo", "s1forged/*", "--journal", str(journal))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    [line] = [x for x in lines if x["status"] == "converted"]
+    signed = base64.b64decode(line["old_manifest"])
+    assert b'"signatures"' in signed
+    head, sep, tail = signed.rpartition(b'"signatures"')
+    forged = head + b'"extra": "pushed by a forger",\n   ' + sep + tail
+    json.loads(forged)  # still one valid JSON object
+    journal.write_text(
+        json.dumps({**line, "old_manifest": base64.b64encode(forged).decode()}) + "\n"
+    )
+    mark = schema1_registry.log_mark()
+    proc = run_cli("rollback", str(journal))
+    message = one_error_line(proc, code=3)
+    assert "s1forged/app:v1" in message and "signature block" in message, message
+    _, ctype, _ = seed.get_manifest(schema1_registry.url, "s1forged/app", "v1")
+    assert ctype == mt.OCI_MANIFEST
+    writes = [e for e in schema1_registry.access_log_lines(since=mark) if e.method == "PUT"]
+    assert writes == []
