@@ -280,3 +280,26 @@ def test_a_list_request_sends_its_query_parameters(fake: FakeRegistry) -> None:
     assert client(fake).list_tags("a/b", page_size=7) == ["t"]
     (seen,) = fake.requests("GET")
     assert seen.path == "/v2/a/b/tags/list?n=7"
+
+
+def test_a_registry_cookie_goes_back_to_it_and_never_to_a_redirect_target(
+    fake: FakeRegistry,
+) -> None:
+    """A manifest redirected to another host (object storage): the cookie the registry set on
+    the redirect returns to the registry on the next request, never to the other host."""
+    data = manifest_bytes()
+    with fake_registry() as storage:
+        elsewhere = storage.host.replace("127.0.0.1", "localhost")  # another host name
+        storage.route("GET", "/m/t", manifest_answer(data))
+        fake.route(
+            "GET",
+            "/v2/a/b/manifests/t",
+            Answer(307, b"", {"Location": f"http://{elsewhere}/m/t", "Set-Cookie": "sid=s3"}),
+        )
+        reg = client(fake)
+        assert reg.get_manifest("a/b", "t").data == data
+        assert reg.get_manifest("a/b", "t").data == data
+        first, second = fake.requests("GET")
+        assert "Cookie" not in first.headers and second.headers.get("Cookie") == "sid=s3"
+        assert len(storage.seen) == 2
+        assert all("Cookie" not in s.headers for s in storage.seen)
