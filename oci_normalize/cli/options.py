@@ -83,7 +83,10 @@ class Connection:
         typer.Option(
             "--timeout",
             callback=_seconds(0.1, inclusive=True),
-            help="Seconds to wait for each read and for a whole answer (blobs get more, by size).",
+            help=(
+                "Seconds to wait for each read and for a whole answer "
+                "(blob transfers get more, by size)."
+            ),
         ),
     ] = READ_TIMEOUT_S
     connect_timeout: Annotated[
