@@ -13,9 +13,9 @@ Python API::
 from __future__ import annotations
 
 from oci_normalize.api import Client, check, convert, plan
-from oci_normalize.convert.inplace import ConvertOptions
 from oci_normalize.errors import OciNormalizeError, RefusedError
 from oci_normalize.models import CheckResult, ConvertResult
+from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import (
     ArchiveRef,
     LayoutRef,

@@ -14,22 +14,24 @@ from contextlib import contextmanager
 from typing import Final
 
 from oci_normalize import mediatypes as mt
-
-# Client is part of this API; it lives in its own module (the batch modules import it there).
-from oci_normalize.client import Client as Client
-from oci_normalize.convert import diff, inplace, pipeline
-from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
+from oci_normalize.convert import diff, pipeline, planner
 from oci_normalize.convert.normalize import (
     artifact_reason,
     find_docker_types,
     normalize,
     require_image,
 )
-from oci_normalize.convert.pipeline import Planned
+from oci_normalize.convert.planner import Outcome, Source
 from oci_normalize.convert.push import PushStats
 from oci_normalize.convert.tree import fetch_tree
 from oci_normalize.digest import Digest
-from oci_normalize.errors import OciNormalizeError, RegistryError, UnsupportedMediaTypeError
+from oci_normalize.errors import (
+    OciNormalizeError,
+    RefusedError,
+    RegistryError,
+    UnsupportedMediaTypeError,
+)
+from oci_normalize.options import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.reference import (
     ArchiveRef,
     LayoutRef,
@@ -44,7 +46,6 @@ from oci_normalize.results import (
     ARTIFACT,
     CONVERTED,
     COPIED,
-    TAG,
     WOULD_CONVERT,
     WOULD_REFUSE,
     CheckResult,
@@ -53,9 +54,11 @@ from oci_normalize.results import (
     FindingOut,
     ManifestChange,
     ReferrerOut,
-    TagMove,
 )
 from oci_normalize.store import archive
+
+# Client is part of this API; it lives in its own module (the batch modules import it there).
+from oci_normalize.store.client import Client as Client
 from oci_normalize.store.layout import Layout
 from oci_normalize.store.ociarchive import OciArchiveStore
 
@@ -114,13 +117,11 @@ def _check(reference: Location, client: Client) -> CheckResult:
                 for n in schema1
             ]
     else:
-        if p.changed and isinstance(reference, Reference):
+        if isinstance(reference, Reference):
             try:
-                planned = Planned(reference, tree, p)
-                read = pipeline.prepare(client, planned, DEFAULT_CONVERT_OPTIONS, dry_run=True)
-                referrers = read.referrers
+                referrers = _seen_referrers(client, Source(reference, tree, p))
             except RegistryError as exc:
-                warnings.append(f"could not list what points at the old digests: {exc}")
+                warnings.append(f"could not list what points at the image's digests: {exc}")
     return CheckResult(
         reference=str(reference),
         digest=str(tree.digest),
@@ -140,6 +141,15 @@ def _check(reference: Location, client: Client) -> CheckResult:
         warnings=warnings,
         referrers=referrers,
     )
+
+
+def _seen_referrers(client: Client, source: Source) -> list[ReferrerOut]:
+    """Everything that names a manifest of the tree, and what a conversion would do to it
+    (with the default options: a signature whose digest changes would be invalidated)."""
+    options = DEFAULT_CONVERT_OPTIONS
+    found = pipeline.attach(client, source, in_place=False, options=options, dry_run=True)
+    target = planner.Target(source.location, in_place=False)
+    return list(planner.plan(found, target, options, dry_run=True).referrers)
 
 
 def _check_archive(ref: ArchiveRef) -> CheckResult:
@@ -163,7 +173,7 @@ def _check_archive(ref: ArchiveRef) -> CheckResult:
     )
 
 
-def plan(ref: str | Location, *, client: Client | None = None) -> Planned:
+def plan(ref: str | Location, *, client: Client | None = None) -> Source:
     """Fetch ``ref``'s tree and plan its OCI-pure version (no writes).
 
     Schema1 manifests are planned too: their layers are streamed once for their diff_ids.
@@ -241,9 +251,19 @@ def _convert(
             f"{target}: DEST must name a tag (the converted image gets a new digest)"
         )
     before = client.requests
-    planned = plan(source, client=client)
-    p = planned.plan
     in_place = same_repository(source, target) and (target.tag == source.tag)
+    if options.backup_tag is not None and not in_place:
+        raise OciNormalizeError(f"{source}: --backup-tag applies to in-place conversion only")
+    signer = pipeline.Signer.of(options)
+    src = plan(source, client=client)
+    src = pipeline.attach(client, src, in_place=in_place, options=options, dry_run=dry_run)
+    tgt = pipeline.read_target(client, src, target, options=options, read_tag=False)
+    outcome = planner.plan(src, tgt, options, dry_run=dry_run)
+    p = src.plan
+    if outcome.refusal and not dry_run:
+        raise RefusedError(
+            outcome.refusal, details=tuple(r.model_dump() for r in outcome.referrers)
+        )
     changes = [
         ManifestChange(
             path=n.path,
@@ -255,44 +275,28 @@ def _convert(
         )
         for n in p.changed
     ]
-    if options.backup_tag is not None and not in_place:
-        raise OciNormalizeError(f"{source}: --backup-tag applies to in-place conversion only")
-    prepared = inplace.Prepared()
-    if in_place:
-        prepared = pipeline.prepare(client, planned, options, dry_run=dry_run)
     warnings = list(p.warnings)
     nothing_to_do = not p.changed and in_place
     status: ConvertStatus
+    stats = PushStats()
     if p.artifact is not None and (dry_run or nothing_to_do):
         status = ARTIFACT
-        stats = PushStats()
     elif dry_run or nothing_to_do:
         rebuilt = p.changed or isinstance(source, ArchiveRef)  # an archive is Docker's format
         status = WOULD_CONVERT if rebuilt else ALREADY_OCI
-        if prepared.refusal:
+        if outcome.refusal:
             status = WOULD_REFUSE
-            warnings.append(prepared.refusal)
-        stats = PushStats()
+            warnings.append(outcome.refusal)
     else:
-        writes = pipeline.writes_for(
-            planned,
-            source=source,
-            target=target,
-            in_place=in_place,
-            prepared=prepared,
-            options=options,
+        stats = pipeline.write(
+            client, outcome, source=source, target=target, options=options, signer=signer
         )
-        stats = pipeline.write(client, writes, source=source, target=target, options=options)
         dest_store = client.store(target)
         if isinstance(dest_store, OciArchiveStore):
             dest_store.commit()  # the new tar replaces PATH only now, whole
         status = CONVERTED if p.changed or isinstance(source, ArchiveRef) else COPIED
         status = ARTIFACT if p.artifact is not None else status
-    tags = prepared.tag_moves()
-    if target.tag is not None and (p.changed or not in_place):
-        old = str(p.root.old_digest) if in_place else None
-        new = str(p.root.new_digest)
-        tags.append(TagMove(tag=target.tag, role=TAG, old_digest=old, new_digest=new))
+    warnings += _left_behind(outcome)
     # A docker-archive holds no manifest: the one served was built from it, so no old digest.
     old_digest = None if isinstance(source, ArchiveRef) else str(p.root.old_digest)
     return ConvertResult(
@@ -308,8 +312,20 @@ def _convert(
         pushed_blobs=stats.blobs_uploaded,
         mounted_blobs=stats.blobs_mounted,
         requests=client.requests - before,
-        referrers=prepared.referrers,
-        tags=tags,
-        backup_tag=prepared.backup_tag,
+        referrers=list(outcome.referrers),
+        signatures=list(outcome.signatures),
+        signing=pipeline.sign_runs(outcome, signer, ran=not dry_run and status != ARTIFACT),
+        tags=list(outcome.tags),
+        backup_tag=tgt.backup_tag,
         artifact=p.artifact,
     )
+
+
+def _left_behind(outcome: Outcome) -> list[str]:
+    left = [r.name for r in outcome.signatures if r.action == "left-behind"]
+    if not left:
+        return []
+    return [
+        f"{len(left)} signature(s) left behind on the old digest (they no longer verify for "
+        f"the new one): {', '.join(left)}"
+    ]

@@ -128,3 +128,8 @@ class RefusedError(OciNormalizeError):
 
 class JournalError(OciNormalizeError):
     """A batch journal that cannot be opened, written or read."""
+
+
+class HookError(OciNormalizeError):
+    """A ``--sign-with`` command that failed, timed out or could not start: the tag it guarded
+    did not move (the old digest, and its signatures, stay as they were)."""

@@ -40,15 +40,22 @@ MOVED: Final[frozenset[BatchStatus]] = frozenset({PENDING, CONVERTED})
 
 # ---- what happens to something that points at an old digest ------------------------------------
 
-BLOCKS: Final = "blocks"  # signed: refused without --break-signatures
-STALE: Final = "stale"  # signed: left on the old digest
+REFUSED_BY: Final = "refused"  # signed, subject changes: the reference is refused
+LEFT_BEHIND: Final = "left-behind"  # signed, subject changes, --break-signatures: stays behind
+RESIGNED: Final = "re-signed"  # signed, subject changes: --sign-with signed the new digest
+WOULD_RESIGN: Final = "would-re-sign"
+CARRIED: Final = "carried"  # subject unchanged: travels with the image to its destination
+WOULD_CARRY: Final = "would-carry"
 WOULD_REATTACH: Final = "would-reattach"
-REATTACHED: Final = "reattached"
+REATTACHED: Final = "reattached"  # unsigned: a copy names the new digest
 LEFT: Final = "left"  # unsigned but --no-referrers
 ANNOTATION_UPDATED: Final = "annotation-updated"  # a buildkit index entry follows the digest
 ReferrerAction = Literal[
-    "blocks", "stale", "would-reattach", "reattached", "left", "annotation-updated"
-]
+    "refused", "left-behind", "re-signed", "would-re-sign", "carried", "would-carry",
+    "would-reattach", "reattached", "left", "annotation-updated",
+]  # fmt: skip
+#: What happened to a signature, as counted in summaries and reports.
+SIGNATURE_ACTIONS: Final = (CARRIED, RESIGNED, LEFT_BEHIND, REFUSED_BY)
 
 # ---- what points at a digest (the ``kind`` of a referrer) -------------------------------------
 
@@ -66,7 +73,9 @@ ReferrerKind = Literal[
 TAG: Final = "tag"  # the converted tag itself
 BACKUP: Final = "backup"
 REFERRERS_FALLBACK: Final = "referrers-fallback"
-TagRole = Literal["tag", "backup", "referrers-fallback", "cosign-sbom"]
+TagRole = Literal[
+    "tag", "backup", "referrers-fallback", "cosign-signature", "cosign-attestation", "cosign-sbom"
+]
 
 # ---- what a tree was ----------------------------------------------------------------------------
 
@@ -109,6 +118,17 @@ class ReferrerOut(_Result):
     signed: bool = False
     action: ReferrerAction
     new_name: str | None = None
+
+
+class SignRun(_Result):
+    """One run of ``--sign-with`` for a manifest whose old digest carried a signature: the
+    exact argv (run, or only shown in a dry run) and the digests it was given."""
+
+    path: str
+    old_digest: str
+    new_digest: str
+    argv: list[str]
+    ran: bool = False
 
 
 class TagMove(_Result):
@@ -157,6 +177,9 @@ class ConvertResult(_Result):
     mounted_blobs: int = 0
     requests: int = 0
     referrers: list[ReferrerOut] = []
+    #: The signed subset of ``referrers``: carried, re-signed, left behind or refused.
+    signatures: list[ReferrerOut] = []
+    signing: list[SignRun] = []  # --sign-with runs (dry run: what would run)
     tags: list[TagMove] = []
     backup_tag: str | None = None
     error: str | None = None
@@ -191,6 +214,9 @@ class RefResult(_Result):
     error: str | None = None
     destination: str | None = None  # --to: where the reference was written
     replaced_digest: str | None = None  # --to: what the destination tag held before
+    signatures: list[ReferrerOut] = []  # carried, re-signed, left behind or refused
+    referrers: list[ReferrerOut] = []  # unsigned ones: reattached, carried, left
+    signing: list[SignRun] = []
 
 
 class BatchSummary(_Result):
@@ -211,6 +237,8 @@ class BatchSummary(_Result):
     journal: str | None = None
     present: int = 0  # --to: already at the destination
     destination: str | None = None
+    #: Signatures by what happened to them: carried, re-signed, left-behind, refused.
+    signatures: dict[str, int] = {}
 
 
 class RollbackResult(_Result):
@@ -220,3 +248,6 @@ class RollbackResult(_Result):
     expected: str | None = None  # for a conflict: the digest the batch wrote
     steps: int = 0  # moves undone (several when re-runs converted the tag more than once)
     error: str | None = None
+    #: Signatures made by --sign-with for the digests undone: left in place, they name a
+    #: digest no tag points at any more.
+    orphaned_signatures: list[str] = []

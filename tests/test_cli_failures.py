@@ -19,7 +19,7 @@ from oci_normalize import api
 from oci_normalize.api import Client
 from oci_normalize.batch.run import BatchOptions, run
 from oci_normalize.cli import app as cli_app
-from oci_normalize.convert.inplace import ConvertOptions
+from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import Reference
 from tests.support import seed
 from tests.support.bulk_seed import Seeder

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from oci_normalize import api
 from oci_normalize.cli import exits
 from oci_normalize.cli.app import app
-from oci_normalize.convert.inplace import ConvertOptions
+from oci_normalize.options import ConvertOptions
 from oci_normalize.errors import PushError, RefusedError
 from tests.support import seed
 from tests.support import seed_referrers as sr

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from oci_normalize import mediatypes as mt
+from oci_normalize.store.blobhomes import BlobHomes
 from oci_normalize.convert.push import (
     INDEX_RACE_CODES,
     INDEX_RACE_WAITS_S,
-    BlobHomes,
     ManifestPut,
     TagGuard,
-    Writes,
+    WritePlan,
     execute,
 )
 from oci_normalize.digest import Digest
@@ -111,7 +111,7 @@ def test_writes_run_in_the_one_safe_order() -> None:
     child, root = b'{"child":1}', b'{"root":1}'
     copy = b'{"referrer":1}'
     dest.tags[("b", "v1")] = Digest.of(b"old")
-    writes = Writes(
+    writes = WritePlan(
         repository="b",
         new_blobs=(NewBlob(Digest.of(b"cfg"), "application/json", b"cfg"),),
         blobs=(layer,),
@@ -137,15 +137,12 @@ def test_writes_run_in_the_one_safe_order() -> None:
         "HEAD v1",  # the verify
     ]
     assert tags == ["v1-docker"]
-    assert writes.steps() == [
-        "new-blob", "blob", "child", "referrer", "backup", "guard", "tag", "verify"
-    ]  # fmt: skip
 
 
 def test_a_moved_tag_stops_before_the_tag() -> None:
     dest = MemoryStore("dest")
     dest.tags[("b", "v1")] = Digest.of(b"someone else")
-    writes = Writes(repository="b", guard=TagGuard("v1", None), tag=put("v1", b"{}"))
+    writes = WritePlan(repository="b", guard=TagGuard("v1", None), tag=put("v1", b"{}"))
     with pytest.raises(PushError, match="tag moved during conversion"):
         execute(writes, dest=dest)
     assert dest.calls == ["HEAD v1"]
@@ -153,7 +150,7 @@ def test_a_moved_tag_stops_before_the_tag() -> None:
 
 def test_confirmed_put_needs_no_verify() -> None:
     dest = MemoryStore("dest")
-    execute(Writes(repository="b", tag=put("v1", b"{}")), dest=dest, trust_echo=True)
+    execute(WritePlan(repository="b", tag=put("v1", b"{}")), dest=dest, trust_echo=True)
     assert dest.calls == ["PUT v1"]
 
 
@@ -161,7 +158,7 @@ def test_confirmed_put_needs_no_verify() -> None:
 def test_blob_streams_are_bounded(concurrency: int) -> None:
     src, dest = MemoryStore("src"), MemoryStore("dest", upload_delay=0.05)
     blobs = tuple(blob(src, "a", f"layer {i}".encode()) for i in range(8))
-    writes = Writes(repository="b", blobs=blobs, source_repository="a")
+    writes = WritePlan(repository="b", blobs=blobs, source_repository="a")
     stats = execute(writes, dest=dest, source=src, blob_concurrency=concurrency)
     assert stats.blobs_uploaded == 8
     assert dest.max_in_flight == concurrency
@@ -172,19 +169,19 @@ def test_a_blob_goes_once_then_is_mounted_from_where_it_went() -> None:
     layer = blob(src, "a", b"shared layer")
     homes = BlobHomes()
     first = execute(
-        Writes(repository="one", blobs=(layer,), source_repository="a"),
+        WritePlan(repository="one", blobs=(layer,), source_repository="a"),
         dest=dest,
         source=src,
         homes=homes,
     )
     again = execute(
-        Writes(repository="one", blobs=(layer,), source_repository="a"),
+        WritePlan(repository="one", blobs=(layer,), source_repository="a"),
         dest=dest,
         source=src,
         homes=homes,
     )
     other = execute(
-        Writes(repository="two", blobs=(layer,), source_repository="a"),
+        WritePlan(repository="two", blobs=(layer,), source_repository="a"),
         dest=dest,
         source=src,
         homes=homes,
@@ -199,7 +196,7 @@ def test_a_fresh_repository_needs_no_blob_head() -> None:
     src, dest = MemoryStore("src"), MemoryStore("dest")
     layer = blob(src, "a", b"layer")
     execute(
-        Writes(repository="new", blobs=(layer,), source_repository="a", fresh=True),
+        WritePlan(repository="new", blobs=(layer,), source_repository="a", fresh=True),
         dest=dest,
         source=src,
     )
@@ -210,7 +207,7 @@ def test_a_corrupt_source_blob_aborts_before_any_manifest() -> None:
     src, dest = MemoryStore("src"), MemoryStore("dest")
     layer = blob(src, "a", b"honest bytes")
     src.corrupt.add(layer.digest)
-    writes = Writes(repository="b", blobs=(layer,), source_repository="a", tag=put("v1", b"{}"))
+    writes = WritePlan(repository="b", blobs=(layer,), source_repository="a", tag=put("v1", b"{}"))
     with pytest.raises(DigestMismatchError):
         execute(writes, dest=dest, source=src)
     assert not [c for c in dest.calls if c.startswith("PUT")]
@@ -239,16 +236,16 @@ def _index(ref: str) -> ManifestPut:
 @pytest.mark.parametrize("code", sorted(INDEX_RACE_CODES))
 def test_an_index_refused_by_the_registry_race_is_sent_again(code: str) -> None:
     dest = RacingStore(code, refusals=1)
-    execute(Writes(repository="b", tag=_index("v1")), dest=dest)
+    execute(WritePlan(repository="b", tag=_index("v1")), dest=dest)
     assert dest.calls == ["PUT v1 refused", "PUT v1", "HEAD v1"]
 
 
 def test_the_race_retry_is_bounded_and_only_for_indexes() -> None:
     dest = RacingStore("DIGEST_INVALID", refusals=99)
     with pytest.raises(RegistryError, match="DIGEST_INVALID"):
-        execute(Writes(repository="b", tag=_index("v1")), dest=dest)
+        execute(WritePlan(repository="b", tag=_index("v1")), dest=dest)
     assert dest.calls == ["PUT v1 refused"] * (len(INDEX_RACE_WAITS_S) + 1)
     other = RacingStore("DENIED", refusals=1)
     with pytest.raises(RegistryError, match="DENIED"):
-        execute(Writes(repository="b", tag=_index("v1")), dest=other)
+        execute(WritePlan(repository="b", tag=_index("v1")), dest=other)
     assert other.calls == ["PUT v1 refused"]

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.convert import referrers as rf
-from oci_normalize.convert.inplace import render_backup_tag
+from oci_normalize.convert import referrers as plan_rf
+from oci_normalize.store import referrers as rf
+from oci_normalize.convert.planner import render_backup_tag
 from oci_normalize.convert.normalize import normalize
 from oci_normalize.digest import Digest
 from oci_normalize.errors import MalformedManifestError, ReferenceError_
@@ -131,20 +132,20 @@ def test_retarget_replaces_only_subject_and_keeps_order() -> None:
         + b"1" * 64
         + b'","size":1},"annotations":{"a":"b"},"x-vendor":[1,2]}'
     )
-    new_subject = rf.subject_descriptor(mt.OCI_MANIFEST, OTHER, 99)
-    out = rf.retarget(original, new_subject, "t")
+    new_subject = plan_rf.subject_descriptor(mt.OCI_MANIFEST, OTHER, 99)
+    out = plan_rf.retarget(original, new_subject, "t")
     body = json.loads(out)
     assert body["subject"] == {"mediaType": mt.OCI_MANIFEST, "digest": str(OTHER), "size": 99}
     assert list(body) == list(json.loads(original))
     assert {k: v for k, v in body.items() if k != "subject"} == {
         k: v for k, v in json.loads(original).items() if k != "subject"
     }
-    assert rf.retarget(out, new_subject, "t") == out  # idempotent
+    assert plan_rf.retarget(out, new_subject, "t") == out  # idempotent
 
 
 def test_retarget_refuses_a_manifest_without_subject() -> None:
     with pytest.raises(MalformedManifestError, match="subject"):
-        rf.retarget(b'{"schemaVersion":2}', rf.subject_descriptor("x", D, 1), "t")
+        plan_rf.retarget(b'{"schemaVersion":2}', plan_rf.subject_descriptor("x", D, 1), "t")
 
 
 @pytest.mark.parametrize(
@@ -162,7 +163,7 @@ def test_referrer_descriptor_artifact_type(
     body: dict[str, object], artifact_type: str | None
 ) -> None:
     data = json.dumps({"schemaVersion": 2, **body, "annotations": {"k": "v"}}).encode()
-    desc = rf.referrer_descriptor(data, mt.OCI_MANIFEST, "t")
+    desc = plan_rf.referrer_descriptor(data, mt.OCI_MANIFEST, "t")
     assert desc["digest"] == str(Digest.of(data)) and desc["size"] == len(data)
     assert desc.get("artifactType") == artifact_type
     assert desc["annotations"] == {"k": "v"}
@@ -171,18 +172,18 @@ def test_referrer_descriptor_artifact_type(
 def test_merge_fallback_index_creates_appends_and_dedupes() -> None:
     a = {"mediaType": mt.OCI_MANIFEST, "digest": str(D), "size": 1}
     b = {"mediaType": mt.OCI_MANIFEST, "digest": str(OTHER), "size": 2}
-    fresh = rf.merge_fallback_index(None, [a], "t")
+    fresh = plan_rf.merge_fallback_index(None, [a], "t")
     assert fresh is not None
     assert json.loads(fresh) == {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [a]}
-    assert rf.merge_fallback_index(fresh, [a], "t") is None  # nothing new: no write
-    both = rf.merge_fallback_index(fresh, [a, b], "t")
+    assert plan_rf.merge_fallback_index(fresh, [a], "t") is None  # nothing new: no write
+    both = plan_rf.merge_fallback_index(fresh, [a, b], "t")
     assert both is not None and json.loads(both)["manifests"] == [a, b]
 
 
 def test_buildkit_attestations_follow_changed_children() -> None:
     tree = case_tree("index-attestation")
     plan = normalize(tree)
-    found = rf.buildkit_attestations(tree, plan)
+    found = plan_rf.buildkit_attestations(tree, plan)
     moved = plan.digest_map
     assert len(found) == 2
     assert all(r.subject in moved and r.kind == BUILDKIT_ATTESTATION for r in found)
@@ -193,7 +194,7 @@ def test_buildkit_attestations_follow_changed_children() -> None:
 
 def test_buildkit_attestations_none_when_nothing_moves() -> None:
     tree = case_tree("already-oci")
-    assert rf.buildkit_attestations(tree, normalize(tree)) == []
+    assert plan_rf.buildkit_attestations(tree, normalize(tree)) == []
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 
 from oci_normalize import api
 from oci_normalize import mediatypes as mt
-from oci_normalize.convert.inplace import ReferrerCache
+from oci_normalize.store.referrers import Referrers
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DeniedError, NotFoundError, RefusedError
 from oci_normalize.reference import Reference
@@ -86,11 +86,11 @@ def test_referrers_real_errors_raise(
 
 
 def test_probe_is_remembered_per_registry(fake: FakeRegistry) -> None:
-    cache = ReferrerCache()
+    cache = Referrers()
     reg = _registry(fake.host)
     other = Digest("sha256", "cd" * 32)
-    assert cache.referrers_index(reg, "app", D) is None
-    assert cache.referrers_index(reg, "other", other) is None  # no second probe
+    assert cache.index(reg, "app", D) is None
+    assert cache.index(reg, "other", other) is None  # no second probe
     assert [s.path for s in fake.requests()] == [PATH]
     assert cache.has_api(reg.registry) is False
 
@@ -99,10 +99,10 @@ def test_supported_api_is_asked_for_every_digest(fake: FakeRegistry) -> None:
     other = Digest("sha256", "cd" * 32)
     for digest in (D, other):
         fake.route("GET", f"/v2/app/referrers/{digest}", Answer(200, _index(R1)))
-    cache = ReferrerCache()
+    cache = Referrers()
     reg = _registry(fake.host)
-    assert cache.referrers_index(reg, "app", D) is not None
-    assert cache.referrers_index(reg, "app", other) is not None
+    assert cache.index(reg, "app", D) is not None
+    assert cache.index(reg, "app", other) is not None
     assert len(fake.requests()) == 2 and cache.has_api(reg.registry) is True
 
 

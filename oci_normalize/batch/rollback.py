@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.batch.journal import JournalEntry, iter_moves
-from oci_normalize.client import Client
 from oci_normalize.convert.normalize import normalize
 from oci_normalize.convert.pipeline import schema1_facts
-from oci_normalize.convert.push import ManifestPut, TagGuard, Writes, execute
+from oci_normalize.convert.push import ManifestPut, TagGuard, WritePlan, execute
 from oci_normalize.convert.tree import build_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
@@ -55,6 +54,7 @@ from oci_normalize.results import (
     RollbackStatus,
 )
 from oci_normalize.store.base import Store
+from oci_normalize.store.client import Client
 from oci_normalize.text import printable
 
 
@@ -134,7 +134,7 @@ def _undo(client: Client, reference: str, chain: list[Undo], dry_run: bool) -> R
         if steps and not dry_run:
             for undo in steps:  # through the one writer: guard (the tag is where we left it), PUT
                 put = ManifestPut(ref.tag, undo.data, undo.media_type)
-                writes = Writes(
+                writes = WritePlan(
                     repository=ref.repository, guard=TagGuard(ref.tag, current), tag=put
                 )
                 try:

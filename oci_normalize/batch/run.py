@@ -23,15 +23,16 @@ from dataclasses import dataclass
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
+from oci_normalize.batch.destination import Destination
 from oci_normalize.batch.journal import Journal
-from oci_normalize.client import Client
-from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
-from oci_normalize.convert.pipeline import Planned, prepare, push_in_place, read
+from oci_normalize.convert.pipeline import Signer, attach, read, read_target, sign_runs, write
+from oci_normalize.convert.planner import Outcome, Source, Target, plan
 from oci_normalize.convert.push import PushStats
 from oci_normalize.digest import Digest
-from oci_normalize.errors import JournalError, OciNormalizeError
+from oci_normalize.errors import HookError, JournalError, OciNormalizeError
 from oci_normalize.manifest import Fetched, descriptors, parse_body
 from oci_normalize.models import Node, Plan
+from oci_normalize.options import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.reference import Reference
 from oci_normalize.results import (
     ALREADY_OCI,
@@ -51,6 +52,7 @@ from oci_normalize.results import (
     RefResult,
     TreeKind,
 )
+from oci_normalize.store.client import Client
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,8 +60,10 @@ class BatchOptions:
     concurrency: int = DEFAULT_CONCURRENCY
     dry_run: bool = False
     #: What ``convert`` does in place, per tag: guard (``force``), ``backup_tag``, signatures
-    #: and referrers (see :class:`~.inplace.ConvertOptions`).
+    #: and referrers (see :class:`~oci_normalize.options.ConvertOptions`).
     convert_options: ConvertOptions = DEFAULT_CONVERT_OPTIONS
+    #: ``--to``: write each reference there instead of converting it in place.
+    destination: Destination | None = None
 
 
 def summarize(
@@ -91,7 +95,21 @@ def summarize(
         journal=journal,
         present=count(PRESENT),
         destination=destination,
+        signatures=_signature_counts(results),
     )
+
+
+def _signature_counts(results: list[RefResult]) -> dict[str, int]:
+    """Signatures by what happened to them, each counted once per digest it names."""
+    seen: dict[tuple[str, str], str] = {}
+    for r in results:
+        for sig in r.signatures:
+            action: str = sig.action if r.status != FAILED or sig.action == "refused" else "refused"
+            seen[(sig.subject, sig.name)] = action
+    counts: dict[str, int] = {}
+    for action in seen.values():
+        counts[action] = counts.get(action, 0) + 1
+    return counts
 
 
 def failed(reference: str, error: str, *, repository: str = "") -> RefResult:
@@ -150,6 +168,7 @@ class _Runner:
         self.options = options
         self.journal = journal
         self.known_oci = known_oci
+        self.signer = Signer.of(options.convert_options)
 
     def run(self, refs: list[Reference], emit: Callable[[RefResult], None]) -> list[RefResult]:
         results: list[RefResult] = []
@@ -189,93 +208,122 @@ class _Runner:
 
     def _read(self, ref: Reference) -> Fetched:
         if ref.tag is None:
-            raise OciNormalizeError(f"{ref}: converting in place needs a tag to move")
+            raise OciNormalizeError(f"{ref}: a batch moves tags; give the reference a tag")
         reg = self.client.registry(ref)
         return reg.get_manifest(ref.repository, ref.ref, expected=ref.digest, what=str(ref))
 
+    def _target(self, ref: Reference) -> Reference:
+        to = self.options.destination
+        return ref if to is None else to.of(ref)
+
     def _convert(self, group: _Group) -> list[RefResult]:
+        """One root digest's tags: read and plan once, then each tag through the planner."""
         first = group.refs[0]
         root = group.root
-        if root.digest in self.known_oci and _root_is_oci(root):
+        in_place = self.options.destination is None
+        if in_place and root.digest in self.known_oci and _root_is_oci(root):
             return [self._result(ref, group, ALREADY_OCI, kind=KIND_OCI) for ref in group.refs]
         try:
-            planned = read(self.client.registry(first), first.with_digest(root.digest), root)
-            tree, plan = planned.tree, planned.plan
+            src = read(self.client.registry(first), first.with_digest(root.digest), root)
         except OciNormalizeError as exc:
             return [self._failed(ref, exc, group) for ref in group.refs]
-        if plan.artifact is not None:  # counted apart, never a failure, never rewritten
+        p = src.plan
+        if p.artifact is not None and in_place:  # counted apart, never a failure, never rewritten
             out = [
-                self._result(ref, group, ARTIFACT, KIND_ARTIFACT, plan).model_copy(
-                    update={"warnings": [f"artifact, left alone: {plan.artifact}"]}
+                self._result(ref, group, ARTIFACT, KIND_ARTIFACT, p).model_copy(
+                    update={"warnings": [f"artifact, left alone: {p.artifact}"]}
                 )
                 for ref in group.refs
             ]
             return [self._noted(r, self._record(r, None)) for r in out]
-        kind = classify(tree)
-        if not plan.changed or self.options.dry_run:
-            status: BatchStatus = ALREADY_OCI if not plan.changed else WOULD_CONVERT
-            try:
-                refusal = self._refusal(first, tree, plan) if plan.changed else None
-            except OciNormalizeError as exc:
-                return [self._failed(ref, exc, group, kind) for ref in group.refs]
-            out = [
-                self._result(ref, group, status, kind, plan)
-                if refusal is None
-                else self._result(ref, group, FAILED, kind, plan).model_copy(
-                    update={"error": f"would refuse: {refusal}"}
-                )
-                for ref in group.refs
-            ]
+        kind = classify(src.tree) if p.artifact is None else KIND_ARTIFACT
+        if in_place and not p.changed:
+            out = [self._result(ref, group, ALREADY_OCI, kind, p) for ref in group.refs]
             return [self._noted(r, self._record(r, None)) for r in out]
-        results = []
-        children_pushed = False
-        for ref in group.refs:
-            pending = self._result(ref, group, PENDING, kind, plan)
-            problem = self._record(pending, plan.root.old_data)
-            if problem is not None:  # no move without its undo information on disk
-                results.append(self._failed(ref, problem, group, kind, plan))
-                continue
-            stats = PushStats()
-            try:
-                pushed = self._move(tree, plan, ref, stats, with_children=not children_pushed)
-            except OciNormalizeError as exc:
-                # What landed before the failure (children, the backup tag) still counts.
-                result = self._failed(ref, exc, group, kind, plan).model_copy(
-                    update={"pushed_manifests": stats.manifests}
-                )
-            else:
-                children_pushed = True
-                result = pending.model_copy(
-                    update={"status": CONVERTED, "pushed_manifests": pushed}
-                )
-            results.append(self._noted(result, self._record(result, plan.root.old_data)))
-        return results
-
-    def _refusal(self, ref: Reference, tree: Node, plan: Plan) -> str | None:
-        """Why a real run would refuse this tag (signatures, backup tag), read-only."""
-        planned = Planned(ref.with_tag(ref.tag or ""), tree, plan)
         options = self.options.convert_options
-        return prepare(self.client, planned, options, dry_run=True).refusal
+        dry_run = self.options.dry_run
+        try:
+            src = attach(self.client, src, in_place=in_place, options=options, dry_run=dry_run)
+        except OciNormalizeError as exc:
+            return [self._failed(ref, exc, group, kind) for ref in group.refs]
+        written: set[str] = set()  # target repositories this group's tree went to already
+        shared: list[HookError] = []  # a failed re-sign fails every tag of the group
+        return [self._one(ref, group, src, kind, written, shared) for ref in group.refs]
 
-    def _move(
-        self, tree: Node, plan: Plan, ref: Reference, stats: PushStats, *, with_children: bool
-    ) -> int:
-        """Convert one tag in place through the single-reference path; manifests pushed.
-
-        After the first tag of a group, the children are there: only the root moves.
-        """
-        if not with_children:
-            plan = Plan(nodes=(plan.root,), findings=plan.findings, warnings=plan.warnings)
-        assert ref.tag is not None
-        planned = Planned(reference=ref.with_tag(ref.tag), tree=tree, plan=plan)
-        push_in_place(
-            planned,
-            client=self.client,
-            options=self.options.convert_options,
-            trust_echo=True,
-            stats=stats,
-        )
-        return stats.manifests
+    def _one(
+        self,
+        ref: Reference,
+        group: _Group,
+        src: Source,
+        kind: TreeKind,
+        written: set[str],
+        shared: list[HookError],
+    ) -> RefResult:
+        """Plan and write one tag of a group (in place, or at its destination)."""
+        options = self.options.convert_options
+        dry_run = self.options.dry_run
+        target = self._target(ref)
+        moved = self.options.destination is not None
+        base = self._result(ref, group, CONVERTED, kind, src.plan)
+        if moved:
+            base = base.model_copy(update={"destination": str(target)})
+        try:
+            tgt = read_target(
+                self.client,
+                src,
+                target,
+                options=options,
+                read_tag=moved,
+                tree_present=target.repository in written,
+            )
+        except OciNormalizeError as exc:
+            return self._failed(ref, exc, group, kind)
+        outcome = plan(src, tgt, options, dry_run=dry_run)
+        base = _with_outcome(base, outcome, self.signer, tgt)
+        if outcome.refusal is not None:
+            error = f"would refuse: {outcome.refusal}" if dry_run else outcome.refusal
+            result = base.model_copy(update={"status": FAILED, "error": error})
+            return self._noted(result, self._record(result, None))
+        if dry_run or outcome.present:
+            result = base.model_copy(
+                update={"status": PRESENT if outcome.present else WOULD_CONVERT}
+            )
+            return self._noted(result, self._record(result, None))
+        undo = tgt.replaced.data if moved and tgt.replaced else None
+        undo = src.plan.root.old_data if not moved else undo
+        pending = base.model_copy(update={"status": PENDING})
+        problem = self._record(pending, undo, tgt)
+        if problem is not None:  # no move without its undo information on disk
+            return base.model_copy(update={"status": FAILED, "error": str(problem)})
+        stats = PushStats()
+        try:
+            if shared:
+                raise shared[0]
+            write(
+                self.client,
+                outcome,
+                source=ref,
+                target=target,
+                options=options,
+                signer=self.signer,
+                trust_echo=True,
+                stats=stats,
+            )
+        except OciNormalizeError as exc:
+            if isinstance(exc, HookError) and not shared:
+                shared.append(exc)
+            # What landed before the failure (children, the backup tag) still counts.
+            result = base.model_copy(
+                update={"status": FAILED, "error": str(exc), "pushed_manifests": stats.manifests}
+            )
+        else:
+            written.add(target.repository)
+            ran = [x.model_copy(update={"ran": True}) for x in base.signing] if stats.signed else []
+            update: dict[str, object] = {"pushed_manifests": stats.manifests}
+            if ran:
+                update["signing"] = ran
+            result = base.model_copy(update=update)
+        return self._noted(result, self._record(result, undo, tgt))
 
     def _result(
         self,
@@ -332,8 +380,18 @@ class _Runner:
             return r
         return r.model_copy(update={"warnings": [*r.warnings, f"not journalled: {problem}"]})
 
-    def _record(self, r: RefResult, old_manifest: bytes | None) -> JournalError | None:
-        """Journal ``r``; the error instead of raising, so one bad write stops one move only."""
+    def _record(
+        self, r: RefResult, old_manifest: bytes | None, target: Target | None = None
+    ) -> JournalError | None:
+        """Journal ``r``; the error instead of raising, so one bad write stops one move only.
+
+        Towards another registry the line names the destination tag and what it held before
+        (what rollback restores); in place, the tag and its original."""
+        if r.destination is not None:
+            before = target.replaced if target is not None else None
+            if before is None:
+                return self._journal(r.destination, r, None, None, None)
+            return self._journal(r.destination, r, before.digest, before.media_type, old_manifest)
         old_digest = Digest.parse(r.old_digest) if r.old_digest else None
         return self._journal(r.reference, r, old_digest, r.old_media_type, old_manifest)
 
@@ -362,6 +420,24 @@ class _Runner:
         except JournalError as exc:
             return exc
         return None
+
+
+def _with_outcome(r: RefResult, outcome: Outcome, signer: Signer | None, tgt: Target) -> RefResult:
+    """``r`` with what the plan says about signatures, referrers and sign runs."""
+    update: dict[str, object] = {
+        "signatures": list(outcome.signatures),
+        "referrers": [x for x in outcome.referrers if not x.signed],
+        "signing": sign_runs(outcome, signer, ran=False),
+    }
+    if tgt.replaced is not None:
+        update["replaced_digest"] = str(tgt.replaced.digest)
+    left = [x.name for x in outcome.signatures if x.action == "left-behind"]
+    if left:
+        update["warnings"] = [
+            *r.warnings,
+            f"{len(left)} signature(s) left behind on the old digest: {', '.join(left)}",
+        ]
+    return r.model_copy(update=update)
 
 
 def _root_is_oci(root: Fetched) -> bool:

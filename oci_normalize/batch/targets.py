@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from oci_normalize import limits
-from oci_normalize.client import Client
 from oci_normalize.errors import OciNormalizeError, ReferenceError_, RegistryError
 from oci_normalize.reference import (
     DOCKER_HUB,
@@ -26,6 +25,8 @@ from oci_normalize.reference import (
     parse_tag,
     shown,
 )
+from oci_normalize.store.client import Client
+from oci_normalize.store.referrers import is_attachment_tag
 
 _HUB_PREFIXES = tuple(f"{name}/" for name in sorted(HUB_ALIASES))
 #: Page sizes asked for; distribution refuses more than 1000 a page (HTTP 400).
@@ -193,5 +194,12 @@ def from_lines(
 
 
 def _select(refs: Iterable[Reference], selection: Selection) -> list[Reference]:
-    unique = {str(r): r for r in refs if selection.wants(r)}
+    """The wanted references, once each, in order. A cosign or referrers-fallback tag is never
+    a reference of its own: it follows its subject
+    (:func:`~oci_normalize.store.referrers.is_attachment_tag`)."""
+    unique = {
+        str(r): r
+        for r in refs
+        if selection.wants(r) and not (r.tag is not None and is_attachment_tag(r.tag))
+    }
     return sorted(unique.values(), key=lambda r: (r.registry, r.repository, r.tag or "", str(r)))

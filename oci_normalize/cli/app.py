@@ -9,6 +9,7 @@ that means "Docker types found" for anything but that.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from typing import Annotated, Any, Final
 
@@ -26,8 +27,8 @@ from oci_normalize.cli.options import (
     make_client,
     safety_options,
 )
-from oci_normalize.convert.inplace import ConvertOptions
-from oci_normalize.errors import OciNormalizeError, RefusedError
+from oci_normalize.errors import HookError, OciNormalizeError, RefusedError
+from oci_normalize.options import ConvertOptions
 from oci_normalize.results import CheckResult, ConvertResult, ReferrerOut
 from oci_normalize.text import printable
 from oci_normalize.version import VERSION
@@ -173,9 +174,9 @@ def convert(
 ) -> None:
     """Rewrite SRC with OCI media types, in place or into DEST.
 
-    In place, a signature that names the old digest makes it refuse (see --break-signatures).
-
-    Unsigned referrers (SBOMs, attestations) are re-attached to the new digest; none is deleted.
+    A signature whose digest changes makes it refuse, unless --sign-with re-signs the new
+    digest before the tag moves (or --break-signatures leaves it behind). Signatures whose
+    digest does not change, and unsigned referrers (SBOMs, attestations), follow the image.
     """
     client = _client_or_exit(conn, exits.ERROR)
     try:
@@ -193,7 +194,8 @@ def convert(
                 referrers=[ReferrerOut.model_validate(d) for d in details],
             )
             _emit_json(failed.model_dump())
-        raise typer.Exit(exits.ERROR) from None
+        # A re-sign that failed leaves the tag where it was: the reference failed (exit 3).
+        raise typer.Exit(exits.SOME_FAILED if isinstance(exc, HookError) else exits.ERROR) from None
     if json_out:
         _emit_json(result.model_dump())
     else:
@@ -202,8 +204,12 @@ def convert(
 
 
 _ACTIONS: Final = {
-    "blocks": "signed: blocks conversion (re-sign after, or --break-signatures)",
-    "stale": "signed: left on the old digest, STALE until re-signed",
+    "refused": "signed: refuses the conversion (re-sign with --sign-with, or --break-signatures)",
+    "left-behind": "signed: left behind on the old digest (it does not verify the new one)",
+    "re-signed": "signed: the new digest was re-signed by --sign-with",
+    "would-re-sign": "signed: --sign-with would re-sign the new digest",
+    "carried": "travels with the image (its digest does not change)",
+    "would-carry": "would travel with the image (its digest does not change)",
     "would-reattach": "would be re-attached to the new digest",
     "reattached": "re-attached to the new digest",
     "left": "left on the old digest (--no-referrers)",
@@ -213,13 +219,26 @@ _ACTIONS: Final = {
 
 def _print_referrers(items: list[ReferrerOut], *, indent: str = "") -> None:
     if items:
-        _say(f"{indent}pointing at digests that change ({len(items)}):")
+        signed = sum(1 for i in items if i.signed)
+        _say(f"{indent}pointing at the image's digests ({len(items)}, {signed} signed):")
     for item in items:
         what = f" [{item.artifact_type}]" if item.artifact_type else ""
         _say(f"{indent}  {item.kind} {item.name}{what} -> {item.subject}")
         note = _ACTIONS.get(item.action, item.action)
-        target = f" as {item.new_name}" if item.new_name and item.action == "reattached" else ""
+        copied = item.action in ("reattached", "carried")
+        target = f" as {item.new_name}" if item.new_name and copied else ""
         _say(f"{indent}    {note}{target}")
+
+
+def _print_signing(r: ConvertResult) -> None:
+    counts: dict[str, int] = {}
+    for sig in r.signatures:
+        counts[sig.action] = counts.get(sig.action, 0) + 1
+    if counts:
+        _say("signatures: " + ", ".join(f"{n} {action}" for action, n in sorted(counts.items())))
+    for run in r.signing:
+        verb = "ran" if run.ran else "would run"
+        _say(f"sign {run.path} {run.new_digest}: {verb}: {shlex.join(run.argv)}")
 
 
 def _print_convert(r: ConvertResult) -> None:
@@ -235,6 +254,7 @@ def _print_convert(r: ConvertResult) -> None:
         _say(f"{r.source}: artifact, left alone{copied}: {r.artifact} ({r.old_digest})")
         return
     _print_referrers(r.referrers)
+    _print_signing(r)
     for change in r.changes:
         if r.dry_run:
             _say(change.diff)

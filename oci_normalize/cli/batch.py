@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING, Any, Final
 from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.cli import exits
 from oci_normalize.cli.exits import say_error
-from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
-from oci_normalize.convert.push import DEFAULT_BLOB_CONCURRENCY
 from oci_normalize.convert.tree import CHILD_FETCH_CONCURRENCY
 from oci_normalize.errors import OciNormalizeError, RegistryError
+from oci_normalize.options import DEFAULT_BLOB_CONCURRENCY, DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.store.localfs import kind_of, open_regular, read_capped
 from oci_normalize.text import printable
 
@@ -34,7 +33,7 @@ from oci_normalize.text import printable
 # ``convert`` and ``check`` start faster without it.
 if TYPE_CHECKING:
     from oci_normalize.api import Client
-    from oci_normalize.batch.migrate import Destination
+    from oci_normalize.batch.destination import Destination
     from oci_normalize.batch.targets import Selection, Targets
     from oci_normalize.results import BatchSummary, RefResult
 
@@ -95,7 +94,6 @@ def _json_line(doc: Any) -> None:
 def run_batch(req: BatchRequest, client: Client) -> int:
     from oci_normalize.batch import report as report_mod
     from oci_normalize.batch.journal import Journal, known_oci, read_journal
-    from oci_normalize.batch.migrate import MigrationRunner
     from oci_normalize.batch.run import BatchOptions, failed, run, summarize
     from oci_normalize.batch.targets import Selection, Shard
     from oci_normalize.results import FAILED
@@ -158,21 +156,20 @@ def run_batch(req: BatchRequest, client: Client) -> int:
         for repository, tags in targets.all_tags.items():
             client.referrers.prime(targets.registry, repository, tags)
         options = BatchOptions(
-            concurrency=req.concurrency, dry_run=req.dry_run, convert_options=req.options
+            concurrency=req.concurrency,
+            dry_run=req.dry_run,
+            convert_options=req.options,
+            destination=to,
         )
         try:
-            if to is None:
-                results += run(
-                    targets.refs,
-                    client=client,
-                    options=options,
-                    journal=journal,
-                    known_oci=known,
-                    on_result=on_result,
-                )
-            else:
-                runner = MigrationRunner(client, options, journal, to)
-                results += runner.run(targets.refs, on_result)
+            results += run(
+                targets.refs,
+                client=client,
+                options=options,
+                journal=journal,
+                known_oci=known if to is None else frozenset(),
+                on_result=on_result,
+            )
         finally:
             if journal is not None:
                 journal.close()
@@ -207,7 +204,7 @@ def run_batch(req: BatchRequest, client: Client) -> int:
 
 def _destination(req: BatchRequest) -> Destination | None:
     """``--to``, checked: a registry other than the source (or another prefix on it)."""
-    from oci_normalize.batch.migrate import Destination
+    from oci_normalize.batch.destination import Destination
     from oci_normalize.batch.targets import registry_reference
 
     if req.to is None:

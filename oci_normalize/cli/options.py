@@ -22,11 +22,17 @@ import typer
 
 from oci_normalize import api
 from oci_normalize.cli.exits import say_warning
-from oci_normalize.convert.inplace import ConvertOptions, render_backup_tag
-from oci_normalize.convert.push import DEFAULT_BLOB_CONCURRENCY, MAX_BLOB_CONCURRENCY
-from oci_normalize.errors import CredentialError, ReferenceError_
+from oci_normalize.convert.hooks import SignHook
+from oci_normalize.convert.planner import render_backup_tag
+from oci_normalize.errors import CredentialError, HookError, ReferenceError_
 from oci_normalize.http import credentials
 from oci_normalize.http.retry import MAX_ATTEMPTS, MAX_RETRY_TIME_S, RetryPolicy
+from oci_normalize.options import (
+    DEFAULT_BLOB_CONCURRENCY,
+    DEFAULT_SIGN_TIMEOUT_S,
+    MAX_BLOB_CONCURRENCY,
+    ConvertOptions,
+)
 from oci_normalize.store.registry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ClientOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,6 +68,17 @@ def _backup_template(value: str | None) -> str | None:
             problems.append(str(exc))
     if len(problems) == 2:
         raise typer.BadParameter(problems[0].removeprefix("--backup-tag "))
+    return value
+
+
+def _sign_command(value: str | None) -> str | None:
+    """``--sign-with`` split before anything runs: one clear error for bad quoting."""
+    if value is None:
+        return None
+    try:
+        SignHook.parse(value)
+    except HookError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--sign-with: ")) from None
     return value
 
 
@@ -157,9 +174,29 @@ class _Safety:
         bool,
         typer.Option(
             "--break-signatures",
-            help="Convert even though signatures name the old digest (they must be re-signed).",
+            help="Convert even though signatures name a digest that changes (left behind).",
         ),
     ] = False
+    sign_with: Annotated[
+        str | None,
+        typer.Option(
+            "--sign-with",
+            metavar="'COMMAND ARGS…'",
+            callback=_sign_command,
+            help=(
+                "Re-sign each new digest whose old digest was signed, before the tag moves: "
+                "split like a shell (never run by one), {ref} becomes HOST/REPO@sha256:NEW."
+            ),
+        ),
+    ] = None
+    sign_timeout: Annotated[
+        float,
+        typer.Option(
+            "--sign-timeout",
+            callback=_seconds(0, inclusive=False),
+            help="Seconds one --sign-with run may take; past it the tag does not move.",
+        ),
+    ] = DEFAULT_SIGN_TIMEOUT_S
     no_referrers: Annotated[
         bool,
         typer.Option(
@@ -182,6 +219,8 @@ class _Safety:
             backup_tag=self.backup_tag,
             break_signatures=self.break_signatures,
             referrers=not self.no_referrers,
+            sign_with=self.sign_with,
+            sign_timeout=self.sign_timeout,
             blob_concurrency=self.blob_concurrency,
         )
 

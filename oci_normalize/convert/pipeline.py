@@ -1,46 +1,42 @@
 """One conversion in three phases a reader can follow: read → plan → write.
 
-- **read** (:func:`read`): the tree under a reference as raw verified bytes, every schema1 layer
-  streamed once for its diff_id, and the normalized plan (pure, :mod:`.normalize`); in place,
-  :func:`prepare` then reads what points at the old digests and the backup tag.
-- **plan** (:func:`writes_for`): pure; the plan, the referrer copies and the backup become one
-  ordered list of writes (:class:`~.push.Writes`), with a guard only where a window was open
-  between reading the tag and moving it (:func:`.inplace.needs_guard`).
-- **write** (:func:`write`): the one writer, :func:`.push.execute`, runs them.
+- **read**: :func:`read` takes the tree under a reference as raw verified bytes (every schema1
+  layer streamed once for its diff_id) and normalizes it (pure, :mod:`.normalize`);
+  :func:`attach` lists what names its manifests and reads the copies the rules will make;
+  :func:`read_target` reads what the target holds (the tag, its repository's tags, the
+  backup tag, fallback indexes).
+- **plan**: :func:`.planner.plan`, pure: the whole write list and what to tell the user.
+- **write**: :func:`write` runs it with the one writer, :func:`.push.execute`.
 
-``convert`` (api), ``batch`` in place (:func:`push_in_place`) and ``batch --to`` go through here.
+Every path goes through here: ``convert`` in place and to a DEST (api), ``batch`` and
+``batch --to`` (:mod:`oci_normalize.batch.run`) and ``serve``. They differ in what they hand
+over: where the image goes, and how much of the target was read.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import threading
+from dataclasses import dataclass, replace
 
-from oci_normalize.convert import inplace
+from oci_normalize.convert import planner
+from oci_normalize.convert import referrers as rf
 from oci_normalize.convert.blobio import layer_facts
-from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
+from oci_normalize.convert.hooks import SignHook, SignRequest, run_hook
 from oci_normalize.convert.normalize import normalize, schema1_layer_blobs
-from oci_normalize.convert.push import PushStats, TagGuard, Writes, execute, plan_writes
+from oci_normalize.convert.planner import Attached, Outcome, Source, Target
+from oci_normalize.convert.push import PushStats, SignStep, execute
 from oci_normalize.convert.tree import build_tree, fetch_tree
 from oci_normalize.digest import Digest
-from oci_normalize.errors import OciNormalizeError
+from oci_normalize.errors import NotFoundError, OciNormalizeError
 from oci_normalize.limits import CHUNK
 from oci_normalize.manifest import Fetched
-from oci_normalize.models import LayerFacts, Node, Plan
+from oci_normalize.models import LayerFacts, Node
+from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import Location, Reference, located, same_repository
+from oci_normalize.results import SignRun
 from oci_normalize.store.base import Store
-
-if TYPE_CHECKING:
-    from oci_normalize.client import Client
-
-
-@dataclass(frozen=True)
-class Planned:
-    """A fetched tree with its plan."""
-
-    reference: Location
-    tree: Node
-    plan: Plan
+from oci_normalize.store.client import Client
+from oci_normalize.store.referrers import fallback_tag
 
 
 def schema1_facts(tree: Node, store: Store, loc: Location) -> dict[Digest, LayerFacts]:
@@ -53,118 +49,204 @@ def schema1_facts(tree: Node, store: Store, loc: Location) -> dict[Digest, Layer
     return facts
 
 
-def read(store: Store, loc: Location, root: Fetched | None = None) -> Planned:
+def read(store: Store, loc: Location, root: Fetched | None = None) -> Source:
     """The tree under ``loc`` (its root already fetched, when given) and its plan."""
     tree = fetch_tree(store, loc) if root is None else build_tree(store, loc, root)
-    return Planned(loc, tree, normalize(tree, schema1_layers=schema1_facts(tree, store, loc)))
+    return Source(loc, tree, normalize(tree, schema1_layers=schema1_facts(tree, store, loc)))
 
 
-def prepare(
-    client: Client, planned: Planned, options: ConvertOptions, *, dry_run: bool
-) -> inplace.Prepared:
-    """In place, the second read: what points at the old digests, and the backup tag
-    (:func:`.inplace.prepare`; refuses before anything is written unless ``dry_run``). Nothing
-    to read when nothing changes or the image is not in a registry."""
-    source = planned.reference
-    if not planned.plan.changed or not isinstance(source, Reference):
-        return inplace.Prepared()
-    return inplace.prepare(
-        registry=client.registry(source),
-        cache=client.referrers,
-        source=source,
-        tree=planned.tree,
-        plan=planned.plan,
-        options=options,
-        dry_run=dry_run,
+def attach(
+    client: Client, source: Source, *, in_place: bool, options: ConvertOptions, dry_run: bool
+) -> Source:
+    """``source`` with what names its manifests (registry sources only): cosign tags and OCI
+    referrers of the manifests :func:`.planner.subjects_to_list` names, and buildkit
+    attestations of the tree. Outside a dry run, each one the rules copy is read: its manifest,
+    and towards another repository its own tree."""
+    loc = source.location
+    p = source.plan
+    if not isinstance(loc, Reference) or p.artifact is not None:
+        return source
+    if in_place and not p.changed:
+        return source
+    registry = client.registry(loc)
+    subjects = planner.subjects_to_list(p, in_place=in_place)
+    found = client.referrers.of(registry, loc.repository, subjects)
+    found += rf.buildkit_attestations(source.tree, p)
+    attached = [Attached(ref) for ref in found]
+    out = replace(source, attached=tuple(attached))
+    if dry_run:
+        return out
+    read_ = []
+    for a in attached:
+        d = planner.decide(a, p, in_place=in_place, options=options, dry_run=False)
+        if d is None or not d.copy:
+            read_.append(a)
+            continue
+        ref = a.referrer
+        name = str(ref.digest) if ref.digest is not None else ref.name
+        got = registry.get_manifest(loc.repository, name, expected=ref.digest)
+        tree = None
+        if not in_place:
+            at = Reference(registry=loc.registry, repository=loc.repository, digest=got.digest)
+            tree = build_tree(registry, at, got)
+        read_.append(Attached(ref, got, tree))
+    return replace(source, attached=tuple(read_))
+
+
+def read_target(
+    client: Client,
+    source: Source,
+    target: Location,
+    *,
+    options: ConvertOptions,
+    read_tag: bool,
+    tree_present: bool = False,
+) -> Target:
+    """What the target holds that the plan depends on.
+
+    In place: the repository's tags (cached per run), the backup tag's digest, the fallback
+    indexes copies will join. Elsewhere: the repository's tags when a copy or ``read_tag``
+    needs them (absent: a fresh repository), and with ``read_tag`` the tag's digest (the guard,
+    the journal's undo and "already there"). Nothing is read for a non-registry target.
+    """
+    in_place = same_repository(source.location, target) and source.location.tag == target.tag
+    if not isinstance(target, Reference):
+        return Target(target, in_place, tree_present=tree_present)
+    p = source.plan
+    registry = client.registry(target)
+    copies = planner.copies_need_fallback(source, in_place=in_place, options=options)
+    any_copy = bool(copies) or any(a.manifest is not None for a in source.attached)
+    want_tags = (in_place and p.changed) or any_copy or read_tag
+    listed = client.referrers.listed(registry, target.repository) if want_tags else frozenset()
+    tags = listed or frozenset()
+    fresh = not in_place and want_tags and listed is None
+    tag_now: Digest | None = None
+    tag_read = False
+    replaced = None
+    if in_place:
+        tag_now, tag_read = p.root.old_digest, True
+    elif read_tag and target.tag is not None:
+        tag_read = True
+        if target.tag in tags:  # its bytes are the journal's undo information
+            replaced = _optional(registry, target.repository, target.tag)
+            tag_now = replaced.digest if replaced else None
+    api = False
+    if copies:
+        client.referrers.index(registry, target.repository, copies[0])  # the probe, once
+        api = client.referrers.has_api(registry.registry)
+    fallback: dict[Digest, Fetched | None] = {}
+    if copies and not api:
+        for subject in copies:
+            tag = fallback_tag(subject)
+            fallback[subject] = _optional(registry, target.repository, tag) if tag in tags else None
+    backup_tag = backup_now = None
+    if options.backup_tag is not None and in_place and target.tag is not None and p.changed:
+        backup_tag = planner.render_backup_tag(options.backup_tag, target.tag)
+        if backup_tag in tags:
+            backup_now = registry.head_manifest(target.repository, backup_tag)
+    return Target(
+        target,
+        in_place,
+        tag_now=tag_now,
+        tag_read=tag_read,
+        tags=tags,
+        fresh=fresh,
+        referrers_api=api,
+        fallback=fallback,
+        backup_tag=backup_tag,
+        backup_now=backup_now,
+        tree_present=tree_present,
+        replaced=replaced,
     )
 
 
-def writes_for(
-    planned: Planned,
-    *,
-    source: Location,
-    target: Location,
-    in_place: bool,
-    prepared: inplace.Prepared,
-    options: ConvertOptions,
-) -> Writes:
-    """The ordered writes that put ``planned`` at ``target`` (pure)."""
-    p = planned.plan
-    guard = None
-    watch = in_place and source.digest is None and not options.force and target.tag is not None
-    if watch and inplace.needs_guard(planned.tree, p, prepared):
-        assert target.tag is not None
-        guard = TagGuard(target.tag, p.root.old_digest)
-    return plan_writes(
-        p,
-        repository=target.repository,
-        tag=target.tag,
-        source_repository=source.repository,
-        whole_tree=not same_repository(source, target),
-        referrers=prepared.referrer_puts(p.root),
-        backup=prepared.backup_put(),
-        guard=guard,
+def _optional(store: Store, repository: str, tag: str) -> Fetched | None:
+    try:
+        return store.get_manifest(repository, tag)
+    except NotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Runs ``--sign-with`` for one sign step, at most ``limiter``'s count at once."""
+
+    hook: SignHook
+    timeout: float
+    limiter: threading.Semaphore
+
+    @classmethod
+    def of(cls, options: ConvertOptions) -> Signer | None:
+        if not options.sign_with:
+            return None
+        hook = SignHook.parse(options.sign_with)
+        return cls(hook, options.sign_timeout, threading.Semaphore(options.sign_concurrency))
+
+    def __call__(self, step: SignStep) -> None:
+        run_hook(self.hook, request(step), timeout=self.timeout, limiter=self.limiter)
+
+    def argv(self, step: SignStep) -> list[str]:
+        return self.hook.argv(request(step).ref)
+
+
+def request(step: SignStep) -> SignRequest:
+    return SignRequest(
+        registry=step.registry,
+        repository=step.repository,
+        tag=step.tag,
+        old_digest=str(step.old_digest),
+        new_digest=str(step.new_digest),
     )
 
 
 def write(
     client: Client,
-    writes: Writes,
+    outcome: Outcome,
     *,
     source: Location,
     target: Location,
     options: ConvertOptions,
+    signer: Signer | None = None,
     trust_echo: bool = False,
     stats: PushStats | None = None,
 ) -> PushStats:
-    """Run ``writes`` with the client's stores, blob memory and tag cache; ``stats`` (counted
-    into as writes land) lets a caller report what landed before a failure."""
+    """Run the outcome's writes with the client's stores, blob memory and tag cache; ``stats``
+    (counted into as writes land) lets a caller report what landed before a failure."""
     dest = client.store(target)
+    if outcome.writes.hooks and signer is None:
+        raise OciNormalizeError("sign steps were planned without a --sign-with command")
 
     def on_tag(tag: str) -> None:
         client.referrers.note_tag(dest.registry, target.repository, tag)
 
-    return execute(
-        writes,
+    stats = execute(
+        outcome.writes,
         dest=dest,
         source=client.store(source),
         homes=client.blob_homes,
         blob_concurrency=options.blob_concurrency,
+        sign=signer,
         before_tag=options.before_tag,
         on_tag=on_tag,
         trust_echo=trust_echo,
         stats=stats,
     )
+    if target.tag is not None and outcome.writes.tag is not None:
+        on_tag(target.tag)
+    return stats
 
 
-def push_in_place(
-    planned: Planned,
-    *,
-    client: Client,
-    options: ConvertOptions = DEFAULT_CONVERT_OPTIONS,
-    trust_echo: bool = False,
-    stats: PushStats | None = None,
-) -> tuple[PushStats, inplace.Prepared]:
-    """The writing half of an in-place ``convert`` of a registry tag planned elsewhere.
-
-    ``batch`` reads each root once and plans once per digest, then moves every tag through
-    here: referrers and signatures checked (:func:`.inplace.prepare`, may raise RefusedError),
-    then the writes. ``trust_echo``: see :func:`.push.execute`.
-    """
-    source = planned.reference
-    if not isinstance(source, Reference) or source.tag is None:
-        raise OciNormalizeError(f"{source}: converting in place needs a registry tag")
-    prepared = prepare(client, planned, options, dry_run=False)
-    writes = writes_for(
-        planned, source=source, target=source, in_place=True, prepared=prepared, options=options
-    )
-    stats = write(
-        client,
-        writes,
-        source=source,
-        target=source,
-        options=options,
-        trust_echo=trust_echo,
-        stats=stats,
-    )
-    return stats, prepared
+def sign_runs(outcome: Outcome, signer: Signer | None, *, ran: bool) -> list[SignRun]:
+    """The ``--sign-with`` runs of a plan, each with its exact argv."""
+    if signer is None:
+        return []
+    return [
+        SignRun(
+            path=step.path,
+            old_digest=str(step.old_digest),
+            new_digest=str(step.new_digest),
+            argv=signer.argv(step),
+            ran=ran and bool(outcome.writes.hooks),
+        )
+        for step in outcome.signing
+    ]

@@ -1,7 +1,8 @@
 """The writer: one ordered list of writes, executed in the only safe order.
 
-A conversion's writes are data (:class:`Writes`), planned before anything moves; :func:`execute`
-runs them as blobs → children → referrers → backup → guard → tag → verify. Blobs are made
+A conversion's writes are data (:class:`WritePlan`, made by :mod:`.planner` before anything
+moves); :func:`execute` runs them as blobs → children → referrers → sign runs → backup → guard →
+tag → verify. Blobs are made
 present the cheapest way: already there (remembered, or a HEAD), a cross-repository mount
 (from a repository of the destination registry that this run saw holding the blob, or from the
 source repository on the same registry), or a streamed copy hashed on the way through and never
@@ -16,24 +17,23 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, PushError, RegistryError, TagMovedError
 from oci_normalize.limits import CHUNK
-from oci_normalize.models import Blob, NewBlob, Plan
+from oci_normalize.models import Blob, NewBlob
+from oci_normalize.options import DEFAULT_BLOB_CONCURRENCY, MAX_BLOB_CONCURRENCY
+from oci_normalize.results import TagRole
 from oci_normalize.store.base import BlobStream, Store
+from oci_normalize.store.blobhomes import BlobHomes
 
-#: Blobs of one image streamed at once (each holds about two chunks in memory); skopeo's
-#: default is 6 too.
-DEFAULT_BLOB_CONCURRENCY: Final = 6
 #: Answers distribution 2.8 sometimes gives an index PUT while a child it names is still being
 #: linked by a concurrent PUT of the same child (seen with 4 batch workers, ~1 in 1,000 refs).
 #: Our bytes are hashed locally, so these are the registry racing itself: the PUT is retried.
 INDEX_RACE_CODES: Final = frozenset({"DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN"})
 INDEX_RACE_WAITS_S: Final = (0.2, 1.0)
-MAX_BLOB_CONCURRENCY: Final = 16
 
 
 @dataclass
@@ -41,6 +41,7 @@ class PushStats:
     manifests: int = 0
     blobs_uploaded: int = 0
     blobs_mounted: int = 0
+    signed: int = 0  # --sign-with runs that succeeded
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, what: str) -> None:
@@ -50,11 +51,15 @@ class PushStats:
 
 @dataclass(frozen=True)
 class ManifestPut:
-    """One manifest PUT under ``ref`` (a tag, or a digest string)."""
+    """One manifest PUT under ``ref`` (a tag, or a digest string). A tag other than the one
+    converted carries its ``role`` (backup, referrers fallback, cosign) and ``old``, the digest
+    it held when read (None: new)."""
 
     ref: str
     data: bytes
     media_type: str
+    role: TagRole | Literal[""] = ""
+    old: Digest | None = None
 
     @property
     def digest(self) -> Digest:
@@ -70,106 +75,44 @@ class TagGuard:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Writes:
+class SignStep:
+    """One ``--sign-with`` run: re-sign ``new_digest`` at ``registry/repository`` (``path`` is
+    the manifest's place in the tree, ``old_digest`` the signed one it replaces)."""
+
+    path: str
+    registry: str
+    repository: str
+    tag: str | None
+    old_digest: Digest
+    new_digest: Digest
+
+
+@dataclass(frozen=True, kw_only=True)
+class WritePlan:
     """Everything one conversion writes into ``repository``, as data, in execution order."""
 
     repository: str
     new_blobs: tuple[NewBlob, ...] = ()  # blobs the plan created (a schema1 image's config)
     blobs: tuple[Blob, ...] = ()  # copied from ``source_repository`` of the source store
     source_repository: str = ""
-    children: tuple[ManifestPut, ...] = ()
-    referrers: tuple[ManifestPut, ...] = ()  # by digest first, then tags
+    children: tuple[ManifestPut, ...] = ()  # by digest; the root too when something names it
+    referrers: tuple[ManifestPut, ...] = ()  # copies by digest, then their tags
+    hooks: tuple[SignStep, ...] = ()  # --sign-with, children before parents
     backup: ManifestPut | None = None
     guard: TagGuard | None = None
     tag: ManifestPut | None = None
     verify: bool = True  # HEAD the tag afterwards unless the registry confirmed the PUT
     fresh: bool = False  # the repository did not exist when read: no blob to look for there
 
-    def steps(self) -> list[str]:
-        """The requests-to-be in order, for messages and tests: ``blob``, ``manifest``, …"""
-        out = ["new-blob"] * len(self.new_blobs) + ["blob"] * len(self.blobs)
-        out += ["child"] * len(self.children) + ["referrer"] * len(self.referrers)
-        out += ["backup"] * (self.backup is not None) + ["guard"] * (self.guard is not None)
-        out += ["tag", "verify"] if self.tag is not None else []
-        return out
-
-
-def plan_writes(
-    plan: Plan,
-    *,
-    repository: str,
-    tag: str | None,
-    source_repository: str,
-    whole_tree: bool,
-    referrers: tuple[ManifestPut, ...] = (),
-    backup: ManifestPut | None = None,
-    guard: TagGuard | None = None,
-    verify: bool = True,
-    fresh: bool = False,
-) -> Writes:
-    """The writes that put ``plan``'s output tree at ``repository`` (under ``tag``, else by
-    digest). ``whole_tree``: towards another repository every blob and child goes; in place
-    only changed manifests move (every blob and unchanged child is already there)."""
-    root = plan.root
-    children = [n for n in plan.nodes[:-1] if n.changed or whole_tree]
-    blobs = [b for n in plan.nodes for b in n.blobs] if whole_tree else []
-    return Writes(
-        repository=repository,
-        new_blobs=plan.new_blobs,
-        blobs=tuple(blobs),
-        source_repository=source_repository,
-        children=tuple(
-            ManifestPut(str(n.new_digest), n.new_data, n.new_media_type) for n in children
-        ),
-        referrers=referrers,
-        backup=backup,
-        guard=guard,
-        tag=ManifestPut(tag or str(root.new_digest), root.new_data, root.new_media_type),
-        verify=verify,
-        fresh=fresh,
-    )
-
-
-class BlobHomes:
-    """Which repositories of each destination registry hold a blob, learned during one run.
-
-    Shared by the threads of a batch: one lock per (registry, blob) means a blob several
-    repositories need is streamed once, and mounted from there for the others.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._homes: dict[tuple[str, Digest], list[str]] = {}
-        self._locks: dict[tuple[str, Digest], threading.Lock] = {}
-
-    def claim(self, registry: str, digest: Digest) -> threading.Lock:
-        with self._lock:
-            return self._locks.setdefault((registry, digest), threading.Lock())
-
-    def note(self, registry: str, repository: str, digest: Digest) -> None:
-        with self._lock:
-            homes = self._homes.setdefault((registry, digest), [])
-            if repository not in homes:
-                homes.append(repository)
-
-    def holds(self, registry: str, repository: str, digest: Digest) -> bool:
-        with self._lock:
-            return repository in self._homes.get((registry, digest), ())
-
-    def elsewhere(self, registry: str, repository: str, digest: Digest) -> str | None:
-        with self._lock:
-            return next(
-                (r for r in self._homes.get((registry, digest), ()) if r != repository), None
-            )
-
 
 def execute(
-    writes: Writes,
+    writes: WritePlan,
     *,
     dest: Store,
     source: Store | None = None,
     homes: BlobHomes | None = None,
     blob_concurrency: int = DEFAULT_BLOB_CONCURRENCY,
+    sign: Callable[[SignStep], None] | None = None,
     before_tag: Callable[[], None] | None = None,
     on_tag: Callable[[str], None] | None = None,
     trust_echo: bool = False,
@@ -177,6 +120,7 @@ def execute(
 ) -> PushStats:
     """Run ``writes`` against ``dest``; blobs come from ``source``.
 
+    ``sign``: runs one ``--sign-with`` step (raises to stop before any tag moves).
     ``before_tag``: a seam called right before the guard (tests play another writer there).
     ``on_tag``: told of every tag written before the main one (referrer and backup tags).
     ``trust_echo``: skip the verifying HEAD after the tag PUT when a registry confirmed that PUT
@@ -192,11 +136,15 @@ def execute(
     if writes.blobs:
         assert source is not None, "blobs to copy need a source"
         _ensure_blobs(writes, source, dest, stats, homes, blob_concurrency)
-    for put in (*writes.children, *writes.referrers, *filter(None, [writes.backup])):
-        _put(dest, repo, put, confirm=False)
-        stats.manifests += 1
-        if on_tag is not None and put.ref != str(put.digest):
-            on_tag(put.ref)
+    for put in (*writes.children, *writes.referrers):
+        _put_counted(dest, repo, put, stats, on_tag)
+    if writes.hooks:
+        assert sign is not None, "sign steps need a signer"
+        for step in writes.hooks:  # children before parents; the first failure stops here
+            sign(step)
+            stats.count("signed")
+    if writes.backup is not None:
+        _put_counted(dest, repo, writes.backup, stats, on_tag)
     if before_tag is not None:
         before_tag()
     if writes.guard is not None:
@@ -221,8 +169,21 @@ def execute(
     return stats
 
 
+def _put_counted(
+    dest: Store,
+    repo: str,
+    put: ManifestPut,
+    stats: PushStats,
+    on_tag: Callable[[str], None] | None,
+) -> None:
+    _put(dest, repo, put, confirm=False)
+    stats.manifests += 1
+    if on_tag is not None and put.ref != str(put.digest):
+        on_tag(put.ref)
+
+
 def _ensure_blobs(
-    writes: Writes,
+    writes: WritePlan,
     source: Store,
     dest: Store,
     stats: PushStats,
@@ -260,7 +221,7 @@ def _ensure_blobs(
 
 
 def _ensure_blob(
-    blob: Blob, source: Store, writes: Writes, dest: Store, stats: PushStats, homes: BlobHomes
+    blob: Blob, source: Store, writes: WritePlan, dest: Store, stats: PushStats, homes: BlobHomes
 ) -> None:
     name, repo, src_repo = dest.registry, writes.repository, writes.source_repository
     with homes.claim(name, blob.digest):

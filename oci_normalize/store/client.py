@@ -6,16 +6,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from oci_normalize.convert.inplace import ReferrerCache
-from oci_normalize.convert.push import BlobHomes
 from oci_normalize.http import deadline
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Credential
 from oci_normalize.reference import LayoutRef, Location, OciArchiveRef, Reference
 from oci_normalize.store import archive
 from oci_normalize.store.base import Store
+from oci_normalize.store.blobhomes import BlobHomes
 from oci_normalize.store.layout import Layout
 from oci_normalize.store.ociarchive import OciArchiveStore
+from oci_normalize.store.referrers import Referrers
 from oci_normalize.store.registry import DEFAULT_OPTIONS, ClientOptions, Registry
 
 CredentialLookup = Callable[[str], Credential]
@@ -45,7 +45,7 @@ class Client:
         self._oci_archives: dict[str, OciArchiveStore] = {}
         self._lock = threading.Lock()
         #: Tag lists and referrers-API support, read once per repository / registry.
-        self.referrers = ReferrerCache()
+        self.referrers = Referrers()
         #: Which repositories of each destination registry hold a blob (mount, don't upload).
         self.blob_homes = BlobHomes()
 

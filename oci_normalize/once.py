@@ -1,0 +1,66 @@
+"""One "once per key" primitive for the threads of a run (go-containerregistry's ``workers.Do``).
+
+A batch asks for the same thing from many threads at once: the tag list of a repository, whether a
+registry has the referrers API, whether a blob is already in a repository. :class:`OncePerKey`
+runs the work for a key once while the other askers of that key wait, and remembers the answer;
+asking for another key never waits on it. :meth:`OncePerKey.exclusive` is the same per-key lock
+without memory, for work whose answer lives elsewhere (a blob copied once, then mounted).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class OncePerKey(Generic[K, V]):
+    """Per key: compute once, share the answer; a failure is not remembered (the next asker
+    tries again)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[K, threading.Lock] = {}
+        self._values: dict[K, V] = {}
+
+    @contextmanager
+    def exclusive(self, key: K) -> Iterator[None]:
+        """Hold ``key``'s lock: one thread at a time does the work for that key."""
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        """The remembered answer for ``key``, made by ``make()`` the first time."""
+        with self._lock:
+            if key in self._values:
+                return self._values[key]
+        with self.exclusive(key):
+            with self._lock:
+                if key in self._values:
+                    return self._values[key]
+            value = make()
+            with self._lock:
+                self._values[key] = value
+            return value
+
+    def peek(self, key: K) -> V | None:
+        """The answer if one is remembered, else None (never waits, never computes)."""
+        with self._lock:
+            return self._values.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        """Remember ``value`` unless an answer is there already (a listing read elsewhere)."""
+        with self._lock:
+            self._values.setdefault(key, value)
+
+    def update(self, key: K, change: Callable[[V], V]) -> None:
+        """Replace a remembered answer by ``change(answer)``; nothing when none is remembered."""
+        with self._lock:
+            if key in self._values:
+                self._values[key] = change(self._values[key])

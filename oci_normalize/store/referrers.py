@@ -1,0 +1,269 @@
+"""What names an image by digest, as a registry lists it, and the per-run memory of tag lists.
+
+Three ways an artifact names an image by digest, all of which a media-type rewrite breaks:
+
+* cosign's tag scheme: ``sha256-<hex>.sig`` / ``.att`` / ``.sbom`` in the image's repository;
+* OCI referrers: a manifest whose ``subject`` is the image, found through
+  ``GET /v2/<repo>/referrers/<digest>`` or, on registries without that API, through the
+  fallback tag ``sha256-<hex>`` (an index listing the referrers);
+* buildkit attestation manifests inside an index (found in the tree, not listed here).
+
+Listing them is a store operation: :class:`Referrers` reads a repository's tag list once per
+run, asks each registry once whether it has the referrers API, and lists what names a digest.
+Deciding what happens to each one is the planner's (:mod:`oci_normalize.convert.planner`).
+
+Request budget: one ``tags/list`` per repository and one referrers-API probe per registry; on a
+registry without the API (distribution 2.8) the fallback tag is looked up in the cached tag
+list, so a digest with nothing attached costs no further request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Final, Protocol
+
+from oci_normalize import mediatypes as mt
+from oci_normalize.digest import Digest
+from oci_normalize.errors import MalformedManifestError, NotFoundError
+from oci_normalize.manifest import Fetched, parse_body
+from oci_normalize.once import OncePerKey
+from oci_normalize.results import (
+    COSIGN_ATTESTATION,
+    COSIGN_SBOM,
+    COSIGN_SIGNATURE,
+    OCI_REFERRER,
+    ReferrerKind,
+)
+
+#: OCI distribution-spec: fallback tags are ``<alg>-<hex>`` truncated to the tag length limit.
+MAX_TAG_LENGTH: Final = 128
+
+#: Artifact types whose content is a signature over the subject digest: they cannot be moved
+#: to a new digest, only re-created by whoever holds the key. Matched on the base type.
+SIGNATURE_ARTIFACT_TYPES: Final = frozenset(
+    {
+        "application/vnd.dev.cosign.artifact.sig.v1+json",
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        "application/vnd.cncf.notary.signature",
+        "application/vnd.dsse.envelope.v1+json",
+    }
+)
+#: Prefixes of signed artifact types that carry a version (sigstore bundles embed a signature).
+SIGNATURE_ARTIFACT_PREFIXES: Final = ("application/vnd.dev.sigstore.bundle",)
+
+_COSIGN_KINDS: Final[dict[str, ReferrerKind]] = {
+    ".sig": COSIGN_SIGNATURE,
+    ".att": COSIGN_ATTESTATION,
+    ".sbom": COSIGN_SBOM,
+}
+#: A tag that exists only to attach something to a digest: cosign's ``sha256-<hex>.sig|.att|
+#: .sbom`` and the referrers fallback ``sha256-<hex>`` (any registered algorithm's hex length).
+_ATTACHMENT_TAG: Final = re.compile(
+    r"(?:sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128}|sha384-[0-9a-f]{96})(?:\.sig|\.att|\.sbom)?"
+)
+
+
+@dataclass(frozen=True)
+class Referrer:
+    """Something that names ``subject`` (a digest) and breaks when that digest changes.
+
+    ``name`` is a tag (cosign kinds) or the referrer manifest's digest; ``signed`` means it
+    cannot follow the image to a new digest without being re-signed.
+    """
+
+    subject: Digest
+    kind: ReferrerKind
+    name: str
+    signed: bool
+    artifact_type: str | None = None
+    digest: Digest | None = None
+    media_type: str | None = None
+    size: int | None = None
+
+
+def fallback_tag(digest: Digest) -> str:
+    """The referrers fallback tag of ``digest``: ``sha256-<hex>`` (also cosign's tag stem)."""
+    return f"{digest.algorithm}-{digest.hex}"[:MAX_TAG_LENGTH]
+
+
+def cosign_tags(digest: Digest) -> dict[str, ReferrerKind]:
+    """cosign tag name → kind for ``digest``: ``sha256-<hex>.sig`` etc."""
+    stem = f"{digest.algorithm}-{digest.hex}"
+    return {f"{stem}{suffix}": kind for suffix, kind in _COSIGN_KINDS.items()}
+
+
+def cosign_tag(digest: Digest, kind: ReferrerKind) -> str:
+    """The cosign tag of ``kind`` for ``digest``."""
+    return next(t for t, k in cosign_tags(digest).items() if k == kind)
+
+
+def is_attachment_tag(tag: str) -> bool:
+    """True for tags that only attach something to a digest (cosign, referrers fallback): they
+    follow their subject and are never references of their own."""
+    return _ATTACHMENT_TAG.fullmatch(tag) is not None
+
+
+def is_signature(artifact_type: str | None) -> bool:
+    """True for artifact types that sign the subject digest (cosign, notation, sigstore)."""
+    if not artifact_type:
+        return False
+    base = mt.base(artifact_type)
+    return base in SIGNATURE_ARTIFACT_TYPES or base.startswith(SIGNATURE_ARTIFACT_PREFIXES)
+
+
+def cosign_referrers(digest: Digest, tags: frozenset[str] | set[str]) -> list[Referrer]:
+    """The cosign-scheme tags of ``digest`` present in ``tags``.
+
+    ``.sig`` is a signature; ``.att`` holds DSSE envelopes signed over an in-toto statement that
+    names the digest, so it is treated as signed too; ``.sbom`` is an unsigned attachment.
+    """
+    return [
+        Referrer(subject=digest, kind=kind, name=tag, signed=kind != COSIGN_SBOM)
+        for tag, kind in cosign_tags(digest).items()
+        if tag in tags
+    ]
+
+
+def referrers_from_index(subject: Digest, data: bytes, what: str) -> list[Referrer]:
+    """The referrers listed by a referrers-API answer or a fallback-tag index."""
+    body = parse_body(data, what)
+    entries = body.get("manifests")
+    if not isinstance(entries, list):
+        raise MalformedManifestError(f"{what}: referrers index has no 'manifests' list")
+    out: list[Referrer] = []
+    seen: set[Digest] = set()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
+            raise MalformedManifestError(f"{what}: manifests[{i}] is not a descriptor")
+        digest = Digest.parse(entry["digest"])
+        if digest in seen:
+            continue
+        seen.add(digest)
+        artifact_type = entry.get("artifactType")
+        artifact_type = artifact_type if isinstance(artifact_type, str) else None
+        size = entry.get("size")
+        out.append(
+            Referrer(
+                subject=subject,
+                kind=OCI_REFERRER,
+                name=str(digest),
+                signed=is_signature(artifact_type),
+                artifact_type=artifact_type,
+                digest=digest,
+                media_type=str(entry.get("mediaType") or mt.OCI_MANIFEST),
+                size=size if isinstance(size, int) else None,
+            )
+        )
+    return out
+
+
+def artifact_type_of(data: bytes, what: str) -> str | None:
+    """A referrer manifest's artifact type as a referrers index lists it (spec: its
+    ``artifactType``, else its config's mediaType)."""
+    body = parse_body(data, what)
+    artifact_type = body.get("artifactType")
+    config = body.get("config")
+    if not isinstance(artifact_type, str) and isinstance(config, dict):
+        artifact_type = config.get("mediaType")
+    return artifact_type if isinstance(artifact_type, str) else None
+
+
+class ListingStore(Protocol):
+    """What listing referrers needs of a store (a registry client satisfies it)."""
+
+    registry: str
+
+    def list_tags(self, repository: str) -> list[str]: ...
+
+    def referrers(self, repository: str, digest: Digest) -> bytes | None: ...
+
+    def get_manifest(
+        self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
+    ) -> Fetched: ...
+
+
+class Referrers:
+    """Per-run memory of tag lists (per repository) and referrers-API support (per registry),
+    and the listing of what names a digest.
+
+    Tags this tool writes are added to the remembered list, so a batch sees its own writes.
+    A repository that does not exist lists no tags (its tag list is remembered as empty, and
+    :meth:`exists` tells it apart).
+    """
+
+    def __init__(self) -> None:
+        self._tags: OncePerKey[tuple[str, str], frozenset[str] | None] = OncePerKey()
+        self._api: OncePerKey[str, bool] = OncePerKey()
+
+    def tags(self, store: ListingStore, repository: str) -> frozenset[str]:
+        return self.listed(store, repository) or frozenset()
+
+    def exists(self, store: ListingStore, repository: str) -> bool:
+        """Whether ``repository`` existed when its tags were first listed."""
+        return self.listed(store, repository) is not None
+
+    def listed(self, store: ListingStore, repository: str) -> frozenset[str] | None:
+        """The repository's tags, listed once per run; None: no such repository."""
+
+        def read() -> frozenset[str] | None:
+            try:
+                return frozenset(store.list_tags(repository))
+            except NotFoundError:
+                return None
+
+        return self._tags.get((store.registry, repository), read)
+
+    def prime(self, registry: str, repository: str, tags: Iterable[str]) -> None:
+        """Remember a tag list read elsewhere (batch enumerates every repository anyway)."""
+        self._tags.put((registry, repository), frozenset(tags))
+
+    def note_tag(self, registry: str, repository: str, tag: str) -> None:
+        self._tags.update((registry, repository), lambda tags: (tags or frozenset()) | {tag})
+
+    def has_api(self, registry: str) -> bool:
+        return bool(self._api.peek(registry))
+
+    def index(self, store: ListingStore, repository: str, digest: Digest) -> bytes | None:
+        """The referrers API's answer, or None when this registry lacks the API.
+
+        The first call per registry is the probe (other threads wait for its verdict); after
+        that, registries without the API cost nothing and those with it are asked in parallel.
+        """
+        first: list[bytes | None] = []
+
+        def probe() -> bool:
+            first.append(store.referrers(repository, digest))
+            return first[0] is not None
+
+        if not self._api.get(store.registry, probe):
+            return None
+        return first[0] if first else store.referrers(repository, digest)
+
+    def of(
+        self, store: ListingStore, repository: str, subjects: Iterable[Digest]
+    ) -> list[Referrer]:
+        """cosign tags and OCI referrers (API or fallback tag) of each subject in ``repository``;
+        a referrer listed without an artifact type is typed from its manifest (one GET), so an
+        unlisted type cannot let a signature pass as unsigned."""
+        tags = self.tags(store, repository)
+        found: list[Referrer] = []
+        for subject in dict.fromkeys(subjects):
+            found.extend(cosign_referrers(subject, tags))
+            what = f"{store.registry}/{repository} referrers of {subject.short}"
+            index = self.index(store, repository, subject)
+            if index is None and fallback_tag(subject) in tags:
+                index = store.get_manifest(repository, fallback_tag(subject), what=what).data
+            if index is not None:
+                for ref in referrers_from_index(subject, index, what):
+                    found.append(ref if ref.artifact_type else _typed(store, repository, ref))
+        return found
+
+
+def _typed(store: ListingStore, repository: str, ref: Referrer) -> Referrer:
+    assert ref.digest is not None
+    what = f"{store.registry}/{repository}@{ref.digest}"
+    got = store.get_manifest(repository, str(ref.digest), expected=ref.digest, what=what)
+    artifact_type = artifact_type_of(got.data, what)
+    return replace(ref, artifact_type=artifact_type, signed=is_signature(artifact_type))
