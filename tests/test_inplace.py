@@ -47,7 +47,7 @@ def test_signature_tag_refuses_then_break_signatures_converts(registry: RunningR
 
     result = CliRunner().invoke(app, ["convert", f"{registry.host}/{repo}:v1"])
     assert result.exit_code == exits.ERROR
-    assert sig_tag in result.output and "re-signed" in result.output
+    assert sig_tag in result.output and "--sign-with" in result.output
     with pytest.raises(RefusedError, match=sig_tag):
         api.convert(f"{registry.host}/{repo}:v1")
     assert _writes(registry, mark) == []  # nothing moved, nothing written

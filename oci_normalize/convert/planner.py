@@ -406,7 +406,7 @@ def _guard(source: Source, target: Target, options: ConvertOptions, wrote: bool)
     if options.force or target.tag is None:
         return None
     if target.in_place:
-        if source.location.digest is not None:
+        if target.location.digest is not None:  # pinned by digest: the tag was never read
             return None
         window = len(source.tree.walk()) > 1 or bool(source.plan.new_blobs) or wrote
         return TagGuard(target.tag, source.plan.root.old_digest) if window else None
