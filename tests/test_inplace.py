@@ -61,8 +61,10 @@ def test_signature_tag_refuses_then_break_signatures_converts(registry: RunningR
         "cosign-signature",
         sig_tag,
         True,
-        "stale",
+        "left-behind",
     )
+    assert [s.name for s in out.signatures] == [sig_tag]
+    assert any("left behind" in w and sig_tag in w for w in out.warnings)
     assert seed.head_manifest(registry.url, repo, "v1") == out.new_digest
     assert seed.head_manifest(registry.url, repo, sig_tag) == sig_digest  # left as it was
     assert [(t.tag, t.old_digest, t.new_digest) for t in out.tags] == [("v1", old, out.new_digest)]
@@ -232,13 +234,13 @@ def test_check_and_dry_run_list_without_writing(registry: RunningRegistry) -> No
     checked = CliRunner().invoke(app, ["check", f"{registry.host}/{repo}:v1", "--json"])
     doc = json.loads(checked.stdout)["results"][0]
     listed = {(r["name"], r["action"]) for r in doc["referrers"]}
-    assert listed == {(sig_tag, "blocks"), (notary, "blocks"), (sbom, "would-reattach")}
+    assert listed == {(sig_tag, "refused"), (notary, "refused"), (sbom, "would-reattach")}
 
     dry = api.convert(f"{registry.host}/{repo}:v1", dry_run=True)
     assert dry.status == "would-refuse"
     assert any(sig_tag in w and notary in w for w in dry.warnings)
     text = CliRunner().invoke(app, ["convert", "--dry-run", f"{registry.host}/{repo}:v1"])
-    assert text.exit_code == 0 and sig_tag in text.stdout and "blocks conversion" in text.stdout
+    assert text.exit_code == 0 and sig_tag in text.stdout and "refuses the conversion" in text.stdout
     assert _writes(registry, mark) == []
 
 

@@ -207,8 +207,10 @@ class _Runner:
         return results
 
     def _read(self, ref: Reference) -> Fetched:
+        if ref.tag is None and self.options.destination is not None:
+            raise OciNormalizeError(f"{ref}: --to writes tags; give the reference a tag")
         if ref.tag is None:
-            raise OciNormalizeError(f"{ref}: a batch moves tags; give the reference a tag")
+            raise OciNormalizeError(f"{ref}: converting in place needs a tag to move")
         reg = self.client.registry(ref)
         return reg.get_manifest(ref.repository, ref.ref, expected=ref.digest, what=str(ref))
 

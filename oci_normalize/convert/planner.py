@@ -241,7 +241,7 @@ def plan(
         if d.attached.referrer.kind == BUILDKIT_ATTESTATION:
             new_name = d.attached.referrer.name
         referrer_outs.append(_out(d, new_name))
-    tags: list[TagMove] = []
+    tags = [_move(put, put.role) for put in puts if put.role]  # cosign tags
     for subject, copies in fallback_adds.items():
         fallback = _fallback(subject, copies, target)
         if fallback is not None:
