@@ -155,7 +155,11 @@ def _undo(client: Client, reference: str, chain: list[Undo], dry_run: bool) -> R
     if steps:
         status: RollbackStatus = WOULD_RESTORE if dry_run else RESTORED
         return RollbackResult(
-            reference=str(ref), status=status, digest=str(current), steps=len(steps)
+            reference=str(ref),
+            status=status,
+            digest=str(current),
+            steps=len(steps),
+            orphaned_signatures=_orphaned(client, ref, steps),
         )
     if current is not None and any(current == u.old for u in chain):
         return RollbackResult(reference=str(ref), status=UNCHANGED, digest=str(current))
@@ -165,6 +169,18 @@ def _undo(client: Client, reference: str, chain: list[Undo], dry_run: bool) -> R
         digest=str(current) if current else None,
         expected=str(chain[-1].new),
     )
+
+
+def _orphaned(client: Client, ref: Reference, steps: list[Undo]) -> list[str]:
+    """Signatures that name a digest this rollback takes the tag off (``--sign-with`` made them
+    when the tag moved): left in place, they name a digest nothing points at any more. The
+    original's own signatures name the digest put back, and verify again."""
+    reg = client.registry(ref)
+    try:
+        found = client.referrers.of(reg, ref.repository, [u.new for u in steps])
+    except OciNormalizeError:
+        return []  # listing is a courtesy here: the restore itself has happened
+    return [f"{r.name} ({r.subject})" for r in found if r.signed]
 
 
 def prove(registry: Store, ref: Reference, undo: Undo) -> None:

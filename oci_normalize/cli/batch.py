@@ -321,6 +321,8 @@ def run_rollback(
         if r.status in (RESTORED, WOULD_RESTORE):
             verb = "would restore" if dry_run else "restored"
             print(f"{verb} {shown} -> {r.digest}")
+            for sig in r.orphaned_signatures:  # made by --sign-with for the digest undone
+                print(f"  signature left in place, naming a digest no tag points at: {sig}")
         elif r.status == CONFLICT:
             print(
                 f"conflict {shown}: now at {r.digest or 'nothing (tag gone)'}, not at "
