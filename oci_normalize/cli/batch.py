@@ -275,6 +275,13 @@ def _print_batch(results: list[RefResult], s: BatchSummary) -> None:
         f"{s.requests} requests, "
         f"{s.pushed_manifests} manifests pushed, {s.seconds:.1f} s"
     )
+    if s.signatures:
+        counted = ", ".join(f"{n} {action}" for action, n in sorted(s.signatures.items()))
+        print(f"signatures: {counted}")
+        for r in ordered:
+            for sig in r.signatures:
+                if sig.action in ("left-behind", "refused"):
+                    print(f"  {sig.action} {printable(r.reference)}: {sig.name}")
     if s.failed:
         print(f"{s.failed} reference(s) failed; re-running the same command retries only them")
 
