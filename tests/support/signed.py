@@ -114,12 +114,17 @@ def _docker_image(host: str, repo: str, tag: str | None, key: str, arch: str = "
     return seed_referrers.push_docker_image(f"http://{host}", repo, tag, seed_text=key, arch=arch)
 
 
+def docker_image(host: str, repo: str, tag: str, *, key: str) -> Seeded:
+    """An unsigned Docker v2s2 image under ``tag`` (attach referrers to it)."""
+    body = _docker_image(host, repo, tag, key)
+    return Seeded(host, repo, tag, seed.sha256_digest(body), seed.DOCKER_MANIFEST, body)
+
+
 def signed_docker_image(host: str, repo: str, tag: str, signer: Signer, *, key: str) -> Seeded:
     """A Docker v2s2 image under ``tag``, cosign-signed (``sha256-<hex>.sig``) by ``signer``."""
-    body = _docker_image(host, repo, tag, key)
-    digest = seed.sha256_digest(body)
-    signer.sign(host, repo, digest)
-    return Seeded(host, repo, tag, digest, seed.DOCKER_MANIFEST, body)
+    image = docker_image(host, repo, tag, key=key)
+    signer.sign(host, repo, image.digest)
+    return image
 
 
 def signed_oci_image(host: str, repo: str, tag: str, signer: Signer, *, key: str) -> Seeded:
