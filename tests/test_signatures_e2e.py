@@ -23,6 +23,8 @@ cosign-scheme signature, the manifest digest of an OCI 1.1 referrer) and ``actio
 
 from __future__ import annotations
 
+import ast
+import base64
 import json
 import shlex
 import sys
@@ -574,3 +576,54 @@ def test_rollback_of_a_resigned_reference_brings_back_the_original_and_its_signa
         s["subject"] == new and s["name"] == signed.sig_tag(new) and s["action"] == "left-behind"
         for s in entries
     ), entries
+
+
+# --- the judge itself: it accepts what it should, and only that ----------------------------------
+
+
+def test_the_signer_shares_no_code_with_the_tool_it_judges() -> None:
+    tree = ast.parse(signed.SIGNER.read_text())
+    imported = {
+        name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for name in (
+            [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        )
+    }
+    assert "oci_normalize" not in imported and "tests" not in imported
+    assert imported <= set(sys.stdlib_module_names) | {"__future__", "requests"}, imported
+
+
+def test_the_verifier_rejects_another_key_another_digest_and_a_tampered_signature(
+    pair: Pair, original: Signer, resigner: Signer
+) -> None:
+    repo = "sig-judge/app"
+    one = signed.signed_docker_image(pair.a.host, repo, "one", original, key="judge-one")
+    two = signed.docker_image(pair.a.host, repo, "two", key="judge-two")
+    assert original.verify(pair.a.host, repo, one.digest) == ""
+    assert "verifies with" in resigner.verify(pair.a.host, repo, one.digest)
+    assert "no signature" in original.verify(pair.a.host, repo, two.digest)
+    assert "names" in original.verify(
+        pair.a.host, repo, one.digest, identity=f"{pair.b.host}/{repo}"
+    )
+    # one's valid signature, replayed under two's .sig tag, signs one, not two
+    sig_body, _, _ = seed.get_manifest(pair.a.url, repo, signed.sig_tag(one.digest))
+    seed.put_manifest(pair.a.url, repo, signed.sig_tag(two.digest), sig_body, seed.OCI_MANIFEST)
+    assert f"not {two.digest}" in original.verify(pair.a.host, repo, two.digest)
+    # a signature with one byte changed no longer verifies
+    doc = json.loads(sig_body)
+    annotations = doc["layers"][0]["annotations"]
+    der = bytearray(base64.b64decode(annotations[signed.SIGNATURE_ANNOTATION]))
+    der[-1] ^= 0x01
+    annotations[signed.SIGNATURE_ANNOTATION] = base64.b64encode(bytes(der)).decode()
+    tampered = json.dumps(doc).encode()
+    seed.put_manifest(pair.a.url, repo, signed.sig_tag(one.digest), tampered, seed.OCI_MANIFEST)
+    assert "none of the 1 signature(s)" in original.verify(pair.a.host, repo, one.digest)
+    # signing again appends a layer, as cosign does, and the digest verifies again
+    original.sign(pair.a.host, repo, one.digest)
+    assert original.verify(pair.a.host, repo, one.digest) == ""
+    layers = json.loads(seed.get_manifest(pair.a.url, repo, signed.sig_tag(one.digest))[0])[
+        "layers"
+    ]
+    assert len(layers) == 2

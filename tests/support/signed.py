@@ -26,6 +26,7 @@ SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 NOTATION_SIGNATURE = "application/vnd.cncf.notary.signature"
 NOTATION_ENVELOPE = "application/jose+json"
 SPDX = seed_referrers.SPDX
+SIGNATURE_ANNOTATION = seed_referrers.COSIGN_SIG_ANNOTATION
 
 
 def signer_argv(*args: str) -> list[str]:
