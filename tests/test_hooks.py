@@ -245,6 +245,25 @@ def test_a_hanging_hook_and_its_children_are_killed_at_the_timeout(tmp_path: Pat
     assert _gone(child), f"the hook's child {child} outlived the timeout"
 
 
+def test_a_background_child_left_holding_stderr_is_ended_after_the_hook_exits(
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "child.pid"
+    body = f"""
+        import subprocess
+        child = subprocess.Popen(["sleep", "300"])  # inherits stderr: the pipe stays open
+        open({str(pidfile)!r}, "w").write(str(child.pid))
+    """
+    started = time.monotonic()
+    run_hook(SignHook.parse(script(tmp_path, "bg", body)), REQUEST, timeout=60, limiter=None)
+    assert time.monotonic() - started < 30  # not the 60 s timeout, not the child's 300 s
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child)
+
+
 def test_the_default_timeout_is_two_minutes() -> None:
     assert DEFAULT_SIGN_TIMEOUT_S == 120
 
@@ -288,6 +307,11 @@ def test_secrets_from_the_environment_never_reach_the_error(tmp_path: Path) -> N
     assert secrets["DB_PASS"] not in shown and "--password ***" in shown
 
 
+def test_a_value_that_is_part_of_the_reference_is_not_masked() -> None:
+    base = {"COSIGN_REPOSITORY": "127.0.0.1:5000/team"}
+    assert describe(SignHook.parse("sign {ref}"), REQUEST, base_env=base) == f"sign {REF}"
+
+
 # --- dry run -------------------------------------------------------------------------------------
 
 
@@ -306,7 +330,7 @@ def test_the_limiter_bounds_how_many_hooks_run_at_once(tmp_path: Path) -> None:
     body = f"""
         import os, sys, time
         start = time.monotonic()
-        time.sleep(0.4)
+        time.sleep(1.0)
         with open({str(log)!r}, "a") as out:
             out.write(f"{{start}} {{time.monotonic()}}\\n")
     """

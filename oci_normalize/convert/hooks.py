@@ -149,7 +149,9 @@ def describe(
     hook: SignHook, request: SignRequest, *, base_env: Mapping[str, str] = os.environ
 ) -> str:
     """The exact command a run would start, shell-quoted for display, secrets masked."""
-    return _Masker(request.env(base_env)).mask(shlex.join(hook.argv(request.ref)))
+    return _Masker(request.env(base_env), public=request.ref).mask(
+        shlex.join(hook.argv(request.ref))
+    )
 
 
 def run_hook(
@@ -167,7 +169,7 @@ def run_hook(
     """
     argv = hook.argv(request.ref)
     env = request.env(base_env)
-    masker = _Masker(env)
+    masker = _Masker(env, public=request.ref)
     if limiter is not None:
         limiter.acquire()
     try:
@@ -287,13 +289,16 @@ class _Tail:
 
 
 class _Masker:
-    """Replaces the secrets of one hook's environment (and the client's own) with ``***``."""
+    """Replaces the secrets of one hook's environment (and the client's own) with ``***``.
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    A value found inside ``public`` (the reference being signed) is no secret: masking it would
+    only hide the name of the image (``COSIGN_REPOSITORY=registry.example/team``)."""
+
+    def __init__(self, env: Mapping[str, str], *, public: str) -> None:
         found = {
             value
             for name, value in env.items()
-            if _is_secret_name(name) and len(value) >= MIN_SECRET_CHARS
+            if _is_secret_name(name) and len(value) >= MIN_SECRET_CHARS and value not in public
         }
         self._secrets = sorted(found, key=len, reverse=True)  # longest first
 
