@@ -223,10 +223,11 @@ def test_without_a_hook_a_signed_image_is_refused_and_nothing_is_written(
     assert writes(pair.a, marks[pair.a.host]) == []
     assert writes(pair.b, marks[pair.b.host]) == []
     assert seed.head_manifest(pair.a.url, repo, "v1") == image.digest
-    actions = run.actions(image.digest)
-    assert actions[signed.sig_tag(image.digest)] == "refused"
-    assert actions[image.referrers["bundle"]] == "refused"
-    assert actions[image.referrers["notation"]] == "refused"
+    assert run.actions(image.digest) == {
+        signed.sig_tag(image.digest): "refused",
+        image.referrers["bundle"]: "refused",
+        image.referrers["notation"]: "refused",
+    }, run.result.output
     assert original.verify(pair.a.host, repo, image.digest) == ""
 
 
@@ -373,6 +374,9 @@ def test_break_signatures_leaves_them_on_the_old_digest_and_says_so(
     assert "no signature" in original.verify(run.dest.host, repo, new)
     assert original.verify(pair.a.host, repo, image.digest) == ""  # still valid where it was
     assert signed.NOTATION_SIGNATURE in signed.fallback_referrers(pair.a.host, repo, image.digest)
+    if path in CROSS:  # nothing is copied for the old digest, which DEST does not hold
+        assert signed.sig_tag(image.digest) not in seed.list_tags(pair.b.url, repo)
+        assert signed.fallback_referrers(pair.b.host, repo, image.digest) == {}
 
 
 # --- failures ------------------------------------------------------------------------------------
