@@ -22,7 +22,8 @@
     │   └── TagMovedError          the guard found the tag moved since it was read: not tagged
     ├── RefusedError               would break what points at the old digest (signatures,
     │                              a backup tag that points elsewhere); nothing was changed
-    └── JournalError               a batch journal that cannot be opened, written or read
+    ├── JournalError               a batch journal that cannot be opened, written or read
+    └── HookError                  a --sign-with command that failed, hung or cannot be parsed
 
 Messages never contain credentials: callers pass only references, URLs without userinfo, and
 registry error codes/messages.
@@ -131,5 +132,7 @@ class JournalError(OciNormalizeError):
 
 
 class HookError(OciNormalizeError):
-    """A ``--sign-with`` command that failed, timed out or could not start: the tag it guarded
-    did not move (the old digest, and its signatures, stay as they were)."""
+    """A ``--sign-with`` command that cannot be parsed, could not start, exited non-zero or ran
+    past its timeout. Raised for one manifest: its tag is not moved (``batch`` and ``convert``
+    count the reference failed, exit 3). The message names the manifest, the new digest, the
+    exit status (or the timeout) and the command's capped stderr, every secret masked."""

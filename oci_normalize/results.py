@@ -122,12 +122,13 @@ class ReferrerOut(_Result):
 
 class SignRun(_Result):
     """One run of ``--sign-with`` for a manifest whose old digest carried a signature: the
-    exact argv (run, or only shown in a dry run) and the digests it was given."""
+    exact command (shell-quoted, secrets masked; run, or only shown in a dry run) and the
+    digests it was given."""
 
     path: str
     old_digest: str
     new_digest: str
-    argv: list[str]
+    command: str
     ran: bool = False
 
 
@@ -248,6 +249,6 @@ class RollbackResult(_Result):
     expected: str | None = None  # for a conflict: the digest the batch wrote
     steps: int = 0  # moves undone (several when re-runs converted the tag more than once)
     error: str | None = None
-    #: Signatures made by --sign-with for the digests undone: left in place, they name a
-    #: digest no tag points at any more.
-    orphaned_signatures: list[str] = []
+    #: Signatures that name a digest this rollback took the tag off (``--sign-with`` made them):
+    #: left in place (``left-behind``), they name a digest no tag points at any more.
+    signatures: list[ReferrerOut] = []

@@ -47,9 +47,11 @@ from oci_normalize.reference import Reference
 from oci_normalize.results import (
     CONFLICT,
     FAILED,
+    LEFT_BEHIND,
     RESTORED,
     UNCHANGED,
     WOULD_RESTORE,
+    ReferrerOut,
     RollbackResult,
     RollbackStatus,
 )
@@ -159,7 +161,7 @@ def _undo(client: Client, reference: str, chain: list[Undo], dry_run: bool) -> R
             status=status,
             digest=str(current),
             steps=len(steps),
-            orphaned_signatures=_orphaned(client, ref, steps),
+            signatures=_orphaned(client, ref, steps),
         )
     if current is not None and any(current == u.old for u in chain):
         return RollbackResult(reference=str(ref), status=UNCHANGED, digest=str(current))
@@ -171,7 +173,7 @@ def _undo(client: Client, reference: str, chain: list[Undo], dry_run: bool) -> R
     )
 
 
-def _orphaned(client: Client, ref: Reference, steps: list[Undo]) -> list[str]:
+def _orphaned(client: Client, ref: Reference, steps: list[Undo]) -> list[ReferrerOut]:
     """Signatures that name a digest this rollback takes the tag off (``--sign-with`` made them
     when the tag moved): left in place, they name a digest nothing points at any more. The
     original's own signatures name the digest put back, and verify again."""
@@ -180,7 +182,18 @@ def _orphaned(client: Client, ref: Reference, steps: list[Undo]) -> list[str]:
         found = client.referrers.of(reg, ref.repository, [u.new for u in steps])
     except OciNormalizeError:
         return []  # listing is a courtesy here: the restore itself has happened
-    return [f"{r.name} ({r.subject})" for r in found if r.signed]
+    return [
+        ReferrerOut(
+            subject=str(r.subject),
+            kind=r.kind,
+            name=r.name,
+            artifact_type=r.artifact_type,
+            signed=True,
+            action=LEFT_BEHIND,
+        )
+        for r in found
+        if r.signed
+    ]
 
 
 def prove(registry: Store, ref: Reference, undo: Undo) -> None:

@@ -9,7 +9,6 @@ that means "Docker types found" for anything but that.
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from typing import Annotated, Any, Final
 
@@ -192,6 +191,9 @@ def convert(
                 dry_run=dry_run,
                 error=str(exc),
                 referrers=[ReferrerOut.model_validate(d) for d in details],
+                signatures=[
+                    ReferrerOut.model_validate(d) for d in details if d.get("signed") is True
+                ],
             )
             _emit_json(failed.model_dump())
         # A re-sign that failed leaves the tag where it was: the reference failed (exit 3).
@@ -238,7 +240,7 @@ def _print_signing(r: ConvertResult) -> None:
         _say("signatures: " + ", ".join(f"{n} {action}" for action, n in sorted(counts.items())))
     for run in r.signing:
         verb = "ran" if run.ran else "would run"
-        _say(f"sign {run.path} {run.new_digest}: {verb}: {shlex.join(run.argv)}")
+        _say(f"sign {run.path} {run.new_digest}: {verb}: {run.command}")
 
 
 def _print_convert(r: ConvertResult) -> None:

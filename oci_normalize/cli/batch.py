@@ -328,8 +328,11 @@ def run_rollback(
         if r.status in (RESTORED, WOULD_RESTORE):
             verb = "would restore" if dry_run else "restored"
             print(f"{verb} {shown} -> {r.digest}")
-            for sig in r.orphaned_signatures:  # made by --sign-with for the digest undone
-                print(f"  signature left in place, naming a digest no tag points at: {sig}")
+            for sig in r.signatures:  # made by --sign-with for the digest undone
+                print(
+                    f"  signature left behind, naming a digest no tag points at: "
+                    f"{sig.name} ({sig.subject})"
+                )
         elif r.status == CONFLICT:
             print(
                 f"conflict {shown}: now at {r.digest or 'nothing (tag gone)'}, not at "

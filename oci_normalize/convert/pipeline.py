@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from oci_normalize.convert import planner
 from oci_normalize.convert import referrers as rf
 from oci_normalize.convert.blobio import layer_facts
-from oci_normalize.convert.hooks import SignHook, SignRequest, run_hook
+from oci_normalize.convert.hooks import SignHook, SignRequest, describe, run_hook
 from oci_normalize.convert.normalize import normalize, schema1_layer_blobs
 from oci_normalize.convert.planner import Attached, Outcome, Source, Target
 from oci_normalize.convert.push import PushStats, SignStep, execute
@@ -185,8 +185,9 @@ class Signer:
     def __call__(self, step: SignStep) -> None:
         run_hook(self.hook, request(step), timeout=self.timeout, limiter=self.limiter)
 
-    def argv(self, step: SignStep) -> list[str]:
-        return self.hook.argv(request(step).ref)
+    def command(self, step: SignStep) -> str:
+        """The exact command for ``step``, shell-quoted for display, secrets masked."""
+        return describe(self.hook, request(step))
 
 
 def request(step: SignStep) -> SignRequest:
@@ -194,8 +195,8 @@ def request(step: SignStep) -> SignRequest:
         registry=step.registry,
         repository=step.repository,
         tag=step.tag,
-        old_digest=str(step.old_digest),
-        new_digest=str(step.new_digest),
+        old_digest=step.old_digest,
+        new_digest=step.new_digest,
     )
 
 
@@ -245,7 +246,7 @@ def sign_runs(outcome: Outcome, signer: Signer | None, *, ran: bool) -> list[Sig
             path=step.path,
             old_digest=str(step.old_digest),
             new_digest=str(step.new_digest),
-            argv=signer.argv(step),
+            command=signer.command(step),
             ran=ran and bool(outcome.writes.hooks),
         )
         for step in outcome.signing

@@ -311,7 +311,7 @@ def _sign_steps(found: list[Decision], plan: Plan, target: Target) -> tuple[Sign
             path=n.path,
             registry=registry,
             repository=target.repository,
-            tag=target.tag,
+            tag=target.tag if n is plan.root else None,  # a child is reached by digest
             old_digest=n.old_digest,
             new_digest=n.new_digest,
         )

@@ -105,8 +105,11 @@ def push_referrer(
     *,
     artifact_type: str = SPDX,
     content: bytes = b'{"spdxVersion":"SPDX-2.3","name":"referrer"}',
+    layer_type: str | None = None,
 ) -> str:
-    """An OCI 1.1 referrer of ``subject``, pushed by digest and listed in the fallback tag."""
+    """An OCI 1.1 referrer of ``subject``, pushed by digest and listed in the fallback tag.
+
+    Its one layer is ``content`` typed ``layer_type`` (default: the artifact type)."""
     seed.put_blob(url, repo, content)
     seed.put_blob(url, repo, EMPTY_JSON)
     body = _compact(
@@ -115,7 +118,7 @@ def push_referrer(
             "mediaType": seed.OCI_MANIFEST,
             "artifactType": artifact_type,
             "config": seed.descriptor(OCI_EMPTY, EMPTY_JSON),
-            "layers": [seed.descriptor(artifact_type, content)],
+            "layers": [seed.descriptor(layer_type or artifact_type, content)],
             "subject": seed.descriptor(subject_type, subject),
             "annotations": {"org.opencontainers.image.created": "2024-01-01T00:00:00Z"},
         }
