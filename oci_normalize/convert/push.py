@@ -85,14 +85,6 @@ class Writes:
     verify: bool = True  # HEAD the tag afterwards unless the registry confirmed the PUT
     fresh: bool = False  # the repository did not exist when read: no blob to look for there
 
-    def steps(self) -> list[str]:
-        """The requests-to-be in order, for messages and tests: ``blob``, ``manifest``, …"""
-        out = ["new-blob"] * len(self.new_blobs) + ["blob"] * len(self.blobs)
-        out += ["child"] * len(self.children) + ["referrer"] * len(self.referrers)
-        out += ["backup"] * (self.backup is not None) + ["guard"] * (self.guard is not None)
-        out += ["tag", "verify"] if self.tag is not None else []
-        return out
-
 
 def plan_writes(
     plan: Plan,
