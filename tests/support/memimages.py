@@ -36,6 +36,13 @@ class Image:
         return {"mediaType": self.media_type, "digest": str(self.digest), "size": len(self.data)}
 
 
+def oci_index(*entries: dict[str, object]) -> bytes:
+    """An OCI index listing ``entries`` (descriptors), as a referrers API answers."""
+    return json.dumps(
+        {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
+    ).encode()
+
+
 def _body(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, indent=3).encode()
 
