@@ -55,10 +55,10 @@ def cli_process(
 
 
 def json_lines(result: Result) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """``--json`` output: the documents by reference (registry host left off), and the last
+    """``--json`` output: the documents by reference (a registry host left off), and the last
     line, which holds the ``summary``. Each reference has exactly one line."""
     docs = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     assert docs and "summary" in docs[-1], result.output
-    by_ref = {d["reference"].split("/", 1)[1]: d for d in docs[:-1]}
+    by_ref = {d["reference"].split("/", 1)[-1]: d for d in docs[:-1]}
     assert len(by_ref) == len(docs) - 1, f"a reference printed twice:\n{result.output}"
     return by_ref, docs[-1]
