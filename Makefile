@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 help:
 	@echo "make venv   - create $(VENV) with the package and its test extras"
 	@echo "make demo   - repair a Kaniko-style mixed image on a throwaway local registry"
-	@echo "make test   - lint (ruff, mypy) and run every test (real registry + peers)"
+	@echo "make test   - lint (ruff, mypy, vulture, import layers) and run every test (real registry + peers)"
 	@echo "make unit   - only the tests that need no registry"
 	@echo "make bench  - in place vs the GET+PUT floor and a skopeo loop; big-layer copy vs skopeo copy;"
 	@echo "              batch --to vs skopeo sync (side by side, one run; see bench/README.md)"
@@ -27,6 +27,7 @@ lint: $(PY)
 	$(PY) -m ruff format --check oci_normalize tests scripts bench
 	$(PY) -m mypy
 	$(PY) -m vulture oci_normalize scripts/vulture_allow.py --min-confidence 60
+	$(VENV)/bin/lint-imports --no-cache
 
 test: lint
 	$(PY) -m pytest -q -ra

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from oci_normalize.api import Client, check, convert, plan
 from oci_normalize.errors import OciNormalizeError, RefusedError
-from oci_normalize.models import CheckResult, ConvertResult
 from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import (
     ArchiveRef,
@@ -23,6 +22,7 @@ from oci_normalize.reference import (
     Reference,
     parse_location,
 )
+from oci_normalize.results import CheckResult, ConvertResult
 from oci_normalize.store.registry import ClientOptions
 from oci_normalize.version import VERSION
 

@@ -11,10 +11,6 @@ from dataclasses import dataclass, field
 
 from oci_normalize.digest import Digest
 
-# The public API's result models live with every status word in results; importable here too.
-from oci_normalize.results import CheckResult as CheckResult
-from oci_normalize.results import ConvertResult as ConvertResult
-
 
 @dataclass(frozen=True)
 class Blob:

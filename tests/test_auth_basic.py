@@ -12,8 +12,6 @@ import base64
 import json
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 from oci_normalize import api
 from oci_normalize.http.auth import Credential
 from tests.support import secretguard, seed
+from tests.support.cli import cli_process
 from tests.support.faultproxy import FaultProxy, Rule
 from tests.support.registry import RunningRegistry, registry_factory_at
 
@@ -31,7 +30,6 @@ pytestmark = pytest.mark.registry
 USER = "carol"
 PASSWORD = "carol-basic-pw-2468"
 secretguard.register_basic(USER, PASSWORD)
-CLI_TIMEOUT = 60
 
 
 @dataclass
@@ -70,20 +68,6 @@ def user_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "oci_normalize", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=CLI_TIMEOUT,
-    )
-    print(proc.stdout, proc.stderr, sep="\n")  # into the captured output the guard searches
-    secretguard.assert_clean(proc.stdout + proc.stderr, f"output of {args[0]}")
-    return proc
-
-
 def b64auth() -> str:
     return base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
@@ -96,7 +80,7 @@ def test_docker_config_auths(setup: Setup, tmp_path: Path) -> None:
         json.dumps({"auths": {setup.secured.host: {"auth": b64auth()}}})
     )
     env["DOCKER_CONFIG"] = str(config_dir)
-    proc = cli(env, "check", "--json", f"{setup.secured.host}/team/app:v1")
+    proc = cli_process("check", "--json", f"{setup.secured.host}/team/app:v1", env=env)
     assert proc.returncode == 1, proc.stderr  # 1: Docker media types found
     assert json.loads(proc.stdout)["results"][0]["oci"] is False
 
@@ -117,7 +101,7 @@ def test_credential_helper_on_path(setup: Setup, tmp_path: Path) -> None:
     (docker_dir / "config.json").write_text(
         json.dumps({"credHelpers": {setup.secured.host: "testhelper"}})
     )
-    proc = cli(env, "check", f"{setup.secured.host}/team/app:v1")
+    proc = cli_process("check", f"{setup.secured.host}/team/app:v1", env=env)
     assert proc.returncode == 1, proc.stderr
 
 
@@ -125,8 +109,15 @@ def test_password_stdin_convert_in_place(setup: Setup, tmp_path: Path) -> None:
     env = user_env(tmp_path)
     ref = f"{setup.secured.host}/team/app:inplace-ok"
     before = seed.head_manifest(setup.open.url, "team/app", "inplace-ok")
-    proc = cli(
-        env, "convert", "--json", "--username", USER, "--password-stdin", ref, stdin=PASSWORD + "\n"
+    proc = cli_process(
+        "convert",
+        "--json",
+        "--username",
+        USER,
+        "--password-stdin",
+        ref,
+        stdin=PASSWORD + "\n",
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -139,7 +130,7 @@ def test_containers_auth_file(setup: Setup, tmp_path: Path) -> None:
     auth_file = tmp_path / "auth.json"
     auth_file.write_text(json.dumps({"auths": {setup.secured.host: {"auth": b64auth()}}}))
     env["REGISTRY_AUTH_FILE"] = str(auth_file)
-    proc = cli(env, "check", f"{setup.secured.host}/team/app:v1")
+    proc = cli_process("check", f"{setup.secured.host}/team/app:v1", env=env)
     assert proc.returncode == 1, proc.stderr
 
 
@@ -149,7 +140,7 @@ def test_wrong_password_is_a_clear_error_and_changes_nothing(setup: Setup, tmp_p
     env["OCI_NORMALIZE_PASSWORD"] = "wrong-" + PASSWORD
     secretguard.register(env["OCI_NORMALIZE_PASSWORD"])
     before = seed.head_manifest(setup.open.url, "team/app", "wrong")
-    proc = cli(env, "convert", "--json", f"{setup.secured.host}/team/app:wrong")
+    proc = cli_process("convert", "--json", f"{setup.secured.host}/team/app:wrong", env=env)
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert "unauthorized" in line and "refused credentials from $OCI_NORMALIZE_USERNAME" in line
@@ -160,7 +151,7 @@ def test_wrong_password_is_a_clear_error_and_changes_nothing(setup: Setup, tmp_p
 def test_missing_credentials_say_where_they_were_looked_for(setup: Setup, tmp_path: Path) -> None:
     env = user_env(tmp_path)
     before = seed.head_manifest(setup.open.url, "team/app", "missing")
-    proc = cli(env, "convert", f"{setup.secured.host}/team/app:missing")
+    proc = cli_process("convert", f"{setup.secured.host}/team/app:missing", env=env)
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert "none were found" in line and ".docker/config.json" in line and "auth.json" in line
@@ -177,7 +168,8 @@ def test_missing_credentials_say_where_they_were_looked_for(setup: Setup, tmp_pa
 def test_credential_flags_misused(
     setup: Setup, tmp_path: Path, args: list[str], stdin: str, message: str
 ) -> None:
-    proc = cli(user_env(tmp_path), "check", *args, f"{setup.secured.host}/team/app:v1", stdin=stdin)
+    ref = f"{setup.secured.host}/team/app:v1"
+    proc = cli_process("check", *args, ref, stdin=stdin, env=user_env(tmp_path))
     assert proc.returncode == 2 and message in proc.stderr
 
 

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from oci_normalize.cli.app import app
 from tests.support import seed, seed_referrers
 from tests.support.bulk_seed import Seeder, docker_manifest_variant
+from tests.support.cli import cli, json_lines
 from tests.support.interrupt import kill_after_converted
 from tests.support.registry import RunningRegistry
 
@@ -25,22 +24,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.registry
 
 
-def cli(*args: str, stdin: str | None = None) -> Result:
-    return CliRunner().invoke(app, list(args), input=stdin)
-
-
-def json_lines(result: Result) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    docs = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    assert "summary" in docs[-1], result.output
-    return docs[:-1], docs[-1]
-
-
 def media_type(registry: RunningRegistry, repo: str, ref: str) -> str:
     return seed.get_manifest(registry.url, repo, ref)[1]
-
-
-def by_ref(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {d["reference"].split("/", 1)[1]: d for d in docs}
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +78,7 @@ def test_batch_converts_what_the_globs_select(
 ) -> None:
     result = sweep["result"]
     assert result.exit_code == 0, result.output
-    docs, summary = json_lines(result)
-    results = by_ref(docs)
+    results, summary = json_lines(result)
     assert {k: v["status"] for k, v in results.items()} == {
         "tb/app:v1": "converted",
         "tb/app:v1-alias": "converted",
@@ -130,7 +114,7 @@ def test_batch_converts_what_the_globs_select(
 def test_tags_sharing_a_digest_are_converted_once_and_both_move(
     sweep: dict[str, Any], registry: RunningRegistry
 ) -> None:
-    results = by_ref(json_lines(sweep["result"])[0])
+    results = json_lines(sweep["result"])[0]
     assert results["tb/app:v1"]["new_digest"] == results["tb/app:v1-alias"]["new_digest"]
     assert results["tb/app:v1"]["same_digest"] == ["v1-alias"]
     puts = Counter(e.path for e in sweep["log"] if e.method == "PUT")
@@ -235,7 +219,7 @@ def test_rerun_costs_one_read_per_tag_and_writes_nothing(
     )
     assert result.exit_code == 0, result.output
     docs, summary = json_lines(result)
-    assert {d["status"] for d in docs} == {"already-oci"}
+    assert {d["status"] for d in docs.values()} == {"already-oci"}
     log = registry.access_log_lines(since=mark)
     manifest = [e for e in log if "/manifests/" in e.path]
     assert [e.method for e in manifest] == ["GET"] * 5  # the list's children are not re-read
@@ -285,7 +269,7 @@ def test_from_file_and_stdin_with_failures_that_stop_nothing(
     result = cli("batch", "--from-file", str(listing), "--json")
     assert result.exit_code == 3, result.output
     docs, summary = json_lines(result)
-    statuses = {d["reference"]: d["status"] for d in docs}
+    statuses = {d["reference"]: d["status"] for d in docs.values()}
     assert statuses == {
         f"{registry.host}/tb-file/a:v1": "converted",
         f"{registry.host}/tb-file/missing:v1": "failed",
@@ -342,7 +326,7 @@ def test_shards_split_the_registry_exactly(registry: RunningRegistry) -> None:
             *extra,
         )
         assert result.exit_code == 0, result.output
-        return [d["reference"] for d in json_lines(result)[0]]
+        return [d["reference"] for d in json_lines(result)[0].values()]
 
     everything = refs()
     assert len(everything) == 24
@@ -393,7 +377,7 @@ def test_resume_after_a_killed_run(registry: RunningRegistry, tmp_path: Path) ->
     )
     assert result.exit_code == 0, result.output
     docs, summary = json_lines(result)
-    again = {d["reference"]: d["status"] for d in docs}
+    again = {d["reference"]: d["status"] for d in docs.values()}
     assert {r for r, st in again.items() if st == "already-oci"} >= done_first
     assert summary["summary"]["failed"] == 0
     for tag in tags:  # everything ends converted …
@@ -417,10 +401,10 @@ def test_each_tag_gets_the_in_place_safety_of_convert(registry: RunningRegistry)
     args = ["batch", registry.host, "--repo", "tb-safe/*", "--tag", "plain", "--tag", "signed"]
     dry = cli(*args, "--dry-run", "--json")
     assert dry.exit_code == 3, dry.output
-    assert "would refuse" in by_ref(json_lines(dry)[0])["tb-safe/app:signed"]["error"]
+    assert "would refuse" in json_lines(dry)[0]["tb-safe/app:signed"]["error"]
     result = cli(*args, "--backup-tag", "{tag}-docker", "--json")
     assert result.exit_code == 3, result.output
-    results = by_ref(json_lines(result)[0])
+    results = json_lines(result)[0]
     assert results["tb-safe/app:plain"]["status"] == "converted"
     assert results["tb-safe/app:signed"]["status"] == "failed"
     assert "signature" in results["tb-safe/app:signed"]["error"]

@@ -1,16 +1,14 @@
-"""Streaming layer digests: gunzip edge cases, bounded memory per step, spooling."""
+"""Streaming layer digests: gunzip edge cases, bounded memory per step."""
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
-from pathlib import Path
 
 import pytest
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.convert.blobio import layer_facts, spool_layer
+from oci_normalize.convert.blobio import layer_facts
 from oci_normalize.digest import Digest
 from oci_normalize.errors import ContentError, DigestMismatchError, UnsupportedMediaTypeError
 
@@ -59,21 +57,3 @@ def test_digest_mismatch_is_caught_while_streaming() -> None:
     blob = gzip.compress(RAW)
     with pytest.raises(DigestMismatchError):
         layer_facts(_chunks(blob), Digest.of(b"other"), "t")
-
-
-@pytest.mark.parametrize("compressed", [True, False])
-def test_spool_layer(tmp_path: Path, compressed: bool) -> None:
-    source = gzip.compress(RAW, mtime=0) if compressed else RAW
-    spooled = spool_layer(_chunks(source), tmp_path, "t")
-    written = spooled.path.read_bytes()
-    assert gzip.decompress(written) == RAW
-    assert spooled.digest == Digest("sha256", hashlib.sha256(written).hexdigest())
-    assert (spooled.size, spooled.diff_id) == (len(written), Digest.of(RAW))
-    if compressed:
-        assert written == source  # gzip input is kept byte for byte
-
-
-def test_spool_failure_leaves_no_temp_file(tmp_path: Path) -> None:
-    with pytest.raises(ContentError):
-        spool_layer(_chunks(gzip.compress(RAW)[:-30]), tmp_path, "t")
-    assert list(tmp_path.iterdir()) == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,9 @@ import pytest
 
 from oci_normalize import mediatypes as mt
 from tests.support import seed
+from tests.support.cli import cli_process
 from tests.support.oci_schema import validate
 from tests.support.registry import RegistryFactory, RunningRegistry, require_tools
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "oci_normalize", *args],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-    )
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -84,12 +74,12 @@ def test_kaniko_mixed_image_is_repaired_in_place(registry: RunningRegistry, tmp_
     broken = skopeo_to_archive(registry, repo, "v1.6.0", tmp_path / "before.tar")
     assert broken.returncode != 0 and "Unknown media type" in broken.stderr
 
-    checked = cli("check", f"{registry.host}/{repo}:v1.6.0")
+    checked = cli_process("check", f"{registry.host}/{repo}:v1.6.0")
     assert checked.returncode == 1, checked.stderr
     assert "layers[3]" in checked.stdout and mt.DOCKER_LAYER_GZIP in checked.stdout
 
     mark = registry.log_mark()
-    done = cli("convert", f"{registry.host}/{repo}:v1.6.0")
+    done = cli_process("convert", f"{registry.host}/{repo}:v1.6.0")
     assert done.returncode == 0, done.stderr
     entries = registry.access_log_lines(since=mark)
     # In place only manifests move: no blob is read, checked or uploaded.
@@ -111,7 +101,7 @@ def test_kaniko_mixed_image_is_repaired_in_place(registry: RunningRegistry, tmp_
     assert_oci_pure(registry, repo, "v1.6.0")
     fixed = skopeo_to_archive(registry, repo, "v1.6.0", tmp_path / "after.tar")
     assert fixed.returncode == 0, fixed.stderr
-    assert cli("check", f"{registry.host}/{repo}:v1.6.0").returncode == 0
+    assert cli_process("check", f"{registry.host}/{repo}:v1.6.0").returncode == 0
 
 
 @pytest.mark.registry
@@ -122,7 +112,7 @@ def test_docker_v2s2_converts_and_unpacks_with_umoci(
     seed.push_docker_v2s2(layout, f"{registry.host}/conv/v2s2:v1")
     before, _, _ = raw(registry, "conv/v2s2", "v1")
 
-    done = cli("convert", "--json", f"{registry.host}/conv/v2s2:v1")
+    done = cli_process("convert", "--json", f"{registry.host}/conv/v2s2:v1")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["status"] == "converted" and doc["pushed_blobs"] == 0
@@ -153,7 +143,7 @@ def test_docker_manifest_with_oci_layers_is_repaired(
 ) -> None:
     seed.push_docker_with_oci_layers(registry.url, "conv/docker-oci", "v1")
     assert skopeo_to_archive(registry, "conv/docker-oci", "v1", tmp_path / "a.tar").returncode != 0
-    done = cli("convert", f"{registry.host}/conv/docker-oci:v1")
+    done = cli_process("convert", f"{registry.host}/conv/docker-oci:v1")
     assert done.returncode == 0, done.stderr
     assert_oci_pure(registry, "conv/docker-oci", "v1")
     fixed = skopeo_to_archive(registry, "conv/docker-oci", "v1", tmp_path / "b.tar")
@@ -167,7 +157,7 @@ def test_docker_list_converts_children_first_and_index_points_at_them(
     old = seed.push_docker_list(registry.url, "conv/list", "v1", tmp_path)
     old_body, _, _ = raw(registry, "conv/list", old)
     mark = registry.log_mark()
-    done = cli("convert", f"{registry.host}/conv/list:v1")
+    done = cli_process("convert", f"{registry.host}/conv/list:v1")
     assert done.returncode == 0, done.stderr
     puts = [e.path for e in registry.access_log_lines(since=mark) if e.method == "PUT"]
     # Children by digest first, the tag last.
@@ -200,7 +190,7 @@ def test_docker_list_converts_children_first_and_index_points_at_them(
 def test_podman_pulls_the_converted_image(registry: RunningRegistry, tmp_path: Path) -> None:
     require_tools("podman")
     seed.push_mixed_kaniko(registry.url, "conv/podman", "v1")
-    assert cli("convert", f"{registry.host}/conv/podman:v1").returncode == 0
+    assert cli_process("convert", f"{registry.host}/conv/podman:v1").returncode == 0
     storage = tmp_path / "storage"
     runroot = Path(tempfile.mkdtemp(prefix="pr-", dir="/tmp"))  # podman caps its length at 50
     pulled = subprocess.run(
@@ -228,7 +218,7 @@ def test_podman_pulls_the_converted_image(registry: RunningRegistry, tmp_path: P
 def test_dry_run_shows_diff_and_pushes_nothing(registry: RunningRegistry) -> None:
     old = seed.push_mixed_kaniko(registry.url, "conv/dry", "v1")
     mark = registry.log_mark()
-    done = cli("convert", "--dry-run", f"{registry.host}/conv/dry:v1")
+    done = cli_process("convert", "--dry-run", f"{registry.host}/conv/dry:v1")
     assert done.returncode == 0, done.stderr
     assert f'-      "mediaType": "{mt.DOCKER_LAYER_GZIP}"' in done.stdout
     assert f'+      "mediaType": "{mt.OCI_LAYER_GZIP}"' in done.stdout
@@ -242,15 +232,15 @@ def test_dry_run_shows_diff_and_pushes_nothing(registry: RunningRegistry) -> Non
 def test_already_oci_is_left_alone(registry: RunningRegistry, tmp_path: Path) -> None:
     layout = seed.build_layout(tmp_path, layers=1, seed="conv-oci")
     digest = seed.push_oci(layout, f"{registry.host}/conv/oci:v1")
-    assert cli("check", f"{registry.host}/conv/oci:v1").returncode == 0
+    assert cli_process("check", f"{registry.host}/conv/oci:v1").returncode == 0
     mark = registry.log_mark()
-    done = cli("convert", f"{registry.host}/conv/oci:v1")
+    done = cli_process("convert", f"{registry.host}/conv/oci:v1")
     assert done.returncode == 0, done.stderr
     assert "already OCI" in done.stdout
     assert {e.method for e in registry.access_log_lines(since=mark)} == {"GET"}
     assert seed.head_manifest(registry.url, "conv/oci", "v1") == digest
     # To another tag, an OCI image is copied as it is (same bytes, same digest).
-    copied = cli(
+    copied = cli_process(
         "convert", "--json", f"{registry.host}/conv/oci:v1", f"{registry.host}/conv/oci:copy"
     )
     assert copied.returncode == 0, copied.stderr
@@ -265,12 +255,12 @@ def test_convert_to_new_tag_other_repo_and_other_registry(
     src = f"{registry.host}/conv/src:v1"
     old = seed.push_docker_list(registry.url, "conv/src", "v1", tmp_path)
 
-    assert cli("convert", src, f"{registry.host}/conv/src:v1-oci").returncode == 0
+    assert cli_process("convert", src, f"{registry.host}/conv/src:v1-oci").returncode == 0
     assert seed.head_manifest(registry.url, "conv/src", "v1") == old  # source untouched
     assert_oci_pure(registry, "conv/src", "v1-oci")
 
     mark = registry.log_mark()
-    other_repo = cli("convert", "--json", src, f"{registry.host}/conv/dest:v1")
+    other_repo = cli_process("convert", "--json", src, f"{registry.host}/conv/dest:v1")
     assert other_repo.returncode == 0, other_repo.stderr
     doc = json.loads(other_repo.stdout)
     assert doc["mounted_blobs"] == 6 and doc["pushed_blobs"] == 0  # 2 configs + 4 layers mounted
@@ -279,7 +269,7 @@ def test_convert_to_new_tag_other_repo_and_other_registry(
     assert_oci_pure(registry, "conv/dest", "v1")
 
     other = registry_factory()
-    far = cli("convert", "--json", src, f"{other.host}/far/away:v1")
+    far = cli_process("convert", "--json", src, f"{other.host}/far/away:v1")
     assert far.returncode == 0, far.stderr
     assert json.loads(far.stdout)["pushed_blobs"] == 6
     assert_oci_pure(other, "far/away", "v1")
@@ -313,7 +303,7 @@ def test_errors_are_one_line_and_exit_2(
     registry: RunningRegistry, args: list[str], code: int, message: str
 ) -> None:
     seed.push_mixed_kaniko(registry.url, "conv/errs", "v1")
-    done = cli(*[a.format(host=registry.host) for a in args])
+    done = cli_process(*[a.format(host=registry.host) for a in args])
     assert done.returncode == code, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("oci-normalize: error:"), done.stderr
@@ -325,11 +315,11 @@ def test_errors_are_one_line_and_exit_2(
 def test_schema1_is_reported_by_check(schema1_registry: RunningRegistry, tmp_path: Path) -> None:
     layout = seed.build_layout(tmp_path, layers=1, seed="conv-s1")
     seed.push_docker_v2s1(layout, f"{schema1_registry.host}/conv/s1:v1")
-    checked = cli("check", "--json", f"{schema1_registry.host}/conv/s1:v1")
+    checked = cli_process("check", "--json", f"{schema1_registry.host}/conv/s1:v1")
     assert checked.returncode == 1, checked.stderr
     (result,) = json.loads(checked.stdout)["results"]
     assert result["findings"][0]["media_type"] == mt.DOCKER_SCHEMA1_SIGNED
-    text = cli("check", f"{schema1_registry.host}/conv/s1:v1")
+    text = cli_process("check", f"{schema1_registry.host}/conv/s1:v1")
     assert text.returncode == 1
     assert f"{mt.DOCKER_SCHEMA1_SIGNED} -> rebuilt as {mt.OCI_MANIFEST} by convert" in text.stdout
 

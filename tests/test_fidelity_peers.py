@@ -8,8 +8,6 @@ Every image starts from a rootfs tar made here; nothing leaves loopback.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ import pytest
 
 from oci_normalize import mediatypes as mt
 from tests.support import corpus, peers, seed
+from tests.support.cli import cli_process
 from tests.support.containerd import Containerd, running_containerd
 from tests.support.corpus import Storage
 from tests.support.registry import RunningRegistry, require_tools
@@ -29,18 +28,8 @@ pytestmark = pytest.mark.registry
 PEERS = ("podman", "buildah", "skopeo", "umoci", "containerd", "ctr")
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "oci_normalize", *args],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=300,
-    )
-
-
 def check_json(ref: str) -> tuple[int, dict[str, Any]]:
-    done = cli("check", "--json", ref)
+    done = cli_process("check", "--json", ref)
     assert "Traceback" not in done.stderr, done.stderr
     (result,) = json.loads(done.stdout)["results"]
     return done.returncode, result
@@ -153,15 +142,15 @@ def exercise(
     code, result = check_json(ref)
     expected = (0, True) if entry.verdict == "OCI" else (1, False)
     assert (code, result["oci"]) == expected, (entry, result)
-    across = cli("convert", ref, f"{reg.host}/{entry.repo}-oci:v1")
+    across = cli_process("convert", ref, f"{reg.host}/{entry.repo}-oci:v1")
     assert across.returncode == 0, across.stderr
     assert_valid_oci(reg, f"{entry.repo}-oci", "v1", layers=layers)
     for dest in (f"oci:{work}/layout:v1", f"oci-archive:{work}/image.tar:v1"):
-        copied = cli("convert", ref, dest)
+        copied = cli_process("convert", ref, dest)
         assert copied.returncode == 0, copied.stderr
         assert corpus.skopeo_inspect(dest).returncode == 0, dest
         assert check_json(dest)[0] == 0
-    in_place = cli("convert", ref)
+    in_place = cli_process("convert", ref)
     assert in_place.returncode == 0, in_place.stderr
     after = assert_valid_oci(reg, entry.repo, "v1", layers=layers)
     if config is not None:
@@ -251,7 +240,7 @@ def test_podman_manifest_list_converts_and_pulls(
     child = json.loads(body)["manifests"][0]["digest"]
     child_manifest, _, _ = corpus.manifest_and_config(registry.url, "fid/list", child)
     assert check_json(f"{host}/fid/list:v1")[0] == 1
-    assert cli("convert", f"{host}/fid/list:v1").returncode == 0
+    assert cli_process("convert", f"{host}/fid/list:v1").returncode == 0
     assert check_json(f"{host}/fid/list:v1")[0] == 0
     body, ctype, _ = seed.get_manifest(registry.url, "fid/list", "v1")
     index = json.loads(body)
@@ -273,7 +262,7 @@ def test_podman_saved_archives(
     code, result = check_json(f"oci-archive:{oci_tar}:localhost/fid/imported:v1")
     assert code == 0 and result["oci"]
 
-    done = cli(
+    done = cli_process(
         "convert", f"docker-archive:{docker_tar}", f"{registry.host}/fid/from-docker-archive:v1"
     )
     assert done.returncode == 0, done.stderr
@@ -282,7 +271,7 @@ def test_podman_saved_archives(
     judge_registry(registry, "fid/from-docker-archive", "v1", store, ctrd, tmp_path)
 
     out = tmp_path / "converted.tar"
-    done = cli("convert", f"docker-archive:{docker_tar}", f"oci-archive:{out}:v1")
+    done = cli_process("convert", f"docker-archive:{docker_tar}", f"oci-archive:{out}:v1")
     assert done.returncode == 0, done.stderr
     assert corpus.skopeo_inspect(f"oci-archive:{out}:v1").returncode == 0
     loaded = store.podman("load", "-i", str(out), check=False)
@@ -293,10 +282,10 @@ def test_podman_saved_archives(
     assert unpacked.returncode == 0, unpacked.stderr
     # podman's own oci-archive is OCI already: in place, not one byte changes.
     before = oci_tar.read_bytes()
-    done = cli("convert", f"oci-archive:{oci_tar}:localhost/fid/imported:v1")
+    done = cli_process("convert", f"oci-archive:{oci_tar}:localhost/fid/imported:v1")
     assert done.returncode == 0 and "already OCI" in done.stdout, done.stderr
     assert oci_tar.read_bytes() == before
-    done = cli(
+    done = cli_process(
         "convert",
         f"oci-archive:{oci_tar}:localhost/fid/imported:v1",
         f"{registry.host}/fid/from-oci-archive:v1",
@@ -322,7 +311,7 @@ def test_skopeo_v2s2_in_a_layout_converts_in_place(
     index = json.loads((layout / "index.json").read_text())
     assert index["manifests"][0]["mediaType"] == mt.DOCKER_MANIFEST  # skopeo wrote Docker here
     assert check_json(f"oci:{layout}:v1")[0] == 1
-    assert cli("convert", f"oci:{layout}:v1").returncode == 0
+    assert cli_process("convert", f"oci:{layout}:v1").returncode == 0
     assert check_json(f"oci:{layout}:v1")[0] == 0
     manifest, _ = peers.read_layout(layout, "v1")
     peers.schema_validator("image-manifest-schema.json").validate(manifest)

@@ -16,10 +16,11 @@ import pytest
 
 from oci_normalize import mediatypes as mt
 from tests.support import corpus, peers, seed
+from tests.support.cli import cli_process
 from tests.support.containerd import Containerd, running_containerd
 from tests.support.corpus import Storage
 from tests.support.registry import RunningRegistry, require_tools
-from tests.test_fidelity_peers import check_json, cli, judge_registry
+from tests.test_fidelity_peers import check_json, judge_registry
 
 pytestmark = pytest.mark.registry
 
@@ -76,7 +77,7 @@ def test_oci_manifest_with_null_layers_is_oci_and_untouched(
     code, result = check_json(f"{registry.host}/shape/null-oci:v1")
     assert code == 0 and result["oci"], result
     mark = registry.log_mark()
-    done = cli("convert", f"{registry.host}/shape/null-oci:v1")
+    done = cli_process("convert", f"{registry.host}/shape/null-oci:v1")
     assert done.returncode == 0 and "already OCI" in done.stdout, done.stderr
     assert {e.method for e in registry.access_log_lines(since=mark)} <= {"GET", "HEAD"}
     assert seed.head_manifest(registry.url, "shape/null-oci", "v1") == old
@@ -105,7 +106,7 @@ def test_docker_manifest_with_null_layers_converts_to_an_empty_list(
     }
     push_raw(registry, "shape/null-docker", "v1", manifest, [SCRATCH_CONFIG])
     assert check_json(f"{registry.host}/shape/null-docker:v1")[0] == 1
-    assert cli("convert", f"{registry.host}/shape/null-docker:v1").returncode == 0
+    assert cli_process("convert", f"{registry.host}/shape/null-docker:v1").returncode == 0
     body, ctype, _ = seed.get_manifest(registry.url, "shape/null-docker", "v1")
     converted = json.loads(body)
     assert ctype == mt.OCI_MANIFEST and converted["layers"] == []
@@ -129,7 +130,7 @@ def test_docker_archive_with_null_layers(tmp_path: Path) -> None:
             tar.addfile(info, __import__("io").BytesIO(data))
     assert check_json(f"docker-archive:{archive}")[0] == 1
     out = tmp_path / "out.tar"
-    done = cli("convert", f"docker-archive:{archive}", f"oci-archive:{out}:v1")
+    done = cli_process("convert", f"docker-archive:{archive}", f"oci-archive:{out}:v1")
     assert done.returncode == 0, done.stderr
     assert corpus.skopeo_inspect(f"oci-archive:{out}:v1").returncode == 0
 
@@ -141,7 +142,7 @@ def test_field_level_message_for_a_broken_archive_entry(tmp_path: Path) -> None:
         info = tarfile.TarInfo("manifest.json")
         info.size = len(data)
         tar.addfile(info, __import__("io").BytesIO(data))
-    done = cli("check", f"docker-archive:{archive}")
+    done = cli_process("check", f"docker-archive:{archive}")
     assert done.returncode == 2
     assert "manifest.json entry 0: Config is a JSON int" in done.stderr, done.stderr
 
@@ -189,7 +190,10 @@ def test_schema1_of_a_docker_import_base_matches_skopeo(
     theirs = tmp_path / "theirs"
     corpus.skopeo_copy(f"docker://{reg.host}/s1/imported:v1", f"oci:{theirs}:v1", "--format", "oci")
     assert (
-        cli("convert", f"{reg.host}/s1/imported:v1", f"oci:{tmp_path / 'ours'}:v1").returncode == 0
+        cli_process(
+            "convert", f"{reg.host}/s1/imported:v1", f"oci:{tmp_path / 'ours'}:v1"
+        ).returncode
+        == 0
     )
     _, their_config = peers.read_layout(theirs, "v1")
     our_manifest, our_config = peers.read_layout(tmp_path / "ours", "v1")
@@ -198,7 +202,7 @@ def test_schema1_of_a_docker_import_base_matches_skopeo(
     peers.schema_validator("config-schema.json").validate(our_config)
     peers.schema_validator("image-manifest-schema.json").validate(our_manifest)
     # In place, and the peers pull it.
-    assert cli("convert", f"{reg.host}/s1/imported:v1").returncode == 0
+    assert cli_process("convert", f"{reg.host}/s1/imported:v1").returncode == 0
     assert check_json(f"{reg.host}/s1/imported:v1")[0] == 0
     assert corpus.skopeo_inspect(f"docker://{reg.host}/s1/imported:v1").returncode == 0
     assert store.pull(f"docker://{reg.host}/s1/imported:v1").returncode == 0
@@ -273,20 +277,22 @@ def test_artifacts_are_left_alone_by_check_convert_and_batch(
     layout = peers.layout_with_history(tmp_path)
     seed.push_docker_v2s2(layout, f"{registry.host}/art/image:v1")
     for repo in digests:
-        done = cli("check", f"{registry.host}/{repo}:v1")
+        done = cli_process("check", f"{registry.host}/{repo}:v1")
         assert done.returncode == 0, (repo, done.stdout, done.stderr)
         assert "[ARTIFACT]" in done.stdout and "artifact, left alone" in done.stdout
-        converted = cli("convert", f"{registry.host}/{repo}:v1")
+        converted = cli_process("convert", f"{registry.host}/{repo}:v1")
         assert converted.returncode == 0 and "artifact, left alone" in converted.stdout
     assert "plugin" in check_json(f"{registry.host}/art/plugin:v1")[1]["artifact"].lower()
-    copied = cli("convert", f"{registry.host}/art/plugin:v1", f"{registry.host}/art/copy:v1")
+    copied = cli_process(
+        "convert", f"{registry.host}/art/plugin:v1", f"{registry.host}/art/copy:v1"
+    )
     assert copied.returncode == 0, copied.stderr
     assert seed.head_manifest(registry.url, "art/copy", "v1") == digests["art/plugin"]
 
     refs = tmp_path / "refs.txt"
     refs.write_text("".join(f"{registry.host}/{r}:v1\n" for r in [*digests, "art/image"]))
     report = tmp_path / "report.md"
-    done = cli("batch", "--from-file", str(refs), "--json", "--report", str(report))
+    done = cli_process("batch", "--from-file", str(refs), "--json", "--report", str(report))
     assert done.returncode == 0, done.stdout + done.stderr
     lines = [json.loads(x) for x in done.stdout.splitlines() if x.strip()]
     summary = lines[-1]["summary"]

@@ -14,6 +14,7 @@ from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     DigestMismatchError,
     InvalidDigestError,
+    MalformedManifestError,
     NotFoundError,
     ReferenceError_,
 )
@@ -78,7 +79,7 @@ def test_index_json_with_a_traversing_digest_is_refused(tmp_path: Path) -> None:
         tmp_path,
         [{"mediaType": mt.OCI_MANIFEST, "size": 2, "digest": "sha256:../../../../etc/passwd"}],
     )
-    with pytest.raises(Exception, match="invalid digest"):
+    with pytest.raises(MalformedManifestError, match="invalid digest"):
         layout.get_manifest("", "")
 
 

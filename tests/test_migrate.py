@@ -18,28 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from oci_normalize.cli.app import app
 from tests.support import oci_schema, seed
 from tests.support import seed_referrers as sr
 from tests.support.bulk_seed import Image, Seeder, docker_manifest_variant
+from tests.support.cli import cli, json_lines
 from tests.support.interrupt import kill_after_converted
 from tests.support.registry import RunningRegistry, registry_factory_at
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.registry
 WRITES = frozenset({"PUT", "POST", "PATCH", "DELETE"})
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args))
-
-
-def json_lines(result: Result) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    docs = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    assert "summary" in docs[-1], result.output
-    return {d["reference"].split("/", 1)[1]: d for d in docs[:-1]}, docs[-1]["summary"]
 
 
 def writes(reg: RunningRegistry, since: int) -> list[str]:
@@ -151,7 +142,10 @@ def test_every_reference_lands_oci_with_its_blobs(
     assert sorted(docs) == sorted(migration["refs"])
     assert {d["status"] for d in docs.values()} == {"converted"}
     assert docs["mg/kaniko:v1"]["kind"] == "mixed" and docs["mg/idx:v1"]["kind"] == "mixed"
-    assert summary["converted"] == len(docs) and summary["destination"] == f"{dst.host}/mirror"
+    assert (
+        summary["summary"]["converted"] == len(docs)
+        and summary["summary"]["destination"] == f"{dst.host}/mirror"
+    )
     for ref in migration["refs"]:
         repo, tag = ref.split(":")
         doc = docs[ref]
@@ -234,7 +228,7 @@ def test_the_report_names_the_destination_and_what_was_already_there(
     _, summary = json_lines(migration["result"])
     report = migration["report"].read_text()
     assert f"**{dst.host}/mirror** destination" in report
-    assert f"**{summary['present']}** already there" in report
+    assert f"**{summary['summary']['present']}** already there" in report
 
 
 def test_a_rerun_finds_everything_present_and_writes_nothing(
@@ -246,7 +240,7 @@ def test_a_rerun_finds_everything_present_and_writes_nothing(
     assert again.exit_code == 0, again.output
     docs, summary = json_lines(again)
     assert {d["status"] for d in docs.values()} == {"present"}
-    assert summary["present"] == len(migration["refs"])
+    assert summary["summary"]["present"] == len(migration["refs"])
     assert writes(dst, dst_mark) == [] and writes(src, src_mark) == []
 
 
@@ -339,7 +333,7 @@ def test_resume_after_a_killed_migration(
     assert result.exit_code == 0, result.output
     docs, summary = json_lines(result)
     present = {d["destination"] for d in docs.values() if d["status"] == "present"}
-    assert present >= done_first and summary["failed"] == 0
+    assert present >= done_first and summary["summary"]["failed"] == 0
     for tag in tags:
         assert_all_oci(dst, "resume/mg-resume/app", tag)
     log = dst.access_log_lines(since=mark)

@@ -6,8 +6,6 @@ import gzip
 import hashlib
 import io
 import json
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -19,20 +17,10 @@ from oci_normalize import mediatypes as mt
 from oci_normalize.errors import ReferenceError_
 from oci_normalize.reference import OciArchiveRef, parse_location
 from tests.support import peers
+from tests.support.cli import cli_process
 from tests.support.oci_schema import validate
 
 REF_NAME = "org.opencontainers.image.ref.name"
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "oci_normalize", *args],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        cwd=cwd,
-    )
 
 
 def dg(data: bytes) -> str:
@@ -190,7 +178,7 @@ def test_a_symlinked_blob_is_refused_and_nothing_changes(tmp_path: Path) -> None
     archive = tmp_path / "link.tar"
     write_tar(archive, members, [link])
     before = archive.read_bytes()
-    done = cli("convert", f"oci-archive:{archive}")
+    done = cli_process("convert", f"oci-archive:{archive}")
     assert done.returncode == 2 and "symbolic link" in done.stderr
     assert "Traceback" not in done.stderr and archive.read_bytes() == before
 
@@ -211,16 +199,16 @@ def test_compressed_and_missing_archives_are_one_clear_error(tmp_path: Path) -> 
     write_tar(plain, members)
     gz = tmp_path / "p.tar.gz"
     gz.write_bytes(gzip.compress(plain.read_bytes()))
-    done = cli("check", "oci-archive:p.tar.gz", cwd=tmp_path)
+    done = cli_process("check", "oci-archive:p.tar.gz", cwd=tmp_path)
     assert done.returncode == 2 and "decompress" in done.stderr
     assert "oci-archive:p.tar.gz" in done.stderr  # as written, not made absolute
-    missing = cli("check", "oci-archive:nope.tar", cwd=tmp_path)
+    missing = cli_process("check", "oci-archive:nope.tar", cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
 
 
 def test_converting_a_docker_archive_prints_one_digest(tmp_path: Path) -> None:
     peers.docker_save_tarball(tmp_path / "d.tar", [peers.layer_tar({"a": b"1"})])
-    done = cli("convert", "docker-archive:d.tar", "oci-archive:o.tar", cwd=tmp_path)
+    done = cli_process("convert", "docker-archive:d.tar", "oci-archive:o.tar", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("converted"))
     assert line.count("sha256:") == 1 and " -> oci-archive:o.tar:latest: sha256:" in line

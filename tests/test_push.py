@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Any
-
 import pytest
 
 from oci_normalize import mediatypes as mt
@@ -20,84 +16,12 @@ from oci_normalize.convert.push import (
 )
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, PushError, RegistryError
-from oci_normalize.manifest import Fetched
 from oci_normalize.models import Blob, NewBlob
-from oci_normalize.store.base import BytesBlob, StreamBlob, opened
-
-
-class MemoryStore:
-    """A store keeping blobs per repository and recording every call in order."""
-
-    def __init__(self, name: str, *, upload_delay: float = 0.0) -> None:
-        self.registry = name
-        self.requests = 0
-        self.calls: list[str] = []
-        self.blobs: dict[tuple[str, Digest], bytes] = {}
-        self.tags: dict[tuple[str, str], Digest] = {}
-        self.corrupt: set[Digest] = set()
-        self._delay = upload_delay
-        self._lock = threading.Lock()
-        self.in_flight = 0
-        self.max_in_flight = 0
-
-    def _call(self, what: str) -> None:
-        with self._lock:
-            self.calls.append(what)
-            self.requests += 1
-
-    def get_manifest(
-        self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
-        raise NotImplementedError
-
-    def head_manifest(self, repository: str, ref: str) -> Digest | None:
-        self._call(f"HEAD {ref}")
-        return self.tags.get((repository, ref))
-
-    def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
-        self._call(f"PUT {ref}")
-        self.tags[(repository, ref)] = Digest.of(data)
-        return Digest.of(data)
-
-    def put_manifest_confirmed(
-        self, repository: str, ref: str, data: bytes, media_type: str
-    ) -> tuple[Digest, bool]:
-        return self.put_manifest(repository, ref, data, media_type), True
-
-    def blob_exists(self, repository: str, digest: Digest) -> bool:
-        self._call(f"HEAD blob {repository}")
-        return (repository, digest) in self.blobs
-
-    def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
-        self._call(f"MOUNT {from_repository}->{repository}")
-        if (from_repository, digest) not in self.blobs:
-            return False
-        self.blobs[(repository, digest)] = self.blobs[(from_repository, digest)]
-        return True
-
-    def open_blob(self, repository: str, digest: Digest) -> StreamBlob:
-        self._call(f"GET blob {repository}")
-        data = self.blobs[(repository, digest)]
-        return BytesBlob(data[:-1] + b"!" if digest in self.corrupt else data)
-
-    def upload_blob(self, repository: str, digest: Digest, size: int, chunks: Any) -> None:
-        self._call(f"UPLOAD {repository}")
-        with self._lock:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            with opened(chunks) as body:
-                data = b"".join(body)
-            time.sleep(self._delay)
-            self.blobs[(repository, digest)] = data
-        finally:
-            with self._lock:
-                self.in_flight -= 1
+from tests.support.memstore import MemoryStore, RacingStore
 
 
 def blob(store: MemoryStore, repo: str, data: bytes) -> Blob:
-    digest = Digest.of(data)
-    store.blobs[(repo, digest)] = data
+    digest = store.add_blob(repo, data)
     return Blob(digest=digest, size=len(data), media_type="application/vnd.oci.image.layer.v1.tar")
 
 
@@ -124,17 +48,18 @@ def test_writes_run_in_the_one_safe_order() -> None:
     )
     tags: list[str] = []
     execute(writes, dest=dest, source=src, on_tag=tags.append)
-    assert dest.calls == [
-        "HEAD blob b",  # the created config
-        "UPLOAD b",
-        "HEAD blob b",  # the layer
-        "UPLOAD b",
-        f"PUT {Digest.of(child)}",
-        f"PUT {Digest.of(copy)}",
-        "PUT v1-docker",
-        "HEAD v1",  # the guard, after everything but the tag
-        "PUT v1",
-        "HEAD v1",  # the verify
+    config = str(Digest.of(b"cfg"))
+    assert dest.log == [
+        ("blob-head", "b", config),  # the created config
+        ("blob-upload", "b", config),
+        ("blob-head", "b", str(layer.digest)),
+        ("blob-upload", "b", str(layer.digest)),
+        ("PUT", "b", str(Digest.of(child))),
+        ("PUT", "b", str(Digest.of(copy))),
+        ("PUT", "b", "v1-docker"),
+        ("HEAD", "b", "v1"),  # the guard, after everything but the tag
+        ("PUT", "b", "v1"),
+        ("HEAD", "b", "v1"),  # the verify
     ]
     assert tags == ["v1-docker"]
 
@@ -145,13 +70,13 @@ def test_a_moved_tag_stops_before_the_tag() -> None:
     writes = WritePlan(repository="b", guard=TagGuard("v1", None), tag=put("v1", b"{}"))
     with pytest.raises(PushError, match="tag moved during conversion"):
         execute(writes, dest=dest)
-    assert dest.calls == ["HEAD v1"]
+    assert dest.log == [("HEAD", "b", "v1")]
 
 
 def test_confirmed_put_needs_no_verify() -> None:
     dest = MemoryStore("dest")
     execute(WritePlan(repository="b", tag=put("v1", b"{}")), dest=dest, trust_echo=True)
-    assert dest.calls == ["PUT v1"]
+    assert dest.log == [("PUT", "b", "v1")]
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
@@ -188,8 +113,10 @@ def test_a_blob_goes_once_then_is_mounted_from_where_it_went() -> None:
     )
     assert (first.blobs_uploaded, other.blobs_mounted) == (1, 1)
     assert (again.blobs_uploaded, again.blobs_mounted) == (0, 0)  # already there
-    assert dest.calls.count("UPLOAD one") == 1 and "UPLOAD two" not in dest.calls
-    assert "MOUNT one->two" in dest.calls
+    d = str(layer.digest)
+    assert dest.log.count(("blob-upload", "one", d)) == 1
+    assert ("blob-upload", "two", d) not in dest.log
+    assert ("blob-mount", "two", d, "one") in dest.log
 
 
 def test_a_fresh_repository_needs_no_blob_head() -> None:
@@ -200,33 +127,17 @@ def test_a_fresh_repository_needs_no_blob_head() -> None:
         dest=dest,
         source=src,
     )
-    assert dest.calls == ["UPLOAD new"]
+    assert dest.log == [("blob-upload", "new", str(layer.digest))]
 
 
 def test_a_corrupt_source_blob_aborts_before_any_manifest() -> None:
     src, dest = MemoryStore("src"), MemoryStore("dest")
     layer = blob(src, "a", b"honest bytes")
-    src.corrupt.add(layer.digest)
+    src.lie(layer.digest, b"honest byteS")
     writes = WritePlan(repository="b", blobs=(layer,), source_repository="a", tag=put("v1", b"{}"))
     with pytest.raises(DigestMismatchError):
         execute(writes, dest=dest, source=src)
-    assert not [c for c in dest.calls if c.startswith("PUT")]
-
-
-class RacingStore(MemoryStore):
-    """Refuses the first ``refusals`` index PUTs with ``code``, as distribution 2.8 does when a
-    child it names is still being linked by a concurrent PUT."""
-
-    def __init__(self, code: str, refusals: int) -> None:
-        super().__init__("dest")
-        self.code, self.refusals = code, refusals
-
-    def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
-        if mt.is_index(media_type) and self.refusals > 0:
-            self.refusals -= 1
-            self._call(f"PUT {ref} refused")
-            raise RegistryError(f"push {ref}: {self.code}", status=400, code=self.code)
-        return super().put_manifest(repository, ref, data, media_type)
+    assert not [op for op in dest.log if op[0] == "PUT"]
 
 
 def _index(ref: str) -> ManifestPut:
@@ -237,15 +148,15 @@ def _index(ref: str) -> ManifestPut:
 def test_an_index_refused_by_the_registry_race_is_sent_again(code: str) -> None:
     dest = RacingStore(code, refusals=1)
     execute(WritePlan(repository="b", tag=_index("v1")), dest=dest)
-    assert dest.calls == ["PUT v1 refused", "PUT v1", "HEAD v1"]
+    assert dest.log == [("PUT", "b", "v1", "failed"), ("PUT", "b", "v1"), ("HEAD", "b", "v1")]
 
 
 def test_the_race_retry_is_bounded_and_only_for_indexes() -> None:
     dest = RacingStore("DIGEST_INVALID", refusals=99)
     with pytest.raises(RegistryError, match="DIGEST_INVALID"):
         execute(WritePlan(repository="b", tag=_index("v1")), dest=dest)
-    assert dest.calls == ["PUT v1 refused"] * (len(INDEX_RACE_WAITS_S) + 1)
+    assert dest.log == [("PUT", "b", "v1", "failed")] * (len(INDEX_RACE_WAITS_S) + 1)
     other = RacingStore("DENIED", refusals=1)
     with pytest.raises(RegistryError, match="DENIED"):
         execute(WritePlan(repository="b", tag=_index("v1")), dest=other)
-    assert other.calls == ["PUT v1 refused"]
+    assert other.log == [("PUT", "b", "v1", "failed")]

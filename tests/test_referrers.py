@@ -20,6 +20,7 @@ from oci_normalize.results import (
     COSIGN_SIGNATURE,
     OCI_REFERRER,
 )
+from tests.support.memimages import oci_index
 from tests.test_normalize import case_tree
 
 HEX = "ab" * 32
@@ -88,15 +89,9 @@ def test_signature_artifact_types(artifact_type: str | None, signed: bool) -> No
     assert rf.is_signature(artifact_type) is signed
 
 
-def _index(*entries: dict[str, object]) -> bytes:
-    return json.dumps(
-        {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
-    ).encode()
-
-
 def test_referrers_from_index_classifies_and_dedupes() -> None:
     sig = {"mediaType": mt.OCI_MANIFEST, "digest": str(OTHER), "size": 10}
-    data = _index(
+    data = oci_index(
         {**sig, "artifactType": "application/vnd.cncf.notary.signature"},
         {**sig},  # duplicate digest: listed once
         {

@@ -19,6 +19,7 @@ from oci_normalize.errors import DeniedError, NotFoundError, RefusedError
 from oci_normalize.reference import Reference
 from oci_normalize.store.registry import Registry
 from tests.support.fake_registry import Answer, FakeRegistry, fake_registry
+from tests.support.memimages import oci_index
 
 D = Digest("sha256", "ab" * 32)
 R1 = {"mediaType": mt.OCI_MANIFEST, "digest": "sha256:" + "01" * 32, "size": 1}
@@ -31,12 +32,6 @@ def fake() -> Iterator[FakeRegistry]:
         yield server
 
 
-def _index(*entries: dict[str, object]) -> bytes:
-    return json.dumps(
-        {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
-    ).encode()
-
-
 def _registry(host: str) -> Registry:
     return Registry(Reference.parse(f"{host}/app:v1"))
 
@@ -46,7 +41,7 @@ PATH = f"/v2/app/referrers/{D}"
 
 def test_referrers_api_pages_are_merged(fake: FakeRegistry) -> None:
     link = {"Content-Type": mt.OCI_INDEX, "Link": f'<{PATH}?last=1>; rel="next"'}
-    fake.route("GET", PATH, Answer(200, _index(R1), link), Answer(200, _index(R2)))
+    fake.route("GET", PATH, Answer(200, oci_index(R1), link), Answer(200, oci_index(R2)))
     data = _registry(fake.host).referrers("app", D)
     assert data is not None
     assert json.loads(data)["manifests"] == [R1, R2]
@@ -98,7 +93,7 @@ def test_probe_is_remembered_per_registry(fake: FakeRegistry) -> None:
 def test_supported_api_is_asked_for_every_digest(fake: FakeRegistry) -> None:
     other = Digest("sha256", "cd" * 32)
     for digest in (D, other):
-        fake.route("GET", f"/v2/app/referrers/{digest}", Answer(200, _index(R1)))
+        fake.route("GET", f"/v2/app/referrers/{digest}", Answer(200, oci_index(R1)))
     cache = Referrers()
     reg = _registry(fake.host)
     assert cache.index(reg, "app", D) is not None
@@ -138,7 +133,7 @@ def test_convert_with_referrers_api_pushes_copy_by_digest_and_no_fallback_tag(
 
     fake.route("GET", "/v2/a/b/manifests/t", manifest(image, mt.DOCKER_MANIFEST))
     fake.route("GET", "/v2/a/b/tags/list", Answer(200, b'{"name":"a/b","tags":["t"]}'))
-    fake.route("GET", f"/v2/a/b/referrers/{old}", Answer(200, _index(listed)))
+    fake.route("GET", f"/v2/a/b/referrers/{old}", Answer(200, oci_index(listed)))
     fake.route("GET", f"/v2/a/b/manifests/{listed['digest']}", manifest(sbom, mt.OCI_MANIFEST))
     fake.route("PUT", "/v2/a/b/manifests/*", Answer(201))
     new_image = api.plan(f"{fake.host}/a/b:t").plan.root.new_digest
@@ -189,7 +184,7 @@ def test_signature_listed_without_artifact_type_still_refuses(fake: FakeRegistry
         "GET", "/v2/a/b/manifests/t", Answer(200, image, {"Content-Type": mt.DOCKER_MANIFEST})
     )
     fake.route("GET", "/v2/a/b/tags/list", Answer(200, b'{"name":"a/b","tags":["t"]}'))
-    fake.route("GET", f"/v2/a/b/referrers/{old}", Answer(200, _index(listed)))
+    fake.route("GET", f"/v2/a/b/referrers/{old}", Answer(200, oci_index(listed)))
     fake.route(
         "GET",
         f"/v2/a/b/manifests/{sig_digest}",

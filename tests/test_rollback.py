@@ -5,26 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from oci_normalize.cli.app import app
 from tests.support import seed
 from tests.support.bulk_seed import Seeder
+from tests.support.cli import cli, json_lines
 from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.registry
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args))
-
-
-def json_lines(result: Result) -> tuple[dict[str, str], dict[str, Any]]:
-    docs = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    return {d["reference"].split("/", 1)[1]: d["status"] for d in docs[:-1]}, docs[-1]
 
 
 def convert(registry: RunningRegistry, repo_glob: str, journal: Path) -> None:
@@ -53,7 +42,7 @@ def test_rollback_restores_the_original_digests(registry: RunningRegistry, tmp_p
     mark = registry.log_mark()
     dry = cli("rollback", str(journal), "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
-    assert json_lines(dry)[0] == {
+    assert {ref: d["status"] for ref, d in json_lines(dry)[0].items()} == {
         "rb-ok/one:v1": "would-restore",
         "rb-ok/one:v1-alias": "would-restore",
         "rb-ok/list:v1": "would-restore",
@@ -63,8 +52,10 @@ def test_rollback_restores_the_original_digests(registry: RunningRegistry, tmp_p
 
     result = cli("rollback", str(journal), "--json")
     assert result.exit_code == 0, result.output
-    statuses, summary = json_lines(result)
-    assert set(statuses.values()) == {"restored"} and summary["summary"]["restored"] == 3
+    docs, summary = json_lines(result)
+    assert {d["status"] for d in docs.values()} == {"restored"} and summary["summary"][
+        "restored"
+    ] == 3
     assert {k: seed.head_manifest(registry.url, *k) for k in original} == original
     # a peer sees Docker media types again, and the list's platforms resolve
     raw = subprocess.run(

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.convert.blobio import spool_layer
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     DigestMismatchError,
@@ -42,6 +41,7 @@ from oci_normalize.errors import (
 from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, Fetched, serialize
 from oci_normalize.reference import ArchiveRef, Reference
 from oci_normalize.store.base import BlobStream, BytesBlob, FileBlob
+from oci_normalize.store.layerio import spool_layer
 from oci_normalize.store.tarmembers import Members, chunks, member_name, open_tar, show
 from oci_normalize.text import printable
 
