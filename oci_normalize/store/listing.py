@@ -89,12 +89,19 @@ def paginate(
     line = RequestLine.of("GET", reg.url(path))
     params: dict[str, Any] | None = {"n": page_size}
     seen: set[str] = set()
+    previous: list[str] | None = None
     for _ in range(MAX_PAGES):
         if url is None:
             return out
         reply = reg.request("GET", url, scopes=scopes, params=params, max_body=MAX_LISTING_PAGE)
         raise_for_status(reply)
         items = _listed(reply, key)
+        if params is not None and "last" in params and items == previous:
+            # Asked on with ``last`` (no Link came) and answered the same page again: the
+            # registry ignores n and last (distribution 2.8's tags/list), so that page was the
+            # whole listing, as peers read it (they never ask on without a Link).
+            return out
+        previous = items
         out.extend(items)
         if len(out) > cap:
             raise line.error(
