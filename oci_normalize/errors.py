@@ -27,6 +27,10 @@
 
 Messages never contain credentials: callers pass only references, URLs without userinfo, and
 registry error codes/messages.
+
+:class:`RegistryError` and :class:`TransportError` also carry the request they answer, as
+structured fields beside the one-line message: ``method``, ``url`` (credentials and query secrets
+already masked by the HTTP layer) and, for an answer, ``status`` and ``code``.
 """
 
 from __future__ import annotations
@@ -65,12 +69,26 @@ class UnsupportedMediaTypeError(OciNormalizeError):
 
 
 class RegistryError(OciNormalizeError):
-    """An error answer from a registry; ``code`` is the distribution-spec error code if any."""
+    """An error answer from a registry; ``code`` is the distribution-spec error code if any.
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+    ``method`` and ``url`` name the request answered (``url`` without credentials or query
+    secrets); each is None when the error is not about one request.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.method = method
+        self.url = url
 
 
 class NotFoundError(RegistryError):
@@ -90,18 +108,31 @@ class RateLimitedError(RegistryError):
 
 
 class TransportError(OciNormalizeError):
-    """Connection refused or reset, TLS failure, timeout."""
+    """Connection refused or reset, TLS failure, timeout.
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    ``method`` and ``url`` name the request that failed (``url`` without credentials or query
+    secrets), when there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.method = method
+        self.url = url
 
 
 class TLSFailureError(TransportError):
     """The TLS handshake or the certificate check failed; retrying will not help."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
+    def __init__(self, message: str, *, method: str | None = None, url: str | None = None) -> None:
+        super().__init__(message, retryable=False, method=method, url=url)
 
 
 class CredentialError(OciNormalizeError):

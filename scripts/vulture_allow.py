@@ -19,7 +19,5 @@ trust_env  # noqa
 # urllib3 reads these to build the deadline-aware connections (http/deadline.py)
 ConnectionCls  # noqa
 pool_classes_by_scheme  # noqa
-# requests' own slot for a response body, filled by the transport's capped read
-_content  # noqa
 # tarfile writes TarInfo.mtime into the member header (ociarchive.py)
 mtime  # noqa

@@ -8,6 +8,7 @@ import requests
 from oci_normalize.http.auth import Credential, _split_challenges, parse_challenge
 from oci_normalize.http.transport import origin
 from oci_normalize.reference import is_loopback_host
+from tests.support.clock import FakeClock
 
 
 @pytest.mark.parametrize(
@@ -140,7 +141,9 @@ class RecordingSession:
         return self._answer()
 
 
-def _authenticator(cred: Credential, *, allow_plain_http: bool = False):  # type: ignore[no-untyped-def]
+def _authenticator(  # type: ignore[no-untyped-def]
+    cred: Credential, *, allow_plain_http: bool = False, clock: FakeClock | None = None
+):
     from oci_normalize.http.auth import Authenticator
 
     session = RecordingSession()
@@ -149,6 +152,7 @@ def _authenticator(cred: Credential, *, allow_plain_http: bool = False):  # type
         cred,
         timeout=(1, 1),
         allow_plain_http=allow_plain_http,
+        clock=clock or FakeClock(),
     )
     return auth, session
 
@@ -176,10 +180,10 @@ def test_basic_credentials_never_go_to_a_plain_http_realm(
     resp = _response(REALM.format(realm=realm))
     if not sent:
         with pytest.raises(UnauthorizedError, match="plain-HTTP token service"):
-            auth.answer(resp, ["repository:a:pull,push"], "push a")
+            auth.answer(resp, ["repository:a:pull,push"])
         assert session.calls == []
         return
-    auth.answer(resp, ["repository:a:pull,push"], "push a")
+    auth.answer(resp, ["repository:a:pull,push"])
     assert auth.header(["repository:a:pull,push"]) == "Bearer tok-abcdef"
     (method, url, kwargs) = session.calls[0]
     assert (method, url) == ("GET", realm)
@@ -190,7 +194,7 @@ def test_basic_credentials_never_go_to_a_plain_http_realm(
 def test_several_scopes_go_as_separate_parameters_and_identity_tokens_post() -> None:
     auth, session = _authenticator(Credential(identity_token="idt-123456", source="t"))
     wanted = ["repository:dst:pull,push", "repository:src:pull"]
-    auth.answer(_response(REALM.format(realm="https://a.example/t")), wanted, "mount")
+    auth.answer(_response(REALM.format(realm="https://a.example/t")), wanted)
     (method, url, kwargs) = session.calls[0]
     form = kwargs["data"]
     assert method == "POST" and form["grant_type"] == "refresh_token"
@@ -219,3 +223,20 @@ def test_merge_scopes(scopes: list[str], merged: list[str]) -> None:
     from oci_normalize.http.auth import merge_scopes
 
     assert merge_scopes(scopes) == merged
+
+
+def test_a_cached_token_is_renewed_before_sending_once_its_lifetime_passes() -> None:
+    """The token answer says 300 s; it is used until 10 s before that on the injected clock,
+    then renewed before the next request (no 401 needed to learn it expired)."""
+    clock = FakeClock()
+    auth, session = _authenticator(BASIC, clock=clock)
+    wanted = ["repository:a:pull,push"]
+    auth.answer(_response(REALM.format(realm="https://auth.example/token")), wanted)
+    assert len(session.calls) == 1
+    clock.advance(289)
+    assert auth.header(wanted) == "Bearer tok-abcdef"
+    assert len(session.calls) == 1  # still fresh: cached
+    clock.advance(2)
+    assert auth.header(wanted) == "Bearer tok-abcdef"
+    assert len(session.calls) == 2  # past 290 s: fetched again
+    assert clock.slept == []

@@ -7,7 +7,6 @@ Images are seeded through a second, open registry process on the same storage di
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,7 +16,9 @@ from oci_normalize import api
 from oci_normalize.errors import DeniedError, UnauthorizedError
 from oci_normalize.http.auth import ANONYMOUS, Credential
 from oci_normalize.reference import Reference
+from oci_normalize.store.registry import ClientOptions
 from tests.support import secretguard, seed
+from tests.support.clock import FakeClock
 from tests.support.registry import RunningRegistry, registry_factory_at
 from tests.support.tokenserver import TokenServer
 
@@ -134,44 +135,57 @@ def test_tokens_are_cached_per_scope_set(setup: Setup) -> None:
 
 
 def test_token_renewed_after_expires_in_without_a_401(setup: Setup) -> None:
+    # The client counts token lifetimes on its injected clock: advancing it past expires_in
+    # (1 s, less the half-lifetime margin) ages the token without any real wait.
     setup.tokens.expires_in = 1
+    clock = FakeClock()
     try:
-        c = client(ALICE)
+        c = api.Client(options=ClientOptions(clock=clock), credentials=lambda _registry: ALICE)
         reg = c.registry(Reference.parse(setup.ref("public/base:v1")))
         granted = len(setup.tokens.grants)
         assert reg.head_manifest("public/base", "v1") is not None
+        assert len(setup.tokens.grants) - granted == 1
         mark = setup.secured.log_mark()
-        time.sleep(1.1)
+        assert reg.head_manifest("public/base", "v1") is not None  # still fresh: cached
+        assert len(setup.tokens.grants) - granted == 1
+        clock.advance(1.1)
         assert reg.head_manifest("public/base", "v1") is not None
         statuses = [e.status for e in setup.secured.access_log_lines(since=mark)]
-        assert len(setup.tokens.grants) - granted == 2
+        assert len(setup.tokens.grants) - granted == 2  # renewed before sending
         assert 401 not in statuses
+        assert clock.slept == []
     finally:
         setup.tokens.expires_in = None
 
 
-def test_token_refused_as_expired_is_fetched_again_once(setup: Setup) -> None:
-    # The registry accepts a token up to 60 s past its exp: issue tokens whose exp lies 58 s in
-    # the past but announce 300 s, so the client trusts its cached token and the registry
-    # refuses it ~2 s later.
-    setup.tokens.exp_offset_s = -setup.tokens.lifetime_s - 58
+def test_token_refused_as_expired_is_fetched_again_once(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client renews its aged token before sending (its clock says so); the token service
+    # hands out one token already past exp (and the registry's 60 s leeway), then good ones
+    # again: the registry refuses the renewed token, and the client fetches one more, once.
+    clock = FakeClock()
     setup.tokens.expires_in = 300
+    issue = setup.tokens.issue
+
+    def issue_one_dead(user: str | None, scopes: list[str], method: str = "GET") -> str:
+        token = issue(user, scopes, method)
+        setup.tokens.exp_offset_s = 0  # only the first one after the switch is dead
+        return token
+
     try:
-        c = client(ALICE)
+        c = api.Client(options=ClientOptions(clock=clock), credentials=lambda _registry: ALICE)
         reg = c.registry(Reference.parse(setup.ref("public/base:v1")))
         granted = len(setup.tokens.grants)
         assert reg.head_manifest("public/base", "v1") is not None
-        deadline = time.monotonic() + 10
+        setup.tokens.exp_offset_s = -setup.tokens.lifetime_s - 120
+        monkeypatch.setattr(setup.tokens, "issue", issue_one_dead)
+        clock.advance(301)  # the cached token aged on our side
         mark = setup.secured.log_mark()
-        while True:  # until the registry refuses the cached token (about 2 s)
-            assert reg.head_manifest("public/base", "v1") is not None
-            if 401 in [e.status for e in setup.secured.access_log_lines(since=mark)]:
-                break
-            assert time.monotonic() < deadline, "the registry never refused the expired token"
-            time.sleep(0.5)
+        assert reg.head_manifest("public/base", "v1") is not None
         entries = setup.secured.access_log_lines(since=mark)
-        assert [e.status for e in entries][-2:] == [401, 200]  # refused, renewed, retried once
-        assert len(setup.tokens.grants) - granted == 2
+        assert [e.status for e in entries] == [401, 200]  # refused, renewed, retried once
+        assert len(setup.tokens.grants) - granted == 3  # first, the dead one, its successor
     finally:
         setup.tokens.exp_offset_s = 0
         setup.tokens.expires_in = None

@@ -16,6 +16,7 @@ from oci_normalize.http import deadline as dl
 from oci_normalize.http.retry import NO_RETRY
 from oci_normalize.reference import Reference
 from oci_normalize.store.registry import ClientOptions, Registry
+from tests.support.clock import FakeClock
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -57,12 +58,77 @@ def test_a_later_deadline_fires_after_the_earlier_one() -> None:
 
 
 def test_disarmed_deadlines_do_not_pile_up() -> None:
-    watchdog = dl._WATCHDOG
+    watchdog = dl.Watchdog(clock=FakeClock(), background=False)
     for _ in range(3 * dl._PRUNE_MIN):
-        d = dl.Deadline(600)
+        d = dl.Deadline(600, watchdog=watchdog)
         d.start(None)
         d.disarm()
     assert len(watchdog._heap) < 2 * dl._PRUNE_MIN
+
+
+# ---- on a fake clock: the order of firing, without waiting ---------------------------------------
+
+
+def test_deadlines_fire_in_time_order_as_the_clock_passes_them() -> None:
+    clock = FakeClock()
+    watchdog = dl.Watchdog(clock=clock, background=False)
+    late, soon, mid = (dl.Deadline(s, watchdog=watchdog) for s in (30, 5, 10))
+    for d in (late, soon, mid):
+        d.start(None)
+    assert watchdog.fire_due() == []
+    clock.advance(5)
+    assert watchdog.fire_due() == [soon]
+    clock.advance(20)
+    assert watchdog.fire_due() == [mid]
+    assert not late.expired
+    clock.advance(5)
+    assert watchdog.fire_due() == [late]
+    assert soon.expired and mid.expired and late.expired
+    assert clock.slept == []
+
+
+def test_an_extended_deadline_fires_at_its_new_time_and_a_disarmed_one_never() -> None:
+    clock = FakeClock()
+    watchdog = dl.Watchdog(clock=clock, background=False)
+    body, closed = dl.Deadline(10, watchdog=watchdog), dl.Deadline(10, watchdog=watchdog)
+    body.start(None)
+    closed.start(None)
+    body.extend(20)  # a long blob announced its length
+    closed.disarm()  # the caller read its answer and closed it
+    clock.advance(10)
+    assert watchdog.fire_due() == []
+    assert not body.expired and not closed.expired
+    clock.advance(20)
+    assert watchdog.fire_due() == [body]
+    assert not closed.expired
+
+
+def test_a_deadline_not_yet_started_is_not_timed() -> None:
+    clock = FakeClock()
+    watchdog = dl.Watchdog(clock=clock, background=False)
+    d = dl.Deadline(1, watchdog=watchdog)  # armed, but the request is not sent yet
+    clock.advance(100)
+    assert watchdog.fire_due() == []
+    d.start(None)  # sent now: its second runs from here
+    clock.advance(0.5)
+    assert watchdog.fire_due() == []
+    clock.advance(0.5)
+    assert watchdog.fire_due() == [d]
+
+
+def test_a_fired_deadline_shuts_its_socket_so_a_blocked_read_ends() -> None:
+    clock = FakeClock()
+    watchdog = dl.Watchdog(clock=clock, background=False)
+    a, b = _pair()
+    try:
+        d = dl.Deadline(3, watchdog=watchdog)
+        d.start(a)
+        clock.advance(3)
+        assert watchdog.fire_due() == [d]
+        assert a.recv(1) == b""  # shut down: the read returns at once
+    finally:
+        a.close()
+        b.close()
 
 
 class _SlowSink(BaseHTTPRequestHandler):

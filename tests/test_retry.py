@@ -16,6 +16,7 @@ from oci_normalize.http.retry import (
     parse_retry_after,
     retrying,
 )
+from tests.support.clock import FakeClock
 
 
 @pytest.mark.parametrize(
@@ -120,7 +121,7 @@ def test_the_shared_loop_returns_the_first_answer_and_releases_each_failed_try()
         return answers.pop(0)
 
     policy = RetryPolicy(attempts=4, base_s=0.5, cap_s=0.5, total_s=60.0)
-    got = retrying(policy, attempt, backoff=lambda s: events.append(f"wait {s}"), clock=lambda: 0)
+    got = retrying(policy, attempt, backoff=lambda s: events.append(f"wait {s}"), clock=FakeClock())
     assert got == "done"
     assert events[0] == "try" and events[1] == "release 1"
     assert events[2].startswith("wait 0.") and float(events[2][5:]) <= 0.5
@@ -135,9 +136,9 @@ def test_the_shared_loop_gives_up_with_the_number_of_tries_and_waits_no_more() -
         return Again(give_up=_give_up, release=lambda: released.append(1))
 
     with pytest.raises(GaveUp) as caught:
-        retrying(RetryPolicy(attempts=3), attempt, backoff=waits.append, clock=lambda: 0)
+        retrying(RetryPolicy(attempts=3), attempt, backoff=waits.append, clock=FakeClock())
     assert caught.value.args == (3,)
     assert len(waits) == 2 and len(released) == 2  # the last try's answer is the error
     with pytest.raises(GaveUp) as once:
-        retrying(NO_RETRY, attempt, backoff=waits.append, clock=lambda: 0)
+        retrying(NO_RETRY, attempt, backoff=waits.append, clock=FakeClock())
     assert once.value.args == (1,) and len(waits) == 2

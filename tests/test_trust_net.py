@@ -245,12 +245,12 @@ def test_a_junk_environment_value_keeps_the_bound(monkeypatch: pytest.MonkeyPatc
     ],
 )
 def test_odd_token_lifetimes_are_bounded(raw: bytes) -> None:
-    import time
-
+    from oci_normalize.http.requestline import RequestLine
     from oci_normalize.http.token import MAX_TOKEN_LIFETIME_S, token_from
 
-    token = token_from(raw, "t")
-    assert time.monotonic() < token.expires_at <= time.monotonic() + MAX_TOKEN_LIFETIME_S
+    token = token_from(raw, request=RequestLine.of("GET", "https://auth.example/t"), now=50.0)
+    assert 50.0 < token.expires_at <= 50.0 + MAX_TOKEN_LIFETIME_S
+    assert token.fresh(token.expires_at - 1) and not token.fresh(token.expires_at)
 
 
 @pytest.mark.parametrize(
@@ -267,10 +267,14 @@ def test_odd_token_lifetimes_are_bounded(raw: bytes) -> None:
 )
 def test_malformed_token_answers_are_failed_authentication(raw: bytes) -> None:
     from oci_normalize.errors import UnauthorizedError
+    from oci_normalize.http.requestline import RequestLine
     from oci_normalize.http.token import token_from
 
-    with pytest.raises(UnauthorizedError, match="authentication failed"):
-        token_from(raw, "t")
+    asked = RequestLine.of("GET", "https://auth.example/token?scope=repository:a:pull")
+    with pytest.raises(UnauthorizedError, match="authentication failed") as info:
+        token_from(raw, request=asked, now=0.0)
+    assert str(info.value).startswith("GET auth.example/token: ")
+    assert (info.value.method, info.value.url) == ("GET", "https://auth.example/token?scope=***")
 
 
 def test_secrets_a_registry_echoes_are_masked() -> None:

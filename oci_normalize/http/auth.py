@@ -21,7 +21,9 @@ import requests
 from oci_normalize.errors import DeniedError, UnauthorizedError
 from oci_normalize.http import env as httpenv
 from oci_normalize.http import secrets
+from oci_normalize.http.clock import SYSTEM_CLOCK, Clock
 from oci_normalize.http.deadline import Deadline, armed
+from oci_normalize.http.requestline import RequestLine
 from oci_normalize.http.token import (
     Token,
     read_token_body,
@@ -92,7 +94,11 @@ class Authenticator:
     Tokens are cached per scope set until shortly before the ``expires_in`` they came with. A
     401 for a cached token fetches a fresh one (once per refusal, even when many threads were
     refused together). Basic credentials go to a plain-HTTP token realm only when it is on
-    loopback or ``allow_plain_http`` (the user's ``--plain-http``) says so.
+    loopback or ``allow_plain_http`` (the user's ``--plain-http``) says so. Token lifetimes
+    are counted on ``clock``.
+
+    Errors name the request they are about: the registry request refused, or the token
+    request that failed.
     """
 
     def __init__(
@@ -103,8 +109,10 @@ class Authenticator:
         timeout: tuple[float, float],
         verify: bool | str = True,
         allow_plain_http: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._session = session
+        self._clock = clock
         self._credential = credential
         secrets.remember_basic(credential.username, credential.password)
         secrets.remember(credential.identity_token)
@@ -128,16 +136,17 @@ class Authenticator:
             if self._basic and self._credential.has_basic:
                 return self._credential.basic_header()
             token = self._tokens.get(key)
-            if token and token.fresh():
+            if token and token.fresh(self._clock.monotonic()):
                 return f"Bearer {token.value}"
             params = self._challenge_params
         if token is None or params is None:
             return None
         # Expired: renew before sending, rather than earn a 401 to learn the same challenge.
-        return f"Bearer {self._renew(key, params, merge_scopes(key), 'renew token', None).value}"
+        return f"Bearer {self._renew(key, params, merge_scopes(key), None).value}"
 
-    def answer(self, response: requests.Response, scopes: Iterable[str], what: str) -> None:
+    def answer(self, response: requests.Response, scopes: Iterable[str]) -> None:
         """Learn from a 401 so the retried request can succeed; raise if nothing can help."""
+        line = RequestLine.answered(response)
         wanted = sorted(set(scopes))
         challenges = _challenges(response)
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
@@ -147,12 +156,13 @@ class Authenticator:
             with self._lock:
                 self._challenge_params = dict(bearer.params)
             scopes = merge_scopes([*wanted, *asked])
-            self._renew(frozenset(wanted), bearer.params, scopes, what, sent)
+            self._renew(frozenset(wanted), bearer.params, scopes, sent)
             return
         if any(c.scheme == "basic" for c in challenges):
             if not self._credential.has_basic:
-                raise UnauthorizedError(
-                    f"{what}: the registry requires credentials and none were found "
+                raise line.error(
+                    UnauthorizedError,
+                    "the registry requires credentials and none were found "
                     f"({self._credential.looked_in()})",
                     status=401,
                     code="UNAUTHORIZED",
@@ -163,17 +173,16 @@ class Authenticator:
                     and response.request is not None
                     and response.request.headers.get("Authorization")
                 ):
-                    self.refused(response, wanted, what)
+                    self.refused(response, wanted)
                 self._basic = True
             return
-        raise UnauthorizedError(f"{what}: unauthorized (no usable challenge)", status=401)
+        raise line.error(UnauthorizedError, "unauthorized (no usable challenge)", status=401)
 
     def _renew(
         self,
         key: frozenset[str],
         params: dict[str, str],
         scopes: list[str],
-        what: str,
         refused: str | None,
     ) -> Token:
         """Fetch a token for ``key`` once, even when many threads need it at the same time."""
@@ -182,47 +191,56 @@ class Authenticator:
         with fetch_lock:
             with self._lock:
                 cached = self._tokens.get(key)
-            if cached and cached.fresh() and f"Bearer {cached.value}" != refused:
+            fresh = cached is not None and cached.fresh(self._clock.monotonic())
+            if cached and fresh and f"Bearer {cached.value}" != refused:
                 return cached  # another thread already renewed it
-            token = self._fetch_token(params, scopes, what)
+            token = self._fetch_token(params, scopes)
             with self._lock:
                 self._tokens[key] = token
             return token
 
-    def refused(self, response: requests.Response, scopes: Iterable[str], what: str) -> None:
+    def refused(self, response: requests.Response, scopes: Iterable[str]) -> None:
         """Raise the clearest error for a request still refused after its credentials."""
+        line = RequestLine.answered(response)
         bearer = next((c for c in _challenges(response) if c.scheme == "bearer"), None)
         cred = self._credential
         anonymous = not cred.has_basic and not cred.identity_token
         if anonymous:
-            raise UnauthorizedError(
-                f"{what}: unauthorized: the registry needs credentials and none were found "
+            raise line.error(
+                UnauthorizedError,
+                "unauthorized: the registry needs credentials and none were found "
                 f"({cred.looked_in()})",
                 status=401,
                 code="UNAUTHORIZED",
             )
         who = f"credentials from {cred.source}"
         if bearer is not None and bearer.params.get("error") == "insufficient_scope":
-            raise DeniedError(
-                f"{what}: access denied: the token service did not grant {who} "
+            raise line.error(
+                DeniedError,
+                f"access denied: the token service did not grant {who} "
                 f"{' '.join(sorted(set(scopes)))}",
                 status=401,
                 code="DENIED",
             )
-        raise UnauthorizedError(
-            f"{what}: unauthorized: the registry refused {who}", status=401, code="UNAUTHORIZED"
+        raise line.error(
+            UnauthorizedError,
+            f"unauthorized: the registry refused {who}",
+            status=401,
+            code="UNAUTHORIZED",
         )
 
-    def _fetch_token(self, params: dict[str, str], scopes: list[str], what: str) -> Token:
+    def _fetch_token(self, params: dict[str, str], scopes: list[str]) -> Token:
         realm = params["realm"]
         query: list[tuple[str, str]] = []
         if params.get("service"):
             query.append(("service", params["service"]))
         query.extend(("scope", s) for s in scopes)  # one scope parameter each
         cred = self._credential
+        line = RequestLine.of("POST" if cred.identity_token else "GET", realm)
         if (cred.has_basic or cred.identity_token) and not self._may_send_secrets(realm):
-            raise UnauthorizedError(
-                f"{what}: refusing to send credentials to a plain-HTTP token service "
+            raise line.error(
+                UnauthorizedError,
+                "refusing to send credentials to a plain-HTTP token service "
                 "(give --plain-http to allow it)",
                 status=401,
             )
@@ -265,28 +283,30 @@ class Authenticator:
         except requests.RequestException as exc:
             deadline.disarm()
             if deadline.expired:
-                raise UnauthorizedError(
-                    f"{what}: authentication failed: the token service did not answer within "
-                    f"{self._timeout[1]:g} s"
+                raise line.error(
+                    UnauthorizedError,
+                    "authentication failed: the token service did not answer within "
+                    f"{self._timeout[1]:g} s",
                 ) from exc
-            raise UnauthorizedError(
-                f"{what}: token service unreachable ({type(exc).__name__})"
+            raise line.error(
+                UnauthorizedError, f"token service unreachable ({type(exc).__name__})"
             ) from exc
         try:
             if resp.status_code != 200:
                 who = f"credentials from {cred.source}" if cred.source != "none" else "anonymous"
                 cls = DeniedError if resp.status_code == 403 else UnauthorizedError
-                raise cls(
-                    f"{what}: token service refused {who} for {' '.join(scopes) or 'no scope'} "
+                raise line.error(
+                    cls,
+                    f"token service refused {who} for {' '.join(scopes) or 'no scope'} "
                     f"(HTTP {resp.status_code})",
                     status=resp.status_code,
                     code="UNAUTHORIZED",
                 )
-            raw = read_token_body(resp, what, deadline)
+            raw = read_token_body(resp, deadline)
         finally:
             deadline.disarm()
             resp.close()
-        return token_from(raw, what)
+        return token_from(raw, request=line, now=self._clock.monotonic())
 
     def _may_send_secrets(self, url: str) -> bool:
         parts = urlsplit(url)

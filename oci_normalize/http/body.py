@@ -1,51 +1,88 @@
 """Reading answer bodies under the trust rules: capped, deadlined, failures made ours.
 
-:func:`preload` reads a body the caller did not stream, with a cap; :func:`close_ends` makes
-closing a streamed answer end its deadline; :class:`StreamedBody` wraps a streamed blob so that a
-deadline or a broken connection surfaces as the tool's own error; :func:`read_manifest_body` and
-:func:`blob_body` are what the registry client uses for manifests and blobs.
+:func:`read_reply` reads a body the caller did not stream, with a cap, into a :class:`Reply`;
+:func:`close_ends` makes closing a streamed answer end its deadline; :class:`StreamedBody` wraps
+a streamed blob so that a deadline or a broken connection surfaces as the tool's own error;
+:func:`read_manifest_body` and :func:`blob_body` are what the registry client uses for manifests
+and blobs. Every message names the request (:class:`~oci_normalize.http.requestline.RequestLine`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Final
 
 import requests
 
 from oci_normalize.errors import ManifestTooLargeError, RegistryError, TransportError
 from oci_normalize.http.deadline import Deadline
+from oci_normalize.http.requestline import RequestLine
 from oci_normalize.limits import BLOB_WITHOUT_LENGTH_S, min_blob_rate, parse_count
 
 #: Turns a failed body read into the error to raise (see ``Transport.body_error``).
-BodyFailure = Callable[[requests.Response, str, Exception], TransportError]
+BodyFailure = Callable[[requests.Response, Exception], TransportError]
+#: Bytes asked of the connection per read.
+CHUNK_BYTES: Final = 64 * 1024
 
 
-def read_capped(resp: requests.Response, cap: int, what: str) -> bytes:
+class Reply:
+    """An answer whose body was read here, at most a cap, and whose connection is released.
+
+    Shaped like the ``requests.Response`` it came from for what callers use (status, headers,
+    links, the request); the body is :attr:`body`, never read again from the connection.
+    """
+
+    def __init__(self, response: requests.Response, body: bytes) -> None:
+        self.response = response
+        self.body = body
+        self.status_code: int = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+        self.reason: str = response.reason or ""
+
+    @property
+    def request(self) -> requests.PreparedRequest | None:
+        return self.response.request
+
+    @property
+    def url(self) -> str | None:
+        return self.response.url
+
+    @property
+    def links(self) -> dict[str, dict[str, str]]:
+        return self.response.links
+
+    def close(self) -> None:
+        """Nothing to release: reading the body handed the connection back."""
+
+
+def read_capped(resp: requests.Response, cap: int) -> bytes:
     """A manifest-sized body, refused past ``cap`` by its Content-Length or as it streams."""
     length = parse_count(resp.headers.get("Content-Length") or "")
     if length is not None and length > cap:
-        raise ManifestTooLargeError(f"{what}: manifest is {length} bytes, over the {cap} cap")
+        line = RequestLine.answered(resp).context
+        raise ManifestTooLargeError(f"{line}: manifest is {length} bytes, over the {cap} cap")
     buf = bytearray()
-    for chunk in resp.iter_content(64 * 1024):
+    for chunk in resp.iter_content(CHUNK_BYTES):
         buf += chunk
         if len(buf) > cap:
-            raise ManifestTooLargeError(f"{what}: manifest is over the {cap} byte cap")
+            line = RequestLine.answered(resp).context
+            raise ManifestTooLargeError(f"{line}: manifest is over the {cap} byte cap")
     return bytes(buf)
 
 
-def read_manifest_body(resp: requests.Response, cap: int, what: str, failed: BodyFailure) -> bytes:
+def read_manifest_body(resp: requests.Response, cap: int, failed: BodyFailure) -> bytes:
     """A streamed manifest-sized body, capped; a broken or too slow one is our error."""
     try:
-        data = read_capped(resp, cap, what)
+        data = read_capped(resp, cap)
     except (requests.RequestException, OSError) as exc:
-        raise failed(resp, what, exc) from exc
+        raise failed(resp, exc) from exc
     deadline = getattr(resp, "deadline", None)
     if isinstance(deadline, Deadline) and deadline.expired:  # cut short, maybe silently
-        raise failed(resp, what, TimeoutError())
+        raise failed(resp, TimeoutError())
     return data
 
 
-def blob_body(resp: requests.Response, what: str, failed: BodyFailure) -> StreamedBody:
+def blob_body(resp: requests.Response, failed: BodyFailure) -> StreamedBody:
     """A streamed blob, given time for its size: beyond the response deadline, its announced
     length at :func:`~oci_normalize.limits.min_blob_rate` (a length that lies is caught by the
     size check of the copy)."""
@@ -53,17 +90,16 @@ def blob_body(resp: requests.Response, what: str, failed: BodyFailure) -> Stream
     if isinstance(deadline, Deadline):
         length = parse_count(resp.headers.get("Content-Length", ""))
         deadline.extend(BLOB_WITHOUT_LENGTH_S if length is None else length / min_blob_rate())
-    return StreamedBody(resp, what, failed)
+    return StreamedBody(resp, failed)
 
 
 class StreamedBody:
     """A streamed answer (a blob) whose read failures are ours: the deadline passed, or the
     connection broke. Shaped like the response it wraps for the few things callers use."""
 
-    def __init__(self, resp: requests.Response, what: str, failed: BodyFailure) -> None:
+    def __init__(self, resp: requests.Response, failed: BodyFailure) -> None:
         self._failed = failed
         self._resp = resp
-        self._what = what
         self.headers = resp.headers
         self.status_code = resp.status_code
 
@@ -71,10 +107,10 @@ class StreamedBody:
         try:
             yield from self._resp.iter_content(chunk_size)
         except (requests.RequestException, OSError) as exc:
-            raise self._failed(self._resp, self._what, exc) from exc
+            raise self._failed(self._resp, exc) from exc
         deadline = getattr(self._resp, "deadline", None)
         if isinstance(deadline, Deadline) and deadline.expired:  # cut short, maybe silently
-            raise self._failed(self._resp, self._what, TimeoutError())
+            raise self._failed(self._resp, TimeoutError())
 
     def close(self) -> None:
         self._resp.close()
@@ -97,21 +133,27 @@ def close_ends(resp: requests.Response, deadline: Deadline) -> None:
     resp.close = closing  # type: ignore[method-assign]
 
 
-def preload(resp: requests.Response, cap: int, what: str) -> None:
-    """Read a body the caller did not stream, at most ``cap`` bytes, as ``resp.content``.
+def read_reply(resp: requests.Response, cap: int) -> Reply:
+    """Read a body the caller did not stream, at most ``cap`` bytes, into a :class:`Reply`.
 
-    The caller closes ``resp`` (once fully read, that only hands the connection back)."""
+    A success answer longer than ``cap`` is refused; an error answer is cut there (its
+    message is all that is read of it). The caller closes ``resp``: once it was read to its
+    end, that only hands the connection back; when it was cut, its connection is closed here.
+    """
     buf = bytearray()
     over = False
-    for chunk in resp.iter_content(64 * 1024):
+    for chunk in resp.iter_content(CHUNK_BYTES):
         buf += chunk
         if len(buf) > cap:
             over = True
             break
-    resp._content = bytes(buf[:cap])  # noqa: SLF001 - requests' own slot for the body
     if over:
         resp.raw.close()  # the rest is never read: this connection cannot be reused
-    resp._content_consumed = True  # type: ignore[attr-defined]  # noqa: SLF001
-    if over and resp.status_code < 300:
-        resp.close()
-        raise RegistryError(f"{what}: the registry's answer is over the {cap} byte cap")
+        if resp.status_code < 300:
+            resp.close()
+            raise RequestLine.answered(resp).error(
+                RegistryError,
+                f"the registry's answer is over the {cap} byte cap",
+                status=resp.status_code,
+            )
+    return Reply(resp, bytes(buf[:cap]))

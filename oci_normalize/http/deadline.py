@@ -9,6 +9,10 @@ fails, and the caller sees :attr:`Deadline.expired` to say why.
 
 A deadline stays armed until :meth:`Deadline.disarm` (the caller closed the response); a
 streaming body can be given more time once its length is known (:meth:`Deadline.extend`).
+
+Deadlines are timed on their :class:`Watchdog`'s clock; a watchdog made with a fake clock and
+``background=False`` fires only when :meth:`Watchdog.fire_due` is called, so tests move time
+instead of sleeping.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import heapq
 import itertools
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
@@ -29,6 +32,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
 
+from oci_normalize.http.clock import SYSTEM_CLOCK, Clock
+
 _local = threading.local()
 
 
@@ -36,10 +41,14 @@ class Deadline:
     """``seconds`` for one response, counted from when the request has been sent.
 
     ``covers_sending``: the clock starts when the request starts instead, so that sending its
-    body is bounded too (an upload to a server that reads one byte a second).
+    body is bounded too (an upload to a server that reads one byte a second). ``watchdog``
+    fires it (default: the process's one watchdog, on the system clock).
     """
 
-    def __init__(self, seconds: float, *, covers_sending: bool = False) -> None:
+    def __init__(
+        self, seconds: float, *, covers_sending: bool = False, watchdog: Watchdog | None = None
+    ) -> None:
+        self._watchdog = _WATCHDOG if watchdog is None else watchdog
         self.seconds = seconds
         self.covers_sending = covers_sending
         self.expires_at = float("inf")
@@ -57,9 +66,9 @@ class Deadline:
                 self._sockets.append(sock)
             first = self.expires_at == float("inf")
             if first:
-                self.expires_at = time.monotonic() + self.seconds
+                self.expires_at = self._watchdog.clock.monotonic() + self.seconds
         if first:
-            _WATCHDOG.watch(self)
+            self._watchdog.watch(self)
 
     def extend(self, seconds: float) -> None:
         """Allow ``seconds`` more from the original start (a long body announced its length)."""
@@ -94,10 +103,13 @@ class Deadline:
 _PRUNE_MIN: Final = 4096
 
 
-class _Watchdog:
-    """One daemon thread that fires deadlines in time order."""
+class Watchdog:
+    """Fires deadlines in time order: in one daemon thread (``background``), or each time
+    :meth:`fire_due` is called."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock = SYSTEM_CLOCK, background: bool = True) -> None:
+        self.clock = clock
+        self._background = background
         self._heap: list[tuple[float, int, Deadline]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -118,6 +130,8 @@ class _Watchdog:
                 self._heap = [e for e in self._heap if e[2].armed]
                 heapq.heapify(self._heap)
                 self._prune_at = max(_PRUNE_MIN, 2 * len(self._heap))
+            if not self._background:
+                return
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="oci-normalize-deadlines", daemon=True
@@ -126,24 +140,45 @@ class _Watchdog:
             elif sooner:
                 self._cond.notify()
 
+    def fire_due(self) -> list[Deadline]:
+        """Fire every deadline whose time has come; those it fired (disarmed ones are dropped)."""
+        with self._cond:
+            due = self._due()
+        for deadline in due:
+            deadline.fire()
+        return [d for d in due if d.expired]
+
+    def _due(self) -> list[Deadline]:
+        """Pop the deadlines due now (an extended one goes back in its new place). The caller
+        holds ``_cond``."""
+        due: list[Deadline] = []
+        now = self.clock.monotonic()
+        while self._heap:
+            when, _, deadline = self._heap[0]
+            if when > now:
+                break
+            heapq.heappop(self._heap)
+            if deadline.armed and deadline.expires_at > now:  # extended meanwhile
+                heapq.heappush(self._heap, (deadline.expires_at, next(self._seq), deadline))
+            else:
+                due.append(deadline)
+        return due
+
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not self._heap:
                     self._cond.wait()
-                when, _, deadline = self._heap[0]
-                now = time.monotonic()
-                if when > now:
-                    self._cond.wait(when - now)
+                wait = self._heap[0][0] - self.clock.monotonic()
+                if wait > 0:
+                    # Computed and waited on under one hold of the lock: a sooner deadline
+                    # added meanwhile cannot be missed, its notify wakes this wait.
+                    self._cond.wait(wait)
                     continue
-                heapq.heappop(self._heap)
-                if deadline.armed and deadline.expires_at > now:  # extended meanwhile
-                    heapq.heappush(self._heap, (deadline.expires_at, next(self._seq), deadline))
-                    continue
-            deadline.fire()
+            self.fire_due()
 
 
-_WATCHDOG = _Watchdog()
+_WATCHDOG = Watchdog()
 
 
 @contextmanager

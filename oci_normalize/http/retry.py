@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NoReturn, TypeVar
 
+from oci_normalize.http.clock import SYSTEM_CLOCK, Clock
 from oci_normalize.limits import parse_count
 
 #: HTTP statuses worth another try.
@@ -99,18 +100,21 @@ def retrying(
     attempt: Callable[[], T | Again],
     *,
     backoff: Callable[[float], None],
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> T:
     """The one retry loop (requests and blob uploads): call ``attempt`` until it returns a
-    value, waiting ``policy``'s schedule (through ``backoff``) between tries."""
-    start = clock()
+    value, waiting ``policy``'s schedule (through ``backoff``) between tries; ``clock`` tells
+    the time spent against the policy's budget."""
+    start = clock.monotonic()
     tries = 0
     while True:
         outcome = attempt()
         if not isinstance(outcome, Again):
             return outcome
         tries += 1
-        delay = policy.wait(tries, elapsed=clock() - start, retry_after=outcome.retry_after)
+        delay = policy.wait(
+            tries, elapsed=clock.monotonic() - start, retry_after=outcome.retry_after
+        )
         if delay is None:
             outcome.give_up(tries)
         outcome.release()

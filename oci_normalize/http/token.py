@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -19,6 +18,7 @@ import requests
 from oci_normalize.errors import UnauthorizedError
 from oci_normalize.http import secrets
 from oci_normalize.http.deadline import Deadline
+from oci_normalize.http.requestline import RequestLine
 from oci_normalize.limits import MAX_TOKEN_BODY, parse_count
 from oci_normalize.manifest import too_deep
 
@@ -35,18 +35,22 @@ _TOKEN_CHARS: Final = re.compile(r"[\x21-\x7e]+")
 
 @dataclass
 class Token:
+    """A bearer token and when it stops being used, on the clock its ``now`` was read from."""
+
     value: str
     expires_at: float
 
-    def fresh(self) -> bool:
-        return self.expires_at > time.monotonic()
+    def fresh(self, now: float) -> bool:
+        return self.expires_at > now
 
 
-def read_token_body(resp: requests.Response, what: str, deadline: Deadline) -> bytes:
+def read_token_body(resp: requests.Response, deadline: Deadline) -> bytes:
     """The token answer, at most :data:`MAX_TOKEN_BODY` bytes, under the response deadline."""
+    line = RequestLine.answered(resp)
     length = parse_count(resp.headers.get("Content-Length", ""))
-    failed = UnauthorizedError(
-        f"{what}: authentication failed: the token service's answer is over {MAX_TOKEN_BODY} bytes"
+    failed = line.error(
+        UnauthorizedError,
+        f"authentication failed: the token service's answer is over {MAX_TOKEN_BODY} bytes",
     )
     if length is not None and length > MAX_TOKEN_BODY:
         raise failed
@@ -58,15 +62,18 @@ def read_token_body(resp: requests.Response, what: str, deadline: Deadline) -> b
                 raise failed
     except (requests.RequestException, OSError) as exc:
         why = "did not finish answering in time" if deadline.expired else "broke off its answer"
-        raise UnauthorizedError(f"{what}: authentication failed: the token service {why}") from exc
+        raise line.error(
+            UnauthorizedError, f"authentication failed: the token service {why}"
+        ) from exc
     return bytes(buf)
 
 
-def token_from(raw: bytes, what: str) -> Token:
-    """The token and its lifetime from a token answer; anything unusable is a failed login."""
+def token_from(raw: bytes, *, request: RequestLine, now: float) -> Token:
+    """The token and its lifetime from the answer to ``request``, received at ``now``;
+    anything unusable is a failed login."""
 
     def failed(why: str) -> UnauthorizedError:
-        return UnauthorizedError(f"{what}: authentication failed: the token service {why}")
+        return request.error(UnauthorizedError, f"authentication failed: the token service {why}")
 
     if too_deep(raw):
         raise failed("answered with malformed JSON")
@@ -91,4 +98,4 @@ def token_from(raw: bytes, what: str) -> Token:
         lifetime = DEFAULT_TOKEN_LIFETIME_S
     lifetime = float(min(lifetime, MAX_TOKEN_LIFETIME_S))  # float() of a huge int overflows
     margin = min(EXPIRY_MARGIN_S, lifetime / 2)
-    return Token(value, time.monotonic() + lifetime - margin)
+    return Token(value, now + lifetime - margin)

@@ -1,64 +1,68 @@
-"""HTTP plumbing under :class:`~oci_normalize.registry.Registry`: auth, redirects, retries, errors.
+"""HTTP plumbing under :class:`~oci_normalize.store.registry.Registry`: auth, redirects, retries.
 
 One :class:`Transport` per registry host sends every request: it adds the ``Authorization``
 header (only to the registry's own origin), answers one 401 challenge, follows redirects of reads
 itself (a blob redirected to object storage travels without credentials), retries what may change
-(:mod:`oci_normalize.retry`), counts requests and turns requests' exceptions into ours. Error
-answers become exceptions in one place, :func:`raise_for_status`, which reads at most
-:data:`MAX_ERROR_BODY` bytes of the body.
+(:mod:`oci_normalize.http.retry`), counts requests and turns requests' exceptions into ours, each
+naming the request that failed (:class:`~oci_normalize.http.requestline.RequestLine`). It sends;
+judging an error answer is :mod:`oci_normalize.http.status`'s work.
 """
 
 from __future__ import annotations
 
-import json
 import threading
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, cast
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 from requests.cookies import get_cookie_header
 from requests.structures import CaseInsensitiveDict
 
-from oci_normalize.errors import (
-    DeniedError,
-    ManifestTooLargeError,
-    NotFoundError,
-    RateLimitedError,
-    RegistryError,
-    TLSFailureError,
-    TransportError,
-    UnauthorizedError,
-)
+from oci_normalize.errors import RegistryError, TLSFailureError, TransportError
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import Authenticator
-from oci_normalize.http.body import close_ends, preload
+from oci_normalize.http.body import Reply, close_ends, read_reply
+from oci_normalize.http.clock import SYSTEM_CLOCK, Clock
 from oci_normalize.http.deadline import Deadline, armed
+from oci_normalize.http.requestline import RequestLine
 from oci_normalize.http.retry import NO_RETRY, Again, RetryPolicy, parse_retry_after, retrying
-from oci_normalize.http.secrets import redact
+from oci_normalize.http.status import raise_for_status
 from oci_normalize.limits import MAX_ERROR_BODY, min_blob_rate, parse_count
-from oci_normalize.manifest import too_deep
 from oci_normalize.text import printable
 
-__all__ = ["MAX_ERROR_BODY", "Transport", "raise_for_status", "read_errors"]
+__all__ = ["MAX_ERROR_BODY", "Transport", "origin"]
 MAX_REDIRECTS: Final = 5
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _FOLLOWED_METHODS: Final = frozenset({"GET", "HEAD"})
 
+#: A body to send: bytes, or an iterable of chunks with a known ``len``.
+Body = Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Outgoing:
+    """What one request sends beyond its method and URL, the same on every try."""
+
+    headers: dict[str, str]
+    params: dict[str, Any] | None = None
+    data: Body = None
+    stream: bool = False
+    max_body: int = MAX_ERROR_BODY
+
 
 def _gave_up(exc: TransportError, tries: int) -> NoReturn:
     if tries > 1:
-        raise TransportError(f"{exc} (gave up after {tries} tries)") from exc
+        raise TransportError(
+            f"{exc} (gave up after {tries} tries)", method=exc.method, url=exc.url
+        ) from exc
     raise exc
 
 
-def _still_answered(resp: requests.Response, what: str, tries: int) -> NoReturn:
+def _still_answered(resp: requests.Response | Reply, tries: int) -> NoReturn:
     """A retryable status answered to the last try: its error."""
-    if tries > 1:
-        what = f"{what} (gave up after {tries} tries)"
-    raise_for_status(resp, what, kind="")
+    raise_for_status(resp, tries=tries)
     raise AssertionError("unreachable: a retryable status is an error")
 
 
@@ -70,7 +74,10 @@ def origin(url: str) -> tuple[str, str]:
 
 
 class Transport:
-    """Sends requests for one registry host; thread-safe; counts every request it sends."""
+    """Sends requests for one registry host; thread-safe; counts every request it sends.
+
+    ``clock`` is what retry waits sleep on and what their time budget is measured by.
+    """
 
     def __init__(
         self,
@@ -83,7 +90,7 @@ class Transport:
         verify: bool | str,
         retry: RetryPolicy,
         deadline_s: float | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.registry = registry
         self._origin = origin(base_url)
@@ -96,7 +103,7 @@ class Transport:
         self.deadline_s = timeout[1] if deadline_s is None else deadline_s
         self._proxies, self._verify = httpenv.settings(base_url, verify)
         self.retry = retry
-        self.sleep = sleep
+        self.clock = clock
         self._lock = threading.Lock()
         self.requests = 0  # every request sent, retries and redirect hops included
         self.retries = 0  # of which were retries after a transient failure
@@ -107,26 +114,55 @@ class Transport:
         url: str,
         *,
         scopes: tuple[str, ...],
-        what: str,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        data: Body = None,
+        max_body: int = MAX_ERROR_BODY,
         retry_auth: bool = True,
         replayable: bool = True,
-        **kwargs: Any,
-    ) -> requests.Response:
-        """Send with auth; retry transient failures when the request can be sent again.
-
-        Every answer is read under an overall deadline (:attr:`deadline_s`). Without
-        ``stream=True`` the body is read here, at most ``max_body`` bytes (an error answer is
-        cut there, a longer success answer is refused); with it, the caller reads the body and
-        closes the response, which ends its deadline.
+    ) -> Reply:
+        """Send with auth and read the answer's body, at most ``max_body`` bytes: an error
+        answer is cut there, a longer success answer is refused. Transient failures are
+        retried when the request can be sent again (``replayable``).
 
         A retryable status still answered after the last try raises (429 as
-        :class:`RateLimitedError`); any other answer is returned for the caller to judge.
+        :class:`~oci_normalize.errors.RateLimitedError`); any other answer is returned for
+        the caller to judge (:func:`~oci_normalize.http.status.raise_for_status`).
         """
+        out = _Outgoing(headers=headers or {}, params=params, data=data, max_body=max_body)
+        answer = self._exchange(method, url, scopes, out, retry_auth, replayable)
+        assert isinstance(answer, Reply)
+        return answer
+
+    def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        scopes: tuple[str, ...],
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """:meth:`request` for a body the caller streams: the caller reads it and closes the
+        response, which ends its deadline (:attr:`deadline_s`, from the request sent)."""
+        out = _Outgoing(headers=headers or {}, stream=True)
+        answer = self._exchange(method, url, scopes, out, True, True)
+        assert isinstance(answer, requests.Response)
+        return answer
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        scopes: tuple[str, ...],
+        out: _Outgoing,
+        retry_auth: bool,
+        replayable: bool,
+    ) -> requests.Response | Reply:
         policy = self.retry if replayable else NO_RETRY
 
-        def attempt() -> requests.Response | Again:
+        def attempt() -> requests.Response | Reply | Again:
             try:
-                resp = self._authorized(method, url, scopes, what, retry_auth, kwargs)
+                resp = self._authorized(method, url, scopes, out, retry_auth)
             except TransportError as exc:
                 if not exc.retryable:
                     raise
@@ -137,16 +173,18 @@ class Transport:
             if resp.status_code == 429:
                 after = parse_retry_after(resp.headers.get("Retry-After"))
             return Again(
-                give_up=partial(_still_answered, resp, what), retry_after=after, release=resp.close
+                give_up=partial(_still_answered, resp), retry_after=after, release=resp.close
             )
 
-        return retrying(policy, attempt, backoff=self.backoff)
+        # mypy cannot split T out of ``T | Again`` when T is itself a union: name it.
+        answer = retrying(policy, attempt, backoff=self.backoff, clock=self.clock)
+        return cast("requests.Response | Reply", answer)
 
     def backoff(self, delay: float) -> None:
         """Count one retry and wait ``delay`` seconds before it."""
         with self._lock:
             self.retries += 1
-        self.sleep(delay)
+        self.clock.sleep(delay)
 
     def _ours(self, url: str) -> bool:
         return url.startswith(self._prefix) or origin(url) == self._origin
@@ -154,28 +192,23 @@ class Transport:
     # ---- one try: auth, one 401 answer, redirects --------------------------------------------
 
     def _authorized(
-        self,
-        method: str,
-        url: str,
-        scopes: tuple[str, ...],
-        what: str,
-        retry_auth: bool,
-        kwargs: dict[str, Any],
-    ) -> requests.Response:
+        self, method: str, url: str, scopes: tuple[str, ...], out: _Outgoing, retry_auth: bool
+    ) -> requests.Response | Reply:
         ours = self._ours(url)
         for attempt in (1, 2):
-            headers: dict[str, str] = dict(kwargs.get("headers") or {})
+            headers = dict(out.headers)
             header = self.auth.header(scopes) if ours else None
             if header:
                 headers["Authorization"] = header
-            resp = self._send(method, url, headers, what, kwargs)
+            resp = self._send(method, url, headers, out)
             if resp.status_code in REDIRECT_STATUSES and method in _FOLLOWED_METHODS:
-                resp = self._follow(method, url, resp, scopes, what, kwargs)
+                resp = self._follow(method, url, resp, scopes, out)
             if resp.status_code != 401 or not retry_auth or not ours:
                 return resp
+            refusal = resp.response if isinstance(resp, Reply) else resp
             if attempt == 2:
-                self.auth.refused(resp, scopes, what)  # raises a clear error
-            self.auth.answer(resp, scopes, what)
+                self.auth.refused(refusal, scopes)  # raises a clear error
+            self.auth.answer(refusal, scopes)
             resp.close()
         raise AssertionError("unreachable")
 
@@ -183,12 +216,12 @@ class Transport:
         self,
         method: str,
         url: str,
-        resp: requests.Response,
+        resp: requests.Response | Reply,
         scopes: tuple[str, ...],
-        what: str,
-        kwargs: dict[str, Any],
-    ) -> requests.Response:
+        out: _Outgoing,
+    ) -> requests.Response | Reply:
         """Follow redirects of a read; Authorization goes only to the registry's own origin."""
+        line = RequestLine.of(method, url)
         for _ in range(MAX_REDIRECTS):
             location = resp.headers.get("Location")
             if resp.status_code not in REDIRECT_STATUSES or not location:
@@ -196,67 +229,66 @@ class Transport:
             resp.close()
             url = urljoin(url, location)
             if urlsplit(url).scheme.lower() not in ("http", "https"):
-                raise RegistryError(
-                    f"{what}: the registry redirected to a non-HTTP URL "
-                    f"({printable(url, limit=120)})"
+                shown = printable(RequestLine.of(method, url).url, limit=120)
+                raise line.error(
+                    RegistryError, f"the registry redirected to a non-HTTP URL ({shown})"
                 )
-            headers: dict[str, str] = dict(kwargs.get("headers") or {})
+            headers = dict(out.headers)
             if self._ours(url):
                 header = self.auth.header(scopes)
                 if header:
                     headers["Authorization"] = header
-            resp = self._send(method, url, headers, what, kwargs)
-        raise RegistryError(f"{what}: more than {MAX_REDIRECTS} redirects")
+            resp = self._send(method, url, headers, out)
+        raise line.error(RegistryError, f"more than {MAX_REDIRECTS} redirects")
 
     def _send(
-        self, method: str, url: str, headers: dict[str, str], what: str, kwargs: dict[str, Any]
-    ) -> requests.Response:
-        extra = {k: v for k, v in kwargs.items() if k not in ("headers", "stream", "max_body")}
-        streams = bool(kwargs.get("stream"))
-        max_body = int(kwargs.get("max_body") or MAX_ERROR_BODY)
+        self, method: str, url: str, headers: dict[str, str], out: _Outgoing
+    ) -> requests.Response | Reply:
+        line = RequestLine.of(method, url)
         with self._lock:
             self.requests += 1
         proxies = self._proxies
         if not self._ours(url):  # a redirect elsewhere (object storage)
             proxies = httpenv.settings(url, True)[0]
-        deadline = self._deadline_for(extra.get("data"), headers)
+        deadline = self._deadline_for(out.data, headers)
         try:
             with armed(deadline):
-                resp = self._dispatch(method, url, headers, proxies, extra)
+                resp = self._dispatch(method, url, headers, proxies, out)
         except requests.exceptions.SSLError as exc:
             deadline.disarm()
             if deadline.expired:
-                raise self._late(what, deadline) from exc
+                raise self._late(line, deadline) from exc
             reason = "certificate verify failed" if "CERTIFICATE_VERIFY" in str(exc) else "error"
-            raise TLSFailureError(
-                f"{what}: TLS {reason} talking to {self.registry} "
-                "(--ca-file for a private CA, --insecure to skip the check)"
+            raise line.error(
+                TLSFailureError,
+                f"TLS {reason} talking to {self.registry} "
+                "(--ca-file for a private CA, --insecure to skip the check)",
             ) from exc
         except requests.exceptions.Timeout as exc:
             deadline.disarm()
-            raise TransportError(f"{what}: {self.registry} timed out") from exc
+            raise line.error(TransportError, f"{self.registry} timed out") from exc
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader) as exc:
             deadline.disarm()
-            raise TransportError(f"{what}: invalid URL or header", retryable=False) from exc
+            raise line.error(TransportError, "invalid URL or header", retryable=False) from exc
         except (requests.RequestException, OSError) as exc:
             deadline.disarm()
             if deadline.expired:
-                raise self._late(what, deadline) from exc
-            raise TransportError(
-                f"{what}: cannot reach {self.registry} ({type(exc).__name__})"
+                raise self._late(line, deadline) from exc
+            raise line.error(
+                TransportError, f"cannot reach {self.registry} ({type(exc).__name__})"
             ) from exc
-        if streams:
+        if out.stream:
             close_ends(resp, deadline)
             resp.deadline = deadline  # type: ignore[attr-defined]
             return resp
         try:
-            preload(resp, max_body, what)
+            reply = read_reply(resp, out.max_body)
         except (requests.RequestException, OSError) as exc:
             deadline.disarm()
             resp.close()
             if deadline.expired:
-                raise self._late(what, deadline) from exc
-            raise TransportError(f"{what}: {self.registry} broke off its answer") from exc
+                raise self._late(line, deadline) from exc
+            raise line.error(TransportError, f"{self.registry} broke off its answer") from exc
         except BaseException:  # over the cap (its connection is closed), or interrupted
             deadline.disarm()
             raise
@@ -265,8 +297,8 @@ class Transport:
         deadline.disarm()
         resp.close()
         if deadline.expired:
-            raise self._late(what, deadline)
-        return resp
+            raise self._late(line, deadline)
+        return reply
 
     def _dispatch(
         self,
@@ -274,7 +306,7 @@ class Transport:
         url: str,
         headers: dict[str, str],
         proxies: dict[str, str],
-        extra: dict[str, Any],
+        out: _Outgoing,
     ) -> requests.Response:
         """One request through the session's adapter, prepared here.
 
@@ -284,10 +316,7 @@ class Transport:
         again by urllib3). What it did that matters is kept: the session's headers (our
         User-Agent), ``params``, the body and its Content-Length, and its cookie jar.
         """
-        unknown = set(extra) - {"params", "data"}
-        if unknown:
-            raise TypeError(f"unsupported request options: {sorted(unknown)}")
-        params = extra.get("params")
+        params = out.params
         if params:
             url = f"{url}{'&' if '?' in url else '?'}{urlencode(params, doseq=True)}"
         prep = requests.PreparedRequest()
@@ -299,9 +328,11 @@ class Transport:
                 prep.headers[name] = default
         for name, value in headers.items():
             if "\r" in value or "\n" in value:  # a token or header that would split the request
-                raise TransportError(f"invalid {name} header value", retryable=False)
+                raise RequestLine.of(method, url).error(
+                    TransportError, f"invalid {name} header value", retryable=False
+                )
             prep.headers[name] = value
-        body = extra.get("data")
+        body = out.data
         if isinstance(body, (bytes, bytearray)):
             prep.headers["Content-Length"] = str(len(body))
         elif body is None and method not in ("GET", "HEAD"):
@@ -334,85 +365,17 @@ class Transport:
         seconds = self.deadline_s + length / min_blob_rate()
         return Deadline(seconds, covers_sending=True)
 
-    def _late(self, what: str, deadline: Deadline | None = None) -> TransportError:
+    def _late(self, line: RequestLine, deadline: Deadline | None = None) -> TransportError:
         seconds = self.deadline_s if deadline is None else deadline.seconds
-        return TransportError(
-            f"{what}: {self.registry} did not finish answering within {seconds:g} s"
+        return line.error(
+            TransportError, f"{self.registry} did not finish answering within {seconds:g} s"
         )
 
-    def body_error(self, resp: requests.Response, what: str, exc: Exception) -> TransportError:
+    def body_error(self, resp: requests.Response, exc: Exception) -> TransportError:
         """The error for a streamed body whose reading failed (deadline or broken connection)."""
+        line = RequestLine.answered(resp)
         deadline = getattr(resp, "deadline", None)
         if isinstance(deadline, Deadline) and deadline.expired:
-            return self._late(what)  # the response deadline, however far a long body extended it
+            return self._late(line)  # the response deadline, however far a long body extended it
         name = type(exc).__name__
-        return TransportError(f"{what}: {self.registry} broke off its answer ({name})")
-
-
-# ---- error answers -----------------------------------------------------------------------------
-
-ERROR_CLASSES: Final = {
-    "MANIFEST_UNKNOWN": NotFoundError,
-    "NAME_UNKNOWN": NotFoundError,
-    "BLOB_UNKNOWN": NotFoundError,
-    "DENIED": DeniedError,
-    "UNAUTHORIZED": UnauthorizedError,
-    "TOOMANYREQUESTS": RateLimitedError,
-}
-
-
-def raise_for_status(resp: requests.Response, what: str, *, kind: str) -> None:
-    """Turn a non-2xx answer into one exception carrying the registry's error code."""
-    if resp.status_code < 300:
-        return
-    code, message = read_errors(resp)
-    status = resp.status_code
-    if code:
-        detail = f"{code}: {message}" if message else code
-    else:
-        detail = f"HTTP {status} {printable(redact(str(resp.reason or '')), limit=80)}".strip()
-    text = f"{what}: {detail}"
-    if status == 413:
-        raise ManifestTooLargeError(
-            f"{what}: the registry refused the size (HTTP 413 Payload Too Large)"
-        )
-    cls = ERROR_CLASSES.get(code or "")
-    if cls is NotFoundError or (cls is None and status == 404):
-        noun = "repository" if code == "NAME_UNKNOWN" else (kind or "resource")
-        raise NotFoundError(f"{what}: {noun} not found ({detail})", status=status, code=code)
-    if cls is None:
-        if status == 401:
-            cls = UnauthorizedError
-        elif status == 403:
-            cls = DeniedError
-        elif status == 429:
-            cls = RateLimitedError
-            text = f"{what}: rate limited by the registry (HTTP 429)"
-        else:
-            cls = RegistryError
-    raise cls(text, status=status, code=code)
-
-
-def read_errors(resp: requests.Response) -> tuple[str | None, str]:
-    """The first (code, message) of an error body read with a cap, made safe to show."""
-    raw = bytearray()
-    try:
-        if getattr(resp, "_content_consumed", False):  # preloaded (and capped) by _preload
-            raw += resp.content or b""
-        else:
-            for chunk in resp.iter_content(8192):
-                raw += chunk
-                if len(raw) >= MAX_ERROR_BODY:
-                    break
-    except (requests.RequestException, OSError, RuntimeError):
-        pass  # an unreadable error body must not hide the error itself
-    text = bytes(raw[:MAX_ERROR_BODY])
-    if too_deep(text):
-        return None, ""
-    try:
-        errors = json.loads(text).get("errors") or []
-        first = errors[0]
-        code = printable(redact(str(first.get("code") or "")), limit=64) or None
-        return code, printable(redact(str(first.get("message") or "")), limit=300)
-    except (ValueError, AttributeError, IndexError, TypeError, KeyError, RecursionError):
-        return None, ""
+        return line.error(TransportError, f"{self.registry} broke off its answer ({name})")

@@ -3,32 +3,78 @@
 Every page is read with a cap, the whole listing is bounded in names and pages, a ``next`` link
 must stay on the registry and never repeat. The names come back as the registry sent them:
 callers parse them like user input (:mod:`oci_normalize.reference`) before using one.
+
+The functions take any :class:`Requester` (the registry client is one): they send through its
+public request methods and know nothing else of it.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import urljoin, urlsplit
+
+import requests
 
 from oci_normalize import limits
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import MalformedManifestError, RegistryError
-from oci_normalize.http.transport import ERROR_CLASSES, origin, raise_for_status, read_errors
+from oci_normalize.http.body import Reply
+from oci_normalize.http.requestline import RequestLine
+from oci_normalize.http.status import ERROR_CLASSES, error_for, raise_for_status
+from oci_normalize.http.transport import origin
 from oci_normalize.limits import MAX_LISTING_PAGE
 from oci_normalize.manifest import check_type_fields, parse_body
 from oci_normalize.text import printable
 
-if TYPE_CHECKING:
-    from oci_normalize.store.registry import Registry
-
 #: A listing longer than this many pages is treated as a registry loop.
 MAX_PAGES: Final = 10_000
+#: Codes with which a registry that has the referrers API says the subject is unknown; from
+#: one without the API, a 400/404/405 with any other or no code just means "no such API".
+_NO_API: Final = frozenset({"MANIFEST_UNKNOWN", "BLOB_UNKNOWN"})
+
+
+class Requester(Protocol):
+    """What a listing needs of a registry client."""
+
+    #: ``scheme://host/v2/``: a ``next`` link must stay under it.
+    base_url: str
+
+    def url(self, path: str) -> str:
+        """The absolute URL of ``path`` under :attr:`base_url`."""
+        ...
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        scopes: tuple[str, ...],
+        params: dict[str, Any] | None = ...,
+        max_body: int = ...,
+    ) -> Reply:
+        """Send and read the answer's body, at most ``max_body`` bytes."""
+        ...
+
+    def open(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        scopes: tuple[str, ...],
+        headers: dict[str, str] | None = ...,
+    ) -> requests.Response:
+        """Send; the caller streams the body and closes the answer."""
+        ...
+
+    def read_manifest_body(self, resp: requests.Response) -> bytes:
+        """A streamed manifest-sized body, capped like a manifest."""
+        ...
 
 
 def paginate(
-    reg: Registry, path: str, key: str, scopes: tuple[str, ...], what: str, page_size: int
+    reg: Requester, path: str, key: str, scopes: tuple[str, ...], page_size: int
 ) -> list[str]:
     """Follow ``Link: <…>; rel="next"``; without one, a full page asks on with ``last``.
 
@@ -39,103 +85,108 @@ def paginate(
     """
     out: list[str] = []
     cap = limits.max_listed_names()
-    url: str | None = reg._url(path)
+    url: str | None = reg.url(path)
+    line = RequestLine.of("GET", reg.url(path))
     params: dict[str, Any] | None = {"n": page_size}
     seen: set[str] = set()
+    previous: list[str] | None = None
     for _ in range(MAX_PAGES):
         if url is None:
             return out
-        resp = reg._request(
-            "GET", url, scopes=scopes, what=what, params=params, max_body=MAX_LISTING_PAGE
-        )
-        raise_for_status(resp, what, kind="repository")
-        items = _listed(resp.content, key, what)
+        reply = reg.request("GET", url, scopes=scopes, params=params, max_body=MAX_LISTING_PAGE)
+        raise_for_status(reply)
+        items = _listed(reply, key)
+        if params is not None and "last" in params and items == previous:
+            # Asked on with ``last`` (no Link came) and answered the same page again: the
+            # registry ignores n and last (distribution 2.8's tags/list), so that page was the
+            # whole listing, as peers read it (they never ask on without a Link).
+            return out
+        previous = items
         out.extend(items)
         if len(out) > cap:
-            raise RegistryError(
-                f"{what}: more than {cap} names (set {limits.ENV_MAX_LISTED_NAMES} to allow more)"
+            raise line.error(
+                RegistryError,
+                f"more than {cap} names (set {limits.ENV_MAX_LISTED_NAMES} to allow more)",
             )
-        nxt = resp.links.get("next", {}).get("url")
+        nxt = reply.links.get("next", {}).get("url")
         if nxt:
-            url, params = _same_registry(reg, urljoin(url, nxt), what), None
+            url, params = _same_registry(reg, urljoin(url, nxt), line), None
         elif len(items) == page_size and items:
-            url, params = reg._url(path), {"n": page_size, "last": items[-1]}
+            url, params = reg.url(path), {"n": page_size, "last": items[-1]}
         else:
             url = None
         marker = f"{url} {params}"
         if url is not None and marker in seen:
-            raise RegistryError(f"{what}: the registry's pagination goes round in a loop")
+            raise line.error(RegistryError, "the registry's pagination goes round in a loop")
         seen.add(marker)
-    raise RegistryError(f"{what}: more than {MAX_PAGES} pages")
+    raise line.error(RegistryError, f"more than {MAX_PAGES} pages")
 
 
-def _same_registry(reg: Registry, url: str, what: str) -> str:
+def _same_registry(reg: Requester, url: str, line: RequestLine) -> str:
     """A pagination link, refused unless it stays on this registry's origin."""
     if origin(url) != origin(reg.base_url) or not urlsplit(url).path.startswith("/v2/"):
-        raise RegistryError(
-            f"{what}: the registry's next-page link leaves it ({printable(url, limit=120)})"
-        )
+        shown = printable(RequestLine.of("GET", url).url, limit=120)
+        raise line.error(RegistryError, f"the registry's next-page link leaves it ({shown})")
     return url
 
 
-def referrers(reg: Registry, repository: str, digest: Digest) -> bytes | None:
+def referrers(reg: Requester, repository: str, digest: Digest) -> bytes | None:
     """The referrers API's index for ``digest``, or None when the registry lacks the API.
 
     A registry with the API answers 200 for any digest (an empty index when nothing
     refers to it); distribution 2.8 answers a plain 404 (or 400/405 elsewhere). Auth
     failures still raise. The index is capped like a manifest; Link pagination is followed.
     """
-    what = f"referrers of {reg.registry}/{repository}@{digest}"
-    url: str | None = reg._url(f"{repository}/referrers/{digest}")
+    url: str | None = reg.url(f"{repository}/referrers/{digest}")
+    line = RequestLine.of("GET", reg.url(f"{repository}/referrers/{digest}"))
     merged: dict[str, Any] | None = None
     seen: set[str | None] = {url}
     while url:
-        resp = reg._request(
+        resp = reg.open(
             "GET",
             url,
             scopes=(f"repository:{repository}:pull",),
-            what=what,
             headers={"Accept": mt.OCI_INDEX},
-            stream=True,
         )
         with resp:
             if merged is None and resp.status_code in (400, 404, 405):
-                code, message = read_errors(resp)
-                cls = ERROR_CLASSES.get(code or "")
-                if cls is None or code in ("MANIFEST_UNKNOWN", "BLOB_UNKNOWN"):
+                error = error_for(resp)
+                code = getattr(error, "code", None)
+                if code not in ERROR_CLASSES or code in _NO_API:
                     return None
-                raise cls(f"{what}: {code}: {message}", status=resp.status_code, code=code)
-            raise_for_status(resp, what, kind="referrers")
-            data = reg._read_capped(resp, what)
+                raise error
+            raise_for_status(resp)
+            data = reg.read_manifest_body(resp)
         try:
-            page = parse_body(data, what)
+            page = parse_body(data, line.context)
             entries = page.get("manifests") or []
             if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
                 raise TypeError("manifests is not a list of descriptors")
             for i, entry in enumerate(entries):
-                check_type_fields(entry, f"{what}: manifests[{i}]")
+                check_type_fields(entry, f"{line.context}: manifests[{i}]")
         except (ValueError, AttributeError, TypeError, MalformedManifestError) as exc:
-            raise RegistryError(f"{what}: the registry answered with a malformed index") from exc
+            raise line.error(RegistryError, "the registry answered with a malformed index") from exc
         if merged is None:
             merged = page
         else:
             merged["manifests"] = [*(merged.get("manifests") or []), *entries]
         if len(merged.get("manifests") or []) > limits.max_listed_names():
-            raise RegistryError(f"{what}: more referrers than {limits.max_listed_names()}")
+            raise line.error(RegistryError, f"more referrers than {limits.max_listed_names()}")
         nxt = resp.links.get("next", {}).get("url")
-        url = _same_registry(reg, urljoin(url, nxt), what) if nxt else None
+        url = _same_registry(reg, urljoin(url, nxt), line) if nxt else None
         if url in seen:
-            raise RegistryError(f"{what}: the registry's pagination goes round in a loop")
+            raise line.error(RegistryError, "the registry's pagination goes round in a loop")
         seen.add(url)
     return json.dumps(merged).encode()
 
 
-def _listed(data: bytes, key: str, what: str) -> list[str]:
+def _listed(reply: Reply, key: str) -> list[str]:
     """The names of one listing page: a JSON object whose ``key`` is a list of strings."""
+    line = RequestLine.answered(reply)
     try:
-        items = parse_body(data, what).get(key) or []
+        items = parse_body(reply.body, line.context).get(key) or []
     except MalformedManifestError as exc:
-        raise RegistryError(f"{what}: the registry answered with broken JSON") from exc
+        raise line.error(RegistryError, "the registry answered with broken JSON") from exc
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-        raise RegistryError(f"{what}: the registry's {key!r} is not a list of names")
+        raise line.error(RegistryError, f"the registry's {key!r} is not a list of names")
     return items

@@ -1,9 +1,11 @@
 """A distribution-spec client for one registry host on one pooled ``requests.Session``.
 
-Every request goes through :meth:`Registry._request`, which hands it to a
-:class:`~oci_normalize.transport.Transport`: Authorization header, one 401 challenge, redirects,
-retries of transient failures (:mod:`oci_normalize.retry`), request counting and translation of
-transport failures. Error answers become exceptions in one place, :func:`raise_for_status`.
+Every request goes through :meth:`Registry.request` (body read with a cap) or
+:meth:`Registry.open` (body streamed), which hand it to a
+:class:`~oci_normalize.http.transport.Transport`: Authorization header, one 401 challenge,
+redirects, retries of transient failures (:mod:`oci_normalize.http.retry`), request counting and
+translation of transport failures. Error answers become exceptions in one place,
+:func:`~oci_normalize.http.status.raise_for_status`; each names the request it answers.
 Writes survive lost answers: a manifest PUT or blob upload whose answer never came is checked
 with a HEAD before it is reported as failed, and a blob upload is retried as a whole session
 with a freshly opened body.
@@ -31,9 +33,13 @@ from oci_normalize.errors import (
 )
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Authenticator, Credential
-from oci_normalize.http.body import StreamedBody, blob_body, read_manifest_body
+from oci_normalize.http.body import Reply, StreamedBody, blob_body, read_manifest_body
+from oci_normalize.http.clock import SYSTEM_CLOCK, Clock
+from oci_normalize.http.requestline import RequestLine
 from oci_normalize.http.retry import DEFAULT_RETRY, Again, RetryPolicy, retrying
-from oci_normalize.http.transport import Transport, raise_for_status
+from oci_normalize.http.status import raise_for_status
+from oci_normalize.http.transport import Transport
+from oci_normalize.limits import MAX_ERROR_BODY
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
     BodyOpener,
@@ -59,6 +65,8 @@ class ClientOptions:
     read_timeout: float = READ_TIMEOUT_S
     max_manifest_bytes: int = MAX_MANIFEST_BYTES
     retry: RetryPolicy = field(default=DEFAULT_RETRY)
+    #: What token lifetimes and retry waits are counted on (tests give a fake one).
+    clock: Clock = field(default=SYSTEM_CLOCK, compare=False)
 
 
 DEFAULT_OPTIONS: Final = ClientOptions()
@@ -103,6 +111,7 @@ class Registry:
             timeout=timeout,
             verify=verify,
             allow_plain_http=options.plain_http,
+            clock=options.clock,
         )
         self.transport = Transport(
             registry=self.registry,
@@ -112,6 +121,7 @@ class Registry:
             timeout=timeout,
             verify=verify,
             retry=options.retry,
+            clock=options.clock,
         )
 
     @property
@@ -123,54 +133,83 @@ class Registry:
     def retries(self) -> int:
         return self.transport.retries
 
-    # ---- plumbing ---------------------------------------------------------------------------
+    # ---- requests ---------------------------------------------------------------------------
 
-    def _url(self, path: str) -> str:
+    def url(self, path: str) -> str:
+        """The absolute URL of ``path`` (``app/tags/list``) under :attr:`base_url`."""
         # Paths here are built from checked names (no dot segments): joining is concatenation.
         if self.base_url.endswith("/") and not path.startswith("/"):
             return self.base_url + path
         return urljoin(self.base_url, path)
 
-    def _request(
+    def _absolute(self, path_or_url: str) -> str:
+        return path_or_url if "://" in path_or_url else self.url(path_or_url)
+
+    def request(
         self,
         method: str,
         path_or_url: str,
         *,
         scopes: tuple[str, ...],
-        what: str,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        data: Any = None,
+        max_body: int = MAX_ERROR_BODY,
         retry_auth: bool = True,
         replayable: bool = True,
-        **kwargs: Any,
-    ) -> Response:
-        url = path_or_url if "://" in path_or_url else self._url(path_or_url)
+    ) -> Reply:
+        """Send one request (a path under :attr:`base_url` or a URL on the registry) and read
+        its answer's body, at most ``max_body`` bytes. Judge the answer with
+        :func:`~oci_normalize.http.status.raise_for_status`."""
         return self.transport.request(
             method,
-            url,
+            self._absolute(path_or_url),
             scopes=scopes,
-            what=what,
+            headers=headers,
+            params=params,
+            data=data,
+            max_body=max_body,
             retry_auth=retry_auth,
             replayable=replayable,
-            **kwargs,
         )
+
+    def open(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        scopes: tuple[str, ...],
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """:meth:`request` for a body the caller streams; the caller closes the answer."""
+        return self.transport.open(
+            method, self._absolute(path_or_url), scopes=scopes, headers=headers
+        )
+
+    def read_manifest_body(self, resp: Response) -> bytes:
+        """A streamed manifest-sized body, capped at ``options.max_manifest_bytes``."""
+        return read_manifest_body(resp, self.options.max_manifest_bytes, self.transport.body_error)
 
     # ---- manifests --------------------------------------------------------------------------
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
     ) -> Fetched:
-        """GET a manifest, capped in size and verified against its digest."""
+        """GET a manifest, capped in size and verified against its digest.
+
+        ``what`` names the manifest in messages about its content (default: the reference);
+        errors of the request itself name the request.
+        """
         what = what or f"{self.registry}/{repository}@{ref}"
-        resp = self._request(
+        resp = self.open(
             "GET",
             f"{repository}/manifests/{quote(ref, safe=':')}",
             scopes=(pull_scope(repository),),
-            what=what,
             headers={"Accept": mt.MANIFEST_ACCEPT},
-            stream=True,
         )
         with resp:
-            raise_for_status(resp, what, kind="manifest")
-            data = self._read_capped(resp, what)
+            raise_for_status(resp)
+            data = self.read_manifest_body(resp)
         content_type = resp.headers.get("Content-Type", "")
         header = resp.headers.get("Docker-Content-Digest")
         media_type = effective_media_type(data, content_type)
@@ -182,29 +221,22 @@ class Registry:
             data=content, media_type=media_type, digest=digest, size=len(data), signed=signed
         )
 
-    def _read_capped(self, resp: Response, what: str) -> bytes:
-        return read_manifest_body(
-            resp, self.options.max_manifest_bytes, what, self.transport.body_error
-        )
-
     def head_manifest(self, repository: str, ref: str) -> Digest | None:
         """The digest a tag or digest resolves to, or None when unknown."""
-        what = f"{self.registry}/{repository}:{ref}"
-        resp = self._request(
+        reply = self.request(
             "HEAD",
             f"{repository}/manifests/{quote(ref, safe=':')}",
             scopes=(pull_scope(repository),),
-            what=what,
             headers={"Accept": mt.MANIFEST_ACCEPT},
         )
-        if resp.status_code == 404:
+        if reply.status_code == 404:
             return None
-        raise_for_status(resp, what, kind="manifest")
-        header = resp.headers.get("Docker-Content-Digest")
+        raise_for_status(reply)
+        header = reply.headers.get("Docker-Content-Digest")
         if header:
-            return parse_header_digest(header, what)
+            return parse_header_digest(header, RequestLine.answered(reply).context)
         # Some registries omit the header on HEAD: fall back to a GET.
-        return self.get_manifest(repository, ref, what=what).digest
+        return self.get_manifest(repository, ref).digest
 
     def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
         """PUT a manifest by digest or tag; a failure whose PUT may have landed is re-checked."""
@@ -216,26 +248,28 @@ class Registry:
         """:meth:`put_manifest`, also telling whether the registry confirmed storing exactly
         these bytes under ``ref``: its answer echoed our digest in ``Docker-Content-Digest``
         (optional in the OCI spec, hence the flag), or a re-check after a lost answer did."""
-        what = f"push {self.registry}/{repository}:{ref}"
+        path = f"{repository}/manifests/{quote(ref, safe=':')}"
+        line = RequestLine.of("PUT", self.url(path))
         # What the registry will call it: a signed schema1 body is named by its JWS payload.
-        digest, _ = verify_manifest(data, mt.base(media_type), None, None, what)
+        digest, _ = verify_manifest(data, mt.base(media_type), None, None, line.context)
         try:
-            resp = self._request(
+            reply = self.request(
                 "PUT",
-                f"{repository}/manifests/{quote(ref, safe=':')}",
+                path,
                 scopes=(push_scope(repository),),
-                what=what,
                 headers={"Content-Type": media_type},
                 data=data,
             )
-            raise_for_status(resp, what, kind="manifest")
+            raise_for_status(reply)
         except (TransportError, RegistryError) as exc:
             if not _may_have_landed(exc) or not self._manifest_landed(repository, ref, digest):
                 raise
             return digest, True
-        returned = resp.headers.get("Docker-Content-Digest")
-        if returned and parse_header_digest(returned, what) != digest:
-            raise DigestMismatchError(f"{what}: registry stored {returned}, we sent {digest}")
+        returned = reply.headers.get("Docker-Content-Digest")
+        if returned and parse_header_digest(returned, line.context) != digest:
+            raise DigestMismatchError(
+                f"{line.context}: registry stored {returned}, we sent {digest}"
+            )
         return digest, bool(returned)
 
     def _manifest_landed(self, repository: str, ref: str, digest: Digest) -> bool:
@@ -249,43 +283,37 @@ class Registry:
     # ---- blobs ------------------------------------------------------------------------------
 
     def blob_exists(self, repository: str, digest: Digest) -> bool:
-        what = f"{self.registry}/{repository}@{digest}"
-        resp = self._request(
-            "HEAD", f"{repository}/blobs/{digest}", scopes=(pull_scope(repository),), what=what
+        reply = self.request(
+            "HEAD", f"{repository}/blobs/{digest}", scopes=(pull_scope(repository),)
         )
-        if resp.status_code == 404:
+        if reply.status_code == 404:
             return False
-        raise_for_status(resp, what, kind="blob")
+        raise_for_status(reply)
         return True
 
     def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
         """Try a cross-repository mount; True when the blob is now in ``repository``."""
-        what = f"mount {digest.short} into {self.registry}/{repository}"
-        resp = self._request(
+        reply = self.request(
             "POST",
             f"{repository}/blobs/uploads/",
             scopes=(push_scope(repository), pull_scope(from_repository)),
-            what=what,
             params={"mount": str(digest), "from": from_repository},
         )
-        if resp.status_code == 201:
+        if reply.status_code == 201:
             return True
-        raise_for_status(resp, what, kind="blob")
+        raise_for_status(reply)
         # 202: the registry opened an upload session instead; leave it unused (it expires).
         return False
 
     def open_blob(self, repository: str, digest: Digest) -> StreamedBody:
         """A streaming GET of a blob; the caller closes it and checks the digest."""
-        what = f"{self.registry}/{repository}@{digest}"
-        resp = self._request(
-            "GET",
-            f"{repository}/blobs/{digest}",
-            scopes=(pull_scope(repository),),
-            what=what,
-            stream=True,
-        )
-        raise_for_status(resp, what, kind="blob")
-        return blob_body(resp, what, self.transport.body_error)
+        resp = self.open("GET", f"{repository}/blobs/{digest}", scopes=(pull_scope(repository),))
+        try:
+            raise_for_status(resp)
+        except BaseException:
+            resp.close()
+            raise
+        return blob_body(resp, self.transport.body_error)
 
     def upload_blob(
         self,
@@ -318,7 +346,9 @@ class Registry:
                     return None
                 return Again(give_up=partial(_reraise, exc))
 
-        retrying(self.options.retry, attempt, backoff=self.transport.backoff)
+        retrying(
+            self.options.retry, attempt, backoff=self.transport.backoff, clock=self.options.clock
+        )
 
     def _blob_landed(self, repository: str, digest: Digest) -> bool:
         with contextlib.suppress(OciNormalizeError):
@@ -328,42 +358,39 @@ class Registry:
     def _upload_once(
         self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes]
     ) -> None:
-        what = f"upload {digest.short} to {self.registry}/{repository}"
         scopes = (push_scope(repository),)
-        resp = self._request("POST", f"{repository}/blobs/uploads/", scopes=scopes, what=what)
-        raise_for_status(resp, what, kind="blob")
-        location = resp.headers.get("Location")
+        reply = self.request("POST", f"{repository}/blobs/uploads/", scopes=scopes)
+        raise_for_status(reply)
+        line = RequestLine.answered(reply)
+        location = reply.headers.get("Location")
         if not location:
-            raise RegistryError(f"{what}: registry gave no upload location")
+            raise line.error(RegistryError, "registry gave no upload location")
         url = urljoin(self.base_url, location)
         if not url.lower().startswith(("http://", "https://")):
-            raise RegistryError(f"{what}: registry gave a non-HTTP upload location")
+            raise line.error(RegistryError, "registry gave a non-HTTP upload location")
         sep = "&" if "?" in url else "?"
         body = _SizedStream(chunks, size)
-        resp = self._request(
+        reply = self.request(
             "PUT",
             f"{url}{sep}digest={quote(str(digest), safe='')}",
             scopes=scopes,
-            what=what,
             retry_auth=False,
             replayable=False,
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
             data=body,
         )
-        raise_for_status(resp, what, kind="blob")
+        raise_for_status(reply)
 
     # ---- listings (names are returned as sent: parse them before use) --------------------
 
     def list_tags(self, repository: str, *, page_size: int = 1000) -> list[str]:
-        what = f"list tags of {self.registry}/{repository}"
         return listing.paginate(
-            self, f"{repository}/tags/list", "tags", (pull_scope(repository),), what, page_size
+            self, f"{repository}/tags/list", "tags", (pull_scope(repository),), page_size
         )
 
     def catalog(self, *, page_size: int = 1000) -> list[str]:
-        what = f"catalog of {self.registry}"
         return listing.paginate(
-            self, "_catalog", "repositories", ("registry:catalog:*",), what, page_size
+            self, "_catalog", "repositories", ("registry:catalog:*",), page_size
         )
 
     def referrers(self, repository: str, digest: Digest) -> bytes | None:
