@@ -8,12 +8,23 @@ The manifest tree travels as raw bytes (:class:`Node`); the normalizer's output 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from oci_normalize.digest import Digest
 
-# The public API's result models live with every status word in results; importable here too.
-from oci_normalize.results import CheckResult as CheckResult
-from oci_normalize.results import ConvertResult as ConvertResult
+# The public API's result models live with every status word in results; importable here too,
+# loaded on first use (the plan types must not cost pydantic: see results).
+if TYPE_CHECKING:
+    from oci_normalize.results import CheckResult as CheckResult
+    from oci_normalize.results import ConvertResult as ConvertResult
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name not in ("CheckResult", "ConvertResult"):
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from oci_normalize import results
+
+        return getattr(results, name)
 
 
 @dataclass(frozen=True)
