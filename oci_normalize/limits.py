@@ -12,6 +12,10 @@ from __future__ import annotations
 import os
 from typing import Final
 
+#: Seconds to wait for a connection, and for each read and a whole answer (``--connect-timeout``,
+#: ``--timeout``); blob transfers get more, by size (see :data:`MIN_BLOB_RATE`).
+CONNECT_TIMEOUT_S: Final = 10.0
+READ_TIMEOUT_S: Final = 60.0
 #: Bytes of one token-service answer read at most.
 MAX_TOKEN_BODY: Final = 1 << 20
 #: Bytes of one error answer read at most (the message shown is cut much shorter).

@@ -20,7 +20,7 @@ import string
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.convert import referrers as rf
@@ -42,12 +42,13 @@ from oci_normalize.results import (
     STALE,
     WOULD_REATTACH,
     ReferrerAction,
-    ReferrerOut,
-    TagMove,
     TagRole,
 )
 from oci_normalize.store.registry import Registry
 from oci_normalize.text import printable
+
+if TYPE_CHECKING:  # the result models are imported where built: importing this costs no pydantic
+    from oci_normalize.results import ReferrerOut, TagMove
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -240,6 +241,8 @@ class Prepared:
         return next((w for w in self.writes if w.role == BACKUP), None)
 
     def tag_moves(self) -> list[TagMove]:
+        from oci_normalize.results import TagMove
+
         return [
             TagMove(
                 tag=w.ref,
@@ -328,6 +331,8 @@ def _decide(ref: rf.Referrer, new: PlannedNode, options: ConvertOptions) -> Refe
         action = ANNOTATION_UPDATED
     else:
         action = WOULD_REATTACH if options.referrers else LEFT
+    from oci_normalize.results import ReferrerOut
+
     return ReferrerOut(
         subject=str(ref.subject),
         new_subject=str(new.new_digest),

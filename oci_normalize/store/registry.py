@@ -34,6 +34,7 @@ from oci_normalize.http.auth import ANONYMOUS, Authenticator, Credential
 from oci_normalize.http.body import StreamedBody, blob_body, read_manifest_body
 from oci_normalize.http.retry import DEFAULT_RETRY, Again, RetryPolicy, retrying
 from oci_normalize.http.transport import Transport, raise_for_status
+from oci_normalize.limits import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
     BodyOpener,
@@ -45,8 +46,6 @@ from oci_normalize.manifest import (
 from oci_normalize.reference import Reference
 from oci_normalize.store import listing
 
-CONNECT_TIMEOUT_S: Final = 10.0
-READ_TIMEOUT_S: Final = 60.0
 USER_AGENT: Final = "oci-normalize/0.1"
 
 
