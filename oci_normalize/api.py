@@ -5,13 +5,16 @@ Each call takes a location as a string (a registry reference, ``oci:PATH[:TAG]``
 typed result; failures raise :class:`~oci_normalize.errors.OciNormalizeError`. Pass one
 :class:`Client` to several calls to share connections and tokens; without one, each call makes
 its own and closes it.
+
+The result models (pydantic) and the layout and archive stores are imported where they are
+used: a call that fails before it has a result, or reads a registry only, loads neither.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from oci_normalize import mediatypes as mt
 
@@ -47,17 +50,11 @@ from oci_normalize.results import (
     TAG,
     WOULD_CONVERT,
     WOULD_REFUSE,
-    CheckResult,
-    ConvertResult,
     ConvertStatus,
-    FindingOut,
-    ManifestChange,
-    ReferrerOut,
-    TagMove,
 )
-from oci_normalize.store import archive
-from oci_normalize.store.layout import Layout
-from oci_normalize.store.ociarchive import OciArchiveStore
+
+if TYPE_CHECKING:
+    from oci_normalize.results import CheckResult, ConvertResult, ReferrerOut
 
 #: The tag an untagged ``oci:PATH`` destination gets, as a registry reference would.
 DEFAULT_LAYOUT_TAG: Final = "latest"
@@ -88,6 +85,8 @@ def check(ref: str | Location, *, client: Client | None = None) -> CheckResult:
 
 def _check(reference: Location, client: Client) -> CheckResult:
     tree = fetch_tree(client.store(reference), reference)
+    from oci_normalize.results import CheckResult, FindingOut  # a tree was read: a result
+
     require_image(tree)
     artifact = artifact_reason(tree)
     if artifact is not None:
@@ -144,6 +143,9 @@ def _check(reference: Location, client: Client) -> CheckResult:
 
 def _check_archive(ref: ArchiveRef) -> CheckResult:
     """A docker-archive is Docker's format by definition: name its config and layers."""
+    from oci_normalize.results import CheckResult, FindingOut
+    from oci_normalize.store import archive
+
     image, config = archive.inspect(ref)
     docker_findings = [("config", mt.DOCKER_CONFIG, mt.OCI_CONFIG)] + [
         (f"layers[{i}]", mt.DOCKER_LAYER_TAR, mt.OCI_LAYER_GZIP) for i in range(len(image.layers))
@@ -177,6 +179,9 @@ def _in_place_target(source: Location, client: Client) -> Location:
     if isinstance(source, ArchiveRef):
         raise OciNormalizeError(f"{source}: a docker-archive is read-only; give a DEST")
     if isinstance(source, LayoutRef | OciArchiveRef) and source.tag is None:
+        from oci_normalize.store.layout import Layout
+        from oci_normalize.store.ociarchive import OciArchiveStore
+
         layout = client.store(source)
         assert isinstance(layout, Layout | OciArchiveStore)
         tag = layout.sole_tag()
@@ -226,6 +231,8 @@ def _convert(
     client: Client,
     options: ConvertOptions,
 ) -> ConvertResult:
+    from oci_normalize.results import ConvertResult, ManifestChange, TagMove
+
     if dest is None:
         source = target = _in_place_target(source, client)
     else:
@@ -283,8 +290,11 @@ def _convert(
             options=options,
         )
         stats = pipeline.write(client, writes, source=source, target=target, options=options)
-        dest_store = client.store(target)
-        if isinstance(dest_store, OciArchiveStore):
+        if isinstance(target, OciArchiveRef):  # the one store that writes at the end
+            from oci_normalize.store.ociarchive import OciArchiveStore
+
+            dest_store = client.store(target)
+            assert isinstance(dest_store, OciArchiveStore)
             dest_store.commit()  # the new tar replaces PATH only now, whole
         status = CONVERTED if p.changed or isinstance(source, ArchiveRef) else COPIED
         status = ARTIFACT if p.artifact is not None else status

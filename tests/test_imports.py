@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Final
 
@@ -58,7 +59,8 @@ DOCKER: Final = ("docker",)
 NETWORK: Final = (
     "requests",
     "urllib3",
-    "oci_normalize.http.",
+    "oci_normalize.http.transport",
+    "oci_normalize.http.credentials",
     "oci_normalize.store.registry",
     "oci_normalize.convert.inplace",
     "oci_normalize.convert.normalize",
@@ -121,6 +123,15 @@ def test_the_probe_sees_what_a_command_loads(tmp_path: Path) -> None:
     ran = run_cli(tmp_path, "check", f"docker-archive:{tmp_path / 'none.tar'}")
     assert ran.code == 2
     assert ran.matching(["oci_normalize.store.archive"]) == ["oci_normalize.store.archive"]
+
+
+def test_the_package_names_load_on_first_use(tmp_path: Path) -> None:
+    code = (
+        "import sys, oci_normalize as o; assert 'oci_normalize.api' not in sys.modules; "
+        "print(sorted(n for n in o.__all__ if getattr(o, n) is None), o.__version__)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["[]", metadata.version("oci-normalize")]
 
 
 def test_version_loads_no_network_convert_or_model_stack(tmp_path: Path) -> None:
