@@ -24,10 +24,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 import typer
 
 from oci_normalize.cli.exits import say_warning
-from oci_normalize.convert.push import DEFAULT_BLOB_CONCURRENCY, MAX_BLOB_CONCURRENCY
 from oci_normalize.errors import CredentialError, ReferenceError_
 from oci_normalize.http.retry import MAX_ATTEMPTS, MAX_RETRY_TIME_S, RetryPolicy
-from oci_normalize.limits import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
+from oci_normalize.limits import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_BLOB_CONCURRENCY,
+    MAX_BLOB_CONCURRENCY,
+    READ_TIMEOUT_S,
+)
 
 if TYPE_CHECKING:
     from oci_normalize.api import Client

@@ -21,19 +21,18 @@ from typing import Final
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, PushError, RegistryError, TagMovedError
-from oci_normalize.limits import CHUNK
+from oci_normalize.limits import CHUNK, MAX_BLOB_CONCURRENCY
+
+# Its home is limits (the CLI declares --blob-concurrency without this module); named here too.
+from oci_normalize.limits import DEFAULT_BLOB_CONCURRENCY as DEFAULT_BLOB_CONCURRENCY
 from oci_normalize.models import Blob, NewBlob, Plan
 from oci_normalize.store.base import BlobStream, Store
 
-#: Blobs of one image streamed at once (each holds about two chunks in memory); skopeo's
-#: default is 6 too.
-DEFAULT_BLOB_CONCURRENCY: Final = 6
 #: Answers distribution 2.8 sometimes gives an index PUT while a child it names is still being
 #: linked by a concurrent PUT of the same child (seen with 4 batch workers, ~1 in 1,000 refs).
 #: Our bytes are hashed locally, so these are the registry racing itself: the PUT is retried.
 INDEX_RACE_CODES: Final = frozenset({"DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN"})
 INDEX_RACE_WAITS_S: Final = (0.2, 1.0)
-MAX_BLOB_CONCURRENCY: Final = 16
 
 
 @dataclass
