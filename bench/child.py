@@ -34,16 +34,26 @@ class Child:
     watched_cpu_s: list[float] = field(default_factory=list)
 
 
-def run_child(args: list[str], *, watch: tuple[int, ...] = ()) -> Child:
-    """Run ``args`` to completion (exit 0 or SystemExit with its stderr) and measure it,
-    and the CPU the processes ``watch`` spent meanwhile."""
+def run_child(
+    args: list[str],
+    *,
+    watch: tuple[int, ...] = (),
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
+    expect: int = 0,
+) -> Child:
+    """Run ``args`` in ``cwd`` to completion (exit ``expect`` or SystemExit with its stderr) and
+    measure it, and the CPU the processes ``watch`` spent meanwhile; ``env`` replaces the
+    environment."""
     before = [cpu_seconds(pid) for pid in watch]
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, env=env
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
-    if code != 0:
+    if code != expect:
         err = proc.stderr.read().decode() if proc.stderr else ""
         raise SystemExit(f"{' '.join(args)} failed ({code}): {err[-2000:]}")
     spent = [cpu_seconds(pid) - b for pid, b in zip(watch, before, strict=True)]

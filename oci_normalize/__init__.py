@@ -8,23 +8,29 @@ Python API::
     if not report.oci:
         result = convert("registry.example/app:1.0", dry_run=True)
         print(result.new_digest, [c.path for c in result.changes])
+
+Each name below is loaded on first use: importing a submodule (``python -m oci_normalize``, the
+command line) does not load the whole API with it.
 """
 
 from __future__ import annotations
 
-from oci_normalize.api import Client, check, convert, plan
-from oci_normalize.errors import OciNormalizeError, RefusedError
-from oci_normalize.options import ConvertOptions
-from oci_normalize.reference import (
-    ArchiveRef,
-    LayoutRef,
-    OciArchiveRef,
-    Reference,
-    parse_location,
-)
-from oci_normalize.results import CheckResult, ConvertResult
-from oci_normalize.store.registry import ClientOptions
-from oci_normalize.version import VERSION
+import importlib
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:  # the same names at run time, through __getattr__ below
+    from oci_normalize.api import Client, check, convert, plan
+    from oci_normalize.errors import OciNormalizeError, RefusedError
+    from oci_normalize.options import ConvertOptions
+    from oci_normalize.reference import (
+        ArchiveRef,
+        LayoutRef,
+        OciArchiveRef,
+        Reference,
+        parse_location,
+    )
+    from oci_normalize.results import CheckResult, ConvertResult
+    from oci_normalize.store.registry import ClientOptions
 
 __all__ = [
     "ArchiveRef",
@@ -43,4 +49,39 @@ __all__ = [
     "parse_location",
     "plan",
 ]
-__version__ = VERSION
+
+#: Where each public name lives (``__version__``: the installed package's version).
+_HOMES: Final = {
+    "ArchiveRef": "oci_normalize.reference",
+    "CheckResult": "oci_normalize.results",
+    "Client": "oci_normalize.api",
+    "ClientOptions": "oci_normalize.store.registry",
+    "ConvertOptions": "oci_normalize.options",
+    "ConvertResult": "oci_normalize.results",
+    "LayoutRef": "oci_normalize.reference",
+    "OciArchiveRef": "oci_normalize.reference",
+    "OciNormalizeError": "oci_normalize.errors",
+    "Reference": "oci_normalize.reference",
+    "RefusedError": "oci_normalize.errors",
+    "check": "oci_normalize.api",
+    "convert": "oci_normalize.api",
+    "parse_location": "oci_normalize.reference",
+    "plan": "oci_normalize.api",
+}
+
+if TYPE_CHECKING:
+    __version__: str
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "__version__":
+            from oci_normalize.version import VERSION as value
+        elif name in _HOMES:
+            value = getattr(importlib.import_module(_HOMES[name]), name)
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value  # later look-ups are plain attribute reads
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__, "__version__"})

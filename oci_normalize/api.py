@@ -5,13 +5,16 @@ Each call takes a location as a string (a registry reference, ``oci:PATH[:TAG]``
 typed result; failures raise :class:`~oci_normalize.errors.OciNormalizeError`. Pass one
 :class:`Client` to several calls to share connections and tokens; without one, each call makes
 its own and closes it.
+
+The result models (pydantic) and the layout and archive stores are imported where they are
+used: a call that fails before it has a result, or reads a registry only, loads neither.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.convert import diff, pipeline, planner
@@ -51,16 +54,13 @@ from oci_normalize.results import (
     CheckResult,
     ConvertResult,
     ConvertStatus,
-    FindingOut,
-    ManifestChange,
-    ReferrerOut,
 )
-from oci_normalize.store import archive
 
 # Client is part of this API; it lives in its own module (the batch modules import it there).
 from oci_normalize.store.client import Client as Client
-from oci_normalize.store.layout import Layout
-from oci_normalize.store.ociarchive import OciArchiveStore
+
+if TYPE_CHECKING:
+    from oci_normalize.results import CheckResult, ConvertResult, ReferrerOut
 
 #: The tag an untagged ``oci:PATH`` destination gets, as a registry reference would.
 DEFAULT_LAYOUT_TAG: Final = "latest"
@@ -90,6 +90,8 @@ def check(ref: str | Location, *, client: Client | None = None) -> CheckResult:
 
 
 def _check(reference: Location, client: Client) -> CheckResult:
+    from oci_normalize.results import CheckResult, FindingOut  # a tree was read: a result
+
     tree = fetch_tree(client.store(reference), reference)
     require_image(tree)
     artifact = artifact_reason(tree)
@@ -154,6 +156,9 @@ def _seen_referrers(client: Client, source: Source) -> list[ReferrerOut]:
 
 def _check_archive(ref: ArchiveRef) -> CheckResult:
     """A docker-archive is Docker's format by definition: name its config and layers."""
+    from oci_normalize.results import CheckResult, FindingOut
+    from oci_normalize.store import archive
+
     image, config = archive.inspect(ref)
     docker_findings = [("config", mt.DOCKER_CONFIG, mt.OCI_CONFIG)] + [
         (f"layers[{i}]", mt.DOCKER_LAYER_TAR, mt.OCI_LAYER_GZIP) for i in range(len(image.layers))
@@ -187,6 +192,9 @@ def _in_place_target(source: Location, client: Client) -> Location:
     if isinstance(source, ArchiveRef):
         raise OciNormalizeError(f"{source}: a docker-archive is read-only; give a DEST")
     if isinstance(source, LayoutRef | OciArchiveRef) and source.tag is None:
+        from oci_normalize.store.layout import Layout
+        from oci_normalize.store.ociarchive import OciArchiveStore
+
         layout = client.store(source)
         assert isinstance(layout, Layout | OciArchiveStore)
         tag = layout.sole_tag()
@@ -215,10 +223,13 @@ def convert(
     ``src`` and ``dest`` are registry references, ``oci:PATH[:TAG]`` layouts (an untagged
     destination layout gets ``latest``) or, as a source only, ``docker-archive:PATH[:REF]``.
 
-    In place in a registry, what points at the old digests is found first (see
-    :mod:`.inplace`): signatures make it refuse (:class:`~oci_normalize.errors.RefusedError`)
-    unless ``options.break_signatures``; unsigned referrers are re-attached unless
-    ``not options.referrers``; ``options.backup_tag`` tags the original first.
+    What names the image's manifests follows the planner's rules
+    (:mod:`oci_normalize.convert.planner`), the same on every path: a signature whose digest
+    changes makes it refuse (:class:`~oci_normalize.errors.RefusedError`) unless
+    ``options.sign_with`` re-signs the new digest before the tag moves or
+    ``options.break_signatures`` leaves it behind; what keeps its digest travels with the
+    image; unsigned referrers follow the new digest unless ``not options.referrers``;
+    ``options.backup_tag`` (in place) tags the original first.
     """
     source = _as_ref(src)
     with _client_for(client) as c:
@@ -250,6 +261,8 @@ def _convert(
         raise OciNormalizeError(
             f"{target}: DEST must name a tag (the converted image gets a new digest)"
         )
+    from oci_normalize.results import ConvertResult, ManifestChange
+
     before = client.requests
     in_place = same_repository(source, target) and (target.tag == source.tag)
     if options.backup_tag is not None and not in_place:
@@ -291,8 +304,11 @@ def _convert(
         stats = pipeline.write(
             client, outcome, source=source, target=target, options=options, signer=signer
         )
-        dest_store = client.store(target)
-        if isinstance(dest_store, OciArchiveStore):
+        if isinstance(target, OciArchiveRef):  # the one store that writes at the end
+            from oci_normalize.store.ociarchive import OciArchiveStore
+
+            dest_store = client.store(target)
+            assert isinstance(dest_store, OciArchiveStore)
             dest_store.commit()  # the new tar replaces PATH only now, whole
         status = CONVERTED if p.changed or isinstance(source, ArchiveRef) else COPIED
         status = ARTIFACT if p.artifact is not None else status

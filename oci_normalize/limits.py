@@ -12,6 +12,10 @@ from __future__ import annotations
 import os
 from typing import Final
 
+#: Seconds to wait for a connection, and for each read and a whole answer (``--connect-timeout``,
+#: ``--timeout``); blob transfers get more, by size (see :data:`MIN_BLOB_RATE`).
+CONNECT_TIMEOUT_S: Final = 10.0
+READ_TIMEOUT_S: Final = 60.0
 #: Bytes of one token-service answer read at most.
 MAX_TOKEN_BODY: Final = 1 << 20
 #: Bytes of one error answer read at most (the message shown is cut much shorter).
@@ -32,6 +36,10 @@ MIN_BLOB_RATE: Final = 64 * 1024
 ENV_MIN_BLOB_RATE: Final = "OCI_NORMALIZE_MIN_BLOB_RATE"
 #: A blob answered without Content-Length gets this long in total, seconds.
 BLOB_WITHOUT_LENGTH_S: Final = 3600.0
+#: Blobs of one image streamed at once (each holds about two chunks in memory); skopeo's
+#: default is 6 too. ``--blob-concurrency`` accepts up to the maximum.
+DEFAULT_BLOB_CONCURRENCY: Final = 6
+MAX_BLOB_CONCURRENCY: Final = 16
 #: Bytes read, hashed or written per step when streaming a blob (memory per stream stays near it).
 CHUNK: Final = 1024 * 1024
 #: Nesting depth of JSON accepted from outside (real manifests stay under 10).

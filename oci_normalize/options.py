@@ -8,10 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-#: Blobs of one image streamed at once (each holds about two chunks in memory); skopeo's
-#: default is 6 too.
-DEFAULT_BLOB_CONCURRENCY: Final = 6
-MAX_BLOB_CONCURRENCY: Final = 16
+from oci_normalize.limits import DEFAULT_BLOB_CONCURRENCY
+
 #: Seconds a ``--sign-with`` command may run for one manifest before it is killed.
 DEFAULT_SIGN_TIMEOUT_S: Final = 120.0
 #: ``--sign-with`` commands run at once in a batch.

@@ -21,3 +21,7 @@ ConnectionCls  # noqa
 pool_classes_by_scheme  # noqa
 # tarfile writes TarInfo.mtime into the member header (ociarchive.py)
 mtime  # noqa
+# Python calls a module's __getattr__ / __dir__ for names it does not hold (PEP 562: the package,
+# results and models load what they re-export on first use)
+__getattr__  # noqa
+__dir__  # noqa

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from oci_normalize import api
 from oci_normalize.cli import exits
 from oci_normalize.cli.app import app
-from oci_normalize.options import ConvertOptions
 from oci_normalize.errors import PushError, RefusedError
+from oci_normalize.options import ConvertOptions
 from tests.support import seed
 from tests.support import seed_referrers as sr
 from tests.support.bulk_seed import Seeder
@@ -240,7 +240,9 @@ def test_check_and_dry_run_list_without_writing(registry: RunningRegistry) -> No
     assert dry.status == "would-refuse"
     assert any(sig_tag in w and notary in w for w in dry.warnings)
     text = CliRunner().invoke(app, ["convert", "--dry-run", f"{registry.host}/{repo}:v1"])
-    assert text.exit_code == 0 and sig_tag in text.stdout and "refuses the conversion" in text.stdout
+    assert (
+        text.exit_code == 0 and sig_tag in text.stdout and "refuses the conversion" in text.stdout
+    )
     assert _writes(registry, mark) == []
 
 

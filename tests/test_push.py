@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.store.blobhomes import BlobHomes
 from oci_normalize.convert.push import (
     INDEX_RACE_CODES,
     INDEX_RACE_WAITS_S,
@@ -17,6 +16,7 @@ from oci_normalize.convert.push import (
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, PushError, RegistryError
 from oci_normalize.models import Blob, NewBlob
+from oci_normalize.store.blobhomes import BlobHomes
 from tests.support.memstore import MemoryStore, RacingStore
 
 

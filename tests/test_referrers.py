@@ -8,9 +8,8 @@ import pytest
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.convert import referrers as plan_rf
-from oci_normalize.store import referrers as rf
-from oci_normalize.convert.planner import render_backup_tag
 from oci_normalize.convert.normalize import normalize
+from oci_normalize.convert.planner import render_backup_tag
 from oci_normalize.digest import Digest
 from oci_normalize.errors import MalformedManifestError, ReferenceError_
 from oci_normalize.results import (
@@ -20,6 +19,7 @@ from oci_normalize.results import (
     COSIGN_SIGNATURE,
     OCI_REFERRER,
 )
+from oci_normalize.store import referrers as rf
 from tests.support.memimages import oci_index
 from tests.test_normalize import case_tree
 

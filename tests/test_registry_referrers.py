@@ -13,10 +13,10 @@ import pytest
 
 from oci_normalize import api
 from oci_normalize import mediatypes as mt
-from oci_normalize.store.referrers import Referrers
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DeniedError, NotFoundError, RefusedError
 from oci_normalize.reference import Reference
+from oci_normalize.store.referrers import Referrers
 from oci_normalize.store.registry import Registry
 from tests.support.fake_registry import Answer, FakeRegistry, fake_registry
 from tests.support.memimages import oci_index

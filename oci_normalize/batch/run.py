@@ -1,16 +1,17 @@
-"""Convert many references in place, concurrently, over one pooled :class:`~.client.Client`.
+"""Convert many references, concurrently, over one pooled :class:`~oci_normalize.store.client.Client`.
 
 Two kinds of task share one thread pool:
 
 1. *read*: GET each reference's root manifest (one request per tag);
 2. *convert*: once every tag of a repository is read, tags sharing a root digest form a group
-   that fetches its children once, plans once, pushes the changed children once, then moves
-   each tag through :func:`~.pipeline.push_in_place` (signatures, referrers, backup, guard).
+   whose tree is read and planned once; each tag then goes through the one planner
+   (:mod:`oci_normalize.convert.planner`): in place, or with ``destination`` (``--to``) into
+   another registry. The first tag of a group brings the tree, its referrers and the sign runs;
+   the others only move their tag.
 
-Requests: one GET per manifest, one PUT per changed manifest, a guard HEAD per tag only where a
-window was open between its GET and its PUT (:func:`~.inplace.needs_guard`), no verify HEAD when
-the registry echoes our digest; a v2s2 image costs 2, a two-platform list 7 for its 3 manifests.
-``--to`` (another registry) is :mod:`.migrate`: the same reads and plan, another writer target.
+Requests in place: one GET per manifest, one PUT per changed manifest, a guard HEAD per tag only
+where a window was open between its GET and its PUT, no verify HEAD when the registry echoes our
+digest; a v2s2 image costs 2, a two-platform list 7 for its 3 manifests.
 
 A failing reference never stops the others: every outcome is a :class:`RefResult`.
 """

@@ -4,19 +4,22 @@ The codes and the one error printer live in :mod:`.exits`; options shared by sev
 :mod:`.options`; what ``batch`` and ``rollback`` print in :mod:`.batch`. :func:`main` runs the app
 through :func:`.guard.run_guarded`, the last line of defence: never a traceback, and never the 1
 that means "Docker types found" for anything but that.
+
+Start-up is most of a short command's time, so each command imports what it runs in its body:
+``--version`` loads neither the API nor the HTTP stack, a registry command no batch or archive
+module, and pydantic is loaded only to build a result (tests/test_imports.py holds the lists).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, NamedTuple
 
 import typer
 
-from oci_normalize import api
 from oci_normalize import mediatypes as mt
-from oci_normalize.cli import batch as batch_cli
+from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.cli import exits, guard
 from oci_normalize.cli.exits import say_error
 from oci_normalize.cli.options import (
@@ -27,10 +30,12 @@ from oci_normalize.cli.options import (
     safety_options,
 )
 from oci_normalize.errors import HookError, OciNormalizeError, RefusedError
-from oci_normalize.options import ConvertOptions
-from oci_normalize.results import CheckResult, ConvertResult, ReferrerOut
 from oci_normalize.text import printable
-from oci_normalize.version import VERSION
+
+if TYPE_CHECKING:
+    from oci_normalize.api import Client
+    from oci_normalize.options import ConvertOptions
+    from oci_normalize.results import CheckResult, ConvertResult, ReferrerOut
 
 app = typer.Typer(
     add_completion=False,
@@ -42,6 +47,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from oci_normalize.version import VERSION
+
         print(f"oci-normalize {VERSION}")
         raise typer.Exit(exits.OK)
 
@@ -69,7 +76,7 @@ def _emit_json(doc: Any) -> None:
     print(json.dumps(doc, indent=2, sort_keys=False))
 
 
-def _client_or_exit(conn: Connection, code: int, *, pool_size: int = 16) -> api.Client:
+def _client_or_exit(conn: Connection, code: int, *, pool_size: int = 16) -> Client:
     try:
         return make_client(conn, pool_size=pool_size)
     except OciNormalizeError as exc:
@@ -93,26 +100,45 @@ def check(
     conn: Connection,
 ) -> None:
     """List every Docker media type under each REF (index, children, config, layers)."""
+    from oci_normalize import api
+
     client = _client_or_exit(conn, exits.ERROR)
-    results: list[CheckResult] = []
+    outcomes: list[CheckResult | _Failed] = []
     for ref in refs:
         try:
-            results.append(api.check(ref, client=client))
+            outcomes.append(api.check(ref, client=client))
         except OciNormalizeError as exc:
             say_error(f"{exc}")
-            results.append(CheckResult(reference=ref, error=str(exc)))
+            outcomes.append(_Failed(reference=ref, error=str(exc)))
+    checked = [r for r in outcomes if not isinstance(r, _Failed)]
     code = exits.OK
-    if any(r.error for r in results):
+    if len(checked) < len(outcomes) or any(r.error for r in checked):
         code = exits.ERROR
-    elif any(not r.oci and r.artifact is None for r in results):
+    elif any(not r.oci and r.artifact is None for r in checked):
         code = exits.DOCKER_FOUND
     if json_out:
-        _emit_json({"results": [r.model_dump() for r in results], "exit_code": code})
+        docs = [_as_result(r).model_dump() for r in outcomes]
+        _emit_json({"results": docs, "exit_code": code})
     else:
-        for r in results:
+        for r in checked:
             if r.error is None:
                 _print_check(r)
     raise typer.Exit(code)
+
+
+class _Failed(NamedTuple):
+    """A REF ``check`` could not read: a result model only if ``--json`` prints one."""
+
+    reference: str
+    error: str
+
+
+def _as_result(outcome: CheckResult | _Failed) -> CheckResult:
+    if not isinstance(outcome, _Failed):
+        return outcome
+    from oci_normalize.results import CheckResult
+
+    return CheckResult(reference=outcome.reference, error=outcome.error)
 
 
 def _print_check(r: CheckResult) -> None:
@@ -177,12 +203,16 @@ def convert(
     digest before the tag moves (or --break-signatures leaves it behind). Signatures whose
     digest does not change, and unsigned referrers (SBOMs, attestations), follow the image.
     """
+    from oci_normalize import api
+
     client = _client_or_exit(conn, exits.ERROR)
     try:
         result = api.convert(src, dest, dry_run=dry_run, client=client, options=options)
     except OciNormalizeError as exc:
         say_error(f"{exc}")
         if json_out:
+            from oci_normalize.results import ConvertResult, ReferrerOut
+
             details = exc.details if isinstance(exc, RefusedError) else ()
             failed = ConvertResult(
                 source=src,
@@ -291,9 +321,7 @@ def _print_convert(r: ConvertResult) -> None:
 
 ConcurrencyOpt = Annotated[
     int,
-    typer.Option(
-        "--concurrency", min=1, max=batch_cli.MAX_CONCURRENCY, help="References worked on at once."
-    ),
+    typer.Option("--concurrency", min=1, max=MAX_CONCURRENCY, help="References worked on at once."),
 ]
 
 
@@ -319,7 +347,7 @@ def batch(
             help="References, one a line, instead of the catalog ('-': stdin).",
         ),
     ] = None,
-    concurrency: ConcurrencyOpt = batch_cli.DEFAULT_CONCURRENCY,
+    concurrency: ConcurrencyOpt = DEFAULT_CONCURRENCY,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Change nothing; report what each would become.")
     ] = False,
@@ -357,6 +385,8 @@ def batch(
 
     With --to, repository R goes to HOST/PREFIX/R under the same tags; the source is only read.
     """
+    from oci_normalize.cli import batch as batch_cli
+
     if conn.password_stdin and from_file == "-":
         say_error("--password-stdin and --from-file - both want stdin")
         raise typer.Exit(exits.ERROR)
@@ -389,11 +419,13 @@ def rollback(
     json_out: Annotated[
         bool, typer.Option("--json", help="One JSON line per tag, then a summary line.")
     ] = False,
-    concurrency: ConcurrencyOpt = batch_cli.DEFAULT_CONCURRENCY,
+    concurrency: ConcurrencyOpt = DEFAULT_CONCURRENCY,
     *,
     conn: Connection,
 ) -> None:
     """Put the original manifests back on every tag a batch moved, where nothing moved since."""
+    from oci_normalize.cli import batch as batch_cli
+
     pool = batch_cli.pool_size(concurrency)
     client = _client_or_exit(conn, exits.ERROR, pool_size=pool)
     raise typer.Exit(

@@ -25,7 +25,8 @@ from oci_normalize.cli import exits
 from oci_normalize.cli.exits import say_error
 from oci_normalize.convert.tree import CHILD_FETCH_CONCURRENCY
 from oci_normalize.errors import OciNormalizeError, RegistryError
-from oci_normalize.options import DEFAULT_BLOB_CONCURRENCY, DEFAULT_CONVERT_OPTIONS, ConvertOptions
+from oci_normalize.limits import DEFAULT_BLOB_CONCURRENCY
+from oci_normalize.options import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.store.localfs import kind_of, open_regular, read_capped
 from oci_normalize.text import printable
 

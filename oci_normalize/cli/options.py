@@ -2,8 +2,11 @@
 
 Typer has no parameter groups, so :func:`connection_options` and :func:`safety_options` add
 their options to a command's signature and hand the command one frozen value instead
-(:class:`Connection`, :class:`~oci_normalize.inplace.ConvertOptions`). ``--help`` and parsing
+(:class:`Connection`, :class:`~oci_normalize.options.ConvertOptions`). ``--help`` and parsing
 are exactly as if each command had spelled the options out.
+
+Declaring the options loads no HTTP, convert or API module (``--version`` and ``--help`` need
+none): those are imported by the code that runs a command.
 """
 
 from __future__ import annotations
@@ -16,24 +19,23 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import typer
 
-from oci_normalize import api
 from oci_normalize.cli.exits import say_warning
-from oci_normalize.convert.hooks import SignHook
-from oci_normalize.convert.planner import render_backup_tag
-from oci_normalize.errors import CredentialError, HookError, ReferenceError_
-from oci_normalize.http import credentials
+from oci_normalize.errors import CredentialError, ReferenceError_
 from oci_normalize.http.retry import MAX_ATTEMPTS, MAX_RETRY_TIME_S, RetryPolicy
-from oci_normalize.options import (
+from oci_normalize.limits import (
+    CONNECT_TIMEOUT_S,
     DEFAULT_BLOB_CONCURRENCY,
-    DEFAULT_SIGN_TIMEOUT_S,
     MAX_BLOB_CONCURRENCY,
-    ConvertOptions,
+    READ_TIMEOUT_S,
 )
-from oci_normalize.store.registry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ClientOptions
+from oci_normalize.options import DEFAULT_SIGN_TIMEOUT_S, ConvertOptions
+
+if TYPE_CHECKING:
+    from oci_normalize.api import Client
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,6 +62,8 @@ def _backup_template(value: str | None) -> str | None:
     """``--backup-tag`` checked before anything runs (the template, not yet a given tag)."""
     if value is None:
         return None
+    from oci_normalize.convert.planner import render_backup_tag
+
     problems = []
     for sample in ("0", "1"):  # two tags: a constant template equals at most one of them
         try:
@@ -75,6 +79,9 @@ def _sign_command(value: str | None) -> str | None:
     """``--sign-with`` split before anything runs: one clear error for bad quoting."""
     if value is None:
         return None
+    from oci_normalize.convert.hooks import SignHook
+    from oci_normalize.errors import HookError
+
     try:
         SignHook.parse(value)
     except HookError as exc:
@@ -237,7 +244,11 @@ def _group(cls: type[Any], kwarg: str, build: Callable[[Any], Any]) -> Callable[
     names = [p.name for p in extra]
 
     def decorate(func: F) -> F:
-        sig = inspect.signature(func, eval_str=True)
+        # Every annotation is resolved but the group's own (``options: ConvertOptions``), whose
+        # type the command module imports for mypy only: typer never sees that parameter.
+        unresolved = inspect.signature(func).parameters[kwarg].annotation
+        placeholder = {unresolved: None} if isinstance(unresolved, str) else None
+        sig = inspect.signature(func, eval_str=True, locals=placeholder)
         own = [p for p in sig.parameters.values() if p.name != kwarg]
 
         @functools.wraps(func)
@@ -245,7 +256,12 @@ def _group(cls: type[Any], kwarg: str, build: Callable[[Any], Any]) -> Callable[
             group = cls(**{n: kwargs.pop(n) for n in names})
             return func(*args, **{kwarg: build(group)}, **kwargs)
 
-        command.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        public = sig.replace(parameters=own + extra)
+        command.__signature__ = public  # type: ignore[attr-defined]
+        # typer reads the annotations too: the resolved ones, without the group's parameter.
+        command.__annotations__ = {p.name: p.annotation for p in public.parameters.values()}
+        if public.return_annotation is not inspect.Signature.empty:
+            command.__annotations__["return"] = public.return_annotation
         return command  # type: ignore[return-value]
 
     return decorate
@@ -264,8 +280,12 @@ def safety_options(func: F) -> F:
 _warned_insecure = False
 
 
-def make_client(conn: Connection, *, pool_size: int = 16) -> api.Client:
+def make_client(conn: Connection, *, pool_size: int = 16) -> Client:
     """The client a command uses; raises CredentialError for unusable credential flags."""
+    from oci_normalize.api import Client
+    from oci_normalize.http import credentials
+    from oci_normalize.store.registry import ClientOptions
+
     global _warned_insecure
     _log_warnings()
     if conn.insecure and not _warned_insecure:
@@ -290,7 +310,7 @@ def make_client(conn: Connection, *, pool_size: int = 16) -> api.Client:
         read_timeout=conn.timeout,
         retry=RetryPolicy(attempts=conn.retries + 1, total_s=conn.retry_max_time),
     )
-    return api.Client(
+    return Client(
         options=options,
         credentials=credentials.lookup(username=conn.username, password=password),
         pool_size=pool_size,

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.convert import schema1
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     MalformedManifestError,
@@ -159,6 +158,8 @@ def schema1_layer_blobs(root: Node) -> list[Digest]:
     for node in root.walk():
         if mt.is_schema1(node.media_type):
             what = f"{node.path} {node.digest.short}"
+            from oci_normalize.convert import schema1  # only for schema1 trees (start-up)
+
             out.update(dict.fromkeys(schema1.layer_blobs(parse_body(node.data, what), what)))
     return list(out)
 
@@ -188,6 +189,8 @@ def _plan(
                 f"{what}: Docker schema1 manifest ({mtype}) has no config blob; converting it "
                 "needs every layer's diff_id (convert streams the layers to compute them)"
             )
+        from oci_normalize.convert import schema1  # only for schema1 trees (start-up)
+
         built = schema1.convert(node.data, schema1_layers, what)
         warnings.extend(built.warnings)
         new_blobs[built.config.digest] = built.config

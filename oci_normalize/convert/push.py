@@ -22,9 +22,8 @@ from typing import Final, Literal
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, PushError, RegistryError, TagMovedError
-from oci_normalize.limits import CHUNK
+from oci_normalize.limits import CHUNK, DEFAULT_BLOB_CONCURRENCY, MAX_BLOB_CONCURRENCY
 from oci_normalize.models import Blob, NewBlob
-from oci_normalize.options import DEFAULT_BLOB_CONCURRENCY, MAX_BLOB_CONCURRENCY
 from oci_normalize.results import TagRole
 from oci_normalize.store.base import BlobStream, Store
 from oci_normalize.store.blobhomes import BlobHomes

@@ -1,22 +1,29 @@
 """The :class:`Client`: one pooled HTTP session, and one store per location (registry per host,
-layout, OCI archive, docker-archive), shared by every call that is given it."""
+layout, OCI archive, docker-archive), shared by every call that is given it.
+
+The layout and archive stores, and the in-place referrer cache, are imported when first used: a
+command on a registry reference does not load them (start-up is a large share of a short run).
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from oci_normalize.http import deadline
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Credential
 from oci_normalize.reference import LayoutRef, Location, OciArchiveRef, Reference
-from oci_normalize.store import archive
 from oci_normalize.store.base import Store
 from oci_normalize.store.blobhomes import BlobHomes
-from oci_normalize.store.layout import Layout
-from oci_normalize.store.ociarchive import OciArchiveStore
 from oci_normalize.store.referrers import Referrers
 from oci_normalize.store.registry import DEFAULT_OPTIONS, ClientOptions, Registry
+
+if TYPE_CHECKING:
+    from oci_normalize.store.archive import ArchiveStore
+    from oci_normalize.store.layout import Layout
+    from oci_normalize.store.ociarchive import OciArchiveStore
 
 CredentialLookup = Callable[[str], Credential]
 
@@ -41,7 +48,7 @@ class Client:
         deadline.mount(self._session, pool_size=pool_size)
         self._registries: dict[str, Registry] = {}
         self._layouts: dict[str, Layout] = {}
-        self._archives: dict[str, archive.ArchiveStore] = {}
+        self._archives: dict[str, ArchiveStore] = {}
         self._oci_archives: dict[str, OciArchiveStore] = {}
         self._lock = threading.Lock()
         #: Tag lists and referrers-API support, read once per repository / registry.
@@ -68,12 +75,16 @@ class Client:
             return self.registry(loc)
         with self._lock:
             if isinstance(loc, LayoutRef):
+                from oci_normalize.store.layout import Layout
+
                 layout = self._layouts.get(loc.path)
                 if layout is None:
                     layout = Layout(loc.path, max_manifest_bytes=self.options.max_manifest_bytes)
                     self._layouts[loc.path] = layout
                 return layout
             if isinstance(loc, OciArchiveRef):  # one store per file, whatever the tag
+                from oci_normalize.store.ociarchive import OciArchiveStore
+
                 tarred = self._oci_archives.get(loc.registry)
                 if tarred is None:
                     tarred = OciArchiveStore(
@@ -81,10 +92,12 @@ class Client:
                     )
                     self._oci_archives[loc.registry] = tarred
                 return tarred
+            from oci_normalize.store.archive import ArchiveStore
+
             key = str(loc)
             found = self._archives.get(key)
             if found is None:
-                found = archive.ArchiveStore(loc)
+                found = ArchiveStore(loc)
                 self._archives[key] = found
             return found
 
@@ -108,7 +121,7 @@ class Client:
 
     def close(self) -> None:
         with self._lock:
-            archives: list[archive.ArchiveStore | OciArchiveStore] = list(self._archives.values())
+            archives: list[ArchiveStore | OciArchiveStore] = list(self._archives.values())
             archives.extend(self._oci_archives.values())
             self._archives.clear()
             self._oci_archives.clear()

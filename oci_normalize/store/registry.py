@@ -39,7 +39,7 @@ from oci_normalize.http.requestline import RequestLine
 from oci_normalize.http.retry import DEFAULT_RETRY, Again, RetryPolicy, retrying
 from oci_normalize.http.status import raise_for_status
 from oci_normalize.http.transport import Transport
-from oci_normalize.limits import MAX_ERROR_BODY
+from oci_normalize.limits import CONNECT_TIMEOUT_S, MAX_ERROR_BODY, READ_TIMEOUT_S
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
     BodyOpener,
@@ -51,8 +51,6 @@ from oci_normalize.manifest import (
 from oci_normalize.reference import Reference
 from oci_normalize.store import listing
 
-CONNECT_TIMEOUT_S: Final = 10.0
-READ_TIMEOUT_S: Final = 60.0
 USER_AGENT: Final = "oci-normalize/0.1"
 
 

@@ -1,0 +1,172 @@
+"""What each command imports: a list of modules, not a time (issue 19, start-up).
+
+Each case runs the real entry point (``python -m oci_normalize ARGS``) in a fresh interpreter and
+reads ``sys.modules`` once the command is done. ``--version`` loads no HTTP, convert or result
+model stack; ``check`` of a registry that cannot be reached builds no model (no pydantic); a
+registry reference never loads the batch stack, the archive and layout stores, the schema1
+rebuild or rich (only ``--help`` and the batch progress bar print with rich).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+from tests.support import seed
+from tests.support.registry import RunningRegistry, free_port
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+
+#: Runs the CLI as ``python -m oci_normalize`` does, then writes the loaded modules to argv[1].
+PROBE: Final = """
+import json, runpy, sys
+out, sys.argv = sys.argv[1], ["oci-normalize", *sys.argv[2:]]
+try:
+    runpy.run_module("oci_normalize", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+with open(out, "w") as f:
+    json.dump({"code": code, "modules": sorted(sys.modules)}, f)
+"""
+
+#: Only ``--help`` and batch's progress bar print with rich; pydantic only builds results.
+RICH: Final = ("rich",)
+PYDANTIC: Final = ("pydantic", "pydantic_core")
+#: The batch stack (targets, run, journal, report, rollback, migrate) and what batch prints.
+BATCH: Final = ("oci_normalize.batch.", "oci_normalize.cli.batch")
+#: The stores a registry reference never uses, and the schema1 rebuild (only for schema1 trees).
+LOCAL_STORES: Final = (
+    "oci_normalize.store.archive",
+    "oci_normalize.store.ociarchive",
+    "oci_normalize.store.tarmembers",
+    "oci_normalize.store.layout",
+)
+SCHEMA1: Final = ("oci_normalize.convert.schema1",)
+#: Only a Docker config file with credentials needs the docker package (none in these tests).
+DOCKER: Final = ("docker",)
+#: What printing the version never needs: HTTP, the stores, the convert stack, the API.
+NETWORK: Final = (
+    "requests",
+    "urllib3",
+    "oci_normalize.http.transport",
+    "oci_normalize.http.credentials",
+    "oci_normalize.store.registry",
+    "oci_normalize.convert.inplace",
+    "oci_normalize.convert.normalize",
+    "oci_normalize.convert.pipeline",
+    "oci_normalize.client",
+    "oci_normalize.api",
+)
+REGISTRY_REF: Final = (*BATCH, *LOCAL_STORES, *SCHEMA1, *RICH, *DOCKER)
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: object
+    modules: frozenset[str]
+
+    def matching(self, names: Iterable[str]) -> list[str]:
+        """Loaded modules that are one of ``names`` or, for a name ending in '.', below it."""
+        out = []
+        for module in sorted(self.modules):
+            for name in names:
+                if name.endswith("."):
+                    hit = module.startswith(name)
+                else:
+                    hit = module == name or module.startswith(name + ".")
+                if hit:
+                    out.append(module)
+                    break
+        return out
+
+
+def run_cli(tmp_path: Path, *args: str) -> Ran:
+    """The CLI with ``args`` in a fresh interpreter, HOME empty (no credential files)."""
+    out = tmp_path / "modules.json"
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "REGISTRY_AUTH"))}
+    env.pop("XDG_RUNTIME_DIR", None)
+    env["HOME"] = str(home)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(out), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert out.exists(), proc.stderr
+    doc = json.loads(out.read_text())
+    return Ran(code=doc["code"], modules=frozenset(doc["modules"]))
+
+
+def unreachable() -> str:
+    return f"127.0.0.1:{free_port()}/nobody/home:1"
+
+
+def test_the_probe_sees_what_a_command_loads(tmp_path: Path) -> None:
+    # The control: a docker-archive loads the archive store; the probe must see it.
+    ran = run_cli(tmp_path, "check", f"docker-archive:{tmp_path / 'none.tar'}")
+    assert ran.code == 2
+    assert ran.matching(["oci_normalize.store.archive"]) == ["oci_normalize.store.archive"]
+
+
+def test_the_package_names_load_on_first_use(tmp_path: Path) -> None:
+    code = (
+        "import sys, oci_normalize as o; assert 'oci_normalize.api' not in sys.modules; "
+        "print(sorted(n for n in o.__all__ if getattr(o, n) is None), o.__version__)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["[]", metadata.version("oci-normalize")]
+
+
+def test_version_loads_no_network_convert_or_model_stack(tmp_path: Path) -> None:
+    ran = run_cli(tmp_path, "--version")
+    assert ran.code == 0
+    assert "typer" in ran.modules  # the probe ran the CLI
+    assert ran.matching((*NETWORK, *REGISTRY_REF, *PYDANTIC)) == []
+
+
+def test_check_unreachable_builds_no_model(tmp_path: Path) -> None:
+    ran = run_cli(tmp_path, "check", "--retries", "0", "--connect-timeout", "2", unreachable())
+    assert ran.code == 2
+    assert "oci_normalize.store.registry" in ran.modules  # it did try the registry
+    assert ran.matching((*REGISTRY_REF, *PYDANTIC)) == []
+
+
+def test_check_unreachable_json_builds_its_error_result(tmp_path: Path) -> None:
+    # The --json error line is a model: pydantic is loaded then, and only then.
+    ran = run_cli(tmp_path, "check", "--json", "--retries", "0", unreachable())
+    assert ran.code == 2
+    assert "pydantic" in ran.modules
+    assert ran.matching(REGISTRY_REF) == []
+
+
+@pytest.mark.registry
+def test_check_and_convert_registry_ref_load_only_the_registry_path(
+    tmp_path: Path, registry: RunningRegistry
+) -> None:
+    layout = seed.build_layout(tmp_path, layers=1, seed="imports")
+    ref = f"{registry.host}/imports/v2s2:v1"
+    seed.push_docker_v2s2(layout, ref)
+    checked = run_cli(tmp_path, "check", ref)
+    assert checked.code == 1  # Docker types found: the whole tree was read
+    assert checked.matching(REGISTRY_REF) == []
+    converted = run_cli(tmp_path, "convert", "--dry-run", ref)
+    assert converted.code == 0
+    assert "oci_normalize.convert.pipeline" in converted.modules
+    assert converted.matching(REGISTRY_REF) == []
