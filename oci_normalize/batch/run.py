@@ -1,4 +1,4 @@
-"""Convert many references, concurrently, over one pooled :class:`~oci_normalize.store.client.Client`.
+"""Many references, concurrently, over one pooled :class:`~oci_normalize.store.client.Client`.
 
 Two kinds of task share one thread pool:
 
