@@ -17,13 +17,16 @@ A failing reference never stops the others: every outcome is a :class:`RefResult
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections import deque
+from collections.abc import Callable, Container, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any, Final
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.batch.journal import Journal
+from oci_normalize.batch.tally import Tally
 from oci_normalize.client import Client
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.convert.pipeline import Planned, prepare, push_in_place, read
@@ -43,7 +46,6 @@ from oci_normalize.results import (
     KIND_MIXED,
     KIND_OCI,
     PENDING,
-    PRESENT,
     WOULD_CONVERT,
     BatchStatus,
     BatchSummary,
@@ -62,8 +64,12 @@ class BatchOptions:
     convert_options: ConvertOptions = DEFAULT_CONVERT_OPTIONS
 
 
+#: In-flight tasks per worker (see :func:`window`).
+WINDOW_PER_WORKER: Final = 4
+
+
 def summarize(
-    results: list[RefResult],
+    results: Iterable[RefResult],
     *,
     requests: int,
     seconds: float,
@@ -72,25 +78,18 @@ def summarize(
     journal: str | None = None,
     destination: str | None = None,
 ) -> BatchSummary:
-    def count(status: BatchStatus) -> int:
-        return sum(1 for r in results if r.status == status)
-
-    return BatchSummary(
-        references=len(results),
-        repositories=len({r.repository for r in results}),
-        converted=count(CONVERTED),
-        already_oci=count(ALREADY_OCI),
-        would_convert=count(WOULD_CONVERT),
-        failed=count(FAILED),
-        artifacts=count(ARTIFACT),
-        pushed_manifests=sum(r.pushed_manifests for r in results),
-        requests=requests,
-        seconds=round(seconds, 3),
-        dry_run=dry_run,
-        shard=shard,
-        journal=journal,
-        present=count(PRESENT),
-        destination=destination,
+    """The summary of ``results``, counted one by one (:class:`~.tally.Tally`)."""
+    return (
+        Tally()
+        .extend(results)
+        .summary(
+            requests=requests,
+            seconds=seconds,
+            dry_run=dry_run,
+            shard=shard,
+            journal=journal,
+            destination=destination,
+        )
     )
 
 
@@ -123,13 +122,32 @@ def run(
     client: Client,
     options: BatchOptions = BatchOptions(),  # noqa: B008 - frozen
     journal: Journal | None = None,
-    known_oci: frozenset[Digest] = frozenset(),
+    known_oci: Container[Digest] = frozenset(),
     on_result: Callable[[RefResult], None] | None = None,
-) -> list[RefResult]:
-    """Convert every reference in place (or plan it, with ``dry_run``); results in completion
-    order. ``on_result`` is called from the calling thread as each reference finishes."""
+) -> Iterator[RefResult]:
+    """Convert every reference in place (or plan it, with ``dry_run``), lazily: the run
+    advances as the returned iterator is consumed, and yields each result as it finishes.
+
+    ``refs`` is read a bounded window ahead of what has finished (:func:`window`); give the
+    tags of one repository one after another (the targets do), since a repository's tags are
+    grouped by root digest once they are all read. ``on_result`` is called from the consuming
+    thread with each result, just before it is yielded.
+    """
     runner = _Runner(client, options, journal, known_oci)
-    return runner.run(list(refs), on_result or (lambda _r: None))
+    for result in runner.results(refs):
+        if on_result is not None:
+            on_result(result)
+        yield result
+
+
+def window(concurrency: int) -> int:
+    """Reads and conversions in flight at once: enough to keep every worker busy while the
+    results of the previous ones are handed out, and no more (each holds a manifest)."""
+    return WINDOW_PER_WORKER * _workers(concurrency)
+
+
+def _workers(concurrency: int) -> int:
+    return max(1, min(concurrency, MAX_CONCURRENCY))
 
 
 @dataclass
@@ -144,48 +162,65 @@ class _Runner:
         client: Client,
         options: BatchOptions,
         journal: Journal | None,
-        known_oci: frozenset[Digest],
+        known_oci: Container[Digest],
     ) -> None:
         self.client = client
         self.options = options
         self.journal = journal
         self.known_oci = known_oci
 
-    def run(self, refs: list[Reference], emit: Callable[[RefResult], None]) -> list[RefResult]:
-        results: list[RefResult] = []
-
-        def done(result: RefResult) -> None:
-            results.append(result)
+    def run(self, refs: Iterable[Reference], emit: Callable[[RefResult], None]) -> None:
+        """Run every reference, handing each result to ``emit`` as it finishes."""
+        for result in self.results(refs):
             emit(result)
 
-        waiting: dict[tuple[str, str], int] = {}
-        for ref in refs:
-            key = (ref.registry, ref.repository)
-            waiting[key] = waiting.get(key, 0) + 1
-        read: dict[tuple[str, str], list[tuple[Reference, Fetched]]] = {}
-        workers = max(1, min(self.options.concurrency, MAX_CONCURRENCY))
-        with ThreadPoolExecutor(workers, thread_name_prefix="batch") as pool:
-            reads = {pool.submit(self._read, ref): ref for ref in refs}
-            converts: dict[Future[list[RefResult]], _Group] = {}
-            for future in as_completed(reads):
-                ref = reads[future]
-                key = (ref.registry, ref.repository)
-                try:
-                    read.setdefault(key, []).append((ref, future.result()))
-                except Exception as exc:  # noqa: BLE001 - one reference never stops the others
-                    done(self._failed(ref, exc))
-                waiting[key] -= 1
-                if waiting[key] == 0:
-                    for group in _groups(read.pop(key, [])):
-                        converts[pool.submit(self._convert, group)] = group
-            for cfuture in as_completed(converts):
-                try:
-                    group_results = cfuture.result()
-                except Exception as exc:  # noqa: BLE001
-                    group_results = [self._failed(r, exc) for r in converts[cfuture].refs]
-                for result in group_results:
-                    done(result)
-        return results
+    def results(self, refs: Iterable[Reference]) -> Iterator[RefResult]:
+        """Every reference's result, as it finishes; ``refs`` is read lazily, at most
+        :func:`window` reads and conversions ahead (tags of the repository being read, whose
+        reads wait for its last tag, come on top: one repository's tag list is held)."""
+        todo = iter(refs)
+        limit = window(self.options.concurrency)
+        inflight: dict[Future[Any], _Read | _Group] = {}
+        ready: deque[_Group] = deque()  # groups of finished repositories, waiting for a worker
+        repo: _Repo | None = None  # the repository being read
+        more = True
+        with ThreadPoolExecutor(_workers(self.options.concurrency), "batch") as pool:
+            try:
+                while True:
+                    while len(inflight) < limit and ready:  # finishing comes before reading on
+                        group = ready.popleft()
+                        inflight[pool.submit(self._convert, group)] = group
+                    while len(inflight) < limit and more:
+                        ref = next(todo, None)
+                        if ref is None or repo is None or repo.key != _key(ref):
+                            if repo is not None:
+                                repo.close(ready)
+                            repo = None if ref is None else _Repo(_key(ref))
+                        if ref is None or repo is None:
+                            more = False
+                            break
+                        repo.outstanding += 1
+                        inflight[pool.submit(self._read, ref)] = _Read(ref, repo)
+                    if not inflight:
+                        if ready:
+                            continue
+                        return
+                    finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        task = inflight.pop(future)
+                        if isinstance(task, _Read):
+                            failure = task.repo.read_done(task.ref, future, ready)
+                            if failure is not None:
+                                yield self._failed(task.ref, failure)
+                            continue
+                        try:
+                            group_results = future.result()
+                        except Exception as exc:  # noqa: BLE001 - one group never stops the rest
+                            group_results = [self._failed(r, exc) for r in task.refs]
+                        yield from group_results
+            finally:
+                for future in inflight:
+                    future.cancel()
 
     def _read(self, ref: Reference) -> Fetched:
         if ref.tag is None:
@@ -379,3 +414,45 @@ def _groups(read: list[tuple[Reference, Fetched]]) -> list[_Group]:
         else:
             group.refs.append(ref)
     return list(by_digest.values())
+
+
+class _Repo:
+    """One repository's tags while they are read: grouped by root digest once the last is."""
+
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key = key
+        self.outstanding = 0  # reads submitted and not finished
+        self.closed = False  # no more tags of it will come
+        self.read: list[tuple[Reference, Fetched]] = []
+
+    def read_done(
+        self, ref: Reference, future: Future[Fetched], ready: deque[_Group]
+    ) -> BaseException | None:
+        """Note one finished read; the exception when it failed."""
+        self.outstanding -= 1
+        failure: BaseException | None = None
+        try:
+            self.read.append((ref, future.result()))
+        except Exception as exc:  # noqa: BLE001 - one reference never stops the others
+            failure = exc
+        self._flush(ready)
+        return failure
+
+    def close(self, ready: deque[_Group]) -> None:
+        self.closed = True
+        self._flush(ready)
+
+    def _flush(self, ready: deque[_Group]) -> None:
+        if self.closed and self.outstanding == 0 and self.read:
+            ready.extend(_groups(self.read))
+            self.read = []
+
+
+@dataclass(frozen=True)
+class _Read:
+    ref: Reference
+    repo: _Repo
+
+
+def _key(ref: Reference) -> tuple[str, str]:
+    return (ref.registry, ref.repository)

@@ -8,6 +8,7 @@ callers parse them like user input (:mod:`oci_normalize.reference`) before using
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urljoin, urlsplit
 
@@ -66,6 +67,38 @@ def paginate(
         if url is not None and marker in seen:
             raise RegistryError(f"{what}: the registry's pagination goes round in a loop")
         seen.add(marker)
+    raise RegistryError(f"{what}: more than {MAX_PAGES} pages")
+
+
+def iter_pages(
+    reg: Registry, path: str, key: str, scopes: tuple[str, ...], what: str, page_size: int
+) -> Iterator[list[str]]:
+    """:func:`paginate`, one page at a time: the next page is asked for only when the caller
+    wants it, so a listing of any length is held a page at a time. The same caps and checks,
+    except that the number of names is not bounded (the caller holds none of them)."""
+    url: str | None = reg._url(path)
+    params: dict[str, Any] | None = {"n": page_size}
+    seen: set[str] = set()
+    for _ in range(MAX_PAGES):
+        if url is None:
+            return
+        resp = reg._request(
+            "GET", url, scopes=scopes, what=what, params=params, max_body=MAX_LISTING_PAGE
+        )
+        raise_for_status(resp, what, kind="repository")
+        items = _listed(resp.content, key, what)
+        nxt = resp.links.get("next", {}).get("url")
+        if nxt:
+            url, params = _same_registry(reg, urljoin(url, nxt), what), None
+        elif len(items) == page_size and items:
+            url, params = reg._url(path), {"n": page_size, "last": items[-1]}
+        else:
+            url = None
+        marker = f"{url} {params}"
+        if url is not None and marker in seen:
+            raise RegistryError(f"{what}: the registry's pagination goes round in a loop")
+        seen.add(marker)
+        yield items
     raise RegistryError(f"{what}: more than {MAX_PAGES} pages")
 
 
