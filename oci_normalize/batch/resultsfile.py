@@ -14,13 +14,21 @@ more code for the same answer.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Final
 
-from oci_normalize.batch.report.data import Failure, MovedTag, OldDigest, RepoCounts, who
+from oci_normalize.batch.report.data import (
+    Failure,
+    ListData,
+    MovedTag,
+    OldDigest,
+    RepoCounts,
+    who,
+)
 from oci_normalize.results import (
     ALREADY_OCI,
     ARTIFACT,
@@ -34,6 +42,10 @@ from oci_normalize.results import (
 
 #: sqlite's page cache for the index, in KiB (negative ``cache_size`` is KiB).
 INDEX_CACHE_KIB: Final = 8 * 1024
+#: Results written to the file at a time.
+_WRITE_LINES: Final = 256
+#: Bytes read from it at a time.
+_READ_BYTES: Final = 256 * 1024
 #: Rows inserted per ``executemany`` while the index is built.
 _BATCH: Final = 2_000
 
@@ -52,28 +64,65 @@ _MOVED: Final = (CONVERTED, WOULD_CONVERT)
 
 
 class ResultsFile:
-    """Results appended as JSON lines to an anonymous file in ``directory`` (None: $TMPDIR)."""
+    """Results appended as JSON lines to an anonymous file in ``directory`` (None: $TMPDIR).
+
+    Lines are written a few hundred at a time. Should the disk refuse them (full, or a file
+    size limit), the file keeps what it took and the rest is kept in memory instead:
+    :attr:`failure` says so. The run's own outputs (journal, report, what is printed) do not
+    depend on this scratch file, so its failure costs memory, never a result.
+    """
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory
-        self._file: IO[str] = tempfile.TemporaryFile(  # noqa: SIM115 - closed by close()
-            "w+", encoding="utf-8", dir=directory, prefix=".oci-normalize-results-"
+        self._file: IO[bytes] = tempfile.TemporaryFile(  # noqa: SIM115 - closed by close()
+            "w+b", buffering=0, dir=directory, prefix=".oci-normalize-results-"
         )
+        self._written = 0  # bytes of whole lines in the file
+        self._pending: list[bytes] = []
+        self._memory: list[bytes] | None = None  # once the file refused a write
+        self.failure: OSError | None = None
         self.count = 0
 
     def add(self, r: RefResult) -> None:
-        self._file.write(r.model_dump_json())
-        self._file.write("\n")
+        line = r.model_dump_json().encode() + b"\n"
         self.count += 1
+        if self._memory is not None:
+            self._memory.append(line)
+            return
+        self._pending.append(line)
+        if len(self._pending) >= _WRITE_LINES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending or self._memory is not None:
+            return
+        data = memoryview(b"".join(self._pending))
+        try:
+            done = 0
+            while done < len(data):
+                done += os.pwrite(self._file.fileno(), data[done:], self._written + done)
+        except OSError as exc:
+            self.failure = exc
+            self._memory = self._pending
+        else:
+            self._written += len(data)
+        self._pending = []
 
     def lines(self) -> Iterator[str]:
-        """Every line written so far, in order (the file is read, not held)."""
-        self._file.flush()
-        self._file.seek(0)
-        try:
-            yield from self._file
-        finally:
-            self._file.seek(0, 2)
+        """Every line written so far, in order (the file is read a block at a time)."""
+        self._flush()
+        offset = 0
+        rest = b""
+        while offset < self._written:
+            block = os.pread(self._file.fileno(), min(_READ_BYTES, self._written - offset), offset)
+            if not block:
+                break
+            offset += len(block)
+            *whole, rest = (rest + block).split(b"\n")
+            for line in whole:
+                yield line.decode()
+        for line in self._memory or ():
+            yield line[:-1].decode()
 
     def __iter__(self) -> Iterator[RefResult]:
         return (RefResult.model_validate_json(line) for line in self.lines())
@@ -88,6 +137,29 @@ class ResultsFile:
         self.close()
 
 
+def index(results: ResultsFile) -> IndexedResults | MemoryIndex:
+    """The results sorted: through :class:`IndexedResults`, or, when the disk refuses the
+    index, in memory (the run is over; what it printed must still be printed)."""
+    try:
+        return IndexedResults(results)
+    except (sqlite3.Error, OSError):
+        return MemoryIndex(list(results))
+
+
+class MemoryIndex(ListData):
+    """:class:`IndexedResults`' answers from a list: the fallback of :func:`index`."""
+
+    def iter_status(self, *statuses: str) -> Iterator[RefResult]:
+        return iter(sorted((r for r in self._results if r.status in statuses), key=_by_ref))
+
+    def close(self) -> None:
+        self._results = []
+
+
+def _by_ref(r: RefResult) -> str:
+    return r.reference
+
+
 class IndexedResults:
     """A :class:`ResultsFile` loaded into an on-disk sqlite index: sorted rows, one at a time.
 
@@ -99,6 +171,13 @@ class IndexedResults:
             dir=results.directory, prefix=".oci-normalize-index-"
         )
         self._db = sqlite3.connect(Path(self._dir.name) / "results.sqlite3")
+        try:
+            self._build(results)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, results: ResultsFile) -> None:
         self._db.execute(f"PRAGMA cache_size = -{INDEX_CACHE_KIB}")
         self._db.execute("PRAGMA temp_store = FILE")
         self._db.execute("PRAGMA journal_mode = OFF")

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from oci_normalize.api import Client
     from oci_normalize.batch.migrate import Destination
-    from oci_normalize.batch.resultsfile import IndexedResults, ResultsFile
+    from oci_normalize.batch.resultsfile import IndexedResults, MemoryIndex
     from oci_normalize.batch.targets import Selection, TargetStream
     from oci_normalize.digest import Digest
     from oci_normalize.results import BatchSummary
@@ -84,7 +84,7 @@ def pool_size(concurrency: int, *, copies: bool = False) -> int:
 def run_batch(req: BatchRequest, client: Client) -> int:
     from oci_normalize.batch.journal import Journal, KnownOci
     from oci_normalize.batch.migrate import MigrationRunner
-    from oci_normalize.batch.resultsfile import ResultsFile
+    from oci_normalize.batch.resultsfile import ResultsFile, index
     from oci_normalize.batch.run import BatchOptions, failed, run
     from oci_normalize.batch.tally import Tally
     from oci_normalize.batch.targets import Selection, Shard
@@ -194,7 +194,7 @@ def run_batch(req: BatchRequest, client: Client) -> int:
         if journal is not None and journal.failure:
             problems.insert(0, str(journal.failure))
         listed = bool(req.report) or (not req.json_out and (req.dry_run or summary.failed > 0))
-        indexed = _index(results) if listed else None
+        indexed = index(results) if listed else None
         try:
             if req.report and indexed is not None:
                 problems += _write_report(req, indexed, summary)
@@ -222,13 +222,9 @@ def _spool_dir(req: BatchRequest) -> Path | None:
     return None
 
 
-def _index(results: ResultsFile) -> IndexedResults:
-    from oci_normalize.batch.resultsfile import IndexedResults
-
-    return IndexedResults(results)
-
-
-def _write_report(req: BatchRequest, indexed: IndexedResults, summary: BatchSummary) -> list[str]:
+def _write_report(
+    req: BatchRequest, indexed: IndexedResults | MemoryIndex, summary: BatchSummary
+) -> list[str]:
     from oci_normalize.batch import report as report_mod
 
     assert req.report is not None
@@ -285,7 +281,7 @@ def _targets(req: BatchRequest, client: Client, selection: Selection) -> TargetS
     )
 
 
-def _print_batch(indexed: IndexedResults | None, s: BatchSummary) -> None:
+def _print_batch(indexed: IndexedResults | MemoryIndex | None, s: BatchSummary) -> None:
     from oci_normalize.results import FAILED, WOULD_CONVERT
 
     if s.dry_run and indexed is not None:
