@@ -33,21 +33,25 @@ class HashIndex:
     """Items (bytes) → a 64-bit value, kept as sorted 64-bit keyed hashes; see the module."""
 
     def __init__(self, *, buffer_keys: int = BUFFER_KEYS) -> None:
-        self._secret = os.urandom(_SECRET_BYTES)
+        self._hash = hashlib.blake2b(digest_size=8, key=os.urandom(_SECRET_BYTES))
         self._keys = array("Q")
         self._values = array("Q")
         self._buffer: dict[int, int] = {}
         self._buffer_keys = max(1, buffer_keys)
 
     def key(self, item: bytes) -> int:
-        return int.from_bytes(
-            hashlib.blake2b(item, digest_size=8, key=self._secret).digest(), "big"
-        )
+        h = self._hash.copy()  # cheaper than keying a new one
+        h.update(item)
+        return int.from_bytes(h.digest(), "big")
 
     def add(self, item: bytes, value: int = 0) -> bool:
         """Remember ``item`` with ``value``; False (and nothing changes) when its key is known."""
         k = self.key(item)
-        if k in self._buffer or self._find(k) is not None:
+        if k in self._buffer:
+            return False
+        keys = self._keys
+        i = bisect_left(keys, k)
+        if i < len(keys) and keys[i] == k:
             return False
         self._buffer[k] = value
         if len(self._buffer) >= self._buffer_keys:

@@ -18,7 +18,7 @@ A failing reference never stops the others: every outcome is a :class:`RefResult
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Final
@@ -174,15 +174,19 @@ class _Runner:
         for result in self.results(refs):
             emit(result)
 
-    def results(self, refs: Iterable[Reference]) -> Iterator[RefResult]:
-        """Every reference's result, as it finishes; ``refs`` is read lazily, at most
-        :func:`window` reads and conversions ahead (tags of the repository being read, whose
-        reads wait for its last tag, come on top: one repository's tag list is held)."""
+    def results(self, refs: Iterable[Reference]) -> Generator[RefResult, None, None]:
+        """Every reference's result, as it finishes; ``refs`` is read lazily.
+
+        At most :func:`window` references are taken from ``refs`` and not yet answered, with
+        one exception: a repository with more tags than that is read whole before its first
+        tag is answered (its tags are grouped by root digest), so then its tags are held.
+        """
         todo = iter(refs)
         limit = window(self.options.concurrency)
         inflight: dict[Future[Any], _Read | _Group] = {}
         ready: deque[_Group] = deque()  # groups of finished repositories, waiting for a worker
         repo: _Repo | None = None  # the repository being read
+        held = 0  # references taken from ``refs`` and not answered yet
         more = True
         with ThreadPoolExecutor(_workers(self.options.concurrency), "batch") as pool:
             try:
@@ -190,7 +194,10 @@ class _Runner:
                     while len(inflight) < limit and ready:  # finishing comes before reading on
                         group = ready.popleft()
                         inflight[pool.submit(self._convert, group)] = group
-                    while len(inflight) < limit and more:
+                    while more and len(inflight) < limit:
+                        only_this_repo = repo is not None and held == repo.pending
+                        if held >= limit and not only_this_repo:
+                            break
                         ref = next(todo, None)
                         if ref is None or repo is None or repo.key != _key(ref):
                             if repo is not None:
@@ -199,6 +206,8 @@ class _Runner:
                         if ref is None or repo is None:
                             more = False
                             break
+                        held += 1
+                        repo.pending += 1
                         repo.outstanding += 1
                         inflight[pool.submit(self._read, ref)] = _Read(ref, repo)
                     if not inflight:
@@ -211,13 +220,16 @@ class _Runner:
                         if isinstance(task, _Read):
                             failure = task.repo.read_done(task.ref, future, ready)
                             if failure is not None:
+                                held -= 1
                                 yield self._failed(task.ref, failure)
                             continue
                         try:
                             group_results = future.result()
                         except Exception as exc:  # noqa: BLE001 - one group never stops the rest
                             group_results = [self._failed(r, exc) for r in task.refs]
-                        yield from group_results
+                        for result in group_results:
+                            held -= 1
+                            yield result
             finally:
                 for future in inflight:
                     future.cancel()
@@ -422,6 +434,7 @@ class _Repo:
     def __init__(self, key: tuple[str, str]) -> None:
         self.key = key
         self.outstanding = 0  # reads submitted and not finished
+        self.pending = 0  # tags taken and not yet grouped nor failed
         self.closed = False  # no more tags of it will come
         self.read: list[tuple[Reference, Fetched]] = []
 
@@ -435,6 +448,7 @@ class _Repo:
             self.read.append((ref, future.result()))
         except Exception as exc:  # noqa: BLE001 - one reference never stops the others
             failure = exc
+            self.pending -= 1
         self._flush(ready)
         return failure
 
@@ -446,6 +460,7 @@ class _Repo:
         if self.closed and self.outstanding == 0 and self.read:
             ready.extend(_groups(self.read))
             self.read = []
+            self.pending = 0
 
 
 @dataclass(frozen=True)
