@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from itertools import islice
+from itertools import chain, islice
 
 from oci_normalize import limits
 from oci_normalize.client import Client
@@ -135,17 +135,20 @@ def stream_registry(
     handed out; tag lists are read at most ``concurrency`` repositories ahead of the one being
     handed out. So what is held is one catalog page, a few tag lists and the references of one
     repository, whatever the registry's size. ``on_tags(repository, tags)`` sees each tag
-    list as read (before the filters). The catalog failing raises (from the first ``next``
-    on :attr:`~TargetStream.refs` for its first page, later ones mid-way); one repository's
-    tag list failing is recorded in ``failures`` and the others go on.
+    list as read (before the filters). The catalog failing raises: here for its first page,
+    from ``next`` on :attr:`~TargetStream.refs` for a later one; one repository's tag list
+    failing is recorded in ``failures`` and the others go on.
     """
     probe = registry_reference(registry)
     reg = client.registry(probe)
     stream = TargetStream(refs=iter(()), registry=probe.registry)
     where_catalog = probe.registry
 
+    pages = reg.iter_catalog(page_size=CATALOG_PAGE)
+    first = next(pages, [])  # asked for now: a registry without a catalog fails here, not later
+
     def repositories() -> Iterator[str]:
-        for page in reg.iter_catalog(page_size=CATALOG_PAGE):
+        for page in chain([first], pages):
             for name in _valid(page, parse_repository, where_catalog, stream.failures):
                 if selection.wants_repository(name):
                     stream.repositories += 1
