@@ -5,11 +5,19 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from oci_normalize.batch.journal import Journal, iter_moves, known_oci, read_journal
+from oci_normalize.batch.journal import (
+    Journal,
+    KnownOci,
+    iter_journal,
+    iter_moves,
+    known_oci,
+    read_journal,
+)
 from oci_normalize.batch.rollback import Undo, undo_chains
 from oci_normalize.digest import Digest
 from oci_normalize.errors import JournalError
@@ -145,3 +153,94 @@ def test_undo_chains_merge_pending_with_converted_and_keep_several_runs(tmp_path
         ],
         "h/b:1": [Undo(D_OLD, D_NEW, DOCKER, OLD)],
     }
+
+
+# ---- resume from a journal of any length: KnownOci ----------------------------------------------
+
+
+def test_known_oci_from_the_file_answers_like_the_set(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    other = Digest.of(b'{"schemaVersion":2}')
+    with Journal(path) as journal:
+        _move(journal, "h/a:1", "pending")
+        _move(journal, "h/a:1", "converted")
+        journal.record("h/a:2", "already-oci", old_digest=other)
+        journal.record("h/a:3", "would-convert", old_digest=D_OLD, new_digest=Digest.of(b"w"))
+        journal.record("h/a:4", "failed", old_digest=Digest.of(b"f"), error="x")
+    with path.open("ab") as fh:
+        fh.write(b'{"v":1,"run":"torn')  # a crash mid-line: ignored
+    with KnownOci(path) as known:
+        assert D_NEW in known and other in known
+        for absent in (D_OLD, Digest.of(b"w"), Digest.of(b"f"), Digest.of(b"never")):
+            assert absent not in known
+        assert "not a digest" not in known
+        assert len(known) == 2
+
+
+def test_a_hash_collision_never_lets_an_unknown_digest_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every key collides: the line at the stored offset is read back and must name the digest."""
+    monkeypatch.setattr("oci_normalize.batch.keyset.HashIndex.key", lambda _self, _item: 7)
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.record("h/a:1", "already-oci", old_digest=D_OLD)
+        journal.record("h/a:2", "already-oci", old_digest=D_NEW)  # same key: first one kept
+    with KnownOci(path) as known:
+        assert D_OLD in known
+        assert D_NEW not in known  # unconfirmed: unknown (its children are read again): safe
+        assert Digest.of(b"anything") not in known
+
+
+def test_a_journal_rewritten_under_the_index_confirms_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.record("h/a:1", "already-oci", old_digest=D_OLD)
+    with KnownOci(path) as known:
+        path.write_bytes(b"x" * 10)  # same inode, other bytes
+        assert D_OLD not in known
+
+
+def test_a_bad_line_before_the_last_is_refused_while_scanning(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.record("h/a:1", "already-oci", old_digest=D_OLD)
+    with path.open("ab") as fh:
+        fh.write(b"not json\n")
+    with Journal(path) as journal:
+        journal.record("h/a:2", "already-oci", old_digest=D_NEW)
+    with pytest.raises(JournalError, match=":2: not a journal line"):
+        KnownOci(path)
+
+
+def test_iter_journal_gives_offsets_of_each_line(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        _move(journal, "h/a:1", "pending")
+        journal.record("h/a:2", "failed", error="boom")
+    data = path.read_bytes()
+    got = list(iter_journal(path))
+    assert [o for o, _ in got] == [0, data.index(b"\n") + 1]
+    assert [e.reference for _, e in got] == ["h/a:1", "h/a:2"]
+
+
+def test_the_scan_holds_one_line_and_sixteen_bytes_a_digest(tmp_path: Path) -> None:
+    path = tmp_path / "big.jsonl"
+    old_manifest = base64.b64encode(OLD * 8).decode()
+    with path.open("w") as fh:
+        for i in range(20_000):
+            doc = {"v": 1, "run": "r", "reference": f"h/a:{i}", "status": "converted"}
+            doc |= {"old_digest": str(D_OLD), "old_manifest": old_manifest}
+            doc |= {"new_digest": str(Digest.of(b"%d" % i)), "new_media_type": DOCKER}
+            fh.write(json.dumps(doc) + "\n")
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        known = KnownOci(path)
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    with known:
+        assert len(known) == 20_000 and Digest.of(b"19999") in known
+    assert held < 2 * 1024 * 1024 and peak < 4 * 1024 * 1024, (held, peak, size)
+    assert size > 8 * peak  # the file itself would not have fitted

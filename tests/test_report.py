@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import struct
 import subprocess
@@ -10,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from oci_normalize.batch.report import old_digests, render_html, render_markdown, repo_counts, write
+from oci_normalize.batch.report import (
+    old_digests,
+    render_html,
+    render_markdown,
+    repo_counts,
+    write,
+    write_data,
+)
+from oci_normalize.batch.resultsfile import IndexedResults, ResultsFile
 from oci_normalize.batch.run import summarize
 from oci_normalize.results import ManifestMove, RefResult, TreeKind
 from tests.support.registry import require_tools
@@ -175,3 +184,56 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     width, height, colours = _png_size_and_colours(shot.read_bytes())
     assert (width, height) == (1200, 900)
     assert colours > 20  # text, tiles and the coloured bars: not a blank page
+
+
+# ---- streamed from the results file: the same bytes as the list rendering before the split ------
+
+GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "report"
+
+
+@pytest.mark.parametrize(
+    ("name", "results", "dry_run", "source"),
+    [
+        ("small", "small", False, "reg.example"),
+        ("small-dry", "small", True, "reg.example"),
+        ("wide", "wide", False, "reg.example <x>"),  # > 40 repositories, shared old digests
+    ],
+)
+@pytest.mark.parametrize("suffix", [".html", ".md"])
+def test_the_streamed_report_is_the_old_rendering(
+    tmp_path: Path, name: str, results: str, dry_run: bool, source: str, suffix: str
+) -> None:
+    """fixtures/report/* were rendered by the list-based report before it streamed."""
+    lines = (GOLDEN / f"{results}.results.jsonl").read_text().splitlines()
+    with ResultsFile(tmp_path) as spool:
+        for line in lines:
+            spool.add(RefResult.model_validate_json(line))
+        summary = summarize(spool, requests=123, seconds=4.56, dry_run=dry_run, journal="j.jsonl")
+        with IndexedResults(spool) as indexed:
+            write_data(tmp_path / f"r{suffix}", indexed, summary, source=source)
+        listed = list(spool)
+    expected = (GOLDEN / f"{name}{suffix}").read_text()
+    assert (tmp_path / f"r{suffix}").read_text() == expected
+    render = render_html if suffix == ".html" else render_markdown
+    assert render(listed, summary, source=source) == expected  # the in-memory path agrees
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"r{suffix}"]  # no scratch left
+
+
+def test_results_file_keeps_every_result_when_the_disk_refuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = _results()
+    with ResultsFile(tmp_path) as spool:
+        for r in results[:5]:
+            spool.add(r)
+        assert len(list(spool.lines())) == 5  # flushed to the file
+
+        def full(*_args: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr("oci_normalize.batch.resultsfile.os.pwrite", full)
+        for r in results[5:]:
+            spool.add(r)
+        assert [r.reference for r in spool] == [r.reference for r in results]
+        assert spool.failure is not None and spool.failure.errno == errno.ENOSPC
+        assert spool.count == len(results)

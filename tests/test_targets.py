@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import cast
+
 import pytest
 
 from oci_normalize.api import Client
@@ -12,6 +15,7 @@ from oci_normalize.batch.targets import (
     from_registry,
     registry_reference,
     shard_of,
+    stream_registry,
 )
 from oci_normalize.errors import ReferenceError_, RegistryError
 from oci_normalize.reference import Reference
@@ -168,3 +172,106 @@ def test_a_catalog_with_more_references_than_the_bound_is_refused(
     monkeypatch.setenv("OCI_NORMALIZE_MAX_LISTED_NAMES", "6")
     with Client() as client:
         assert len(from_registry(client, registry.host, selection, concurrency=2).refs) == 6
+
+
+# ---- lazy enumeration over a scripted listing (the real catalog walk is tested above) --------
+
+
+class _Listing:
+    """A registry's catalog and tag lists in memory, counting what was asked for."""
+
+    registry = "list.local"
+
+    def __init__(self, repositories: int, tags: int, broken: str = "") -> None:
+        self.names = [f"team/app{i:03d}" for i in range(repositories)]
+        self.tags = tags
+        self.broken = broken
+        self.pages = 0
+        self.listed: list[str] = []
+
+    def iter_catalog(self, *, page_size: int) -> Iterator[list[str]]:
+        for start in range(0, len(self.names), page_size):
+            self.pages += 1
+            yield self.names[start : start + page_size]
+
+    def list_tags(self, repository: str, *, page_size: int) -> list[str]:
+        assert page_size > 0
+        self.listed.append(repository)
+        if repository == self.broken:
+            raise RegistryError(f"{repository}: tags/list answered 500")
+        return [f"v{t}" for t in reversed(range(self.tags))] + ["bad tag!"]
+
+
+class _ListingClient:
+    def __init__(self, listing: _Listing) -> None:
+        self.listing = listing
+
+    def registry(self, ref: Reference) -> _Listing:
+        assert ref.registry == "list.local"
+        return self.listing
+
+
+def test_the_catalog_and_tag_lists_are_read_as_the_references_are_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("oci_normalize.batch.targets.CATALOG_PAGE", 10)
+    listing = _Listing(repositories=100, tags=3, broken="team/app050")
+    primed: list[str] = []
+    stream = stream_registry(
+        cast(Client, _ListingClient(listing)),
+        "list.local",
+        Selection(repos=("team/app0*",)),
+        concurrency=4,
+        on_tags=lambda repository, tags: primed.append(repository),
+    )
+    first = next(stream.refs)
+    assert str(first) == "list.local/team/app000:v0"  # sorted within its repository
+    assert listing.pages == 1 and len(listing.listed) <= 4 + 1  # look-ahead, not the registry
+    for _ in range(3 * 20 - 1):  # the rest of app000..app019
+        next(stream.refs)
+    assert listing.pages <= 3 and len(listing.listed) <= 20 + 4 + 1
+    rest = list(stream.refs)
+    assert len(rest) == 3 * 100 - 3 * 20 - 3  # app050's list failed
+    assert listing.pages == 10 and len(listing.listed) == 100
+    assert stream.repositories == 100 and primed == [n for n in listing.names if n != "team/app050"]
+    failures = dict(stream.failures)
+    assert "tags/list answered 500" in failures["list.local/team/app050"]
+    assert sum("bad tag!" in what for what, _ in stream.failures) == 99
+
+
+def test_filters_and_shards_apply_as_the_stream_goes() -> None:
+    listing = _Listing(repositories=12, tags=4)
+    client = cast(Client, _ListingClient(listing))
+    everything = {
+        str(r) for r in stream_registry(client, "list.local", Selection(), concurrency=2).refs
+    }
+    parts = [
+        {
+            str(r)
+            for r in stream_registry(
+                client, "list.local", Selection(shard=Shard(i, 3)), concurrency=2
+            ).refs
+        }
+        for i in range(3)
+    ]
+    assert set().union(*parts) == everything and sum(map(len, parts)) == len(everything) == 48
+    tagged = stream_registry(
+        client, "list.local", Selection(repos=("*1",), tags=("v[02]",)), concurrency=2
+    )
+    assert [str(r) for r in tagged.refs] == [
+        "list.local/team/app001:v0",
+        "list.local/team/app001:v2",
+        "list.local/team/app011:v0",
+        "list.local/team/app011:v2",
+    ]
+
+
+def test_a_catalog_that_fails_fails_before_any_reference_is_taken() -> None:
+    class NoCatalog(_Listing):
+        def iter_catalog(self, *, page_size: int) -> Iterator[list[str]]:
+            raise RegistryError("catalog: 404 (UNSUPPORTED)")
+            yield []
+
+    client = cast(Client, _ListingClient(NoCatalog(1, 1)))
+    with pytest.raises(RegistryError, match="UNSUPPORTED"):
+        stream_registry(client, "list.local", Selection(), concurrency=1)

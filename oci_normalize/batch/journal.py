@@ -39,12 +39,13 @@ import os
 import stat
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Final
 
+from oci_normalize.batch.keyset import HashIndex
 from oci_normalize.digest import Digest
 from oci_normalize.errors import InvalidDigestError, JournalError, OciNormalizeError
 from oci_normalize.manifest import MAX_MANIFEST_BYTES, unique_keys
@@ -55,6 +56,11 @@ from oci_normalize.text import printable
 JOURNAL_VERSION: Final = 1
 #: Largest journal read: ~50,000 converted tags of ordinary images, one run after another.
 MAX_JOURNAL_BYTES: Final = 256 * 1024 * 1024
+#: Largest journal read one line at a time (a resume's :class:`KnownOci`): memory does not grow
+#: with it, only the time of the scan (about 20 s a million lines).
+MAX_STREAMED_JOURNAL_BYTES: Final = 64 * 1024 * 1024 * 1024
+#: Bytes read at a time to confirm one line.
+_CONFIRM_READ: Final = 16 * 1024
 #: Largest line: a base64 manifest at the size cap, and room for the other keys.
 MAX_LINE_BYTES: Final = MAX_MANIFEST_BYTES * 4 // 3 + 64 * 1024
 _STR_KEYS: Final = ("old_media_type", "new_media_type", "error")
@@ -177,8 +183,16 @@ def read_journal(path: Path, *, max_bytes: int = MAX_JOURNAL_BYTES) -> list[Jour
 
     The file must be a regular file of at most ``max_bytes``; no line may exceed
     :data:`MAX_LINE_BYTES`. Each line is checked for shape and types only: what it claims is
-    for the reader to verify.
+    for the reader to verify. :func:`iter_journal` reads the same lines one at a time.
     """
+    return [entry for _, entry in iter_journal(path, max_bytes=max_bytes)]
+
+
+def iter_journal(
+    path: Path, *, max_bytes: int = MAX_JOURNAL_BYTES
+) -> Iterator[tuple[int, JournalEntry]]:
+    """The lines of ``path`` one at a time, each with its byte offset; the rules of
+    :func:`read_journal`, but only one line is held at a time."""
     try:
         fh = open_regular(path, f"journal {path}")
     except OciNormalizeError as exc:
@@ -189,10 +203,10 @@ def read_journal(path: Path, *, max_bytes: int = MAX_JOURNAL_BYTES) -> list[Jour
             raise JournalError(
                 f"journal {path} is {size} bytes, over the {max_bytes} byte cap for journals"
             )
-        entries: list[JournalEntry] = []
         problem: JournalError | None = None
         total = 0
         for number, raw in enumerate(_lines(fh, path), start=1):
+            offset = total
             total += len(raw)
             if total > max_bytes:  # the file grew while being read
                 raise JournalError(f"journal {path} is over the {max_bytes} byte cap")
@@ -201,12 +215,13 @@ def read_journal(path: Path, *, max_bytes: int = MAX_JOURNAL_BYTES) -> list[Jour
             if not raw.strip():
                 continue
             try:
-                entries.append(parse_line(raw, number))
+                entry = parse_line(raw, number)
             except JournalError as exc:
                 problem = JournalError(f"{path}:{number}: not a journal line ({exc})")
                 problem.__cause__ = exc.__cause__
+                continue
+            yield offset, entry
         # A bad last line is the one a crash cut short: ignored.
-    return entries
 
 
 def _lines(fh: IO[bytes], path: Path) -> Iterator[bytes]:
@@ -269,18 +284,92 @@ def _digest(value: object, key: str) -> Digest | None:
         raise ValueError(f"{key!r} is not a valid digest") from exc
 
 
-def known_oci(entries: list[JournalEntry]) -> frozenset[Digest]:
+def known_oci(entries: Iterable[JournalEntry]) -> frozenset[Digest]:
     """Digests a previous run found or made fully OCI: re-runs skip their children's reads.
 
-    Digests are content addresses, so a tree once seen all-OCI stays all-OCI.
+    Digests are content addresses, so a tree once seen all-OCI stays all-OCI. For a journal
+    of any size, :class:`KnownOci` answers the same question from the file itself.
     """
-    out: set[Digest] = set()
-    for e in entries:
-        if e.status == CONVERTED and e.new_digest is not None:
-            out.add(e.new_digest)
-        elif e.status == ALREADY_OCI and e.old_digest is not None:
-            out.add(e.old_digest)
-    return frozenset(out)
+    return frozenset(d for e in entries if (d := _vouched(e)) is not None)
+
+
+def _vouched(e: JournalEntry) -> Digest | None:
+    """The digest line ``e`` vouches is all-OCI, if any."""
+    if e.status == CONVERTED:
+        return e.new_digest
+    if e.status == ALREADY_OCI:
+        return e.old_digest
+    return None
+
+
+class KnownOci:
+    """:func:`known_oci` for a journal of any length, in about 16 bytes a digest.
+
+    A re-run asks, per root digest, "has a previous run seen this tree all-OCI?". A million-line
+    journal as a Python ``set`` of digest strings would take ~150 MB, more than a whole sweep is
+    allowed; as the journal's own entries, far more. So the journal is read once, a line at a
+    time, and each vouching line leaves only a 64-bit keyed hash of its digest and the line's
+    byte offset in a sorted array (:class:`~.keyset.HashIndex`). A hit is then *confirmed*:
+    the line at that offset is read back (one ``pread``) and must name the very digest. A
+    collision of keyed hashes can therefore only make a digest look unknown (the children are
+    read again, as without a journal), never make an unknown tree pass as all-OCI. An on-disk
+    sqlite index would be exact too, but costs a second file, a write per line and its own
+    page cache for the same answer.
+
+    The file is kept open (read-only) for the confirmations: :meth:`close` it, or use ``with``.
+    Lines appended after the scan (by the run that resumes) are not consulted.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int = MAX_STREAMED_JOURNAL_BYTES) -> None:
+        self.path = path
+        self._index = HashIndex()
+        for offset, entry in iter_journal(path, max_bytes=max_bytes):
+            digest = _vouched(entry)
+            if digest is not None:
+                self._index.add(str(digest).encode(), offset)
+        try:
+            self._fd: int | None = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as exc:
+            raise JournalError(f"cannot read journal {path}: {_why(exc)}") from exc
+
+    def __contains__(self, digest: object) -> bool:
+        if not isinstance(digest, Digest):
+            return False
+        offset = self._index.get(str(digest).encode())
+        if offset is None or self._fd is None:
+            return False
+        try:
+            entry = parse_line(self._line_at(offset), 0)
+        except (OSError, JournalError):
+            return False  # not confirmed: treated as unknown, which is always safe
+        return _vouched(entry) == digest
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _line_at(self, offset: int) -> bytes:
+        assert self._fd is not None
+        out = b""
+        while len(out) <= MAX_LINE_BYTES:
+            chunk = os.pread(self._fd, _CONFIRM_READ, offset + len(out))
+            if not chunk:
+                break
+            end = chunk.find(b"\n")
+            if end >= 0:
+                return out + chunk[: end + 1]
+            out += chunk
+        return out
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> KnownOci:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def iter_moves(entries: list[JournalEntry]) -> Iterator[JournalEntry]:

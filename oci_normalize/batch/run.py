@@ -18,14 +18,17 @@ A failing reference never stops the others: every outcome is a :class:`RefResult
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections import deque
+from collections.abc import Callable, Container, Generator, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any, Final
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.batch.destination import Destination
 from oci_normalize.batch.journal import Journal
+from oci_normalize.batch.tally import Tally
 from oci_normalize.convert.pipeline import Signer, attach, read, read_target, sign_runs, write
 from oci_normalize.convert.planner import Outcome, Source, Target, plan
 from oci_normalize.convert.push import PushStats
@@ -67,8 +70,11 @@ class BatchOptions:
     destination: Destination | None = None
 
 
+WINDOW_PER_WORKER: Final = 4
+
+
 def summarize(
-    results: list[RefResult],
+    results: Iterable[RefResult],
     *,
     requests: int,
     seconds: float,
@@ -77,40 +83,19 @@ def summarize(
     journal: str | None = None,
     destination: str | None = None,
 ) -> BatchSummary:
-    def count(status: BatchStatus) -> int:
-        return sum(1 for r in results if r.status == status)
-
-    return BatchSummary(
-        references=len(results),
-        repositories=len({r.repository for r in results}),
-        converted=count(CONVERTED),
-        already_oci=count(ALREADY_OCI),
-        would_convert=count(WOULD_CONVERT),
-        failed=count(FAILED),
-        artifacts=count(ARTIFACT),
-        pushed_manifests=sum(r.pushed_manifests for r in results),
-        requests=requests,
-        seconds=round(seconds, 3),
-        dry_run=dry_run,
-        shard=shard,
-        journal=journal,
-        present=count(PRESENT),
-        destination=destination,
-        signatures=_signature_counts(results),
+    """The summary of ``results``, counted one by one (:class:`~.tally.Tally`)."""
+    return (
+        Tally()
+        .extend(results)
+        .summary(
+            requests=requests,
+            seconds=seconds,
+            dry_run=dry_run,
+            shard=shard,
+            journal=journal,
+            destination=destination,
+        )
     )
-
-
-def _signature_counts(results: list[RefResult]) -> dict[str, int]:
-    """Signatures by what happened to them, each counted once per digest it names."""
-    seen: dict[tuple[str, str], str] = {}
-    for r in results:
-        for sig in r.signatures:
-            action: str = sig.action if r.status != FAILED or sig.action == "refused" else "refused"
-            seen[(sig.subject, sig.name)] = action
-    counts: dict[str, int] = {}
-    for action in seen.values():
-        counts[action] = counts.get(action, 0) + 1
-    return counts
 
 
 def failed(reference: str, error: str, *, repository: str = "") -> RefResult:
@@ -142,13 +127,32 @@ def run(
     client: Client,
     options: BatchOptions = BatchOptions(),  # noqa: B008 - frozen
     journal: Journal | None = None,
-    known_oci: frozenset[Digest] = frozenset(),
+    known_oci: Container[Digest] = frozenset(),
     on_result: Callable[[RefResult], None] | None = None,
-) -> list[RefResult]:
-    """Convert every reference in place (or plan it, with ``dry_run``); results in completion
-    order. ``on_result`` is called from the calling thread as each reference finishes."""
+) -> Iterator[RefResult]:
+    """Convert every reference in place (or plan it, with ``dry_run``), lazily: the run
+    advances as the returned iterator is consumed, and yields each result as it finishes.
+
+    ``refs`` is read a bounded window ahead of what has finished (:func:`window`); give the
+    tags of one repository one after another (the targets do), since a repository's tags are
+    grouped by root digest once they are all read. ``on_result`` is called from the consuming
+    thread with each result, just before it is yielded.
+    """
     runner = _Runner(client, options, journal, known_oci)
-    return runner.run(list(refs), on_result or (lambda _r: None))
+    for result in runner.results(refs):
+        if on_result is not None:
+            on_result(result)
+        yield result
+
+
+def window(concurrency: int) -> int:
+    """Reads and conversions in flight at once: enough to keep every worker busy while the
+    results of the previous ones are handed out, and no more (each holds a manifest)."""
+    return WINDOW_PER_WORKER * _workers(concurrency)
+
+
+def _workers(concurrency: int) -> int:
+    return max(1, min(concurrency, MAX_CONCURRENCY))
 
 
 @dataclass
@@ -163,7 +167,7 @@ class _Runner:
         client: Client,
         options: BatchOptions,
         journal: Journal | None,
-        known_oci: frozenset[Digest],
+        known_oci: Container[Digest],
     ) -> None:
         self.client = client
         self.options = options
@@ -171,41 +175,70 @@ class _Runner:
         self.known_oci = known_oci
         self.signer = Signer.of(options.convert_options)
 
-    def run(self, refs: list[Reference], emit: Callable[[RefResult], None]) -> list[RefResult]:
-        results: list[RefResult] = []
-
-        def done(result: RefResult) -> None:
-            results.append(result)
+    def run(self, refs: Iterable[Reference], emit: Callable[[RefResult], None]) -> None:
+        """Run every reference, handing each result to ``emit`` as it finishes."""
+        for result in self.results(refs):
             emit(result)
 
-        waiting: dict[tuple[str, str], int] = {}
-        for ref in refs:
-            key = (ref.registry, ref.repository)
-            waiting[key] = waiting.get(key, 0) + 1
-        read: dict[tuple[str, str], list[tuple[Reference, Fetched]]] = {}
-        workers = max(1, min(self.options.concurrency, MAX_CONCURRENCY))
-        with ThreadPoolExecutor(workers, thread_name_prefix="batch") as pool:
-            reads = {pool.submit(self._read, ref): ref for ref in refs}
-            converts: dict[Future[list[RefResult]], _Group] = {}
-            for future in as_completed(reads):
-                ref = reads[future]
-                key = (ref.registry, ref.repository)
-                try:
-                    read.setdefault(key, []).append((ref, future.result()))
-                except Exception as exc:  # noqa: BLE001 - one reference never stops the others
-                    done(self._failed(ref, exc))
-                waiting[key] -= 1
-                if waiting[key] == 0:
-                    for group in _groups(read.pop(key, [])):
-                        converts[pool.submit(self._convert, group)] = group
-            for cfuture in as_completed(converts):
-                try:
-                    group_results = cfuture.result()
-                except Exception as exc:  # noqa: BLE001
-                    group_results = [self._failed(r, exc) for r in converts[cfuture].refs]
-                for result in group_results:
-                    done(result)
-        return results
+    def results(self, refs: Iterable[Reference]) -> Generator[RefResult, None, None]:
+        """Every reference's result, as it finishes; ``refs`` is read lazily.
+
+        At most :func:`window` references are taken from ``refs`` and not yet answered, with
+        one exception: a repository with more tags than that is read whole before its first
+        tag is answered (its tags are grouped by root digest), so then its tags are held.
+        """
+        todo = iter(refs)
+        limit = window(self.options.concurrency)
+        inflight: dict[Future[Any], _Read | _Group] = {}
+        ready: deque[_Group] = deque()  # groups of finished repositories, waiting for a worker
+        repo: _Repo | None = None  # the repository being read
+        held = 0  # references taken from ``refs`` and not answered yet
+        more = True
+        with ThreadPoolExecutor(_workers(self.options.concurrency), "batch") as pool:
+            try:
+                while True:
+                    while len(inflight) < limit and ready:  # finishing comes before reading on
+                        group = ready.popleft()
+                        inflight[pool.submit(self._convert, group)] = group
+                    while more and len(inflight) < limit:
+                        only_this_repo = repo is not None and held == repo.pending
+                        if held >= limit and not only_this_repo:
+                            break
+                        ref = next(todo, None)
+                        if ref is None or repo is None or repo.key != _key(ref):
+                            if repo is not None:
+                                repo.close(ready)
+                            repo = None if ref is None else _Repo(_key(ref))
+                        if ref is None or repo is None:
+                            more = False
+                            break
+                        held += 1
+                        repo.pending += 1
+                        repo.outstanding += 1
+                        inflight[pool.submit(self._read, ref)] = _Read(ref, repo)
+                    if not inflight:
+                        if ready:
+                            continue
+                        return
+                    finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        task = inflight.pop(future)
+                        if isinstance(task, _Read):
+                            failure = task.repo.read_done(task.ref, future, ready)
+                            if failure is not None:
+                                held -= 1
+                                yield self._failed(task.ref, failure)
+                            continue
+                        try:
+                            group_results = future.result()
+                        except Exception as exc:  # noqa: BLE001 - one group never stops the rest
+                            group_results = [self._failed(r, exc) for r in task.refs]
+                        for result in group_results:
+                            held -= 1
+                            yield result
+            finally:
+                for future in inflight:
+                    future.cancel()
 
     def _read(self, ref: Reference) -> Fetched:
         if ref.tag is None and self.options.destination is not None:
@@ -251,7 +284,8 @@ class _Runner:
             return [self._failed(ref, exc, group, kind) for ref in group.refs]
         written: set[str] = set()  # target repositories this group's tree went to already
         shared: list[HookError] = []  # a failed re-sign fails every tag of the group
-        return [self._one(ref, group, src, kind, written, shared) for ref in group.refs]
+        said: set[tuple[str, str]] = set()  # signatures reported (once per group)
+        return [self._one(ref, group, src, kind, written, shared, said) for ref in group.refs]
 
     def _one(
         self,
@@ -261,6 +295,7 @@ class _Runner:
         kind: TreeKind,
         written: set[str],
         shared: list[HookError],
+        said: set[tuple[str, str]],
     ) -> RefResult:
         """Plan and write one tag of a group (in place, or at its destination)."""
         options = self.options.convert_options
@@ -282,7 +317,7 @@ class _Runner:
         except OciNormalizeError as exc:
             return self._failed(ref, exc, group, kind)
         outcome = plan(src, tgt, options, dry_run=dry_run)
-        base = _with_outcome(base, outcome, self.signer, tgt)
+        base = _with_outcome(base, outcome, self.signer, tgt, said)
         if outcome.refusal is not None:
             error = f"would refuse: {outcome.refusal}" if dry_run else outcome.refusal
             result = base.model_copy(update={"status": FAILED, "error": error})
@@ -425,10 +460,19 @@ class _Runner:
         return None
 
 
-def _with_outcome(r: RefResult, outcome: Outcome, signer: Signer | None, tgt: Target) -> RefResult:
-    """``r`` with what the plan says about signatures, referrers and sign runs."""
+def _with_outcome(
+    r: RefResult,
+    outcome: Outcome,
+    signer: Signer | None,
+    tgt: Target,
+    said: set[tuple[str, str]],
+) -> RefResult:
+    """``r`` with what the plan says about signatures, referrers and sign runs; a signature is
+    reported with the first tag of its group only (the others share it), so counts add up."""
+    fresh = [x for x in outcome.signatures if (x.subject, x.name) not in said]
+    said.update((x.subject, x.name) for x in fresh)
     update: dict[str, object] = {
-        "signatures": list(outcome.signatures),
+        "signatures": fresh,
         "referrers": [x for x in outcome.referrers if not x.signed],
         "signing": sign_runs(outcome, signer, ran=False),
     }
@@ -458,3 +502,49 @@ def _groups(read: list[tuple[Reference, Fetched]]) -> list[_Group]:
         else:
             group.refs.append(ref)
     return list(by_digest.values())
+
+
+class _Repo:
+    """One repository's tags while they are read: grouped by root digest once the last is."""
+
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key = key
+        self.outstanding = 0  # reads submitted and not finished
+        self.pending = 0  # tags taken and not yet grouped nor failed
+        self.closed = False  # no more tags of it will come
+        self.read: list[tuple[Reference, Fetched]] = []
+
+    def read_done(
+        self, ref: Reference, future: Future[Fetched], ready: deque[_Group]
+    ) -> BaseException | None:
+        """Note one finished read; the exception when it failed."""
+        self.outstanding -= 1
+        failure: BaseException | None = None
+        try:
+            self.read.append((ref, future.result()))
+        except Exception as exc:  # noqa: BLE001 - one reference never stops the others
+            failure = exc
+            self.pending -= 1
+        self._flush(ready)
+        return failure
+
+    def close(self, ready: deque[_Group]) -> None:
+        self.closed = True
+        self._flush(ready)
+
+    def _flush(self, ready: deque[_Group]) -> None:
+        if self.closed and self.outstanding == 0 and self.read:
+            ready.extend(_groups(self.read))
+            self.read = []
+            self.pending = 0
+
+
+@dataclass(frozen=True)
+class _Read:
+    ref: Reference
+    repo: _Repo
+
+
+def _key(ref: Reference) -> tuple[str, str]:
+    return (ref.registry, ref.repository)
+

@@ -10,10 +10,12 @@ exactly, with no coordination.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from itertools import chain, islice
 
 from oci_normalize import limits
 from oci_normalize.errors import OciNormalizeError, ReferenceError_, RegistryError
@@ -105,48 +107,132 @@ def registry_reference(registry: str) -> Reference:
     return probe
 
 
+@dataclass
+class TargetStream:
+    """Selected references, enumerated lazily as :attr:`refs` is consumed.
+
+    :attr:`failures` and :attr:`repositories` grow as the enumeration goes and are complete
+    once :attr:`refs` is exhausted. The references of one repository come one after another,
+    sorted by tag; repositories come in catalog order (sorted, on distribution).
+    """
+
+    refs: Iterator[Reference]
+    registry: str = ""
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    repositories: int = 0
+
+
+def stream_registry(
+    client: Client,
+    registry: str,
+    selection: Selection,
+    *,
+    concurrency: int,
+    on_tags: Callable[[str, list[str]], None] | None = None,
+) -> TargetStream:
+    """Every tag of every catalog repository that ``selection`` wants, lazily.
+
+    The catalog is read a page at a time, when the previous page's repositories have been
+    handed out; tag lists are read at most ``concurrency`` repositories ahead of the one being
+    handed out. So what is held is one catalog page, a few tag lists and the references of one
+    repository, whatever the registry's size. ``on_tags(repository, tags)`` sees each tag
+    list as read (before the filters). The catalog failing raises: here for its first page,
+    from ``next`` on :attr:`~TargetStream.refs` for a later one; one repository's tag list
+    failing is recorded in ``failures`` and the others go on.
+    """
+    probe = registry_reference(registry)
+    reg = client.registry(probe)
+    stream = TargetStream(refs=iter(()), registry=probe.registry)
+    where_catalog = probe.registry
+
+    pages = reg.iter_catalog(page_size=CATALOG_PAGE)
+    first = next(pages, [])  # asked for now: a registry without a catalog fails here, not later
+
+    def repositories() -> Iterator[str]:
+        for page in chain([first], pages):
+            for name in _valid(page, parse_repository, where_catalog, stream.failures):
+                if selection.wants_repository(name):
+                    stream.repositories += 1
+                    yield name
+
+    def tags_of(repository: str) -> list[str] | str:
+        try:
+            return reg.list_tags(repository, page_size=TAGS_PAGE)
+        except OciNormalizeError as exc:
+            return str(exc)
+
+    def refs() -> Iterator[Reference]:
+        lookahead = max(1, concurrency)
+        with ThreadPoolExecutor(lookahead, thread_name_prefix="tags") as pool:
+            queue: deque[tuple[str, Future[list[str] | str]]] = deque()
+            names = repositories()
+            try:
+                while True:
+                    for name in islice(names, lookahead - len(queue)):
+                        queue.append((name, pool.submit(tags_of, name)))
+                    if not queue:
+                        return
+                    repository, future = queue.popleft()
+                    yield from _repository_refs(
+                        probe.registry, repository, future.result(), selection, stream, on_tags
+                    )
+            finally:
+                for _, future in queue:
+                    future.cancel()
+
+    stream.refs = refs()
+    return stream
+
+
+def _repository_refs(
+    registry: str,
+    repository: str,
+    listed: list[str] | str,
+    selection: Selection,
+    stream: TargetStream,
+    on_tags: Callable[[str, list[str]], None] | None,
+) -> Iterator[Reference]:
+    where = f"{registry}/{repository}"
+    if isinstance(listed, str):
+        stream.failures.append((where, listed))
+        return
+    tags = _valid(listed, parse_tag, where, stream.failures)
+    if on_tags is not None:
+        on_tags(repository, tags)
+    for tag in sorted(set(tags)):
+        ref = Reference(registry=registry, repository=repository, tag=tag)
+        if selection.wants(ref):
+            yield ref
+
+
 def from_registry(
     client: Client, registry: str, selection: Selection, *, concurrency: int
 ) -> Targets:
-    """Every tag of every catalog repository that ``selection`` wants.
+    """Every tag of every catalog repository that ``selection`` wants, as one list (bounded
+    by :func:`~oci_normalize.limits.max_listed_names`; :func:`stream_registry` is not).
 
     The catalog failing is fatal (raised); one repository's tag list failing is recorded in
     ``failures`` and the others go on.
     """
-    probe = registry_reference(registry)
-    reg = client.registry(probe)
-    refused: list[tuple[str, str]] = []
-    listed = _valid(reg.catalog(page_size=CATALOG_PAGE), parse_repository, probe.registry, refused)
-    repositories = [r for r in listed if selection.wants_repository(r)]
+    targets = Targets()
+    cap = limits.max_listed_names()
+    total = 0
 
-    def tags_of(repository: str) -> tuple[str, list[str] | str]:
-        try:
-            return repository, reg.list_tags(repository, page_size=TAGS_PAGE)
-        except OciNormalizeError as exc:
-            return repository, str(exc)
-
-    targets = Targets(repositories=len(repositories), registry=probe.registry)
-    targets.failures.extend(refused)
-    found: list[Reference] = []
-    total, cap = 0, limits.max_listed_names()
-    with ThreadPoolExecutor(max(1, concurrency)) as pool:
-        for repository, listed_tags in pool.map(tags_of, repositories):
-            where = f"{probe.registry}/{repository}"
-            if isinstance(listed_tags, str):
-                targets.failures.append((where, listed_tags))
-                continue
-            tags = _valid(listed_tags, parse_tag, where, targets.failures)
-            total += len(tags)
-            if total > cap:
-                raise RegistryError(
-                    f"{probe.registry}: more than {cap} references in the catalog "
-                    f"(set {limits.ENV_MAX_LISTED_NAMES} to allow more)"
-                )
-            targets.all_tags[repository] = tags
-            found.extend(
-                Reference(registry=probe.registry, repository=repository, tag=t) for t in tags
+    def keep(repository: str, tags: list[str]) -> None:
+        nonlocal total
+        total += len(tags)
+        if total > cap:
+            raise RegistryError(
+                f"{targets.registry}: more than {cap} references in the catalog "
+                f"(set {limits.ENV_MAX_LISTED_NAMES} to allow more)"
             )
-    targets.refs = _select(found, selection)
+        targets.all_tags[repository] = tags
+
+    stream = stream_registry(client, registry, selection, concurrency=concurrency, on_tags=keep)
+    targets.registry = stream.registry
+    targets.refs = _select(stream.refs, selection)
+    targets.failures = stream.failures
+    targets.repositories = stream.repositories
     return targets
 
 

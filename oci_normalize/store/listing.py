@@ -11,6 +11,7 @@ public request methods and know nothing else of it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any, Final, Protocol
 from urllib.parse import urljoin, urlsplit
 
@@ -76,15 +77,30 @@ class Requester(Protocol):
 def paginate(
     reg: Requester, path: str, key: str, scopes: tuple[str, ...], page_size: int
 ) -> list[str]:
-    """Follow ``Link: <…>; rel="next"``; without one, a full page asks on with ``last``.
-
-    Each page is read with a cap (:data:`~oci_normalize.limits.MAX_LISTING_PAGE`), the
-    whole listing holds at most :func:`~oci_normalize.limits.max_listed_names` names, a
-    ``next`` link must stay on the registry and never repeat. Names are returned as sent:
-    the caller parses them like user input before using one.
-    """
+    """The whole listing (:func:`iter_pages`), at most
+    :func:`~oci_normalize.limits.max_listed_names` names. Names are returned as sent: the
+    caller parses them like user input before using one."""
     out: list[str] = []
     cap = limits.max_listed_names()
+    for items in iter_pages(reg, path, key, scopes, page_size):
+        out.extend(items)
+        if len(out) > cap:
+            raise RequestLine.of("GET", reg.url(path)).error(
+                RegistryError,
+                f"more than {cap} names (set {limits.ENV_MAX_LISTED_NAMES} to allow more)",
+            )
+    return out
+
+
+def iter_pages(
+    reg: Requester, path: str, key: str, scopes: tuple[str, ...], page_size: int
+) -> Iterator[list[str]]:
+    """A listing one page at a time, the next asked for only when the caller wants it (so a
+    listing of any length is held a page at a time). Follows ``Link: <…>; rel="next"``; without
+    one, a full page asks on with ``last``. Each page is read with a cap
+    (:data:`~oci_normalize.limits.MAX_LISTING_PAGE`); a ``next`` link must stay on the registry
+    and never repeat; at most :data:`MAX_PAGES` pages.
+    """
     url: str | None = reg.url(path)
     line = RequestLine.of("GET", reg.url(path))
     params: dict[str, Any] | None = {"n": page_size}
@@ -92,7 +108,7 @@ def paginate(
     previous: list[str] | None = None
     for _ in range(MAX_PAGES):
         if url is None:
-            return out
+            return
         reply = reg.request("GET", url, scopes=scopes, params=params, max_body=MAX_LISTING_PAGE)
         raise_for_status(reply)
         items = _listed(reply, key)
@@ -100,14 +116,8 @@ def paginate(
             # Asked on with ``last`` (no Link came) and answered the same page again: the
             # registry ignores n and last (distribution 2.8's tags/list), so that page was the
             # whole listing, as peers read it (they never ask on without a Link).
-            return out
+            return
         previous = items
-        out.extend(items)
-        if len(out) > cap:
-            raise line.error(
-                RegistryError,
-                f"more than {cap} names (set {limits.ENV_MAX_LISTED_NAMES} to allow more)",
-            )
         nxt = reply.links.get("next", {}).get("url")
         if nxt:
             url, params = _same_registry(reg, urljoin(url, nxt), line), None
@@ -119,6 +129,7 @@ def paginate(
         if url is not None and marker in seen:
             raise line.error(RegistryError, "the registry's pagination goes round in a loop")
         seen.add(marker)
+        yield items
     raise line.error(RegistryError, f"more than {MAX_PAGES} pages")
 
 

@@ -391,6 +391,12 @@ class Registry:
             self, "_catalog", "repositories", ("registry:catalog:*",), page_size
         )
 
+    def iter_catalog(self, *, page_size: int = 1000) -> Iterator[list[str]]:
+        """:meth:`catalog`, a page at a time, each asked for when the previous is used."""
+        return listing.iter_pages(
+            self, "_catalog", "repositories", ("registry:catalog:*",), page_size
+        )
+
     def referrers(self, repository: str, digest: Digest) -> bytes | None:
         """The referrers API's index for ``digest``, or None (see :func:`listing.referrers`)."""
         return listing.referrers(self, repository, digest)
