@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the same names at run time, through __getattr__ below
         Reference,
         parse_location,
     )
-    from oci_normalize.results import CheckResult, ConvertResult
+    from oci_normalize.result_models import CheckResult, ConvertResult
     from oci_normalize.store.registry import ClientOptions
 
 __all__ = [
@@ -53,11 +53,11 @@ __all__ = [
 #: Where each public name lives (``__version__``: the installed package's version).
 _HOMES: Final = {
     "ArchiveRef": "oci_normalize.reference",
-    "CheckResult": "oci_normalize.results",
+    "CheckResult": "oci_normalize.result_models",
     "Client": "oci_normalize.api",
     "ClientOptions": "oci_normalize.store.registry",
     "ConvertOptions": "oci_normalize.options",
-    "ConvertResult": "oci_normalize.results",
+    "ConvertResult": "oci_normalize.result_models",
     "LayoutRef": "oci_normalize.reference",
     "OciArchiveRef": "oci_normalize.reference",
     "OciNormalizeError": "oci_normalize.errors",

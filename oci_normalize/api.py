@@ -44,6 +44,7 @@ from oci_normalize.reference import (
     parse_location,
     same_repository,
 )
+from oci_normalize.result_models import CheckResult, ConvertResult
 from oci_normalize.results import (
     ALREADY_OCI,
     ARTIFACT,
@@ -51,8 +52,6 @@ from oci_normalize.results import (
     COPIED,
     WOULD_CONVERT,
     WOULD_REFUSE,
-    CheckResult,
-    ConvertResult,
     ConvertStatus,
 )
 
@@ -60,7 +59,7 @@ from oci_normalize.results import (
 from oci_normalize.store.client import Client as Client
 
 if TYPE_CHECKING:
-    from oci_normalize.results import CheckResult, ConvertResult, ReferrerOut
+    from oci_normalize.result_models import CheckResult, ConvertResult, ReferrerOut
 
 #: The tag an untagged ``oci:PATH`` destination gets, as a registry reference would.
 DEFAULT_LAYOUT_TAG: Final = "latest"
@@ -90,7 +89,10 @@ def check(ref: str | Location, *, client: Client | None = None) -> CheckResult:
 
 
 def _check(reference: Location, client: Client) -> CheckResult:
-    from oci_normalize.results import CheckResult, FindingOut  # a tree was read: a result
+    from oci_normalize.result_models import (
+        CheckResult,
+        FindingOut,  # a tree was read: a result
+    )
 
     tree = fetch_tree(client.store(reference), reference)
     require_image(tree)
@@ -156,7 +158,7 @@ def _seen_referrers(client: Client, source: Source) -> list[ReferrerOut]:
 
 def _check_archive(ref: ArchiveRef) -> CheckResult:
     """A docker-archive is Docker's format by definition: name its config and layers."""
-    from oci_normalize.results import CheckResult, FindingOut
+    from oci_normalize.result_models import CheckResult, FindingOut
     from oci_normalize.store import archive
 
     image, config = archive.inspect(ref)
@@ -261,7 +263,7 @@ def _convert(
         raise OciNormalizeError(
             f"{target}: DEST must name a tag (the converted image gets a new digest)"
         )
-    from oci_normalize.results import ConvertResult, ManifestChange
+    from oci_normalize.result_models import ConvertResult, ManifestChange
 
     before = client.requests
     in_place = same_repository(source, target) and (target.tag == source.tag)

@@ -2,7 +2,7 @@
 
 The manifest tree travels as raw bytes (:class:`Node`); the normalizer's output is a
 :class:`Plan`. Results handed to API callers and rendered as JSON are the pydantic models of
-:mod:`oci_normalize.results`.
+:mod:`oci_normalize.result_models`.
 """
 
 from __future__ import annotations

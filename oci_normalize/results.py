@@ -1,28 +1,15 @@
 """What the API, ``--json`` lines, the journal and the reports say happened: every status word,
-defined once as a ``Literal`` (so a typo fails mypy) with a named constant per word, and the
-pydantic result models whose fields carry those types (their keys are the JSON keys).
+defined once as a ``Literal`` (so a typo fails mypy) with a named constant per word. The
+pydantic result models whose fields carry those types are in :mod:`.result_models`.
 
-The words cost nothing to import. The models live in :mod:`.result_models` and are importable
-from here too, loaded on first use: a command that builds no result (``--version``, a ``check``
-that cannot reach its registry) never loads pydantic.
+The words cost nothing to import. The models live in :mod:`.result_models`, imported where a
+result is built: a command that builds no result (``--version``, a ``check`` that cannot reach
+its registry) never loads pydantic.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, Literal
-
-if TYPE_CHECKING:  # the same names at run time, through __getattr__ below
-    from oci_normalize.result_models import BatchSummary as BatchSummary
-    from oci_normalize.result_models import CheckResult as CheckResult
-    from oci_normalize.result_models import ConvertResult as ConvertResult
-    from oci_normalize.result_models import FindingOut as FindingOut
-    from oci_normalize.result_models import ManifestChange as ManifestChange
-    from oci_normalize.result_models import ManifestMove as ManifestMove
-    from oci_normalize.result_models import ReferrerOut as ReferrerOut
-    from oci_normalize.result_models import RefResult as RefResult
-    from oci_normalize.result_models import RollbackResult as RollbackResult
-    from oci_normalize.result_models import SignRun as SignRun
-    from oci_normalize.result_models import TagMove as TagMove
+from typing import Final, Literal
 
 # ---- status words -------------------------------------------------------------------------------
 
@@ -69,8 +56,6 @@ ReferrerAction = Literal[
     "refused", "left-behind", "re-signed", "would-re-sign", "carried", "would-carry",
     "would-reattach", "reattached", "left", "annotation-updated",
 ]  # fmt: skip
-#: What happened to a signature, as counted in summaries and reports.
-SIGNATURE_ACTIONS: Final = (CARRIED, RESIGNED, LEFT_BEHIND, REFUSED_BY)
 
 # ---- what points at a digest (the ``kind`` of a referrer) -------------------------------------
 
@@ -99,34 +84,3 @@ KIND_DOCKER: Final = "docker"  # no OCI type anywhere
 KIND_MIXED: Final = "mixed"  # both kinds in one tree
 KIND_ARTIFACT: Final = "artifact"
 TreeKind = Literal["oci", "docker", "mixed", "artifact"]
-
-
-# ---- the result models, loaded on first use ------------------------------------------------------
-
-#: The pydantic models (see :mod:`.result_models`) importable from this module.
-MODELS: Final = frozenset(
-    {
-        "BatchSummary",
-        "CheckResult",
-        "ConvertResult",
-        "FindingOut",
-        "ManifestChange",
-        "ManifestMove",
-        "RefResult",
-        "ReferrerOut",
-        "RollbackResult",
-        "SignRun",
-        "TagMove",
-    }
-)
-
-if not TYPE_CHECKING:  # mypy sees the imports above, so a misspelt name still fails it
-
-    def __getattr__(name: str) -> Any:
-        if name not in MODELS:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        from oci_normalize import result_models
-
-        value = getattr(result_models, name)
-        globals()[name] = value  # later look-ups are plain attribute reads
-        return value

@@ -21,7 +21,8 @@ from oci_normalize.batch.report import (
 )
 from oci_normalize.batch.resultsfile import IndexedResults, ResultsFile
 from oci_normalize.batch.run import summarize
-from oci_normalize.results import ManifestMove, RefResult, TreeKind
+from oci_normalize.result_models import ManifestMove, RefResult
+from oci_normalize.results import TreeKind
 from tests.support.registry import require_tools
 
 

@@ -17,7 +17,8 @@ from oci_normalize.digest import Digest
 from oci_normalize.errors import OciNormalizeError
 from oci_normalize.manifest import Fetched
 from oci_normalize.reference import Reference
-from oci_normalize.results import ALREADY_OCI, FAILED, RefResult
+from oci_normalize.result_models import RefResult
+from oci_normalize.results import ALREADY_OCI, FAILED
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
 TAGS_PER_REPO = 10

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 from oci_normalize.batch.run import summarize
 from oci_normalize.batch.tally import Tally
-from oci_normalize.results import BatchStatus, RefResult
+from oci_normalize.result_models import RefResult
+from oci_normalize.results import BatchStatus
 
 CASES: list[tuple[str, BatchStatus, int]] = [
     ("team/api", "converted", 2),

@@ -1,7 +1,7 @@
 """The run's results as they happen, on disk: a JSON-lines file, and an index to read it sorted.
 
 A sweep keeps no result in memory. :class:`ResultsFile` appends each
-:class:`~oci_normalize.results.RefResult` as one JSON line the moment it is known (the file is
+:class:`~oci_normalize.result_models.RefResult` as one JSON line the moment it is known (the file is
 anonymous: it lives in the given directory, beside the journal or the report, never in a
 ``tmpfs`` by accident, and vanishes when closed). At the end, what has to be *sorted* (the
 failures printed, the report's tables) is read through :class:`IndexedResults`: the file is
@@ -29,6 +29,7 @@ from oci_normalize.batch.report.data import (
     RepoCounts,
     who,
 )
+from oci_normalize.result_models import RefResult
 from oci_normalize.results import (
     ALREADY_OCI,
     ARTIFACT,
@@ -37,7 +38,6 @@ from oci_normalize.results import (
     KIND_DOCKER,
     KIND_MIXED,
     WOULD_CONVERT,
-    RefResult,
 )
 
 #: sqlite's page cache for the index, in KiB (negative ``cache_size`` is KiB).

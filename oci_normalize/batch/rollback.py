@@ -44,6 +44,7 @@ from oci_normalize.manifest import (
     verify_manifest,
 )
 from oci_normalize.reference import Reference
+from oci_normalize.result_models import ReferrerOut, RollbackResult
 from oci_normalize.results import (
     CONFLICT,
     FAILED,
@@ -51,8 +52,6 @@ from oci_normalize.results import (
     RESTORED,
     UNCHANGED,
     WOULD_RESTORE,
-    ReferrerOut,
-    RollbackResult,
     RollbackStatus,
 )
 from oci_normalize.store.base import Store

@@ -38,6 +38,7 @@ from oci_normalize.manifest import Fetched, descriptors, parse_body
 from oci_normalize.models import Node, Plan
 from oci_normalize.options import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.reference import Reference
+from oci_normalize.result_models import BatchSummary, ManifestMove, RefResult
 from oci_normalize.results import (
     ALREADY_OCI,
     ARTIFACT,
@@ -51,9 +52,6 @@ from oci_normalize.results import (
     PRESENT,
     WOULD_CONVERT,
     BatchStatus,
-    BatchSummary,
-    ManifestMove,
-    RefResult,
     TreeKind,
 )
 from oci_normalize.store.client import Client
@@ -547,4 +545,3 @@ class _Read:
 
 def _key(ref: Reference) -> tuple[str, str]:
     return (ref.registry, ref.repository)
-

@@ -1,8 +1,8 @@
 """The batch summary, counted as results arrive: a few integers, whatever the run's size.
 
-A :class:`Tally` sees each :class:`~oci_normalize.results.RefResult` once (``add``) and keeps
+A :class:`Tally` sees each :class:`~oci_normalize.result_models.RefResult` once (``add``) and keeps
 counts only; the repositories seen are a :class:`~.keyset.HashSet` (16 bytes a repository).
-:meth:`Tally.summary` turns the counts into the :class:`~oci_normalize.results.BatchSummary`
+:meth:`Tally.summary` turns the counts into the :class:`~oci_normalize.result_models.BatchSummary`
 that ``--json`` prints and the reports head with.
 """
 
@@ -12,16 +12,8 @@ from collections import Counter
 from collections.abc import Iterable
 
 from oci_normalize.batch.keyset import HashSet
-from oci_normalize.results import (
-    ALREADY_OCI,
-    ARTIFACT,
-    CONVERTED,
-    FAILED,
-    PRESENT,
-    WOULD_CONVERT,
-    BatchSummary,
-    RefResult,
-)
+from oci_normalize.result_models import BatchSummary, RefResult
+from oci_normalize.results import ALREADY_OCI, ARTIFACT, CONVERTED, FAILED, PRESENT, WOULD_CONVERT
 
 
 class Tally:

@@ -35,7 +35,7 @@ from oci_normalize.text import printable
 if TYPE_CHECKING:
     from oci_normalize.api import Client
     from oci_normalize.options import ConvertOptions
-    from oci_normalize.results import CheckResult, ConvertResult, ReferrerOut
+    from oci_normalize.result_models import CheckResult, ConvertResult, ReferrerOut
 
 app = typer.Typer(
     add_completion=False,
@@ -136,7 +136,7 @@ class _Failed(NamedTuple):
 def _as_result(outcome: CheckResult | _Failed) -> CheckResult:
     if not isinstance(outcome, _Failed):
         return outcome
-    from oci_normalize.results import CheckResult
+    from oci_normalize.result_models import CheckResult
 
     return CheckResult(reference=outcome.reference, error=outcome.error)
 
@@ -211,7 +211,7 @@ def convert(
     except OciNormalizeError as exc:
         say_error(f"{exc}")
         if json_out:
-            from oci_normalize.results import ConvertResult, ReferrerOut
+            from oci_normalize.result_models import ConvertResult, ReferrerOut
 
             details = exc.details if isinstance(exc, RefusedError) else ()
             failed = ConvertResult(

@@ -28,10 +28,10 @@ from oci_normalize.cli.exits import say_error
 from oci_normalize.cli.files import MAX_FROM_FILE_BYTES, json_line, read_from_file, unwritable
 from oci_normalize.cli.progress import progress
 from oci_normalize.cli.rollback import run_rollback
-from oci_normalize.options import DEFAULT_CONVERT_OPTIONS, ConvertOptions
-from oci_normalize.limits import DEFAULT_BLOB_CONCURRENCY
 from oci_normalize.convert.tree import CHILD_FETCH_CONCURRENCY
 from oci_normalize.errors import OciNormalizeError, RegistryError
+from oci_normalize.limits import DEFAULT_BLOB_CONCURRENCY
+from oci_normalize.options import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.text import printable
 
 # The batch stack (pydantic result models, reports, rollback) is imported where it is used:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from oci_normalize.batch.resultsfile import IndexedResults, MemoryIndex
     from oci_normalize.batch.targets import Selection, TargetStream
     from oci_normalize.digest import Digest
-    from oci_normalize.results import BatchSummary
+    from oci_normalize.result_models import BatchSummary
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -87,7 +87,8 @@ def run_batch(req: BatchRequest, client: Client) -> int:
     from oci_normalize.batch.run import BatchOptions, failed, run
     from oci_normalize.batch.tally import Tally
     from oci_normalize.batch.targets import Selection, Shard
-    from oci_normalize.results import FAILED, RefResult
+    from oci_normalize.result_models import RefResult
+    from oci_normalize.results import FAILED
 
     started = time.monotonic()
     if req.registry is None and req.from_file is None:

@@ -23,14 +23,8 @@ def run_rollback(
 ) -> int:
     from oci_normalize.batch.journal import read_journal
     from oci_normalize.batch.rollback import rollback
-    from oci_normalize.results import (
-        CONFLICT,
-        FAILED,
-        RESTORED,
-        UNCHANGED,
-        WOULD_RESTORE,
-        RollbackResult,
-    )
+    from oci_normalize.result_models import RollbackResult
+    from oci_normalize.results import CONFLICT, FAILED, RESTORED, UNCHANGED, WOULD_RESTORE
 
     started = time.monotonic()
     try:

@@ -33,7 +33,7 @@ from oci_normalize.manifest import Fetched
 from oci_normalize.models import LayerFacts, Node
 from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import Location, Reference, located, same_repository
-from oci_normalize.results import SignRun
+from oci_normalize.result_models import SignRun
 from oci_normalize.store.base import Store
 from oci_normalize.store.client import Client
 from oci_normalize.store.referrers import fallback_tag

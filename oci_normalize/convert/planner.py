@@ -46,6 +46,7 @@ from oci_normalize.manifest import Fetched
 from oci_normalize.models import Blob, Node, Plan, PlannedNode
 from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import Location, Reference
+from oci_normalize.result_models import ReferrerOut, TagMove
 from oci_normalize.results import (
     ANNOTATION_UPDATED,
     BACKUP,
@@ -65,8 +66,6 @@ from oci_normalize.results import (
     WOULD_REATTACH,
     WOULD_RESIGN,
     ReferrerAction,
-    ReferrerOut,
-    TagMove,
     TagRole,
 )
 from oci_normalize.store.referrers import Referrer, cosign_tag, fallback_tag

@@ -25,7 +25,7 @@ from oci_normalize.batch.report.data import (
 from oci_normalize.batch.report.html import write_html
 from oci_normalize.batch.report.markdown import _md_table, write_markdown
 from oci_normalize.batch.report.svg import CHART_MAX_REPOS
-from oci_normalize.results import BatchSummary, RefResult
+from oci_normalize.result_models import BatchSummary, RefResult
 
 __all__ = [
     "CHART_MAX_REPOS",

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from oci_normalize.result_models import BatchSummary, RefResult
 from oci_normalize.results import (
     ALREADY_OCI,
     ARTIFACT,
@@ -21,8 +22,6 @@ from oci_normalize.results import (
     KIND_DOCKER,
     KIND_MIXED,
     WOULD_CONVERT,
-    BatchSummary,
-    RefResult,
 )
 
 

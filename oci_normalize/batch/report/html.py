@@ -9,7 +9,7 @@ from typing import Final, TextIO
 
 from oci_normalize.batch.report.data import ReportData, headline
 from oci_normalize.batch.report.svg import CHART_MAX_REPOS, svg_chart
-from oci_normalize.results import BatchSummary
+from oci_normalize.result_models import BatchSummary
 
 _CSS: Final = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px 32px;

@@ -8,7 +8,7 @@ from itertools import chain
 from typing import Final, TextIO
 
 from oci_normalize.batch.report.data import ReportData, headline
-from oci_normalize.results import BatchSummary
+from oci_normalize.result_models import BatchSummary
 from oci_normalize.text import printable
 
 #: Width of the longest text bar, in characters.
