@@ -2,7 +2,7 @@
 
 Typer has no parameter groups, so :func:`connection_options` and :func:`safety_options` add
 their options to a command's signature and hand the command one frozen value instead
-(:class:`Connection`, :class:`~oci_normalize.inplace.ConvertOptions`). ``--help`` and parsing
+(:class:`Connection`, :class:`~.inplace.ConvertOptions`). ``--help`` and parsing
 are exactly as if each command had spelled the options out.
 """
 

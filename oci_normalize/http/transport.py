@@ -1,9 +1,9 @@
-"""HTTP plumbing under :class:`~oci_normalize.registry.Registry`: auth, redirects, retries, errors.
+"""HTTP plumbing under :class:`~.store.registry.Registry`: auth, redirects, retries, errors.
 
 One :class:`Transport` per registry host sends every request: it adds the ``Authorization``
 header (only to the registry's own origin), answers one 401 challenge, follows redirects of reads
 itself (a blob redirected to object storage travels without credentials), retries what may change
-(:mod:`oci_normalize.retry`), counts requests and turns requests' exceptions into ours. Error
+(:mod:`oci_normalize.http.retry`), counts requests and turns requests' exceptions into ours. Error
 answers become exceptions in one place, :func:`raise_for_status`, which reads at most
 :data:`MAX_ERROR_BODY` bytes of the body.
 """

@@ -1,8 +1,8 @@
 """A distribution-spec client for one registry host on one pooled ``requests.Session``.
 
 Every request goes through :meth:`Registry._request`, which hands it to a
-:class:`~oci_normalize.transport.Transport`: Authorization header, one 401 challenge, redirects,
-retries of transient failures (:mod:`oci_normalize.retry`), request counting and translation of
+:class:`~.http.transport.Transport`: Authorization header, one 401 challenge, redirects,
+retries of transient failures (:mod:`.http.retry`), request counting and translation of
 transport failures. Error answers become exceptions in one place, :func:`raise_for_status`.
 Writes survive lost answers: a manifest PUT or blob upload whose answer never came is checked
 with a HEAD before it is reported as failed, and a blob upload is retried as a whole session
@@ -367,7 +367,7 @@ class Registry:
         )
 
     def referrers(self, repository: str, digest: Digest) -> bytes | None:
-        """The referrers API's index for ``digest``, or None (see :func:`listing.referrers`)."""
+        """The referrers API's index for ``digest``, or None (see :func:`.listing.referrers`)."""
         return listing.referrers(self, repository, digest)
 
 
