@@ -3,7 +3,7 @@
 The effective media type (the body's ``mediaType``, else the Content-Type or the parent
 descriptor), the 4 MiB cap, verification against the digest asked for or announced, and the
 signed-schema1 rule that a manifest is addressed by its JWS payload. Shared by the registry
-client and the local stores (:mod:`.layout`, :mod:`.archive`).
+client and the local stores (:mod:`~.store.layout`, :mod:`~.store.archive`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Before a batch moves a tag it writes a ``pending`` line holding everything needed to undo the
 move (the original manifest bytes, base64, with their media type and digest, and the digest the
 tag is about to get); after the move it writes the outcome (``converted`` or ``failed``). A crash
-between the two loses nothing: :mod:`oci_normalize.rollback` treats a ``pending`` line like a
+between the two loses nothing: :mod:`oci_normalize.batch.rollback` treats a ``pending`` line like a
 ``converted`` one and only acts where the tag really points at the new digest. One file may hold
 the lines of several runs (``run`` tells them apart); re-runs append.
 

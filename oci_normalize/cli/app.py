@@ -317,7 +317,7 @@ def _print_convert(r: ConvertResult) -> None:
         _say(f"{verb} tag {t.tag} ({t.role}): {t.old_digest or '(new)'} -> {t.new_digest}")
 
 
-# ---- batch and rollback: wiring only; batch_cli.py prints and picks their exit codes ----------
+# ---- batch and rollback: wiring only; cli/batch.py prints and picks their exit codes ----------
 
 ConcurrencyOpt = Annotated[
     int,

@@ -16,7 +16,7 @@ in ``rootfs.diff_ids``, layer order and history:
 * consecutive entries with the same ``id`` are one layer (Docker's ``fixManifestLayers``).
 
 The uncompressed digests (``diff_ids``) and sizes of the kept layers need the layer bytes: the
-caller streams them (see :mod:`oci_normalize.blobio`) and passes :class:`~.models.LayerFacts`.
+caller streams them (see :mod:`.blobio`) and passes :class:`~.models.LayerFacts`.
 
 Signed manifests (``…v1+prettyjws``) are addressed by the digest of their JWS payload (see
 :func:`oci_normalize.manifest.signed_payload`); only that payload is converted.

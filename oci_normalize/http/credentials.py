@@ -12,7 +12,7 @@ Sources, in order; the first that has an entry for the host wins:
    ``$XDG_RUNTIME_DIR/containers/auth.json``, ``~/.config/containers/auth.json``;
 5. anonymous.
 
-The returned :class:`~oci_normalize.auth.Credential` names its source and the sources tried, so
+The returned :class:`~oci_normalize.http.auth.Credential` names its source and the sources tried, so
 an "unauthorized" error can say where it looked; secrets never reach a message or a log line.
 """
 

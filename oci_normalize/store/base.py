@@ -1,6 +1,6 @@
 """What the fetcher and the pusher need from wherever images live: the :class:`Store` protocol.
 
-:class:`~oci_normalize.registry.Registry` satisfies it as it is; :class:`~.layout.Layout` (an OCI
+:class:`~.registry.Registry` satisfies it as it is; :class:`~.layout.Layout` (an OCI
 image layout directory) and :class:`~.archive.ArchiveStore` (a ``docker save`` tarball, read-only)
 use the same method names, so ``tree``, ``push`` and ``api`` never ask which one they hold. A
 store that has no repositories ignores the ``repository`` argument.

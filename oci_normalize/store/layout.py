@@ -1,4 +1,4 @@
-"""An OCI image layout directory as a :class:`~oci_normalize.store.Store`.
+"""An OCI image layout directory as a :class:`~oci_normalize.store.base.Store`.
 
 Tags are ``org.opencontainers.image.ref.name`` annotations of ``index.json`` entries; the
 ``repository`` argument of every method is ignored. Writes are atomic and additive:

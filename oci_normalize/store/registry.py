@@ -398,7 +398,7 @@ class Registry:
         )
 
     def referrers(self, repository: str, digest: Digest) -> bytes | None:
-        """The referrers API's index for ``digest``, or None (see :func:`listing.referrers`)."""
+        """The referrers API's index for ``digest``, or None (see :func:`.listing.referrers`)."""
         return listing.referrers(self, repository, digest)
 
 

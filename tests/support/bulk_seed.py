@@ -3,7 +3,7 @@
 Every image is real enough for a registry and its peers: gzip tar layers and a config whose
 diff_ids match them (``tests.support.seed.make_layer``/``make_config``). Images differ by ``seed``, so
 their digests differ; a handful of shared blobs can back thousands of manifests
-(:func:`docker_manifest_variant` varies only an annotation). Like ``tests/seed.py``, this never
+(:func:`docker_manifest_variant` varies only an annotation). Like ``tests/support/seed.py``, this never
 imports the package under test.
 """
 

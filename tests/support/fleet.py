@@ -2,7 +2,7 @@
 
 Per repository: Docker v2s2 images (distinct digests on shared blobs), aliases (a second tag on
 the same digest), Docker manifest lists, already-OCI images, Kaniko-style mixed manifests (OCI
-manifest with a Docker layer) and OCI indexes with Docker children. Like ``tests/seed.py``, this
+manifest with a Docker layer) and OCI indexes with Docker children. Like ``tests/support/seed.py``, this
 never imports the package under test: the shard rule below is written out from the docs.
 """
 

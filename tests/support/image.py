@@ -4,7 +4,7 @@
 ``buildah run --isolation chroot``: the image's root filesystem under chroot, no namespaces, no
 OCI runtime. That needs root, and it shares the host's network, so a registry on a loopback port
 is reachable from inside. Every store lives in a private ``--root`` under the test's temp dir,
-never in the machine's own containers-storage. Like ``tests/seed.py``, this never imports the
+never in the machine's own containers-storage. Like ``tests/support/seed.py``, this never imports the
 package under test.
 """
 

@@ -1,6 +1,6 @@
 """Peers that judge our output (skopeo, umoci) and hand-made inputs for issue 6's sources.
 
-Like ``tests/seed.py`` this never imports the package under test.
+Like ``tests/support/seed.py`` this never imports the package under test.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Starts, waits for and stops registry processes on free loopback ports and reads their access
 log. The seeding helpers (images built by umoci, pushed by skopeo or by raw ``requests``) live in
-``tests/seed.py``; neither module imports the package under test, so the fixtures never grade
+``tests/support/seed.py``; neither module imports the package under test, so the fixtures never grade
 our own homework.
 """
 
