@@ -9,8 +9,9 @@ once). The older copy is ``git archive BASE_REV`` unpacked into a temporary fold
 a checkout such as ``git worktree add /tmp/startup-base 0a79ecc``), put first on ``PYTHONPATH``
 for ``python -m oci_normalize``; both are byte-compiled first (``bench/installed.py``). The runs
 alternate between the two copies, so a busy machine weighs on both alike. It prints the median
-wall time and CPU of each, and their ratio: no timing is a test (``tests/test_imports.py`` guards
-what gets imported instead).
+wall time and CPU of each, and their ratio, next to a floor no version of this CLI can go under:
+the interpreter importing typer and requests, and nothing else. No timing is a test
+(``tests/test_imports.py`` guards what gets imported instead).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ MIN_RUNS: Final = 15
 #: Issue 19's targets, seconds (medians).
 TARGETS: Final = {"--version": 0.15, "check (unreachable)": 0.2}
 EXIT_ERROR: Final = 2
+#: What any start of the CLI pays: the interpreter, typer (every command) and requests (every
+#: command that talks to a registry).
+FLOOR: Final = "import typer, requests"
 
 
 @dataclass
@@ -121,6 +125,7 @@ def main() -> None:
             if found.resolve() != tree.resolve():
                 raise SystemExit(f"{name}: python imports oci_normalize from {found}, not {tree}")
         samples = {(c, t): Samples() for c in commands for t in trees}
+        floor = Samples()
         for i in range(args.runs):
             order = list(trees) if i % 2 == 0 else list(reversed(trees))
             for command, (argv, code) in commands.items():
@@ -133,6 +138,9 @@ def main() -> None:
                     )
                     samples[command, name].wall.append(run.seconds)
                     samples[command, name].cpu.append(run.cpu_s)
+            run = run_child([sys.executable, "-c", FLOOR], env=envs["this"], cwd=home)
+            floor.wall.append(run.seconds)
+            floor.cpu.append(run.cpu_s)
     load = os.getloadavg()[0]
     print(f"start-up, median of {args.runs} alternating runs; load average {load:.2f}")
     print(f"base: {args.base or args.base_rev}; this: {ROOT}; python {sys.version.split()[0]}")
@@ -145,6 +153,9 @@ def main() -> None:
             f"{command:<22}{old_s:>9.3f}{new_s:>9.3f}{new_s / old_s:>7.2f}×"
             f"{TARGETS[command]:>8.2f}s  {cpu}"
         )
+    cpu = f"{statistics.median(floor.cpu):.3f}"
+    label = f"floor: {FLOOR}"
+    print(f"{label:<31}{statistics.median(floor.wall):>9.3f}{'':>17}  {cpu}")
 
 
 if __name__ == "__main__":
