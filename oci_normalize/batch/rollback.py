@@ -27,7 +27,8 @@ from oci_normalize import mediatypes as mt
 from oci_normalize.batch.journal import JournalEntry, iter_moves
 from oci_normalize.convert.normalize import normalize
 from oci_normalize.convert.pipeline import schema1_facts
-from oci_normalize.convert.push import ManifestPut, TagGuard, WritePlan, execute
+from oci_normalize.convert.planner import restore
+from oci_normalize.convert.push import execute
 from oci_normalize.convert.tree import build_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
@@ -134,10 +135,7 @@ def _undo(client: Client, reference: str, chain: list[Undo], dry_run: bool) -> R
             prove(reg, ref, undo)
         if steps and not dry_run:
             for undo in steps:  # through the one writer: guard (the tag is where we left it), PUT
-                put = ManifestPut(ref.tag, undo.data, undo.media_type)
-                writes = WritePlan(
-                    repository=ref.repository, guard=TagGuard(ref.tag, current), tag=put
-                )
+                writes = restore(ref.repository, ref.tag, undo.data, undo.media_type, now=current)
                 try:
                     execute(writes, dest=reg, trust_echo=True)
                 except TagMovedError:  # proving took a while, and someone moved the tag

@@ -290,6 +290,15 @@ def plan(
     return Outcome(writes, tuple(referrer_outs), tuple(tags), hooks, None, False)
 
 
+def restore(
+    repository: str, tag: str, original: bytes, media_type: str, *, now: Digest | None
+) -> WritePlan:
+    """``rollback``'s write list for one step: the journalled original back under ``tag``,
+    guarded (the tag must still be at ``now``, the digest the conversion wrote)."""
+    put = ManifestPut(tag, original, media_type)
+    return WritePlan(repository=repository, guard=TagGuard(tag, now), tag=put)
+
+
 def _refusal(location: Location, refused: list[Decision]) -> str:
     names = ", ".join(d.attached.referrer.name for d in refused)
     return (

@@ -1,7 +1,7 @@
 """The time the HTTP layer reads and waits by, injectable so tests advance it without sleeping.
 
 Token expiry (:mod:`.auth`, :mod:`.token`), retry waits (:mod:`.retry`, :mod:`.transport`) and
-the deadline watchdog (:mod:`.deadline`) ask a :class:`Clock` instead of :mod:`time`; the
+the deadline watchdog (:mod:`.deadline`) ask a :class:`Clock` instead of ``time``; the
 default is :data:`SYSTEM_CLOCK`.
 """
 

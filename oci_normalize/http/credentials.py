@@ -84,7 +84,7 @@ def resolve(
 def lookup(
     *, username: str | None = None, password: str | None = None
 ) -> Callable[[str], Credential]:
-    """A ``registry -> Credential`` function for :class:`~oci_normalize.client.Client`."""
+    """A ``registry -> Credential`` function for :class:`~oci_normalize.store.client.Client`."""
     cache: dict[str, Credential] = {}
     lock = threading.Lock()
 
