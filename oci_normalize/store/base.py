@@ -62,6 +62,17 @@ class Store(Protocol):
     ) -> None: ...
 
 
+class RegistryStore(Store, Protocol):
+    """A store with repositories that lists what it holds (a registry, or a stand-in for one in
+    tests): what the batch enumeration and the referrer listing ask besides :class:`Store`."""
+
+    def list_tags(self, repository: str, *, page_size: int = ...) -> list[str]: ...
+
+    def iter_catalog(self, *, page_size: int = ...) -> Iterator[list[str]]: ...
+
+    def referrers(self, repository: str, digest: Digest) -> bytes | None: ...
+
+
 def opened(chunks: Iterable[bytes] | BodyOpener) -> AbstractContextManager[Iterable[bytes]]:
     """The chunks of an upload body given either way (a store that never retries opens once)."""
     if callable(chunks):

@@ -15,7 +15,7 @@ from oci_normalize.http import deadline
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Credential
 from oci_normalize.reference import LayoutRef, Location, OciArchiveRef, Reference
-from oci_normalize.store.base import Store
+from oci_normalize.store.base import RegistryStore, Store
 from oci_normalize.store.blobhomes import BlobHomes
 from oci_normalize.store.referrers import Referrers
 from oci_normalize.store.registry import DEFAULT_OPTIONS, ClientOptions, Registry
@@ -46,7 +46,7 @@ class Client:
         self._credentials = credentials
         self._session = httpenv.new_session()
         deadline.mount(self._session, pool_size=pool_size)
-        self._registries: dict[str, Registry] = {}
+        self._registries: dict[str, RegistryStore] = {}
         self._layouts: dict[str, Layout] = {}
         self._archives: dict[str, ArchiveStore] = {}
         self._oci_archives: dict[str, OciArchiveStore] = {}
@@ -56,7 +56,9 @@ class Client:
         #: Which repositories of each destination registry hold a blob (mount, don't upload).
         self.blob_homes = BlobHomes()
 
-    def registry(self, ref: Reference) -> Registry:
+    def registry(self, ref: Reference) -> RegistryStore:
+        """The store for ``ref``'s registry: a client of it, made on first use (or the store
+        :meth:`mount` put in its place)."""
         with self._lock:
             reg = self._registries.get(ref.registry)
             if reg is None:
@@ -68,6 +70,13 @@ class Client:
                 )
                 self._registries[ref.registry] = reg
             return reg
+
+    def mount(self, registry: str, store: RegistryStore) -> None:
+        """Serve ``registry`` (``HOST[:PORT]``) from ``store`` instead of the network: the seam
+        that runs the planner, the writer and the batch runner in process (an in-memory store
+        in tests). Mount before the first use of that registry."""
+        with self._lock:
+            self._registries[registry] = store
 
     def store(self, loc: Location) -> Store:
         """The store holding ``loc``: a registry client, a layout, or an archive (read-only)."""

@@ -268,6 +268,11 @@ class MemoryStore:
         with self._call("catalog"), self._lock:
             return sorted(self._repositories())
 
+    def iter_catalog(self, *, page_size: int = 1000) -> Iterator[list[str]]:
+        names = self.catalog(page_size=page_size)
+        for i in range(0, len(names), page_size):
+            yield names[i : i + page_size]
+
     def referrers(self, repository: str, digest: Digest) -> bytes | None:
         """The referrers API's index for ``digest``; None when the store has no such API."""
         with self._call("referrers", repository, str(digest)):

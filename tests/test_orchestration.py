@@ -1,0 +1,222 @@
+"""Orchestration in process: ``convert`` and the batch runner (in place and ``--to``) driven
+through the one planner and writer against in-memory registries (:class:`Client.mount`), so
+the order of writes, the guard, refusals and what happens to signatures are seen request by
+request, without a server. The real registry proves the same paths in the registry tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from oci_normalize import api
+from oci_normalize.batch.destination import Destination
+from oci_normalize.batch.run import BatchOptions, run
+from oci_normalize.digest import Digest
+from oci_normalize.errors import HookError, RefusedError, TagMovedError
+from oci_normalize.options import ConvertOptions
+from oci_normalize.reference import Reference
+from oci_normalize.store.client import Client
+from tests.support import memimages as mi
+from tests.support.memstore import MemoryStore
+
+SRC = "src.test:5000"
+DEST = "dest.test:5000"
+
+
+@pytest.fixture
+def src() -> MemoryStore:
+    return MemoryStore(SRC)
+
+
+@pytest.fixture
+def dest() -> MemoryStore:
+    return MemoryStore(DEST)
+
+
+@pytest.fixture
+def client(src: MemoryStore, dest: MemoryStore) -> Client:
+    c = Client()
+    c.mount(SRC, src)
+    c.mount(DEST, dest)
+    return c
+
+
+def ref(repo: str, tag: str = "v1", registry: str = SRC) -> Reference:
+    return Reference.parse(f"{registry}/{repo}:{tag}")
+
+
+def hook(tmp_path: Path, code: int = 0) -> str:
+    """A --sign-with command that records the ref it was given and exits ``code``."""
+    script = tmp_path / "hook.py"
+    script.write_text(
+        "import sys\n"
+        f"open({str(tmp_path / 'signed.txt')!r}, 'a').write(sys.argv[1] + '\\n')\n"
+        f"sys.exit({code})\n"
+    )
+    return f"{sys.executable} {script} {{ref}}"
+
+
+def sig_of(digest: Digest) -> str:
+    return f"{mi.sig_tag(digest)}.sig"
+
+
+def signed_refs(tmp_path: Path) -> list[str]:
+    path = tmp_path / "signed.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+# ---- in place -----------------------------------------------------------------------------------
+
+
+def test_a_lone_docker_manifest_costs_its_get_and_one_put(client: Client, src: MemoryStore) -> None:
+    image = mi.docker_image(src, "app", "v1")
+    result = api.convert(str(ref("app")), client=client)
+    assert result.status == "converted" and result.old_digest == str(image.digest)
+    # tags listed once (referrers), the root read, the tag moved: no guard, no blob request
+    assert src.writes() == [("PUT", "app", "v1")]
+    assert src.head_manifest("app", "v1") == Digest.parse(result.new_digest or "")
+
+
+def test_an_index_writes_children_before_the_guard_and_the_tag(
+    client: Client, src: MemoryStore
+) -> None:
+    image = mi.docker_list(src, "app", "v1")
+    api.convert(str(ref("app")), client=client)
+    puts = [op for op in src.log if op[0] in ("PUT", "HEAD")]
+    # children by digest, the guard, the tag, then the verifying read of the tag
+    assert [op[0] for op in puts] == ["PUT", "PUT", "HEAD", "PUT", "HEAD"]
+    assert puts[2:] == [("HEAD", "app", "v1"), ("PUT", "app", "v1"), ("HEAD", "app", "v1")]
+    assert all(op[2].startswith("sha256:") for op in puts[:2])
+    assert len(image.children) == 2
+
+
+def test_the_guard_stops_before_the_tag_when_another_writer_moved_it(
+    client: Client, src: MemoryStore
+) -> None:
+    mi.docker_list(src, "app", "v1")
+    other = mi.docker_image(src, "app", None, key="someone-else")
+    src.before(
+        "HEAD", lambda: src.add_manifest("app", "v1", other.data, other.media_type), ref="v1"
+    )
+    with pytest.raises(TagMovedError, match="tag moved"):
+        api.convert(str(ref("app")), client=client)
+    assert ("PUT", "app", "v1") not in src.writes()
+    assert src.head_manifest("app", "v1") == other.digest
+
+
+def test_a_signed_image_is_refused_and_nothing_is_written(client: Client, src: MemoryStore) -> None:
+    image = mi.docker_image(src, "app", "v1")
+    mi.cosign_signature(src, "app", image.digest)
+    before = src.writes()
+    with pytest.raises(RefusedError, match=sig_of(image.digest)):
+        api.convert(str(ref("app")), client=client)
+    assert src.writes() == before
+
+
+def test_sign_with_signs_the_new_digest_after_it_is_pushed_and_before_the_tag(
+    client: Client, src: MemoryStore, tmp_path: Path
+) -> None:
+    image = mi.docker_image(src, "app", "v1")
+    mi.cosign_signature(src, "app", image.digest)
+    seen_at_tag: list[list[str]] = []
+    src.before("PUT", lambda: seen_at_tag.append(signed_refs(tmp_path)), ref="v1")
+    options = ConvertOptions(sign_with=hook(tmp_path))
+    result = api.convert(str(ref("app")), client=client, options=options)
+    new = result.new_digest
+    assert seen_at_tag == [[f"{SRC}/app@{new}"]]  # signed before the tag moved
+    puts = [op[2] for op in src.writes() if op[0] == "PUT"]
+    assert puts == [new, "v1"]  # the new manifest by digest first, the tag last
+    assert [(s.name, s.action) for s in result.signatures] == [(sig_of(image.digest), "re-signed")]
+    assert [r.ran for r in result.signing] == [True]
+
+
+def test_a_failing_sign_command_leaves_the_tag_where_it_was(
+    client: Client, src: MemoryStore, tmp_path: Path
+) -> None:
+    image = mi.docker_image(src, "app", "v1")
+    mi.cosign_signature(src, "app", image.digest)
+    options = ConvertOptions(sign_with=hook(tmp_path, code=3))
+    with pytest.raises(HookError):
+        api.convert(str(ref("app")), client=client, options=options)
+    assert src.head_manifest("app", "v1") == image.digest
+    assert ("PUT", "app", "v1") not in src.writes()
+
+
+def test_break_signatures_leaves_them_behind_on_the_old_digest(
+    client: Client, src: MemoryStore
+) -> None:
+    image = mi.docker_image(src, "app", "v1")
+    sig = mi.cosign_signature(src, "app", image.digest)
+    result = api.convert(
+        str(ref("app")), client=client, options=ConvertOptions(break_signatures=True)
+    )
+    assert [s.action for s in result.signatures] == ["left-behind"]
+    assert src.head_manifest("app", sig_of(image.digest)) == sig.digest
+    assert any("left behind" in w for w in result.warnings)
+
+
+# ---- batch and --to -----------------------------------------------------------------------------
+
+
+def test_batch_in_place_moves_each_tag_and_writes_children_once(
+    client: Client, src: MemoryStore
+) -> None:
+    mi.docker_list(src, "app", "v1")
+    src.add_manifest("app", "latest", *_bytes_of(src, "app", "v1"))
+    results = list(run([ref("app", "latest"), ref("app", "v1")], client=client))
+    assert sorted(r.status for r in results) == ["converted", "converted"]
+    child_puts = [op for op in src.writes() if op[2].startswith("sha256:")]
+    assert len(child_puts) == 2  # two children, pushed once for both tags
+
+
+def test_batch_to_carries_a_signature_whose_digest_does_not_change(
+    client: Client, src: MemoryStore, dest: MemoryStore
+) -> None:
+    pure = _oci_image(src)
+    sig = mi.cosign_signature(src, "pure", pure)
+    options = BatchOptions(destination=Destination.parse(DEST))
+    results = list(run([ref("pure")], client=client, options=options))
+    [r] = results
+    assert r.status == "converted", r
+    assert [(s.name, s.action) for s in r.signatures] == [(sig_of(pure), "carried")]
+    assert dest.head_manifest("pure", sig_of(pure)) == sig.digest
+    assert dest.head_manifest("pure", "v1") == pure
+
+
+def test_batch_to_writes_nothing_for_a_refused_image(
+    client: Client, src: MemoryStore, dest: MemoryStore
+) -> None:
+    image = mi.docker_image(src, "app", "v1")
+    mi.cosign_signature(src, "app", image.digest)
+    options = BatchOptions(destination=Destination.parse(DEST))
+    [r] = list(run([ref("app")], client=client, options=options))
+    assert r.status == "failed" and "refusing" in (r.error or "")
+    assert [s.action for s in r.signatures] == ["refused"]
+    assert dest.writes() == []
+
+
+def _bytes_of(store: MemoryStore, repo: str, tag: str) -> tuple[bytes, str]:
+    got = store.get_manifest(repo, tag)
+    return got.data, got.media_type
+
+
+def _oci_image(store: MemoryStore) -> Digest:
+    """An OCI-pure image in repository ``pure`` tagged v1 (its digest never changes)."""
+    import json
+
+    from oci_normalize import mediatypes as mt
+
+    config = store.add_blob(
+        "pure", b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    )
+    layer = store.add_blob("pure", b"layer bytes")
+    body = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": {"mediaType": mt.OCI_CONFIG, "digest": str(config), "size": 78},
+        "layers": [{"mediaType": mt.OCI_LAYER_GZIP, "digest": str(layer), "size": 11}],
+    }
+    data = json.dumps(body).encode()
+    return store.add_manifest("pure", "v1", data, mt.OCI_MANIFEST)
