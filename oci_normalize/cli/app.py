@@ -199,9 +199,9 @@ def convert(
 ) -> None:
     """Rewrite SRC with OCI media types, in place or into DEST.
 
-    A signature whose digest changes makes it refuse, unless --sign-with re-signs the new
-    digest before the tag moves (or --break-signatures leaves it behind). Signatures whose
-    digest does not change, and unsigned referrers (SBOMs, attestations), follow the image.
+    A signature whose digest changes refuses it, unless --sign-with re-signs the new digest.
+
+    Signatures that keep their digest, and unsigned referrers, follow the image.
     """
     from oci_normalize import api
 
@@ -381,7 +381,7 @@ def batch(
 ) -> None:
     """Convert every selected reference in place, concurrently; journal, report, resume.
 
-    Each tag goes through what 'convert' does in place (guard, signatures, referrers).
+    Each tag goes through what 'convert' does (guard, signatures, --sign-with, referrers).
 
     With --to, repository R goes to HOST/PREFIX/R under the same tags; the source is only read.
     """
