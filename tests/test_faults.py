@@ -14,6 +14,7 @@ from oci_normalize import api
 from oci_normalize.errors import NotFoundError, RateLimitedError, RegistryError
 from oci_normalize.http.retry import RetryPolicy
 from oci_normalize.reference import Reference
+from oci_normalize.store.registry import Registry
 from oci_normalize.store.registry import ClientOptions
 from tests.support import seed
 from tests.support.faultproxy import FaultProxy, Rule
@@ -92,6 +93,7 @@ def test_in_place_conversion_survives_faults_and_counts_each_retry(setup: Setup)
     assert_tree_complete(setup.source.url, "src/list", "faulty")
     assert all(rule.fired == 1 for rule in setup.src_proxy.rules)
     reg = client.registry(Reference.parse(f"{setup.src_proxy.host}/src/list:faulty"))
+    assert isinstance(reg, Registry)
     faults = len(setup.src_proxy.rules)
     assert reg.retries == faults
     assert result.requests == clean.requests + faults  # one request per fault, no more
@@ -103,7 +105,7 @@ def test_a_clean_run_sends_no_extra_request(setup: Setup) -> None:
     client = api.Client(options=OPTIONS)
     result = api.convert(f"{setup.src_proxy.host}/src/list:plain", client=client)
     reg = client.registry(Reference.parse(f"{setup.src_proxy.host}/src/list:plain"))
-    assert reg.retries == 0
+    assert isinstance(reg, Registry) and reg.retries == 0
     assert result.requests == len(setup.src_proxy.seen)
 
 

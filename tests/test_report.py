@@ -238,3 +238,55 @@ def test_results_file_keeps_every_result_when_the_disk_refuses_it(
         assert [r.reference for r in spool] == [r.reference for r in results]
         assert spool.failure is not None and spool.failure.errno == errno.ENOSPC
         assert spool.count == len(results)
+
+
+def _signed_results() -> list[RefResult]:
+    from oci_normalize.result_models import ReferrerOut
+
+    def sig(subject: int, action: str) -> ReferrerOut:
+        return ReferrerOut(
+            subject=_d(subject),
+            new_subject=_d(subject + 1),
+            kind="cosign-signature",
+            name=f"sha256-{subject:064x}.sig",
+            signed=True,
+            action=action,  # type: ignore[arg-type]
+        )
+
+    kept = _converted("team/api", "v1", 10).model_copy(
+        update={"signatures": [sig(10, "re-signed")]}
+    )
+    behind = _converted("team/api", "v2", 20).model_copy(
+        update={"signatures": [sig(20, "left-behind")]}
+    )
+    refused = RefResult(
+        reference="reg.example/team/web:v1",
+        repository="team/web",
+        status="failed",
+        error="refusing to convert: 1 signature(s)",
+        signatures=[sig(30, "refused")],
+    )
+    return [kept, behind, refused]
+
+
+@pytest.mark.parametrize("suffix", [".html", ".md"])
+def test_reports_count_and_name_every_signature(tmp_path: Path, suffix: str) -> None:
+    results = _signed_results()
+    summary = summarize(results, requests=1, seconds=1.0, dry_run=False)
+    assert summary.signatures == {"left-behind": 1, "re-signed": 1, "refused": 1}
+    render = render_html if suffix == ".html" else render_markdown
+    in_memory = render(results, summary, source="reg.example")
+    # the streamed rendering (results read back from the file's index) says the same
+    streamed = tmp_path / f"report{suffix}"
+    with ResultsFile(tmp_path) as spool:
+        for r in results:
+            spool.add(r)
+        with IndexedResults(spool) as indexed:
+            write_data(streamed, indexed, summary, source="reg.example")
+    for text in (in_memory, streamed.read_text()):
+        assert "Signatures" in text
+        for r in results:
+            [s] = r.signatures
+            row = re.search(rf"{re.escape(s.name)}.*?{re.escape(s.action)}", text, re.S)
+            assert row is not None, (s.name, s.action)
+        assert "signatures re-signed" in text and "signatures refused" in text

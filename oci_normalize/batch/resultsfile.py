@@ -27,6 +27,8 @@ from oci_normalize.batch.report.data import (
     MovedTag,
     OldDigest,
     RepoCounts,
+    SignatureRow,
+    signature_rows,
     who,
 )
 from oci_normalize.result_models import RefResult
@@ -37,6 +39,7 @@ from oci_normalize.results import (
     FAILED,
     KIND_DOCKER,
     KIND_MIXED,
+    PRESENT,
     WOULD_CONVERT,
 )
 
@@ -304,6 +307,10 @@ class IndexedResults:
 
     def old_digest_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(DISTINCT old) FROM moves").fetchone()[0])
+
+    def iter_signatures(self) -> Iterator[SignatureRow]:
+        """Every reported signature, by reference, read back a line at a time."""
+        return signature_rows(self.iter_status(CONVERTED, WOULD_CONVERT, PRESENT, FAILED))
 
     def iter_old_digests(self) -> Iterator[OldDigest]:
         """As :func:`~.report.data.old_digests`: each old digest keeps the new digest and path

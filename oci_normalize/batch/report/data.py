@@ -59,6 +59,15 @@ class MovedTag(NamedTuple):
     new_digest: str
 
 
+class SignatureRow(NamedTuple):
+    """One signature a reference's image carried, and what happened to it."""
+
+    reference: str
+    name: str
+    subject: str
+    action: str
+
+
 class ReportData(Protocol):
     """The report's rows; each ``iter_`` method yields in the report's order."""
 
@@ -98,6 +107,10 @@ class ReportData(Protocol):
         """Root digests first, then by digest."""
         ...
 
+    def iter_signatures(self) -> Iterator[SignatureRow]:
+        """Every signature reported (carried, re-signed, left behind, refused), by reference."""
+        ...
+
 
 def who(reference: str, old_digest: str | None, path: str) -> str:
     """What pointed at a moved manifest, as the report says it."""
@@ -117,6 +130,7 @@ def headline(s: BatchSummary) -> list[tuple[str, str]]:
         (done[0], str(done[1])),
         ("failed", str(s.failed)),
         ("artifacts (left alone)", str(s.artifacts)),
+        *((f"signatures {action}", str(n)) for action, n in s.signatures.items()),
         ("requests", str(s.requests)),
         ("seconds", f"{s.seconds:.1f}"),
     ]
@@ -201,3 +215,13 @@ class ListData:
 
     def iter_old_digests(self) -> Iterator[OldDigest]:
         return iter(old_digests(self._results))
+
+    def iter_signatures(self) -> Iterator[SignatureRow]:
+        return signature_rows(sorted(self._results, key=lambda r: r.reference))
+
+
+def signature_rows(results: Iterable[RefResult]) -> Iterator[SignatureRow]:
+    """The signatures of ``results`` (given sorted by reference), one row each."""
+    for r in results:
+        for sig in r.signatures:
+            yield SignatureRow(r.reference, sig.name, sig.subject, sig.action)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from html import escape
+from itertools import chain
 from typing import Final, TextIO
 
 from oci_normalize.batch.report.data import ReportData, headline
@@ -85,6 +86,23 @@ def write_html(out: TextIO, data: ReportData, summary: BatchSummary, *, source: 
             for c in data.iter_repo_counts()
         ),
     )
+    signatures = data.iter_signatures()
+    first = next(signatures, None)
+    if first is not None:
+        page.add("<h2>Signatures</h2>")
+        page.add(
+            "<p>carried: it names a digest that did not change and travels with the image; "
+            "re-signed: --sign-with signed the new digest before the tag moved; left-behind: "
+            "it stays valid on the old digest only; refused: the reference was not converted."
+            "</p>"
+        )
+        page.table(
+            ["reference", "signature", "names", "what happened"],
+            (
+                [escape(row.reference), _code(row.name), _code(row.subject), escape(row.action)]
+                for row in chain([first], signatures)
+            ),
+        )
     failures = data.failures()
     if failures:
         page.add(f"<h2>Failed ({failures})</h2>")

@@ -50,6 +50,10 @@ def write_markdown(out: TextIO, data: ReportData, summary: BatchSummary, *, sour
             ),
         )
     )
+    signatures = list(_signature_table(data))
+    if signatures:
+        lines("## Signatures", "")
+        lines(*_md_table(["reference", "signature", "names", "what happened"], signatures))
     failures = data.failures()
     if failures:
         lines(f"## Failed ({failures})", "")
@@ -116,3 +120,8 @@ def _md_table(head: list[str], rows: Iterable[list[str]]) -> Iterator[str]:
     for row in chain([first], it):
         yield "| " + " | ".join(cell(c) for c in row) + " |"
     yield ""
+
+
+def _signature_table(data: ReportData) -> Iterator[list[str]]:
+    for row in data.iter_signatures():
+        yield [row.reference, row.name, row.subject, row.action]
