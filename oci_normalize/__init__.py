@@ -69,6 +69,12 @@ _HOMES: Final = {
     "plan": "oci_normalize.api",
 }
 
+# The function convert shares its name with the subpackage convert, which an import binds here
+# as an attribute when it first loads it: load it now (it is empty) and drop that attribute, so
+# that this module's convert is always the function.
+importlib.import_module("oci_normalize.convert")
+del globals()["convert"]
+
 if TYPE_CHECKING:
     __version__: str
 else:
