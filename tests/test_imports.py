@@ -62,10 +62,10 @@ NETWORK: Final = (
     "oci_normalize.http.transport",
     "oci_normalize.http.credentials",
     "oci_normalize.store.registry",
-    "oci_normalize.convert.inplace",
+    "oci_normalize.convert.planner",
     "oci_normalize.convert.normalize",
     "oci_normalize.convert.pipeline",
-    "oci_normalize.client",
+    "oci_normalize.store.client",
     "oci_normalize.api",
 )
 REGISTRY_REF: Final = (*BATCH, *LOCAL_STORES, *SCHEMA1, *RICH, *DOCKER)
@@ -129,7 +129,7 @@ PACKAGE_NAMES: Final = """
 import sys, types
 import oci_normalize as o
 assert "oci_normalize.api" not in sys.modules
-import oci_normalize.convert.inplace  # as the CLI does before it needs the API
+import oci_normalize.convert.planner  # as the CLI does before it needs the API
 from oci_normalize import convert
 from oci_normalize.api import convert as api_convert
 assert convert is api_convert and o.convert is api_convert, convert
