@@ -44,7 +44,6 @@ from oci_normalize.reference import (
     parse_location,
     same_repository,
 )
-from oci_normalize.result_models import CheckResult, ConvertResult
 from oci_normalize.results import (
     ALREADY_OCI,
     ARTIFACT,
@@ -89,12 +88,9 @@ def check(ref: str | Location, *, client: Client | None = None) -> CheckResult:
 
 
 def _check(reference: Location, client: Client) -> CheckResult:
-    from oci_normalize.result_models import (
-        CheckResult,
-        FindingOut,  # a tree was read: a result
-    )
-
     tree = fetch_tree(client.store(reference), reference)
+    from oci_normalize.result_models import CheckResult, FindingOut  # a tree was read: a result
+
     require_image(tree)
     artifact = artifact_reason(tree)
     if artifact is not None:

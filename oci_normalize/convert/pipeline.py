@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from oci_normalize.convert import planner
 from oci_normalize.convert import referrers as rf
@@ -33,10 +34,12 @@ from oci_normalize.manifest import Fetched
 from oci_normalize.models import LayerFacts, Node
 from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import Location, Reference, located, same_repository
-from oci_normalize.result_models import SignRun
 from oci_normalize.store.base import Store
 from oci_normalize.store.client import Client
 from oci_normalize.store.referrers import fallback_tag
+
+if TYPE_CHECKING:
+    from oci_normalize.result_models import SignRun
 
 
 def schema1_facts(tree: Node, store: Store, loc: Location) -> dict[Digest, LayerFacts]:
@@ -238,7 +241,9 @@ def write(
 
 
 def sign_runs(outcome: Outcome, signer: Signer | None, *, ran: bool) -> list[SignRun]:
-    """The ``--sign-with`` runs of a plan, each with its exact argv."""
+    """The ``--sign-with`` runs of a plan, each with its exact command (secrets masked)."""
+    from oci_normalize.result_models import SignRun
+
     if signer is None:
         return []
     return [

@@ -36,6 +36,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.convert import referrers as rf
@@ -46,7 +47,6 @@ from oci_normalize.manifest import Fetched
 from oci_normalize.models import Blob, Node, Plan, PlannedNode
 from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import Location, Reference
-from oci_normalize.result_models import ReferrerOut, TagMove
 from oci_normalize.results import (
     ANNOTATION_UPDATED,
     BACKUP,
@@ -70,6 +70,9 @@ from oci_normalize.results import (
 )
 from oci_normalize.store.referrers import Referrer, cosign_tag, fallback_tag
 from oci_normalize.text import printable
+
+if TYPE_CHECKING:  # the result models are built where a plan is made: importing costs no pydantic
+    from oci_normalize.result_models import ReferrerOut, TagMove
 
 COSIGN_KINDS = frozenset({COSIGN_SIGNATURE, COSIGN_ATTESTATION, COSIGN_SBOM})
 
@@ -217,6 +220,8 @@ def plan(
     source: Source, target: Target, options: ConvertOptions, *, dry_run: bool = False
 ) -> Outcome:
     """The whole write list that puts ``source`` at ``target``, and what to tell the user."""
+    from oci_normalize.result_models import TagMove
+
     p = source.plan
     root = p.root
     in_place = target.in_place
@@ -424,6 +429,8 @@ def _guard(source: Source, target: Target, options: ConvertOptions, wrote: bool)
 
 
 def _move(put: ManifestPut, role: str) -> TagMove:
+    from oci_normalize.result_models import TagMove
+
     return TagMove(
         tag=put.ref,
         role=role,  # type: ignore[arg-type]
@@ -433,6 +440,8 @@ def _move(put: ManifestPut, role: str) -> TagMove:
 
 
 def _out(d: Decision, new_name: str | None) -> ReferrerOut:
+    from oci_normalize.result_models import ReferrerOut
+
     ref = d.attached.referrer
     return ReferrerOut(
         subject=str(ref.subject),
