@@ -78,6 +78,11 @@ class Selection:
         return not self.repos or any(fnmatchcase(repository, g) for g in self.repos)
 
     def wants(self, ref: Reference) -> bool:
+        """Whether ``ref`` is a reference of this sweep. A cosign or referrers-fallback tag
+        never is: it follows its subject
+        (:func:`~oci_normalize.store.referrers.is_attachment_tag`)."""
+        if ref.tag is not None and is_attachment_tag(ref.tag):
+            return False
         if not self.wants_repository(ref.repository):
             return False
         if self.tags and not any(fnmatchcase(ref.tag or "", g) for g in self.tags):
@@ -280,12 +285,6 @@ def from_lines(
 
 
 def _select(refs: Iterable[Reference], selection: Selection) -> list[Reference]:
-    """The wanted references, once each, in order. A cosign or referrers-fallback tag is never
-    a reference of its own: it follows its subject
-    (:func:`~oci_normalize.store.referrers.is_attachment_tag`)."""
-    unique = {
-        str(r): r
-        for r in refs
-        if selection.wants(r) and not (r.tag is not None and is_attachment_tag(r.tag))
-    }
+    """The wanted references, once each, in order."""
+    unique = {str(r): r for r in refs if selection.wants(r)}
     return sorted(unique.values(), key=lambda r: (r.registry, r.repository, r.tag or "", str(r)))

@@ -80,16 +80,7 @@ def paginate(
     """The whole listing (:func:`iter_pages`), at most
     :func:`~oci_normalize.limits.max_listed_names` names. Names are returned as sent: the
     caller parses them like user input before using one."""
-    out: list[str] = []
-    cap = limits.max_listed_names()
-    for items in iter_pages(reg, path, key, scopes, page_size):
-        out.extend(items)
-        if len(out) > cap:
-            raise RequestLine.of("GET", reg.url(path)).error(
-                RegistryError,
-                f"more than {cap} names (set {limits.ENV_MAX_LISTED_NAMES} to allow more)",
-            )
-    return out
+    return [name for items in iter_pages(reg, path, key, scopes, page_size) for name in items]
 
 
 def iter_pages(
@@ -99,8 +90,12 @@ def iter_pages(
     listing of any length is held a page at a time). Follows ``Link: <…>; rel="next"``; without
     one, a full page asks on with ``last``. Each page is read with a cap
     (:data:`~oci_normalize.limits.MAX_LISTING_PAGE`); a ``next`` link must stay on the registry
-    and never repeat; at most :data:`MAX_PAGES` pages.
+    and never repeat; at most :data:`MAX_PAGES` pages and
+    :func:`~oci_normalize.limits.max_listed_names` names are counted (none is held), so a
+    registry whose listing never ends is refused rather than followed for ever.
     """
+    cap = limits.max_listed_names()
+    count = 0
     url: str | None = reg.url(path)
     line = RequestLine.of("GET", reg.url(path))
     params: dict[str, Any] | None = {"n": page_size}
@@ -118,6 +113,12 @@ def iter_pages(
             # whole listing, as peers read it (they never ask on without a Link).
             return
         previous = items
+        count += len(items)
+        if count > cap:
+            raise line.error(
+                RegistryError,
+                f"more than {cap} names (set {limits.ENV_MAX_LISTED_NAMES} to allow more)",
+            )
         nxt = reply.links.get("next", {}).get("url")
         if nxt:
             url, params = _same_registry(reg, urljoin(url, nxt), line), None
