@@ -1,0 +1,1 @@
+"""``oci-normalize serve``: push events to a durable queue to the same three phases per ref."""

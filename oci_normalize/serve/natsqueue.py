@@ -1,0 +1,574 @@
+"""Work items on a NATS JetStream stream shared by every ``serve`` replica (``--queue nats://``).
+
+One stream with work-queue retention holds the items on the subject ``STREAM.work``; ONE durable
+pull consumer (``oci-normalize``) is bound by every replica, so JetStream hands each message to
+one replica at a time and N replicas share the load. A replica holds a message as a lease: while
+it holds it, a background task sends in-progress acks every third of ``ack_wait``; a replica
+killed with -9 stops sending them, and after ``ack_wait`` JetStream redelivers the message to
+another replica.
+
+Deduplication uses the ``Nats-Msg-Id`` header, which JetStream drops within the stream's
+duplicate window. The id is ``KEY.GENERATION``: KEY hashes (repository, ref) and GENERATION is
+the revision of KEY in the ``STREAM_taken`` key-value bucket, which :meth:`NatsQueue.take` bumps
+*before* the worker reads the registry. Events that arrive while an item waits collapse into
+it; an event that arrives once a worker took the item gets a new id, hence a new message, so a
+push made during or after a conversion is never swallowed by the window.
+
+Parked items are terminated (JetStream drops them from the stream) and recorded in the
+``STREAM_parked`` bucket, which :meth:`NatsQueue.parked` lists for ``serve --status``.
+
+nats-py is asyncio; one event loop runs in a daemon thread and the synchronous
+:class:`~oci_normalize.serve.queue.WorkQueue` methods submit coroutines to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.kv import KeyValue
+
+from oci_normalize.digest import Digest
+from oci_normalize.errors import InvalidDigestError, OciNormalizeError, ReferenceError_
+from oci_normalize.reference import parse_repository, parse_tag
+from oci_normalize.serve.queue import Lease, WorkItem
+from oci_normalize.text import printable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_NATS_PORT: Final = 4222
+#: URL scheme -> the scheme nats-py is given (``tls`` asks it for TLS).
+NATS_SCHEMES: Final = {"nats": "nats", "tls": "tls"}
+DEFAULT_ACK_WAIT: Final = 30.0  # seconds a dead replica keeps an item from the others
+DEFAULT_DUPLICATE_WINDOW: Final = 120.0  # seconds JetStream remembers a Nats-Msg-Id
+DEFAULT_CONSUMER: Final = "oci-normalize"
+DEFAULT_CONNECT_TIMEOUT: Final = 5.0
+DEFAULT_CALL_TIMEOUT: Final = 15.0  # one JetStream request (publish, ack, info)
+#: In-progress acks sent per ``ack_wait`` while a lease is held.
+HEARTBEATS_PER_ACK_WAIT: Final = 3
+#: A ``take`` fetch is never shorter than this (nats-py refuses a zero expiry).
+MIN_FETCH: Final = 0.05
+#: The "taken" generations outlive the duplicate window by this factor, and a day at least.
+GENERATION_TTL_FACTOR: Final = 30
+MIN_GENERATION_TTL: Final = 86400.0
+RECONNECT_WAIT: Final = 1.0
+MAX_ITEM_BYTES: Final = 4096  # a work item's JSON; anything longer is not ours
+MAX_REASON: Final = 1000  # characters of a park reason kept
+MAX_NAME: Final = 64  # stream and consumer names
+MAX_SUBJECT: Final = 255
+STOP_TIMEOUT: Final = 5.0
+
+_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
+_SUBJECT_TOKEN: Final = re.compile(r"[A-Za-z0-9_-]+|\*")
+_DIGEST_PREFIX: Final = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:")
+
+
+class NatsError(OciNormalizeError):
+    """NATS is unreachable, refused a request, or its stream is set up for something else."""
+
+
+class NatsAddressError(NatsError, ValueError):
+    """A ``--queue`` or ``--events`` URL that does not parse."""
+
+
+@dataclass(frozen=True)
+class NatsAddress:
+    """A parsed ``nats://[USER[:PASSWORD]@]HOST[:PORT]/NAME``; ``str()`` never shows secrets."""
+
+    scheme: str
+    host: str
+    port: int
+    name: str  # the stream (--queue) or the subject (--events)
+    user: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def server(self) -> str:
+        """The server URL handed to nats-py and shown in messages: no credentials."""
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.server}/{self.name}"
+
+    def credentials(self) -> dict[str, str]:
+        """nats-py ``connect`` keywords: user and password, or a lone user as a token."""
+        if self.user is None:
+            return {}
+        if self.password is None:
+            return {"token": self.user}
+        return {"user": self.user, "password": self.password}
+
+
+def _redacted(text: str) -> str:
+    """``text`` as a message may show it: any ``userinfo@`` of the URL replaced by ``…@``."""
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        authority, slash, path = rest.partition("/")
+        if "@" in authority:
+            authority = "…@" + authority.rpartition("@")[2]
+        text = f"{scheme}{sep}{authority}{slash}{path}"
+    elif "@" in text:
+        text = "…@" + text.rpartition("@")[2]
+    return printable(text, limit=200)
+
+
+def _check_stream_name(name: str) -> bool:
+    return len(name) <= MAX_NAME and _NAME.fullmatch(name) is not None
+
+
+def _check_subject(subject: str) -> bool:
+    """A subject to publish or subscribe to: dot-separated tokens, ``*`` tokens, ``>`` last."""
+    if not subject or len(subject) > MAX_SUBJECT:
+        return False
+    tokens = subject.split(".")
+    if tokens[-1] == ">":
+        tokens = tokens[:-1]
+    return all(_SUBJECT_TOKEN.fullmatch(token) for token in tokens)
+
+
+def parse_nats_url(text: str, *, option: str, subject: bool = False) -> NatsAddress:
+    """Parse ``--queue``/``--events`` as user input: one clear :class:`NatsAddressError` if bad.
+
+    The path names a JetStream stream, or a subject when ``subject`` is true. Credentials may
+    come as ``user:password@`` or ``token@``; no message ever shows them.
+    """
+    what = "SUBJECT" if subject else "STREAM"
+    usage = f"expected nats://[USER:PASSWORD@]HOST[:PORT]/{what}"
+
+    def bad(reason: str) -> NatsAddressError:
+        return NatsAddressError(f"{option} {_redacted(text)!r}: {reason}; {usage}")
+
+    if not text.isprintable() or text != text.strip():
+        raise bad("spaces or control characters")
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in NATS_SCHEMES:
+        raise bad("the scheme must be nats:// or tls://")
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise bad("no query or fragment is allowed")
+    host = parts.hostname
+    if not host:
+        raise bad("no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise bad("bad port") from None
+    if port == 0:
+        raise bad("bad port")
+    name = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
+    if subject:
+        if not _check_subject(name):
+            raise bad(f"bad subject {printable(name, limit=80)!r}")
+    elif not _check_stream_name(name):
+        raise bad(f"bad stream name {printable(name, limit=80)!r} (letters, digits, _ and -)")
+    shown_host = f"[{host}]" if ":" in host else host
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return NatsAddress(
+        scheme=NATS_SCHEMES[scheme],
+        host=shown_host,
+        port=port or DEFAULT_NATS_PORT,
+        name=name,
+        user=user,
+        password=password,
+    )
+
+
+def item_key(repository: str, ref: str) -> str:
+    """The dedupe key of (repository, ref): a hash, valid as a KV key and a message id."""
+    return hashlib.sha256(f"{repository}\n{ref}".encode()).hexdigest()
+
+
+def parse_ref(ref: str, *, source: str) -> str:
+    """A tag or a digest from outside, checked as user input is; returned as is."""
+    if _DIGEST_PREFIX.match(ref):
+        try:
+            return str(Digest.parse(ref))
+        except InvalidDigestError as exc:
+            raise ReferenceError_(
+                f"invalid digest {printable(ref, limit=100)!r} from {source}"
+            ) from exc
+    return parse_tag(ref, source=source)
+
+
+def encode_item(item: WorkItem) -> bytes:
+    return json.dumps(
+        {"repository": item.repository, "ref": item.ref, "received": item.received},
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_item(data: bytes, *, source: str) -> WorkItem:
+    """A work item read back from NATS, checked like any outside input."""
+    if len(data) > MAX_ITEM_BYTES:
+        raise ReferenceError_(f"work item from {source} is over {MAX_ITEM_BYTES} bytes")
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReferenceError_(f"work item from {source} is not JSON") from exc
+    if not isinstance(doc, dict):
+        raise ReferenceError_(f"work item from {source} is not a JSON object")
+    repository, ref, received = doc.get("repository"), doc.get("ref"), doc.get("received")
+    if not isinstance(repository, str) or not isinstance(ref, str):
+        raise ReferenceError_(f"work item from {source} lacks repository or ref")
+    if isinstance(received, bool) or not isinstance(received, (int, float)):
+        raise ReferenceError_(f"work item from {source} lacks a received time")
+    return WorkItem(
+        repository=parse_repository(repository, source=source),
+        ref=parse_ref(ref, source=source),
+        received=float(received),
+    )
+
+
+class LoopThread:
+    """One asyncio event loop in a daemon thread; :meth:`call` runs a coroutine on it."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+        # Stopped: let what is left (nats-py's reader and flusher tasks) end, then close.
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+    def call(self, coro: Coroutine[Any, Any, T], *, timeout: float, what: str) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise NatsError(f"{what}: no answer within {timeout:g} s") from None
+        except (nats.errors.Error, OSError, asyncio.TimeoutError) as exc:
+            detail = printable(str(exc), limit=300) or type(exc).__name__
+            raise NatsError(f"{what}: {detail}") from exc
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(STOP_TIMEOUT)
+
+
+async def connect(address: NatsAddress, *, timeout: float, name: str) -> Client:
+    """A connection that reconnects forever and logs one line per trouble (no traceback)."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("NATS %s: %s", address.server, printable(str(exc), limit=300))
+
+    async def on_disconnect() -> None:
+        log.warning("NATS %s: disconnected, reconnecting", address.server)
+
+    return await nats.connect(
+        servers=[address.server],
+        name=name,
+        connect_timeout=timeout,
+        reconnect_time_wait=RECONNECT_WAIT,
+        max_reconnect_attempts=-1,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        **address.credentials(),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class NatsQueueOptions:
+    ack_wait: float = DEFAULT_ACK_WAIT
+    duplicate_window: float = DEFAULT_DUPLICATE_WINDOW
+    consumer: str = DEFAULT_CONSUMER
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    call_timeout: float = DEFAULT_CALL_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not self.ack_wait > 0 or not self.duplicate_window > 0:
+            raise NatsAddressError("ack_wait and duplicate_window must be positive seconds")
+        if not _check_stream_name(self.consumer):
+            raise NatsAddressError(f"bad consumer name {printable(self.consumer, limit=80)!r}")
+
+
+class NatsQueue:
+    """The :class:`~oci_normalize.serve.queue.WorkQueue` of ``--queue nats://HOST:PORT/STREAM``."""
+
+    def __init__(self, address: NatsAddress, *, options: NatsQueueOptions | None = None) -> None:
+        self._address = address
+        self._options = options or NatsQueueOptions()
+        self._stream = address.name
+        self._subject = f"{address.name}.work"
+        self._source = f"NATS stream {address}"
+        self._leases: dict[str, Msg] = {}  # token -> message; touched on the loop thread only
+        self._closed = False
+        self._loop = LoopThread(f"nats-queue-{address.name}")
+        try:
+            self._call(self._open(), self._options.connect_timeout + 4 * self._options.call_timeout)
+        except BaseException:
+            self._loop.stop()
+            raise
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if self._closed:
+            coro.close()
+            raise NatsError(f"{self._source}: the queue is closed")
+        return self._loop.call(
+            coro, timeout=timeout or self._options.call_timeout, what=self._source
+        )
+
+    # -- setup ------------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        opts = self._options
+        self._nc = await connect(self._address, timeout=opts.connect_timeout, name=opts.consumer)
+        try:
+            await self._setup()
+        except BaseException:
+            await self._nc.close()
+            raise
+
+    async def _setup(self) -> None:
+        opts = self._options
+        self._js: JetStreamContext = self._nc.jetstream(timeout=opts.call_timeout)
+        await self._ensure_stream()
+        await self._js.add_consumer(
+            self._stream,
+            ConsumerConfig(
+                durable_name=opts.consumer,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=opts.ack_wait,
+                max_deliver=-1,  # serve parks an item itself after its own attempt limit
+                filter_subject=self._subject,
+            ),
+        )
+        self._sub = await self._js.pull_subscribe_bind(durable=opts.consumer, stream=self._stream)
+        self._taken = await self._bucket(
+            f"{self._stream}_taken",
+            ttl=max(opts.duplicate_window * GENERATION_TTL_FACTOR, MIN_GENERATION_TTL),
+        )
+        self._parked = await self._bucket(f"{self._stream}_parked", ttl=None)
+        self._fetch_lock = asyncio.Lock()
+        self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeats())
+
+    async def _ensure_stream(self) -> None:
+        try:
+            info = await self._js.stream_info(self._stream)
+        except nats.js.errors.NotFoundError:
+            # Replicas starting together may both land here: an identical add is a no-op.
+            await self._js.add_stream(
+                StreamConfig(
+                    name=self._stream,
+                    subjects=[self._subject],
+                    retention=RetentionPolicy.WORK_QUEUE,
+                    storage=StorageType.FILE,
+                    duplicate_window=self._options.duplicate_window,
+                )
+            )
+            return
+        if info.config.retention != RetentionPolicy.WORK_QUEUE or self._subject not in (
+            info.config.subjects or []
+        ):
+            raise NatsError(
+                f"{self._source}: the stream exists but is not a work-queue stream over "
+                f"{self._subject}; pick another stream name"
+            )
+
+    async def _bucket(self, bucket: str, *, ttl: float | None) -> KeyValue:
+        try:
+            return await self._js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            return await self._js.create_key_value(bucket=bucket, history=1, ttl=ttl)
+
+    # -- the WorkQueue protocol -----------------------------------------------------------
+
+    def put(self, items: Sequence[WorkItem]) -> None:
+        """Returns once JetStream acknowledged every publish: the items are then durable."""
+        if items:
+            self._call(self._put(items), self._options.call_timeout * (1 + len(items)))
+
+    async def _put(self, items: Sequence[WorkItem]) -> None:
+        seen: set[str] = set()
+        for item in items:
+            key = item_key(item.repository, item.ref)
+            if key in seen:
+                continue
+            seen.add(key)
+            generation = await self._generation(key)
+            await self._js.publish(
+                self._subject,
+                encode_item(item),
+                stream=self._stream,
+                headers={"Nats-Msg-Id": f"{key}.{generation}"},
+            )
+
+    async def _generation(self, key: str) -> int:
+        try:
+            return (await self._taken.get(key)).revision or 0
+        except nats.js.errors.KeyNotFoundError:
+            return 0
+
+    def take(self, timeout: float) -> Lease | None:
+        return self._call(self._take(timeout), timeout + self._options.call_timeout)
+
+    async def _take(self, timeout: float) -> Lease | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(self._fetch_lock.acquire(), remaining)
+            except asyncio.TimeoutError:
+                return None
+            try:
+                remaining = max(deadline - loop.time(), MIN_FETCH)
+                msgs = await self._sub.fetch(1, timeout=remaining)
+            except nats.errors.TimeoutError:
+                return None
+            finally:
+                self._fetch_lock.release()
+            msg = msgs[0]
+            try:
+                item = decode_item(msg.data, source=self._source)
+            except ReferenceError_ as exc:
+                log.warning("%s: dropped a message that is not a work item: %s", self._source, exc)
+                await msg.term()
+                continue
+            # Bump the generation before the worker reads the registry: an event from now on
+            # gets a new message id, so a push during or after this conversion is not deduped.
+            await self._taken.put(item_key(item.repository, item.ref), b"")
+            token = secrets.token_hex(8)
+            self._leases[token] = msg
+            return Lease(item=item, attempt=msg.metadata.num_delivered or 1, token=token)
+
+    def _held(self, lease: Lease) -> Msg:
+        msg = self._leases.pop(lease.token, None)
+        if msg is None:
+            raise NatsError(f"{self._source}: lease {lease.token} is not held by this replica")
+        return msg
+
+    def ack(self, lease: Lease) -> None:
+        self._call(self._ack(lease))
+
+    async def _ack(self, lease: Lease) -> None:
+        await self._held(lease).ack_sync(timeout=self._options.call_timeout)
+        key = item_key(lease.item.repository, lease.item.ref)
+        try:
+            await self._parked.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return
+        await self._parked.delete(key)  # converted since it was parked: no longer parked
+
+    def retry(self, lease: Lease, delay: float, reason: str) -> None:
+        log.info("%s: retry %s:%s in %g s: %s", self._source, *_shown(lease.item), delay, reason)
+        self._call(self._nak(lease, max(delay, 0.0)))
+
+    async def _nak(self, lease: Lease, delay: float | None) -> None:
+        await self._held(lease).nak(delay=delay or None)
+
+    def park(self, lease: Lease, reason: str) -> None:
+        self._call(self._park(lease, reason))
+
+    async def _park(self, lease: Lease, reason: str) -> None:
+        item = lease.item
+        record = json.dumps(
+            {
+                "repository": item.repository,
+                "ref": item.ref,
+                "received": item.received,
+                "reason": printable(reason, limit=MAX_REASON),
+                "parked": time.time(),
+                "attempt": lease.attempt,
+            },
+            separators=(",", ":"),
+        ).encode()
+        # Recorded first: a crash between the two leaves it recorded and redelivered, not lost.
+        await self._parked.put(item_key(item.repository, item.ref), record)
+        await self._held(lease).term()
+
+    def release(self, lease: Lease) -> None:
+        self._call(self._nak(lease, None))
+
+    def depth(self) -> int:
+        """Messages on the stream: waiting, delayed for a retry, or held by a replica."""
+        return self._call(self._depth())
+
+    async def _depth(self) -> int:
+        return (await self._js.stream_info(self._stream)).state.messages
+
+    def parked(self) -> list[tuple[WorkItem, str]]:
+        return self._call(self._parked_items())
+
+    async def _parked_items(self) -> list[tuple[WorkItem, str]]:
+        try:
+            keys = await self._parked.keys()
+        except nats.js.errors.NoKeysError:
+            return []
+        found = []
+        for key in keys:
+            try:
+                data = (await self._parked.get(key)).value or b""
+                item = decode_item(data, source=f"{self._source} (parked)")
+                reason = json.loads(data).get("reason")
+            except (nats.js.errors.KeyNotFoundError, ReferenceError_):
+                continue  # un-parked meanwhile, or not a record of ours
+            found.append(
+                (item, printable(reason if isinstance(reason, str) else "", limit=MAX_REASON))
+            )
+        return sorted(found, key=lambda pair: pair[0].received)
+
+    def close(self) -> None:
+        """Disconnect. Leases still held are not given back: JetStream redelivers them after
+        ``ack_wait`` (call :meth:`release` first to hand them back at once)."""
+        if self._closed:
+            return
+        try:
+            self._call(self._shutdown(), self._options.call_timeout)
+        except NatsError as exc:
+            log.warning("%s", exc)
+        finally:
+            self._closed = True
+            self._loop.stop()
+
+    async def _shutdown(self) -> None:
+        self._heartbeat.cancel()
+        self._leases.clear()
+        await self._nc.close()
+
+    async def _heartbeats(self) -> None:
+        """Tell JetStream every held message is still being worked on (``msg.in_progress``)."""
+        interval = self._options.ack_wait / HEARTBEATS_PER_ACK_WAIT
+        while True:
+            await asyncio.sleep(interval)
+            for msg in list(self._leases.values()):
+                try:
+                    await msg.in_progress()
+                except nats.errors.Error as exc:
+                    log.warning("%s: in-progress ack failed: %s", self._source, exc)
+
+
+def _shown(item: WorkItem) -> tuple[str, str]:
+    return item.repository, item.ref

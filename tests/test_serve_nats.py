@@ -1,0 +1,367 @@
+"""``--queue nats://``: the JetStream work queue, against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import RetentionPolicy, StreamConfig
+
+from oci_normalize.errors import ReferenceError_
+from oci_normalize.serve.natsqueue import (
+    NatsAddress,
+    NatsAddressError,
+    NatsError,
+    NatsQueue,
+    NatsQueueOptions,
+    decode_item,
+    parse_nats_url,
+)
+from oci_normalize.serve.queue import WorkItem
+from tests.support.nats import RunningNats, running_nats
+
+SHORT_ACK_WAIT = 1.5
+_streams = itertools.count()
+OpenQueue = Callable[..., NatsQueue]
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNats]:
+    with running_nats(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture
+def stream(nats_server: RunningNats) -> NatsAddress:
+    """A fresh stream name on the module's server for every test."""
+    return parse_nats_url(f"{nats_server.url}/t{next(_streams)}", option="--queue")
+
+
+@pytest.fixture
+def open_queue(stream: NatsAddress) -> Iterator[OpenQueue]:
+    opened: list[NatsQueue] = []
+
+    def make(ack_wait: float = SHORT_ACK_WAIT) -> NatsQueue:
+        queue = NatsQueue(stream, options=NatsQueueOptions(ack_wait=ack_wait))
+        opened.append(queue)
+        return queue
+
+    yield make
+    for queue in opened:
+        queue.close()
+
+
+def item(repository: str = "team/app", ref: str = "v1", received: float = 1000.0) -> WorkItem:
+    return WorkItem(repository=repository, ref=ref, received=received)
+
+
+# -- the URL, parsed like user input ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "server", "name", "credentials"),
+    [
+        ("nats://127.0.0.1:4333/WORK", "nats://127.0.0.1:4333", "WORK", {}),
+        ("nats://nats.example/oci-normalize", "nats://nats.example:4222", "oci-normalize", {}),
+        ("tls://[::1]:7422/q_1", "tls://[::1]:7422", "q_1", {}),
+        ("nats://bob:s%40cret@h:1/S", "nats://h:1", "S", {"user": "bob", "password": "s@cret"}),
+        ("nats://tok3n@h:1/S", "nats://h:1", "S", {"token": "tok3n"}),
+    ],
+)
+def test_queue_url_parses(text: str, server: str, name: str, credentials: dict[str, str]) -> None:
+    address = parse_nats_url(text, option="--queue")
+    assert (address.server, address.name, address.credentials()) == (server, name, credentials)
+    assert "s@cret" not in repr(address) and "tok3n" not in str(address)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "http://h:4222/S",
+        "nats:///S",
+        "nats://h:99999/S",
+        "nats://h:0/S",
+        "nats://h:x/S",
+        "nats://h:4222",
+        "nats://h:4222/",
+        "nats://h:4222/a.b",
+        "nats://h:4222/a/b",
+        "nats://h:4222/S?x=1",
+        "nats://h:4222/S#f",
+        " nats://h:4222/S",
+        "nats://h:4222/S\n",
+        "nats://h:4222/" + "s" * 65,
+        "nats://h:4222/%2e%2e",
+    ],
+)
+def test_bad_queue_url_is_one_clear_error(text: str) -> None:
+    with pytest.raises(NatsAddressError, match=r"^--queue .*expected nats://") as info:
+        parse_nats_url(text, option="--queue")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("nats://h/zot.events", True),
+        ("nats://h/zot.*.updated", True),
+        ("nats://h/zot.>", True),
+        ("nats://h/zot..events", False),
+        ("nats://h/zot.>.x", False),
+        ("nats://h/zo t", False),
+    ],
+)
+def test_events_subject(text: str, ok: bool) -> None:
+    if ok:
+        assert (
+            parse_nats_url(text, option="--events", subject=True).name == text[len("nats://h/") :]
+        )
+    else:
+        with pytest.raises(NatsAddressError, match="bad subject"):
+            parse_nats_url(text, option="--events", subject=True)
+
+
+def test_credentials_never_in_a_url_error() -> None:
+    for text in (
+        "nats://alice:hunter22@h:bad/S",
+        "nats://hunter22@h/a.b",
+        "ftp://alice:hunter22@h/S",
+    ):
+        with pytest.raises(NatsAddressError) as info:
+            parse_nats_url(text, option="--queue")
+        assert "hunter22" not in str(info.value) and "alice" not in str(info.value)
+        assert "…@h" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not json",
+        b"[]",
+        b'{"repository":"a","ref":"v1"}',
+        b'{"repository":"a","ref":"v1","received":true}',
+        b'{"repository":"../etc","ref":"v1","received":1}',
+        b'{"repository":"a%2fb","ref":"v1","received":1}',
+        b'{"repository":"a","ref":"bad tag","received":1}',
+        b'{"repository":"a","ref":"sha256:abc","received":1}',
+        b'{"repository":"a","ref":"v1","received":1,"pad":"' + b"x" * 5000 + b'"}',
+    ],
+)
+def test_hostile_work_item_refused(data: bytes) -> None:
+    with pytest.raises(ReferenceError_):
+        decode_item(data, source="test")
+
+
+def test_work_item_round_trip_keeps_digest() -> None:
+    digest = "sha256:" + "ab" * 32
+    data = b'{"repository":"a/b","ref":"%s","received":2.5}' % digest.encode()
+    assert decode_item(data, source="test") == WorkItem("a/b", digest, 2.5)
+
+
+# -- the queue against nats-server ------------------------------------------------------------
+
+
+def test_put_take_ack(open_queue: OpenQueue) -> None:
+    queue = open_queue()
+    assert queue.take(0.2) is None
+    queue.put([item(ref="v1"), item(ref="v2")])
+    assert queue.depth() == 2
+    first = queue.take(5)
+    assert first is not None and first.item == item(ref="v1") and first.attempt == 1
+    queue.ack(first)
+    assert queue.depth() == 1
+    second = queue.take(5)
+    assert second is not None and second.item.ref == "v2"
+    queue.ack(second)
+    assert queue.depth() == 0
+    assert queue.take(0.2) is None
+
+
+def test_duplicates_collapse_while_waiting_but_not_after_take(open_queue: OpenQueue) -> None:
+    queue = open_queue()
+    queue.put([item(received=1.0), item(received=2.0), item(repository="other")])
+    queue.put([item(received=3.0)])  # a flood of the same (repository, ref)
+    assert queue.depth() == 2
+    lease = queue.take(5)
+    assert lease is not None and lease.item.received == 1.0
+    # A push during the conversion must not vanish in the duplicate window: a new message.
+    queue.put([item(received=4.0)])
+    queue.put([item(received=5.0)])
+    assert queue.depth() == 3
+    queue.ack(lease)
+    got = [queue.take(5) for _ in range(2)]
+    assert sorted((g.item.repository, g.item.received) for g in got if g) == [
+        ("other", 1000.0),
+        ("team/app", 4.0),
+    ]
+
+
+def test_take_then_vanish_is_redelivered_after_ack_wait(open_queue: OpenQueue) -> None:
+    first, second = open_queue(), open_queue()
+    first.put([item()])
+    lease = first.take(5)
+    assert lease is not None
+    first.close()  # gone without ack, release or in-progress acks
+    gone = time.monotonic()
+    assert second.take(0.3) is None  # still held until ack_wait runs out
+    again = second.take(10)
+    assert again is not None and again.item == item() and again.attempt == 2
+    assert time.monotonic() - gone >= SHORT_ACK_WAIT - 0.5
+    second.ack(again)
+    assert second.depth() == 0
+
+
+def test_a_held_lease_is_kept_alive_past_ack_wait(open_queue: OpenQueue) -> None:
+    holder, other = open_queue(), open_queue()
+    holder.put([item()])
+    lease = holder.take(5)
+    assert lease is not None
+    # Three ack_waits: without in-progress acks the other replica would get it.
+    assert other.take(3 * SHORT_ACK_WAIT) is None
+    holder.ack(lease)
+    assert other.take(0.5) is None and other.depth() == 0
+
+
+CHILD = """
+import os, sys, time
+from oci_normalize.serve.natsqueue import NatsQueue, NatsQueueOptions, parse_nats_url
+queue = NatsQueue(parse_nats_url(sys.argv[1], option="--queue"), options=NatsQueueOptions(ack_wait=float(sys.argv[2])))
+lease = queue.take(10)
+print(lease.item.ref if lease else "none", flush=True)
+time.sleep(600)
+"""
+
+
+def test_replica_killed_with_sigkill_hands_its_item_to_another(
+    open_queue: OpenQueue, stream: NatsAddress
+) -> None:
+    survivor = open_queue()
+    survivor.put([item(ref="victim")])
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(stream), str(SHORT_ACK_WAIT)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "victim"
+        time.sleep(2 * SHORT_ACK_WAIT)  # alive, the child keeps its lease with in-progress acks
+        assert survivor.take(0.2) is None
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    lease = survivor.take(10)
+    assert lease is not None and lease.item.ref == "victim" and lease.attempt == 2
+    survivor.ack(lease)
+
+
+def test_retry_waits_its_delay(open_queue: OpenQueue) -> None:
+    queue = open_queue(ack_wait=30)
+    queue.put([item()])
+    lease = queue.take(5)
+    assert lease is not None
+    queue.retry(lease, 1.0, "registry said 503")
+    started = time.monotonic()
+    assert queue.take(0.3) is None
+    again = queue.take(5)
+    assert again is not None and again.attempt == 2
+    assert time.monotonic() - started >= 0.9
+    queue.ack(again)
+
+
+def test_release_gives_back_at_once(open_queue: OpenQueue) -> None:
+    first, second = open_queue(ack_wait=30), open_queue(ack_wait=30)
+    first.put([item()])
+    lease = first.take(5)
+    assert lease is not None
+    first.release(lease)
+    again = second.take(2)
+    assert again is not None and again.item == item()
+    second.ack(again)
+
+
+def test_park_lists_and_clears_on_a_later_success(open_queue: OpenQueue) -> None:
+    queue = open_queue()
+    queue.put([item(ref="bad"), item(ref="good")])
+    lease = queue.take(5)
+    assert lease is not None and lease.item.ref == "bad"
+    queue.park(lease, "manifest unknown\x1b[2J after 5 attempts")
+    assert queue.depth() == 1
+    assert queue.parked() == [(item(ref="bad"), "manifest unknown?[2J after 5 attempts")]
+    good = queue.take(5)
+    assert good is not None and good.item.ref == "good"
+    queue.ack(good)
+    assert queue.take(0.3) is None  # parked is out of the stream
+    assert len(open_queue().parked()) == 1  # another replica sees it too
+    queue.put([item(ref="bad", received=2000.0)])
+    lease = queue.take(5)
+    assert lease is not None
+    queue.ack(lease)
+    assert queue.parked() == []
+
+
+def test_replicas_share_the_load_once_each(open_queue: OpenQueue) -> None:
+    replicas = [open_queue(), open_queue(), open_queue()]
+    replicas[0].put([item(ref=f"v{n}") for n in range(12)])
+    seen: list[str] = []
+    for replica in itertools.islice(itertools.cycle(replicas), 12):
+        lease = replica.take(5)
+        assert lease is not None
+        seen.append(lease.item.ref)
+        replica.ack(lease)
+    assert sorted(seen) == sorted(f"v{n}" for n in range(12))
+    assert all(r.take(0.2) is None for r in replicas)
+
+
+def test_hostile_message_on_the_stream_is_dropped(
+    open_queue: OpenQueue, stream: NatsAddress
+) -> None:
+    queue = open_queue()
+
+    async def publish() -> None:
+        nc = await nats.connect(stream.server)
+        js = nc.jetstream()
+        await js.publish(f"{stream.name}.work", b'{"repository":"../x","ref":"v1","received":1}')
+        await js.publish(f"{stream.name}.work", b"\xff garbage")
+        await nc.close()
+
+    asyncio.run(publish())
+    queue.put([item()])
+    lease = queue.take(5)
+    assert lease is not None and lease.item == item()
+    queue.ack(lease)
+    assert queue.depth() == 0
+
+
+def test_stream_of_another_kind_is_refused(nats_server: RunningNats) -> None:
+    async def create() -> None:
+        nc = await nats.connect(nats_server.url)
+        await nc.jetstream().add_stream(
+            StreamConfig(name="limits", subjects=["limits.work"], retention=RetentionPolicy.LIMITS)
+        )
+        await nc.close()
+
+    asyncio.run(create())
+    with pytest.raises(NatsError, match="not a work-queue stream"):
+        NatsQueue(parse_nats_url(f"{nats_server.url}/limits", option="--queue"))
+
+
+def test_unreachable_server_is_one_error_without_credentials(tmp_path: Path) -> None:
+    from tests.support.registry import free_port
+
+    address = parse_nats_url(f"nats://alice:hunter22@127.0.0.1:{free_port()}/S", option="--queue")
+    with pytest.raises(NatsError) as info:
+        NatsQueue(address, options=NatsQueueOptions(connect_timeout=1, call_timeout=2))
+    assert "hunter22" not in str(info.value) and "alice" not in str(info.value)
+    assert "127.0.0.1" in str(info.value)
