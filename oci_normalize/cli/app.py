@@ -18,6 +18,7 @@ from oci_normalize import api
 from oci_normalize import mediatypes as mt
 from oci_normalize.cli import batch as batch_cli
 from oci_normalize.cli import exits, guard
+from oci_normalize.cli import serve as serve_cli
 from oci_normalize.cli.exits import say_error
 from oci_normalize.cli.options import (
     Connection,
@@ -379,6 +380,9 @@ def rollback(
             journal, client, dry_run=dry_run, json_out=json_out, concurrency=concurrency
         )
     )
+
+
+app.command(name="serve")(serve_cli.serve)
 
 
 def main() -> None:
