@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +20,13 @@ import pytest
 from nats.js.api import RetentionPolicy, StreamConfig
 
 from oci_normalize.errors import ReferenceError_
+from oci_normalize.serve.app import EventsApp, Intake
+from oci_normalize.serve.events import Scope
+from oci_normalize.serve.logs import Logger
+from oci_normalize.serve.metrics import Metrics
+from oci_normalize.serve.natsevents import subscribe
 from oci_normalize.serve.natsqueue import (
+    QUEUE_PARAMS,
     NatsAddress,
     NatsAddressError,
     NatsError,
@@ -25,7 +34,9 @@ from oci_normalize.serve.natsqueue import (
     NatsQueueOptions,
     decode_item,
     parse_nats_url,
+    queue_options,
 )
+from oci_normalize.serve.natsqueue import open_queue as open_nats_queue
 from oci_normalize.serve.queue import WorkItem
 from tests.support.nats import RunningNats, running_nats
 
@@ -365,3 +376,195 @@ def test_unreachable_server_is_one_error_without_credentials(tmp_path: Path) -> 
         NatsQueue(address, options=NatsQueueOptions(connect_timeout=1, call_timeout=2))
     assert "hunter22" not in str(info.value) and "alice" not in str(info.value)
     assert "127.0.0.1" in str(info.value)
+
+
+# -- --queue settings -------------------------------------------------------------------------
+
+
+def test_queue_settings_from_the_url() -> None:
+    address = parse_nats_url(
+        "nats://h/S?ack_wait=10s&duplicate_window=5m&consumer=blue",
+        option="--queue",
+        params=QUEUE_PARAMS,
+    )
+    assert queue_options(address) == NatsQueueOptions(
+        ack_wait=10.0, duplicate_window=300.0, consumer="blue"
+    )
+    assert queue_options(parse_nats_url("nats://h/S", option="--queue")) == NatsQueueOptions()
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("ack_wait=0", "ack_wait='0' is not a duration"),
+        ("ack_wait=fast", "is not a duration"),
+        ("ack_wait=2d", "is not a duration"),
+        ("ack_wait=1s&ack_wait=2s", "a setting given twice"),
+        ("token=hunter22", "unknown query setting token"),
+        ("consumer=a.b", "bad consumer name"),
+        ("ack_wait", "malformed query"),
+    ],
+)
+def test_bad_queue_settings(query: str, message: str) -> None:
+    with pytest.raises(NatsAddressError, match=message) as info:
+        queue_options(parse_nats_url(f"nats://h/S?{query}", option="--queue", params=QUEUE_PARAMS))
+    assert "hunter22" not in str(info.value)
+
+
+def test_open_queue_takes_ack_wait_from_the_url(nats_server: RunningNats) -> None:
+    first = open_nats_queue(f"{nats_server.url}/urlq?ack_wait=1s")
+    second = open_nats_queue(f"{nats_server.url}/urlq?ack_wait=1s")
+    try:
+        first.put([item()])
+        assert first.take(5) is not None
+        first.close()
+        started = time.monotonic()
+        again = second.take(10)
+        assert again is not None and time.monotonic() - started < 5
+        second.ack(again)
+    finally:
+        first.close()
+        second.close()
+
+
+# -- --events nats:// -------------------------------------------------------------------------
+
+REGISTRY = "127.0.0.1:5000"
+
+
+def cloudevent(name: str, reference: str, kind: str = "zotregistry.image.updated") -> bytes:
+    """A CloudEvent as zot's events extension publishes it (structured mode)."""
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": "6f1c",
+            "source": "http://evil.example:9/elsewhere",
+            "type": kind,
+            "datacontenttype": "application/json",
+            "data": {
+                "name": name,
+                "reference": reference,
+                "digest": "sha256:" + "ab" * 32,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            },
+        }
+    ).encode()
+
+
+def publish_all(
+    url: str, subject: str, messages: list[tuple[bytes, dict[str, str] | None]]
+) -> None:
+    async def run() -> None:
+        nc = await nats.connect(url)
+        for body, headers in messages:
+            await nc.publish(subject, body, headers=headers)
+        await nc.flush()
+        await nc.close()
+
+    asyncio.run(run())
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def events_app(queue: NatsQueue) -> EventsApp:
+    app = EventsApp(
+        Intake(scope=Scope(registry=REGISTRY), queue=queue, token=None),
+        metrics=Metrics(),
+        log=Logger(stream=io.StringIO()),
+    )
+    return app
+
+
+def test_zot_events_on_a_subject_become_work_items(
+    open_queue: OpenQueue, nats_server: RunningNats
+) -> None:
+    queue = open_queue()
+    app = events_app(queue)
+    source = subscribe(f"{nats_server.url}/zot.plain", app.accept)
+    try:
+        assert source.mode == "subject"
+        binary = json.dumps({"name": "team/bin", "reference": "v2"}).encode()
+        publish_all(
+            nats_server.url,
+            "zot.plain",
+            [
+                (cloudevent("team/app", "v1"), None),
+                (cloudevent("team/app", "v1"), None),  # a duplicate
+                (binary, {"ce-specversion": "1.0", "ce-type": "zotregistry.image.updated"}),
+                (cloudevent("team/app", "v1", kind="zotregistry.image.deleted"), None),
+                (cloudevent("../etc", "v1"), None),
+                (cloudevent("team%2fapp", "v1"), None),
+                (b"\xff not json", None),
+                (b"{" * 100_000, None),
+            ],
+        )
+        assert wait_for(lambda: queue.depth() == 2)
+        time.sleep(0.5)  # nothing else arrives late
+        taken = [queue.take(5) for _ in range(2)]
+        assert sorted((t.item.repository, t.item.ref) for t in taken if t) == [
+            ("team/app", "v1"),
+            ("team/bin", "v2"),
+        ]
+        assert queue.take(0.2) is None
+    finally:
+        source.close()
+
+
+def test_replicas_on_a_subject_each_get_an_event_once(nats_server: RunningNats) -> None:
+    seen: list[bytes] = []
+    lock = threading.Lock()
+
+    def record(body: bytes, _headers: object) -> None:
+        with lock:
+            seen.append(body)
+
+    sources = [subscribe(f"{nats_server.url}/zot.group", record) for _ in range(3)]
+    try:
+        bodies = [cloudevent("team/app", f"v{n}") for n in range(30)]
+        publish_all(nats_server.url, "zot.group", [(b, None) for b in bodies])
+        assert wait_for(lambda: len(seen) >= 30)
+        time.sleep(0.5)
+        assert sorted(seen) == sorted(bodies)
+    finally:
+        for source in sources:
+            source.close()
+
+
+def test_events_a_stream_kept_while_no_replica_listened(
+    open_queue: OpenQueue, nats_server: RunningNats
+) -> None:
+    async def create() -> None:
+        nc = await nats.connect(nats_server.url)
+        await nc.jetstream().add_stream(StreamConfig(name="zotlog", subjects=["zot.kept"]))
+        await nc.close()
+
+    asyncio.run(create())
+    publish_all(
+        nats_server.url, "zot.kept", [(cloudevent("team/app", f"v{n}"), None) for n in range(3)]
+    )
+    queue = open_queue()
+    source = subscribe(f"{nats_server.url}/zot.kept", events_app(queue).accept)
+    try:
+        assert source.mode == "jetstream"
+        assert wait_for(lambda: queue.depth() == 3)
+    finally:
+        source.close()
+    # Acknowledged once queued: a new listener gets nothing again.
+    again = subscribe(f"{nats_server.url}/zot.kept", events_app(queue).accept)
+    try:
+        time.sleep(1.0)
+        assert queue.depth() == 3
+    finally:
+        again.close()
+
+
+def test_events_url_is_checked_like_input() -> None:
+    with pytest.raises(NatsAddressError, match="^--events .*bad subject"):
+        subscribe("nats://alice:hunter22@h/a..b", lambda body, headers: None)

@@ -33,9 +33,9 @@ import secrets
 import threading
 import time
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import nats
 import nats.errors
@@ -101,6 +101,7 @@ class NatsAddress:
     name: str  # the stream (--queue) or the subject (--events)
     user: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
+    params: tuple[tuple[str, str], ...] = ()  # the query's settings, checked by the caller
 
     @property
     def server(self) -> str:
@@ -120,7 +121,10 @@ class NatsAddress:
 
 
 def _redacted(text: str) -> str:
-    """``text`` as a message may show it: any ``userinfo@`` of the URL replaced by ``…@``."""
+    """``text`` as a message may show it: any ``userinfo@`` of the URL replaced by ``…@``, and
+    the values of a query left out."""
+    text, query, _ = text.partition("?")
+    text += "?…" if query else ""
     scheme, sep, rest = text.partition("://")
     if sep:
         authority, slash, path = rest.partition("/")
@@ -146,14 +150,18 @@ def _check_subject(subject: str) -> bool:
     return all(_SUBJECT_TOKEN.fullmatch(token) for token in tokens)
 
 
-def parse_nats_url(text: str, *, option: str, subject: bool = False) -> NatsAddress:
+def parse_nats_url(
+    text: str, *, option: str, subject: bool = False, params: frozenset[str] = frozenset()
+) -> NatsAddress:
     """Parse ``--queue``/``--events`` as user input: one clear :class:`NatsAddressError` if bad.
 
     The path names a JetStream stream, or a subject when ``subject`` is true. Credentials may
-    come as ``user:password@`` or ``token@``; no message ever shows them.
+    come as ``user:password@`` or ``token@``; no message ever shows them. A query may set the
+    names in ``params``, each once.
     """
     what = "SUBJECT" if subject else "STREAM"
-    usage = f"expected nats://[USER:PASSWORD@]HOST[:PORT]/{what}"
+    query = "[?" + "=…&".join(sorted(params)) + "=…]" if params else ""
+    usage = f"expected nats://[USER:PASSWORD@]HOST[:PORT]/{what}{query}"
 
     def bad(reason: str) -> NatsAddressError:
         return NatsAddressError(f"{option} {_redacted(text)!r}: {reason}; {usage}")
@@ -164,8 +172,17 @@ def parse_nats_url(text: str, *, option: str, subject: bool = False) -> NatsAddr
     scheme = parts.scheme.lower()
     if scheme not in NATS_SCHEMES:
         raise bad("the scheme must be nats:// or tls://")
-    if parts.query or parts.fragment or "?" in text or "#" in text:
-        raise bad("no query or fragment is allowed")
+    if parts.fragment or "#" in text:
+        raise bad("no fragment is allowed")
+    try:
+        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise bad("a malformed query") from None
+    names = [name for name, _ in pairs]
+    unknown = sorted(set(names) - params)
+    if unknown or len(set(names)) != len(names):
+        shown = printable(", ".join(unknown) or "a setting given twice", limit=80)
+        raise bad(f"unknown query setting {shown}" if unknown else shown)
     host = parts.hostname
     if not host:
         raise bad("no host")
@@ -191,6 +208,7 @@ def parse_nats_url(text: str, *, option: str, subject: bool = False) -> NatsAddr
         name=name,
         user=user,
         password=password,
+        params=tuple(pairs),
     )
 
 
@@ -277,24 +295,35 @@ class LoopThread:
 
 
 async def connect(address: NatsAddress, *, timeout: float, name: str) -> Client:
-    """A connection that reconnects forever and logs one line per trouble (no traceback)."""
+    """A connection that, once made, reconnects forever and logs one line per trouble (no
+    traceback); the first one fails after about ``timeout`` with the reason it could not."""
+    trouble: list[str] = []
 
     async def on_error(exc: Exception) -> None:
-        log.warning("NATS %s: %s", address.server, printable(str(exc), limit=300))
+        detail = printable(str(exc), limit=300) or type(exc).__name__
+        trouble.append(detail)
+        log.warning("NATS %s: %s", address.server, detail)
 
     async def on_disconnect() -> None:
         log.warning("NATS %s: disconnected, reconnecting", address.server)
 
-    return await nats.connect(
-        servers=[address.server],
-        name=name,
-        connect_timeout=timeout,
-        reconnect_time_wait=RECONNECT_WAIT,
-        max_reconnect_attempts=-1,
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        **address.credentials(),
-    )
+    try:
+        return await asyncio.wait_for(
+            nats.connect(
+                servers=[address.server],
+                name=name,
+                connect_timeout=timeout,
+                reconnect_time_wait=RECONNECT_WAIT,
+                max_reconnect_attempts=-1,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                **address.credentials(),
+            ),
+            timeout + RECONNECT_WAIT,
+        )
+    except asyncio.TimeoutError:
+        why = trouble[-1] if trouble else "no answer"
+        raise NatsError(f"cannot connect to NATS at {address.server}: {why}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -307,9 +336,54 @@ class NatsQueueOptions:
 
     def __post_init__(self) -> None:
         if not self.ack_wait > 0 or not self.duplicate_window > 0:
-            raise NatsAddressError("ack_wait and duplicate_window must be positive seconds")
+            raise NatsAddressError("--queue: ack_wait and duplicate_window must be positive")
         if not _check_stream_name(self.consumer):
-            raise NatsAddressError(f"bad consumer name {printable(self.consumer, limit=80)!r}")
+            raise NatsAddressError(
+                f"--queue: bad consumer name {printable(self.consumer, limit=80)!r} "
+                "(letters, digits, _ and -)"
+            )
+
+
+ACK_WAIT_PARAM: Final = "ack_wait"
+DUPLICATE_WINDOW_PARAM: Final = "duplicate_window"
+CONSUMER_PARAM: Final = "consumer"
+QUEUE_PARAMS: Final = frozenset({ACK_WAIT_PARAM, DUPLICATE_WINDOW_PARAM, CONSUMER_PARAM})
+MIN_ACK_WAIT: Final = 1.0
+MAX_SETTING_S: Final = 86400.0
+_DURATION: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
+_UNIT_S: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _seconds(text: str, *, name: str, least: float) -> float:
+    match = _DURATION.fullmatch(text)
+    value = float(match[1]) * _UNIT_S[match[2]] if match else -1.0
+    if not least <= value <= MAX_SETTING_S:
+        raise NatsAddressError(
+            f"--queue: {name}={printable(text, limit=40)!r} is not a duration from {least:g} s "
+            f"to {MAX_SETTING_S:g} s (e.g. 30s, 2m)"
+        )
+    return value
+
+
+def queue_options(address: NatsAddress) -> NatsQueueOptions:
+    """The settings in ``--queue``'s query (``ack_wait``, ``duplicate_window``, ``consumer``)."""
+    given = dict(address.params)
+    options = NatsQueueOptions()
+    if ACK_WAIT_PARAM in given:
+        ack_wait = _seconds(given[ACK_WAIT_PARAM], name=ACK_WAIT_PARAM, least=MIN_ACK_WAIT)
+        options = replace(options, ack_wait=ack_wait)
+    if DUPLICATE_WINDOW_PARAM in given:
+        window = _seconds(given[DUPLICATE_WINDOW_PARAM], name=DUPLICATE_WINDOW_PARAM, least=1.0)
+        options = replace(options, duplicate_window=window)
+    if CONSUMER_PARAM in given:
+        options = replace(options, consumer=given[CONSUMER_PARAM])
+    return options
+
+
+def open_queue(url: str) -> NatsQueue:
+    """``--queue nats://[USER:PASSWORD@]HOST[:PORT]/STREAM[?ack_wait=30s&…]``, connected."""
+    address = parse_nats_url(url, option="--queue", params=QUEUE_PARAMS)
+    return NatsQueue(address, options=queue_options(address))
 
 
 class NatsQueue:
