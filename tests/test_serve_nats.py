@@ -277,6 +277,21 @@ def test_replica_killed_with_sigkill_hands_its_item_to_another(
     survivor.ack(lease)
 
 
+def test_one_reference_is_never_converted_by_two_replicas_at_once(open_queue: OpenQueue) -> None:
+    first, second = open_queue(), open_queue()
+    first.put([item()])
+    lease = first.take(5)
+    assert lease is not None
+    first.put([item(received=2.0)])  # the same push, announced to a second endpoint later
+    assert first.depth() == 2
+    assert second.take(1.0) is None  # busy elsewhere: handed back with a delay
+    first.ack(lease)
+    again = second.take(5)
+    assert again is not None and again.item.received == 2.0
+    second.ack(again)
+    assert second.depth() == 0
+
+
 def test_retry_waits_its_delay(open_queue: OpenQueue) -> None:
     queue = open_queue(ack_wait=30)
     queue.put([item()])

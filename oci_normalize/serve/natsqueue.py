@@ -14,6 +14,13 @@ the revision of KEY in the ``STREAM_taken`` key-value bucket, which :meth:`NatsQ
 it; an event that arrives once a worker took the item gets a new id, hence a new message, so a
 push made during or after a conversion is never swallowed by the window.
 
+Two replicas never convert the same (repository, ref) at once: a lease also holds KEY in the
+``STREAM_locks`` bucket (an entry expires after 2/3 of ``ack_wait`` unless its holder refreshes
+it with its in-progress acks). A replica that takes a message whose KEY another one holds hands
+it back with a delay of half ``ack_wait`` (this delivery counts as an attempt); by then the tag
+is usually OCI-pure and costs one manifest GET. So a tag is moved once even when every replica
+got the same event.
+
 Parked items are terminated (JetStream drops them from the stream) and recorded in the
 ``STREAM_parked`` bucket, which :meth:`NatsQueue.parked` lists for ``serve --status``.
 
@@ -72,11 +79,17 @@ MIN_FETCH: Final = 0.05
 GENERATION_TTL_FACTOR: Final = 30
 MIN_GENERATION_TTL: Final = 86400.0
 RECONNECT_WAIT: Final = 1.0
+CONNECTED: Final = "connected"
 MAX_ITEM_BYTES: Final = 4096  # a work item's JSON; anything longer is not ours
 MAX_REASON: Final = 1000  # characters of a park reason kept
 MAX_NAME: Final = 64  # stream and consumer names
 MAX_SUBJECT: Final = 255
 STOP_TIMEOUT: Final = 5.0
+#: Shortest wait before a reference another replica converts is tried again.
+MIN_BUSY_DELAY: Final = 1.0
+UNLOCK_TRIES: Final = 3
+#: A reference's lock lives this part of ack_wait unless refreshed (every third of it).
+LOCK_TTL_FRACTION: Final = 2 / 3
 
 _NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
 _SUBJECT_TOKEN: Final = re.compile(r"[A-Za-z0-9_-]+|\*")
@@ -297,18 +310,20 @@ class LoopThread:
 async def connect(address: NatsAddress, *, timeout: float, name: str) -> Client:
     """A connection that, once made, reconnects forever and logs one line per trouble (no
     traceback); the first one fails after about ``timeout`` with the reason it could not."""
-    trouble: list[str] = []
+    trouble: list[str] = []  # until connected, the reason goes into the one error instead
 
     async def on_error(exc: Exception) -> None:
         detail = printable(str(exc), limit=300) or type(exc).__name__
-        trouble.append(detail)
-        log.warning("NATS %s: %s", address.server, detail)
+        if trouble and trouble[0] == CONNECTED:
+            log.warning("NATS %s: %s", address.server, detail)
+        else:
+            trouble.append(detail)
 
     async def on_disconnect() -> None:
         log.warning("NATS %s: disconnected, reconnecting", address.server)
 
     try:
-        return await asyncio.wait_for(
+        client = await asyncio.wait_for(
             nats.connect(
                 servers=[address.server],
                 name=name,
@@ -321,6 +336,8 @@ async def connect(address: NatsAddress, *, timeout: float, name: str) -> Client:
             ),
             timeout + RECONNECT_WAIT,
         )
+        trouble[:] = [CONNECTED]
+        return client
     except asyncio.TimeoutError:
         why = trouble[-1] if trouble else "no answer"
         raise NatsError(f"cannot connect to NATS at {address.server}: {why}") from None
@@ -395,7 +412,7 @@ class NatsQueue:
         self._stream = address.name
         self._subject = f"{address.name}.work"
         self._source = f"NATS stream {address}"
-        self._leases: dict[str, Msg] = {}  # token -> message; touched on the loop thread only
+        self._leases: dict[str, _Held] = {}  # by token; touched on the loop thread only
         self._closed = False
         self._loop = LoopThread(f"nats-queue-{address.name}")
         try:
@@ -443,6 +460,9 @@ class NatsQueue:
             ttl=max(opts.duplicate_window * GENERATION_TTL_FACTOR, MIN_GENERATION_TTL),
         )
         self._parked = await self._bucket(f"{self._stream}_parked", ttl=None)
+        # Shorter than ack_wait: a dead holder's lock is gone when JetStream redelivers.
+        lock_ttl = opts.ack_wait * LOCK_TTL_FRACTION
+        self._locks = await self._bucket(f"{self._stream}_locks", ttl=lock_ttl)
         self._fetch_lock = asyncio.Lock()
         self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeats())
 
@@ -531,24 +551,49 @@ class NatsQueue:
                 log.warning("%s: dropped a message that is not a work item: %s", self._source, exc)
                 await msg.term()
                 continue
+            key = item_key(item.repository, item.ref)
+            token = secrets.token_hex(8)
+            try:
+                lock = await self._locks.create(key, token.encode())
+            except nats.js.errors.KeyWrongLastSequenceError:
+                # Another replica converts this very reference now: come back after it.
+                await msg.nak(delay=max(self._options.ack_wait / 2, MIN_BUSY_DELAY))
+                continue
             # Bump the generation before the worker reads the registry: an event from now on
             # gets a new message id, so a push during or after this conversion is not deduped.
-            await self._taken.put(item_key(item.repository, item.ref), b"")
-            token = secrets.token_hex(8)
-            self._leases[token] = msg
+            await self._taken.put(key, b"")
+            self._leases[token] = _Held(msg=msg, key=key, lock=lock, token=token)
             return Lease(item=item, attempt=msg.metadata.num_delivered or 1, token=token)
 
-    def _held(self, lease: Lease) -> Msg:
-        msg = self._leases.pop(lease.token, None)
-        if msg is None:
+    async def _done(self, lease: Lease) -> Msg:
+        """The message of ``lease``, no longer held; its reference's lock is given up."""
+        held = self._leases.pop(lease.token, None)
+        if held is None:
             raise NatsError(f"{self._source}: lease {lease.token} is not held by this replica")
-        return msg
+        await self._unlock(held)
+        return held.msg
+
+    async def _unlock(self, held: _Held) -> None:
+        for _ in range(UNLOCK_TRIES):
+            try:
+                await self._locks.delete(held.key, last=held.lock)
+                return
+            except nats.js.errors.KeyWrongLastSequenceError:
+                # A heartbeat refreshed it meanwhile (ours still), or it expired and another
+                # replica holds it now (theirs: leave it).
+                try:
+                    entry = await self._locks.get(held.key)
+                except nats.js.errors.KeyNotFoundError:
+                    return
+                if entry.value != held.token.encode() or entry.revision is None:
+                    return
+                held.lock = entry.revision
 
     def ack(self, lease: Lease) -> None:
         self._call(self._ack(lease))
 
     async def _ack(self, lease: Lease) -> None:
-        await self._held(lease).ack_sync(timeout=self._options.call_timeout)
+        await (await self._done(lease)).ack_sync(timeout=self._options.call_timeout)
         key = item_key(lease.item.repository, lease.item.ref)
         try:
             await self._parked.get(key)
@@ -561,7 +606,7 @@ class NatsQueue:
         self._call(self._nak(lease, max(delay, 0.0)))
 
     async def _nak(self, lease: Lease, delay: float | None) -> None:
-        await self._held(lease).nak(delay=delay or None)
+        await (await self._done(lease)).nak(delay=delay or None)
 
     def park(self, lease: Lease, reason: str) -> None:
         self._call(self._park(lease, reason))
@@ -581,7 +626,7 @@ class NatsQueue:
         ).encode()
         # Recorded first: a crash between the two leaves it recorded and redelivered, not lost.
         await self._parked.put(item_key(item.repository, item.ref), record)
-        await self._held(lease).term()
+        await (await self._done(lease)).term()
 
     def release(self, lease: Lease) -> None:
         self._call(self._nak(lease, None))
@@ -637,11 +682,26 @@ class NatsQueue:
         interval = self._options.ack_wait / HEARTBEATS_PER_ACK_WAIT
         while True:
             await asyncio.sleep(interval)
-            for msg in list(self._leases.values()):
+            for held in list(self._leases.values()):
+                if held.token not in self._leases:
+                    continue  # finished while an earlier one was refreshed
                 try:
-                    await msg.in_progress()
+                    await held.msg.in_progress()
+                    held.lock = await self._locks.update(
+                        held.key, held.token.encode(), last=held.lock
+                    )
                 except nats.errors.Error as exc:
                     log.warning("%s: in-progress ack failed: %s", self._source, exc)
+
+
+@dataclass
+class _Held:
+    """A message this replica works on, and its revision of the reference's lock."""
+
+    msg: Msg
+    key: str
+    lock: int
+    token: str
 
 
 def _shown(item: WorkItem) -> tuple[str, str]:
