@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import io
 import itertools
 import json
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import nats
 import pytest
+import requests
 from nats.js.api import RetentionPolicy, StreamConfig
 
 from oci_normalize.errors import ReferenceError_
@@ -38,7 +41,9 @@ from oci_normalize.serve.natsqueue import (
 )
 from oci_normalize.serve.natsqueue import open_queue as open_nats_queue
 from oci_normalize.serve.queue import WorkItem
+from tests.support import secretguard, seed
 from tests.support.nats import RunningNats, running_nats
+from tests.support.registry import RegistryFactory, free_port
 
 SHORT_ACK_WAIT = 1.5
 _streams = itertools.count()
@@ -384,8 +389,6 @@ def test_stream_of_another_kind_is_refused(nats_server: RunningNats) -> None:
 
 
 def test_unreachable_server_is_one_error_without_credentials(tmp_path: Path) -> None:
-    from tests.support.registry import free_port
-
     address = parse_nats_url(f"nats://alice:hunter22@127.0.0.1:{free_port()}/S", option="--queue")
     with pytest.raises(NatsError) as info:
         NatsQueue(address, options=NatsQueueOptions(connect_timeout=1, call_timeout=2))
@@ -583,3 +586,204 @@ def test_events_a_stream_kept_while_no_replica_listened(
 def test_events_url_is_checked_like_input() -> None:
     with pytest.raises(NatsAddressError, match="^--events .*bad subject"):
         subscribe("nats://alice:hunter22@h/a..b", lambda body, headers: None)
+
+
+# -- three `serve` replicas on one stream, a real registry notifying them ----------------------
+
+WEBHOOK_TOKEN = "nats-replicas-webhook-token-5c1f"
+BURST = 36
+REPLICA_START = 30.0
+REPLICA_STOP = 25.0
+_ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+
+
+def notify_each(ports: list[int]) -> dict[str, object]:
+    """distribution's notifications: one endpoint per replica, the token as a header."""
+    return {
+        "notifications": {
+            "endpoints": [
+                {
+                    "name": f"serve-{n}",
+                    "url": f"http://127.0.0.1:{port}/events",
+                    "headers": {"Authorization": [f"Bearer {WEBHOOK_TOKEN}"]},
+                    "timeout": "2s",
+                    "threshold": 1,
+                    "backoff": "300ms",
+                    "ignore": {
+                        "mediatypes": ["application/octet-stream"],
+                        "actions": ["pull"],
+                    },
+                }
+                for n, port in enumerate(ports)
+            ]
+        }
+    }
+
+
+class Replica:
+    """One ``oci-normalize serve --queue nats://…`` process."""
+
+    def __init__(self, workdir: Path, registry_host: str, port: int, queue_url: str) -> None:
+        workdir.mkdir(parents=True)
+        token_file = workdir / "token"
+        token_file.write_text(WEBHOOK_TOKEN + "\n")
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = workdir / "serve.log"
+        args = [
+            "--registry", registry_host,
+            "--listen", f"127.0.0.1:{port}",
+            "--state", str(workdir / "state"),
+            "--queue", queue_url,
+            "--reconcile-every", "0",
+            "--concurrency", "2",
+            "--webhook-token-file", str(token_file),
+            "--grace", "10s",
+            "--log-format", "json",
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k != "OCI_NORMALIZE_WEBHOOK_TOKEN"}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "oci_normalize", "serve", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+            )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + REPLICA_START
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited {self.process.returncode}:\n{self.log_text()}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"serve never became ready:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def outcomes(self) -> list[tuple[str, str, str]]:
+        """(repository, ref, outcome) of every item this replica settled."""
+        found = []
+        for line in self.log_text().splitlines():
+            with contextlib.suppress(ValueError):
+                doc = json.loads(line)
+                if isinstance(doc, dict) and doc.get("msg") == "item":
+                    found.append((doc["repository"], doc["ref"], doc["outcome"]))
+        return found
+
+    def kill9(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(REPLICA_STOP)
+
+    def terminate(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(REPLICA_STOP)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(REPLICA_STOP)
+        return self.process.returncode
+
+
+def media_types(url: str, repo: str, ref: str) -> list[str]:
+    """Every media type of the tree at ``repo:ref`` as the registry serves it."""
+    resp = requests.get(f"{url}/v2/{repo}/manifests/{ref}", headers={"Accept": _ACCEPT}, timeout=10)
+    resp.raise_for_status()
+    body = json.loads(resp.content)
+    types = [body.get("mediaType") or resp.headers["Content-Type"]]
+    for child in body.get("manifests") or []:
+        types.append(child["mediaType"])
+        types.extend(media_types(url, repo, child["digest"]))
+    if "config" in body:
+        types.append(body["config"]["mediaType"])
+        types.extend(layer["mediaType"] for layer in body.get("layers") or [])
+    return types
+
+
+def oci_pure(url: str, repo: str, ref: str) -> bool:
+    try:
+        return all(t.startswith("application/vnd.oci.") for t in media_types(url, repo, ref))
+    except requests.RequestException:
+        return False
+
+
+def stream_messages(server: str, stream: str) -> int:
+    async def info() -> int:
+        nc = await nats.connect(server)
+        try:
+            return (await nc.jetstream().stream_info(stream)).state.messages
+        finally:
+            await nc.close()
+
+    return asyncio.run(info())
+
+
+@pytest.mark.registry
+def test_three_replicas_share_one_stream_and_survive_a_kill9_mid_burst(
+    registry_factory: RegistryFactory, nats_server: RunningNats, tmp_path: Path
+) -> None:
+    secretguard.register(WEBHOOK_TOKEN)
+    ports = [free_port() for _ in range(3)]
+    reg = registry_factory(extra_config=notify_each(ports))
+    queue_url = f"{nats_server.url}/replicas?ack_wait=2s"
+    replicas = [
+        Replica(tmp_path / f"replica-{n}", reg.host, port, queue_url)
+        for n, port in enumerate(ports)
+    ]
+    victim, survivors = replicas[0], replicas[1:]
+    pushed: list[tuple[str, str]] = []
+    try:
+        for replica in replicas:
+            replica.wait_ready()
+        mark = reg.log_mark()
+        layout = seed.build_layout(tmp_path, seed="replicas")
+        for n in range(BURST):
+            repo, tag = f"replicas/app{n % 6}", f"v{n}"
+            if n % 9 == 0:  # a genuine Docker v2s2 image, pushed by skopeo
+                seed.push_docker_v2s2(layout, f"{reg.host}/{repo}:{tag}")
+            elif n % 2:
+                seed.push_mixed_kaniko(reg.url, repo, tag, seed=f"replicas-{n}")
+            else:
+                seed.push_docker_with_oci_layers(reg.url, repo, tag, seed=f"replicas-{n}")
+            pushed.append((repo, tag))
+            if n == BURST // 2:
+                victim.kill9()  # mid-burst, whatever it holds
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not all(oci_pure(reg.url, r, t) for r, t in pushed):
+            time.sleep(0.2)
+        impure = [(r, t) for r, t in pushed if not oci_pure(reg.url, r, t)]
+        # Let the events of serve's own writes settle: the stream drains to nothing.
+        assert wait_for(lambda: stream_messages(nats_server.url, "replicas") == 0, 60)
+        puts = collections.Counter(
+            e.path
+            for e in reg.access_log_lines(since=mark)
+            if e.method == "PUT" and "/manifests/" in e.path
+        )
+        # One PUT by the push itself, one by the conversion: never a second move.
+        moves = {(r, t): puts[f"/v2/{r}/manifests/{t}"] for r, t in pushed}
+        assert {ref: n for ref, n in moves.items() if ref not in impure} == {
+            ref: 2 for ref in pushed if ref not in impure
+        }
+        outcomes = {
+            f"{r}:{ref}": o for s in replicas for r, ref, o in s.outcomes() if (r, ref) in impure
+        }
+        assert impure == [], f"not OCI-pure: {impure}; last outcomes: {outcomes}"
+        converted = [[o for o in s.outcomes() if o[2] == "converted"] for s in survivors]
+        assert all(converted), "both surviving replicas took a share of the work"
+        for replica in survivors:
+            assert replica.process.poll() is None, replica.log_text()
+    finally:
+        codes = [replica.terminate() for replica in survivors]
+        victim.terminate()
+    assert codes == [0, 0]
