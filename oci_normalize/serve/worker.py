@@ -37,7 +37,7 @@ from oci_normalize.text import printable
 
 DEFAULT_MAX_ATTEMPTS: Final = 5
 #: First retry delay; each further attempt doubles it, up to MAX_BACKOFF_S.
-BASE_BACKOFF_S: Final = 2.0
+BASE_BACKOFF_S: Final = 1.0
 MAX_BACKOFF_S: Final = 300.0
 #: How long a worker waits for a lease before looking at the stop flag again.
 TAKE_TIMEOUT_S: Final = 0.5
@@ -67,7 +67,7 @@ class Outcome:
 
 
 def backoff(attempt: int) -> float:
-    """Seconds before retry number ``attempt`` (1-based): 2, 4, 8 … capped."""
+    """Seconds before retry number ``attempt`` (1-based): 1, 2, 4, 8 … capped."""
     return float(min(BASE_BACKOFF_S * 2 ** max(attempt - 1, 0), MAX_BACKOFF_S))
 
 
@@ -194,10 +194,19 @@ class WorkerPool:
         try:
             outcome = self._process(item)
         except NotFoundError as exc:
-            self._queue.ack(lease)
-            self._log(
-                "item", repository=item.repository, ref=item.ref, outcome=GONE, detail=str(exc)
-            )
+            # distribution sends the push event before it writes the tag: not there yet is
+            # retried; still missing after the last attempt, it was deleted, and that is fine.
+            if lease.attempt >= self._max_attempts:
+                self._queue.ack(lease)
+                self._log(
+                    "item",
+                    repository=item.repository,
+                    ref=item.ref,
+                    outcome=GONE,
+                    detail=str(exc),
+                )
+                return
+            self._retry(lease, str(exc))
             return
         except RefusedError as exc:
             self._give_up(lease, f"refused: {exc}")
@@ -210,17 +219,7 @@ class WorkerPool:
             if lease.attempt >= self._max_attempts:
                 self._give_up(lease, reason)
                 return
-            delay = backoff(lease.attempt)
-            self._queue.retry(lease, delay, reason)
-            self._log(
-                "item",
-                repository=item.repository,
-                ref=item.ref,
-                outcome="retry",
-                attempt=lease.attempt,
-                delay=delay,
-                detail=reason,
-            )
+            self._retry(lease, reason)
             return
         self._queue.ack(lease)
         self._metrics.note(outcome.status)
@@ -235,6 +234,19 @@ class WorkerPool:
             new=outcome.new_digest,
             seconds=round(self._clock() - started, 3),
             detail=outcome.detail or None,
+        )
+
+    def _retry(self, lease: Lease, reason: str) -> None:
+        delay = backoff(lease.attempt)
+        self._queue.retry(lease, delay, reason)
+        self._log(
+            "item",
+            repository=lease.item.repository,
+            ref=lease.item.ref,
+            outcome="retry",
+            attempt=lease.attempt,
+            delay=delay,
+            detail=reason,
         )
 
     def _give_up(self, lease: Lease, reason: str) -> None:
