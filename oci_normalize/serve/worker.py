@@ -30,12 +30,12 @@ from oci_normalize.errors import NotFoundError, OciNormalizeError, RefusedError
 from oci_normalize.manifest import Fetched, descriptors, parse_body
 from oci_normalize.reference import Reference
 from oci_normalize.results import CONVERTED, COPIED
+from oci_normalize.serve.defaults import DEFAULT_MAX_ATTEMPTS
 from oci_normalize.serve.metrics import OWN_WRITE, Metrics
 from oci_normalize.serve.queue import Lease, QueueClosedError, WorkItem, WorkQueue
 from oci_normalize.serve.written import WrittenDigests
 from oci_normalize.text import printable
 
-DEFAULT_MAX_ATTEMPTS: Final = 5
 #: First retry delay; each further attempt doubles it, up to MAX_BACKOFF_S.
 BASE_BACKOFF_S: Final = 1.0
 MAX_BACKOFF_S: Final = 300.0
@@ -90,7 +90,7 @@ class Processor:
 
     def process(self, item: WorkItem) -> Outcome:
         """Do what the mode says for one item; raises OciNormalizeError on failure."""
-        ref = _reference(self._mode.registry, item)
+        ref = reference_of(self._mode.registry, item)
         client = fresh_view(self._client)
         if self._mode.check_only:
             checked = api.check(ref, client=client)
@@ -126,7 +126,7 @@ class Processor:
         return all(mt.base(str(d.get("mediaType", ""))) in mt.KNOWN_OCI for _, d in found)
 
 
-def _reference(registry: str, item: WorkItem) -> Reference:
+def reference_of(registry: str, item: WorkItem) -> Reference:
     """The item as a reference on the configured registry, parsed like user input again."""
     if item.ref.startswith("sha256:"):
         return Reference.parse(f"{registry}/{item.repository}@{item.ref}")
