@@ -7,6 +7,7 @@ to a real ``oci-normalize serve`` subprocess. Results are judged from the regist
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -155,5 +156,40 @@ def test_to_mirrors_each_push_into_a_second_registry(
             lambda: oci_pure(mirror.url, "mirror/team/app", "7"), 60, "the mirror", log=serve
         )
         assert not oci_pure(source.url, "team/app", "7")  # the source is only read
+    finally:
+        assert serve.terminate() == 0
+
+
+def test_check_only_reports_and_writes_nothing(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    port = free_port()
+    reg = registry_factory(extra_config=notifications_config(port))
+    serve = start_serve(
+        tmp_path / "serve",
+        reg.host,
+        "--check-only",
+        "--reconcile-every",
+        "0",
+        "--log-format",
+        "json",
+        port=port,
+    )
+    try:
+        seed.push_mixed_kaniko(reg.url, "audit/app", "1")
+        wait_until(
+            lambda: (
+                serve.metric('oci_normalize_serve_items_done_total{outcome="checked-docker"}') >= 1
+            ),
+            30,
+            "the check",
+            log=serve,
+        )
+        lines = [json.loads(x) for x in serve.log_text().splitlines() if x.startswith("{")]
+        checked = [x for x in lines if x.get("outcome") == "checked-docker"]
+        assert checked and checked[0]["repository"] == "audit/app"
+        assert "application/vnd.docker.image.rootfs.diff.tar.gzip" in checked[0]["detail"]
+        assert _our_requests(reg, "PUT", "audit/app") == 0
+        assert not oci_pure(reg.url, "audit/app", "1")
     finally:
         assert serve.terminate() == 0

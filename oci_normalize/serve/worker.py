@@ -39,6 +39,8 @@ from oci_normalize.text import printable
 #: First retry delay; each further attempt doubles it, up to MAX_BACKOFF_S.
 BASE_BACKOFF_S: Final = 1.0
 MAX_BACKOFF_S: Final = 300.0
+#: A tag not written yet is usually there within milliseconds: its retries start sooner.
+NOT_FOUND_BACKOFF_FACTOR: Final = 0.25
 #: How long a worker waits for a lease before looking at the stop flag again.
 TAKE_TIMEOUT_S: Final = 0.5
 
@@ -206,7 +208,7 @@ class WorkerPool:
                     detail=str(exc),
                 )
                 return
-            self._retry(lease, str(exc))
+            self._retry(lease, str(exc), factor=NOT_FOUND_BACKOFF_FACTOR)
             return
         except RefusedError as exc:
             self._give_up(lease, f"refused: {exc}")
@@ -236,8 +238,8 @@ class WorkerPool:
             detail=outcome.detail or None,
         )
 
-    def _retry(self, lease: Lease, reason: str) -> None:
-        delay = backoff(lease.attempt)
+    def _retry(self, lease: Lease, reason: str, *, factor: float = 1.0) -> None:
+        delay = backoff(lease.attempt) * factor
         self._queue.retry(lease, delay, reason)
         self._log(
             "item",
