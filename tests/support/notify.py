@@ -47,7 +47,10 @@ def notifications_config(serve_port: int, *, token: str = TOKEN) -> dict[str, An
                     "timeout": "2s",
                     "threshold": 1,
                     "backoff": "300ms",
-                    "ignoredmediatypes": ["application/octet-stream"],
+                    "ignore": {
+                        "mediatypes": ["application/octet-stream"],
+                        "actions": ["pull"],
+                    },
                 }
             ],
         }
