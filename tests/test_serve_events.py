@@ -198,3 +198,21 @@ def test_an_envelope_of_many_events_keeps_their_order() -> None:
     parsed = parse_body(body, scope=SCOPE, received=1.0)
     assert [i.repository for i in parsed.items] == [f"r{i}" for i in range(5)]
     assert [e.ignored for e in parsed.events[5:]] == [ev.BLOB, ev.INVALID]
+
+
+@pytest.mark.parametrize(
+    ("template", "tag", "backup"),
+    [
+        ("{tag}-docker", "1-docker", True),
+        ("{tag}-docker", "1", False),
+        ("{tag}-docker", "-docker", False),  # {tag} is never empty
+        ("docker-{tag}", "docker-v2", True),
+        ("{tag}.orig.{tag}", "a.orig.a", True),
+        ("{tag}.orig.{tag}", "a.orig.b", False),
+        ("pre.{tag}", "preX1", False),  # the dot is literal
+    ],
+)
+def test_backup_tags_are_recognised(template: str, tag: str, backup: bool) -> None:
+    scope = Scope(registry=REG, backup_tags=ev.backup_pattern(template))
+    event = one(dist(tag=tag), scope)
+    assert (event.ignored == ev.BACKUP) is backup

@@ -193,3 +193,33 @@ def test_check_only_reports_and_writes_nothing(
         assert not oci_pure(reg.url, "audit/app", "1")
     finally:
         assert serve.terminate() == 0
+
+
+def test_a_backup_tag_push_is_not_converted_back(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    port = free_port()
+    reg = registry_factory(extra_config=notifications_config(port))
+    serve = start_serve(
+        tmp_path / "serve",
+        reg.host,
+        "--backup-tag",
+        "{tag}-docker",
+        "--reconcile-every",
+        "0",
+        port=port,
+    )
+    try:
+        original = seed.push_mixed_kaniko(reg.url, "keep/app", "1")
+        wait_until(lambda: oci_pure(reg.url, "keep/app", "1"), 30, "the conversion", log=serve)
+        wait_until(
+            lambda: serve.metric('oci_normalize_serve_events_ignored_total{reason="backup"}') >= 1,
+            30,
+            "the backup's event",
+            log=serve,
+        )
+        wait_until(lambda: serve.metric(DEPTH) == 0, 30, "an empty queue", log=serve)
+        assert seed.head_manifest(reg.url, "keep/app", "1-docker") == original
+        assert _our_requests(reg, "PUT", "keep/app") == 2  # the backup, then the tag
+    finally:
+        assert serve.terminate() == 0

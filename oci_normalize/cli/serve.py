@@ -203,7 +203,7 @@ def _config(
     from oci_normalize.batch.migrate import Destination
     from oci_normalize.batch.targets import registry_reference
     from oci_normalize.serve import service
-    from oci_normalize.serve.events import Scope
+    from oci_normalize.serve.events import Scope, backup_pattern
     from oci_normalize.serve.logs import LOG_FORMATS
     from oci_normalize.serve.worker import Mode
 
@@ -240,6 +240,7 @@ def _config(
             tags=tags,
             require_tag=not check_only,
             exclude_prefix=exclude,
+            backup_tags=backup_pattern(options.backup_tag) if options.backup_tag else None,
         ),
         listen=service.parse_listen(listen),
         state=state,

@@ -67,7 +67,10 @@ class Reconciler:
         targets = from_registry(
             client, self._mode.registry, selection, concurrency=self._concurrency
         )
-        refs = [r for r in targets.refs if not self._excluded(r.repository)]
+        scope = self._scope
+        refs = [
+            r for r in targets.refs if not (scope.excludes(r.repository) or scope.is_backup(r.tag))
+        ]
         options = BatchOptions(
             concurrency=self._concurrency,
             dry_run=self._mode.check_only,
@@ -115,10 +118,6 @@ class Reconciler:
         path = self._journal_path
         if path.exists() and path.stat().st_size > self._max_journal:
             path.replace(path.with_name(path.name + ".1"))
-
-    def _excluded(self, repository: str) -> bool:
-        prefix = self._scope.exclude_prefix
-        return bool(prefix) and (repository == prefix or repository.startswith(prefix + "/"))
 
     def start(self, every: float) -> None:
         """Sweep now in the background, then every ``every`` seconds (0: only this once)."""
