@@ -18,6 +18,15 @@ from oci_normalize.cli.exits import say_error, say_warning
 from oci_normalize.cli.options import Connection, connection_options, make_client, safety_options
 from oci_normalize.convert.inplace import ConvertOptions
 from oci_normalize.errors import OciNormalizeError
+from oci_normalize.serve.defaults import (
+    DEFAULT_GRACE,
+    DEFAULT_LISTEN,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RECONCILE,
+    DEFAULT_SERVE_CONCURRENCY,
+    DEFAULT_STATE,
+    MAX_SERVE_CONCURRENCY,
+)
 from oci_normalize.text import printable
 
 if TYPE_CHECKING:  # the service (prometheus_client, waitress) loads only when serve runs
@@ -56,11 +65,11 @@ def serve(
     ] = False,
     listen: Annotated[
         str, typer.Option("--listen", metavar="ADDR:PORT", help="Where to accept HTTP.")
-    ] = "127.0.0.1:8080",
+    ] = DEFAULT_LISTEN,
     state: Annotated[
         Path,
         typer.Option("--state", metavar="DIR", help="Queue, journal and memory of own writes."),
-    ] = Path(".oci-normalize-serve"),
+    ] = Path(DEFAULT_STATE),
     queue: Annotated[
         str | None,
         typer.Option(
@@ -82,20 +91,23 @@ def serve(
             metavar="DURATION",
             help="Sweep the scope on start and then this often (30m, 1h; 0: never).",
         ),
-    ] = "1h",
+    ] = DEFAULT_RECONCILE,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, max=64, help="Items converted at once.")
-    ] = 4,
+        int,
+        typer.Option(
+            "--concurrency", min=1, max=MAX_SERVE_CONCURRENCY, help="Items converted at once."
+        ),
+    ] = DEFAULT_SERVE_CONCURRENCY,
     max_attempts: Annotated[
         int,
         typer.Option("--max-attempts", min=1, max=100, help="Attempts before an item is parked."),
-    ] = 5,
+    ] = DEFAULT_MAX_ATTEMPTS,
     grace: Annotated[
         str,
         typer.Option(
             "--grace", metavar="DURATION", help="On SIGTERM, finish in-flight items this long."
         ),
-    ] = "20s",
+    ] = DEFAULT_GRACE,
     log_format: Annotated[
         str, typer.Option("--log-format", metavar="text|json", help="Log lines on stderr.")
     ] = "text",
@@ -191,7 +203,7 @@ def _config(
     from oci_normalize.batch.migrate import Destination
     from oci_normalize.batch.targets import registry_reference
     from oci_normalize.serve import service
-    from oci_normalize.serve.events import Scope
+    from oci_normalize.serve.events import Scope, backup_pattern
     from oci_normalize.serve.logs import LOG_FORMATS
     from oci_normalize.serve.worker import Mode
 
@@ -228,6 +240,7 @@ def _config(
             tags=tags,
             require_tag=not check_only,
             exclude_prefix=exclude,
+            backup_tags=backup_pattern(options.backup_tag) if options.backup_tag else None,
         ),
         listen=service.parse_listen(listen),
         state=state,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -49,8 +50,18 @@ ARTIFACT: Final = "artifact"  # a manifest type that is not an image, or a cosig
 OTHER_REPOSITORY: Final = "other-repository"  # outside --repo, or serve's own --to prefix
 OTHER_TAG: Final = "other-tag"  # outside --tag
 UNTAGGED: Final = "untagged"  # pushed by digest only, where a tag is needed
+BACKUP: Final = "backup"  # a tag --backup-tag names: serve's own copy of an original
 INVALID: Final = "invalid"  # no usable repository/reference, or one the parser refuses
-IGNORE_REASONS: Final = (NOT_PUSH, BLOB, ARTIFACT, OTHER_REPOSITORY, OTHER_TAG, UNTAGGED, INVALID)
+IGNORE_REASONS: Final = (
+    NOT_PUSH,
+    BLOB,
+    ARTIFACT,
+    OTHER_REPOSITORY,
+    OTHER_TAG,
+    UNTAGGED,
+    BACKUP,
+    INVALID,
+)
 
 _CE_SUFFIX: Final = "image.updated"
 _HARBOR_PUSH: Final = "PUSH_ARTIFACT"
@@ -71,6 +82,35 @@ class Scope:
     tags: tuple[str, ...] = ()
     require_tag: bool = True  # in place and --to move tags: a push by digest alone is ignored
     exclude_prefix: str = ""  # --to into the same registry: never follow our own copies
+    backup_tags: re.Pattern[str] | None = None  # see backup_pattern
+
+    def excludes(self, repository: str) -> bool:
+        """Under serve's own ``--to`` prefix (in the source registry)."""
+        prefix = self.exclude_prefix
+        return bool(prefix) and (repository == prefix or repository.startswith(prefix + "/"))
+
+    def is_backup(self, tag: str | None) -> bool:
+        return (
+            tag is not None
+            and self.backup_tags is not None
+            and bool(self.backup_tags.fullmatch(tag))
+        )
+
+
+def backup_pattern(template: str) -> re.Pattern[str]:
+    """The tags a ``--backup-tag`` template can produce (``{tag}-docker``: ``(.+)-docker``).
+
+    In place, serve's backup push comes back as an event: converting the backup would undo it
+    (and back it up in turn), so such tags are left alone, by events and sweeps alike.
+    """
+    parts: list[str] = []
+    seen = False
+    for text, name, _spec, _conv in string.Formatter().parse(template):
+        parts.append(re.escape(text))
+        if name is not None:
+            parts.append("(?P=t)" if seen else "(?P<t>.+)")
+            seen = True
+    return re.compile("".join(parts))
 
 
 @dataclass(frozen=True)
@@ -234,10 +274,7 @@ def _decide(
         return _ignored(event, INVALID)
     if ref.registry != scope.registry or ref.repository != repository:
         return _ignored(event, INVALID)  # e.g. a first component that reads as a host
-    if scope.exclude_prefix and (
-        ref.repository == scope.exclude_prefix
-        or ref.repository.startswith(scope.exclude_prefix + "/")
-    ):
+    if scope.excludes(ref.repository):
         return _ignored(event, OTHER_REPOSITORY)
     if scope.repos and not any(fnmatchcase(ref.repository, g) for g in scope.repos):
         return _ignored(event, OTHER_REPOSITORY)
@@ -247,6 +284,8 @@ def _decide(
     else:
         if _COSIGN_TAG.fullmatch(ref.tag):
             return _ignored(event, ARTIFACT)
+        if scope.is_backup(ref.tag):
+            return _ignored(event, BACKUP)
         if scope.tags and not any(fnmatchcase(ref.tag, g) for g in scope.tags):
             return _ignored(event, OTHER_TAG)
     return Event(

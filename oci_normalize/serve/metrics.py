@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from oci_normalize.results import CONVERTED, COPIED
+from oci_normalize.serve.events import IGNORE_REASONS
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 #: Push-to-converted latency buckets, seconds.
@@ -77,6 +78,9 @@ class Metrics:
         self.reconciles = Counter(
             f"{_NS}_serve_reconcile_runs", "Reconcile sweeps, by result.", ["result"], registry=r
         )
+
+        for reason in IGNORE_REASONS:  # every reason scrapes, 0 until it happens
+            self.ignored.labels(reason=reason)
 
     def watch(self, depth: Callable[[], int], parked: Callable[[], int]) -> None:
         """Read the queue's depth and parked count at each scrape."""

@@ -28,6 +28,9 @@ from oci_normalize.serve.worker import Mode, fresh_view
 from oci_normalize.serve.written import WrittenDigests
 
 JOURNAL_FILE: Final = "reconcile.journal"
+#: Every sweep journals every reference; past this size the journal is set aside (one old copy,
+#: ``reconcile.journal.1``, kept for rollback) and a fresh one begins.
+MAX_JOURNAL_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_RECONCILE_S: Final = 3600.0
 
 
@@ -43,7 +46,9 @@ class Reconciler:
         written: WrittenDigests,
         metrics: Metrics,
         log: Logger,
+        max_journal: int = MAX_JOURNAL_BYTES,
     ) -> None:
+        self._max_journal = max_journal
         self._client = client
         self._mode = mode
         self._scope = scope
@@ -62,12 +67,16 @@ class Reconciler:
         targets = from_registry(
             client, self._mode.registry, selection, concurrency=self._concurrency
         )
-        refs = [r for r in targets.refs if not self._excluded(r.repository)]
+        scope = self._scope
+        refs = [
+            r for r in targets.refs if not (scope.excludes(r.repository) or scope.is_backup(r.tag))
+        ]
         options = BatchOptions(
             concurrency=self._concurrency,
             dry_run=self._mode.check_only,
             convert_options=self._mode.options,
         )
+        self._rotate()
         known: frozenset[Digest] = frozenset()
         if self._journal_path.exists():
             known = known_oci(read_journal(self._journal_path))
@@ -105,9 +114,10 @@ class Reconciler:
             self._log("reconcile", reference=what, outcome=FAILED, detail=why)
         return results
 
-    def _excluded(self, repository: str) -> bool:
-        prefix = self._scope.exclude_prefix
-        return bool(prefix) and (repository == prefix or repository.startswith(prefix + "/"))
+    def _rotate(self) -> None:
+        path = self._journal_path
+        if path.exists() and path.stat().st_size > self._max_journal:
+            path.replace(path.with_name(path.name + ".1"))
 
     def start(self, every: float) -> None:
         """Sweep now in the background, then every ``every`` seconds (0: only this once)."""

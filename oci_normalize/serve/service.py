@@ -18,18 +18,15 @@ from typing import Any, Final
 from oci_normalize import api
 from oci_normalize.errors import OciNormalizeError
 from oci_normalize.serve.app import EventsApp, Intake
+from oci_normalize.serve.defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_SERVE_CONCURRENCY
 from oci_normalize.serve.events import MAX_BODY_BYTES, Scope
 from oci_normalize.serve.logs import TEXT, Logger
 from oci_normalize.serve.metrics import Metrics
 from oci_normalize.serve.queue import QUEUE_FILE, SqliteQueue, WorkQueue, open_sqlite
 from oci_normalize.serve.reconcile import DEFAULT_RECONCILE_S, Reconciler
-from oci_normalize.serve.worker import DEFAULT_MAX_ATTEMPTS, Mode, Processor, WorkerPool
+from oci_normalize.serve.worker import Mode, Processor, WorkerPool
 from oci_normalize.serve.written import WRITTEN_FILE, WrittenDigests
 
-DEFAULT_LISTEN: Final = "127.0.0.1:8080"
-DEFAULT_STATE: Final = ".oci-normalize-serve"
-DEFAULT_GRACE_S: Final = 20.0
-DEFAULT_SERVE_CONCURRENCY: Final = 4
 #: Threads waitress answers HTTP requests with.
 HTTP_THREADS: Final = 8
 NATS_SCHEME: Final = "nats://"
@@ -51,7 +48,7 @@ class ServeConfig:
     reconcile_every: float = DEFAULT_RECONCILE_S
     concurrency: int = DEFAULT_SERVE_CONCURRENCY
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    grace: float = DEFAULT_GRACE_S
+    grace: float = 20.0
     log_format: str = TEXT
 
 

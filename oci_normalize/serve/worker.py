@@ -30,15 +30,17 @@ from oci_normalize.errors import NotFoundError, OciNormalizeError, RefusedError
 from oci_normalize.manifest import Fetched, descriptors, parse_body
 from oci_normalize.reference import Reference
 from oci_normalize.results import CONVERTED, COPIED
+from oci_normalize.serve.defaults import DEFAULT_MAX_ATTEMPTS
 from oci_normalize.serve.metrics import OWN_WRITE, Metrics
 from oci_normalize.serve.queue import Lease, QueueClosedError, WorkItem, WorkQueue
 from oci_normalize.serve.written import WrittenDigests
 from oci_normalize.text import printable
 
-DEFAULT_MAX_ATTEMPTS: Final = 5
 #: First retry delay; each further attempt doubles it, up to MAX_BACKOFF_S.
-BASE_BACKOFF_S: Final = 2.0
+BASE_BACKOFF_S: Final = 1.0
 MAX_BACKOFF_S: Final = 300.0
+#: A tag not written yet is usually there within milliseconds: its retries start sooner.
+NOT_FOUND_BACKOFF_FACTOR: Final = 0.25
 #: How long a worker waits for a lease before looking at the stop flag again.
 TAKE_TIMEOUT_S: Final = 0.5
 
@@ -67,7 +69,7 @@ class Outcome:
 
 
 def backoff(attempt: int) -> float:
-    """Seconds before retry number ``attempt`` (1-based): 2, 4, 8 … capped."""
+    """Seconds before retry number ``attempt`` (1-based): 1, 2, 4, 8 … capped."""
     return float(min(BASE_BACKOFF_S * 2 ** max(attempt - 1, 0), MAX_BACKOFF_S))
 
 
@@ -90,7 +92,7 @@ class Processor:
 
     def process(self, item: WorkItem) -> Outcome:
         """Do what the mode says for one item; raises OciNormalizeError on failure."""
-        ref = _reference(self._mode.registry, item)
+        ref = reference_of(self._mode.registry, item)
         client = fresh_view(self._client)
         if self._mode.check_only:
             checked = api.check(ref, client=client)
@@ -126,7 +128,7 @@ class Processor:
         return all(mt.base(str(d.get("mediaType", ""))) in mt.KNOWN_OCI for _, d in found)
 
 
-def _reference(registry: str, item: WorkItem) -> Reference:
+def reference_of(registry: str, item: WorkItem) -> Reference:
     """The item as a reference on the configured registry, parsed like user input again."""
     if item.ref.startswith("sha256:"):
         return Reference.parse(f"{registry}/{item.repository}@{item.ref}")
@@ -194,10 +196,19 @@ class WorkerPool:
         try:
             outcome = self._process(item)
         except NotFoundError as exc:
-            self._queue.ack(lease)
-            self._log(
-                "item", repository=item.repository, ref=item.ref, outcome=GONE, detail=str(exc)
-            )
+            # distribution sends the push event before it writes the tag: not there yet is
+            # retried; still missing after the last attempt, it was deleted, and that is fine.
+            if lease.attempt >= self._max_attempts:
+                self._queue.ack(lease)
+                self._log(
+                    "item",
+                    repository=item.repository,
+                    ref=item.ref,
+                    outcome=GONE,
+                    detail=str(exc),
+                )
+                return
+            self._retry(lease, str(exc), factor=NOT_FOUND_BACKOFF_FACTOR)
             return
         except RefusedError as exc:
             self._give_up(lease, f"refused: {exc}")
@@ -210,17 +221,7 @@ class WorkerPool:
             if lease.attempt >= self._max_attempts:
                 self._give_up(lease, reason)
                 return
-            delay = backoff(lease.attempt)
-            self._queue.retry(lease, delay, reason)
-            self._log(
-                "item",
-                repository=item.repository,
-                ref=item.ref,
-                outcome="retry",
-                attempt=lease.attempt,
-                delay=delay,
-                detail=reason,
-            )
+            self._retry(lease, reason)
             return
         self._queue.ack(lease)
         self._metrics.note(outcome.status)
@@ -235,6 +236,19 @@ class WorkerPool:
             new=outcome.new_digest,
             seconds=round(self._clock() - started, 3),
             detail=outcome.detail or None,
+        )
+
+    def _retry(self, lease: Lease, reason: str, *, factor: float = 1.0) -> None:
+        delay = backoff(lease.attempt) * factor
+        self._queue.retry(lease, delay, reason)
+        self._log(
+            "item",
+            repository=lease.item.repository,
+            ref=lease.item.ref,
+            outcome="retry",
+            attempt=lease.attempt,
+            delay=delay,
+            detail=reason,
         )
 
     def _give_up(self, lease: Lease, reason: str) -> None:
