@@ -40,9 +40,9 @@ from oci_normalize.serve.natsqueue import (
     queue_options,
 )
 from oci_normalize.serve.natsqueue import open_queue as open_nats_queue
-from oci_normalize.serve.queue import WorkItem
+from oci_normalize.serve.queue import QueueClosedError, WorkItem
 from tests.support import secretguard, seed
-from tests.support.nats import RunningNats, running_nats
+from tests.support.nats import RunningNats, running_nats, start_nats
 from tests.support.registry import RegistryFactory, free_port
 
 SHORT_ACK_WAIT = 1.5
@@ -228,6 +228,8 @@ def test_take_then_vanish_is_redelivered_after_ack_wait(open_queue: OpenQueue) -
     lease = first.take(5)
     assert lease is not None
     first.close()  # gone without ack, release or in-progress acks
+    with pytest.raises(QueueClosedError):
+        first.take(0.1)
     gone = time.monotonic()
     assert second.take(0.3) is None  # still held until ack_wait runs out
     again = second.take(10)
@@ -373,6 +375,34 @@ def test_hostile_message_on_the_stream_is_dropped(
     assert lease is not None and lease.item == item()
     queue.ack(lease)
     assert queue.depth() == 0
+
+
+def test_a_nats_restart_loses_nothing_and_kills_no_worker(tmp_path: Path) -> None:
+    server = start_nats(tmp_path / "nats")
+    queue = None
+    try:
+        address = parse_nats_url(f"{server.url}/restart", option="--queue")
+        queue = NatsQueue(
+            address, options=NatsQueueOptions(ack_wait=SHORT_ACK_WAIT, call_timeout=2)
+        )
+        queue.put([item()])
+        lease = queue.take(5)
+        assert lease is not None
+        server.stop()
+        queue.ack(lease)  # lost with the server: logged, not raised
+        assert queue.take(0.5) is None  # nor here: the worker keeps asking
+        server = start_nats(tmp_path / "nats", again=server)
+        deadline = time.monotonic() + 20
+        again = None
+        while again is None and time.monotonic() < deadline:
+            again = queue.take(1)
+        assert again is not None and again.item == item()  # the un-acked item came back
+        queue.ack(again)
+        assert queue.depth() == 0
+    finally:
+        if queue is not None:
+            queue.close()
+        server.stop()
 
 
 def test_stream_of_another_kind_is_refused(nats_server: RunningNats) -> None:

@@ -56,7 +56,7 @@ from nats.js.kv import KeyValue
 from oci_normalize.digest import Digest
 from oci_normalize.errors import InvalidDigestError, OciNormalizeError, ReferenceError_
 from oci_normalize.reference import parse_repository, parse_tag
-from oci_normalize.serve.queue import Lease, WorkItem
+from oci_normalize.serve.queue import Lease, QueueClosedError, WorkItem
 from oci_normalize.text import printable
 
 log = logging.getLogger(__name__)
@@ -424,7 +424,7 @@ class NatsQueue:
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         if self._closed:
             coro.close()
-            raise NatsError(f"{self._source}: the queue is closed")
+            raise QueueClosedError(f"{self._source}: the queue is closed")
         return self._loop.call(
             coro, timeout=timeout or self._options.call_timeout, what=self._source
         )
@@ -524,7 +524,15 @@ class NatsQueue:
             return 0
 
     def take(self, timeout: float) -> Lease | None:
-        return self._call(self._take(timeout), timeout + self._options.call_timeout)
+        """A lease, or None after ``timeout``; also None (after a line in the log and a pause)
+        while NATS is unreachable, so a worker keeps asking instead of dying."""
+        started = time.monotonic()
+        try:
+            return self._call(self._take(timeout), timeout + self._options.call_timeout)
+        except NatsError as exc:  # not QueueClosedError: that one ends the worker
+            log.warning("%s", exc)
+            time.sleep(max(timeout - (time.monotonic() - started), 0.0))
+            return None
 
     async def _take(self, timeout: float) -> Lease | None:
         loop = asyncio.get_running_loop()
@@ -590,7 +598,15 @@ class NatsQueue:
                 held.lock = entry.revision
 
     def ack(self, lease: Lease) -> None:
-        self._call(self._ack(lease))
+        self._settle(self._ack(lease))
+
+    def _settle(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Ack, retry, park or release. Should NATS fail it, the item is not lost: JetStream
+        redelivers it after ``ack_wait`` (this replica stopped its in-progress acks)."""
+        try:
+            self._call(coro)
+        except NatsError as exc:  # not QueueClosedError: that one ends the worker
+            log.warning("%s (the item comes again after ack_wait)", exc)
 
     async def _ack(self, lease: Lease) -> None:
         await (await self._done(lease)).ack_sync(timeout=self._options.call_timeout)
@@ -603,13 +619,13 @@ class NatsQueue:
 
     def retry(self, lease: Lease, delay: float, reason: str) -> None:
         log.info("%s: retry %s:%s in %g s: %s", self._source, *_shown(lease.item), delay, reason)
-        self._call(self._nak(lease, max(delay, 0.0)))
+        self._settle(self._nak(lease, max(delay, 0.0)))
 
     async def _nak(self, lease: Lease, delay: float | None) -> None:
         await (await self._done(lease)).nak(delay=delay or None)
 
     def park(self, lease: Lease, reason: str) -> None:
-        self._call(self._park(lease, reason))
+        self._settle(self._park(lease, reason))
 
     async def _park(self, lease: Lease, reason: str) -> None:
         item = lease.item
@@ -629,7 +645,7 @@ class NatsQueue:
         await (await self._done(lease)).term()
 
     def release(self, lease: Lease) -> None:
-        self._call(self._nak(lease, None))
+        self._settle(self._nak(lease, None))
 
     def depth(self) -> int:
         """Messages on the stream: waiting, delayed for a retry, or held by a replica."""
@@ -690,7 +706,7 @@ class NatsQueue:
                     held.lock = await self._locks.update(
                         held.key, held.token.encode(), last=held.lock
                     )
-                except nats.errors.Error as exc:
+                except Exception as exc:  # noqa: BLE001 - the heartbeat must outlive one failure
                     log.warning("%s: in-progress ack failed: %s", self._source, exc)
 
 

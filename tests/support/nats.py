@@ -81,15 +81,18 @@ def _accepts(port: int) -> bool:
     return False
 
 
-def start_nats(workdir: Path) -> RunningNats:
-    """``nats-server -js -sd DIR -a 127.0.0.1 -p PORT``, returned once it says it is ready."""
+def start_nats(workdir: Path, *, again: RunningNats | None = None) -> RunningNats:
+    """``nats-server -js -sd DIR -a 127.0.0.1 -p PORT``, returned once it says it is ready.
+
+    ``again``: a stopped server to start anew on its port and JetStream store (a restart).
+    """
     binary = require_nats_server()
     workdir.mkdir(parents=True, exist_ok=True)
     last_error = ""
-    for attempt in range(PORT_ATTEMPTS):
-        port = free_port()
-        store = workdir / f"jetstream-{attempt}"
-        log_path = workdir / f"nats-{attempt}.log"
+    for attempt in range(1 if again else PORT_ATTEMPTS):
+        port = again.port if again else free_port()
+        store = again.store_dir if again else workdir / f"jetstream-{attempt}"
+        log_path = workdir / f"nats-{attempt}{'-again' if again else ''}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
                 [binary, "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port)],
