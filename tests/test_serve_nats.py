@@ -40,6 +40,7 @@ from oci_normalize.serve.natsqueue import (
     queue_options,
 )
 from oci_normalize.serve.natsqueue import open_queue as open_nats_queue
+from oci_normalize.serve.natsqueue import status as nats_status
 from oci_normalize.serve.queue import QueueClosedError, WorkItem
 from tests.support import secretguard, seed
 from tests.support.nats import RunningNats, running_nats, start_nats
@@ -342,6 +343,29 @@ def test_park_lists_and_clears_on_a_later_success(open_queue: OpenQueue) -> None
     assert lease is not None
     queue.ack(lease)
     assert queue.parked() == []
+
+
+def test_status_of_the_shared_stream(open_queue: OpenQueue, stream: NatsAddress) -> None:
+    queue = open_queue()
+    queue.put([item(ref="bad"), item(ref="waiting", received=5.0)])
+    lease = queue.take(5)
+    assert lease is not None
+    queue.park(lease, "refused: signed")
+    doc = nats_status(str(stream))
+    assert doc == {
+        "depth": 1,
+        "parked": [
+            {
+                "repository": "team/app",
+                "ref": "bad",
+                "received": 1000.0,
+                "reason": "refused: signed",
+            }
+        ],
+    }
+    lease = queue.take(5)  # --status took nothing
+    assert lease is not None and lease.item.ref == "waiting"
+    queue.ack(lease)
 
 
 def test_replicas_share_the_load_once_each(open_queue: OpenQueue) -> None:

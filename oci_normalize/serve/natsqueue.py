@@ -722,3 +722,24 @@ class _Held:
 
 def _shown(item: WorkItem) -> tuple[str, str]:
     return item.repository, item.ref
+
+
+def status(url: str) -> dict[str, Any]:
+    """``serve --status --queue nats://…``: the shared stream's depth and parked items, in the
+    shape of :func:`oci_normalize.serve.service.status`. Takes nothing from the queue."""
+    queue = open_queue(url)
+    try:
+        return {
+            "depth": queue.depth(),
+            "parked": [
+                {
+                    "repository": item.repository,
+                    "ref": item.ref,
+                    "received": item.received,
+                    "reason": reason,
+                }
+                for item, reason in queue.parked()
+            ],
+        }
+    finally:
+        queue.close()
