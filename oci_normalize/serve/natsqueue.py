@@ -463,6 +463,10 @@ class NatsQueue:
         # Shorter than ack_wait: a dead holder's lock is gone when JetStream redelivers.
         lock_ttl = opts.ack_wait * LOCK_TTL_FRACTION
         self._locks = await self._bucket(f"{self._stream}_locks", ttl=lock_ttl)
+        # A bucket made by a replica with another ack_wait keeps its TTL: beat for both.
+        info = await self._js.stream_info(f"KV_{self._stream}_locks")
+        kept_ttl = info.config.max_age or lock_ttl
+        self._beat = min(opts.ack_wait / HEARTBEATS_PER_ACK_WAIT, kept_ttl / 2)
         self._fetch_lock = asyncio.Lock()
         self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeats())
 
@@ -695,7 +699,7 @@ class NatsQueue:
 
     async def _heartbeats(self) -> None:
         """Tell JetStream every held message is still being worked on (``msg.in_progress``)."""
-        interval = self._options.ack_wait / HEARTBEATS_PER_ACK_WAIT
+        interval = self._beat
         while True:
             await asyncio.sleep(interval)
             for held in list(self._leases.values()):
