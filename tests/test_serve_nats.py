@@ -42,6 +42,7 @@ from oci_normalize.serve.natsqueue import (
 from oci_normalize.serve.natsqueue import open_queue as open_nats_queue
 from oci_normalize.serve.natsqueue import status as nats_status
 from oci_normalize.serve.queue import QueueClosedError, WorkItem
+from tests.support import nats as nats_support
 from tests.support import secretguard, seed
 from tests.support.nats import RunningNats, running_nats, start_nats
 from tests.support.registry import RegistryFactory, free_port
@@ -79,6 +80,26 @@ def open_queue(stream: NatsAddress) -> Iterator[OpenQueue]:
 
 def item(repository: str = "team/app", ref: str = "v1", received: float = 1000.0) -> WorkItem:
     return WorkItem(repository=repository, ref=ref, received=received)
+
+
+def test_nats_server_found_under_usr_sbin_without_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    if not nats_support.DEBIAN_NATS_BIN.is_file():
+        pytest.skip("no /usr/sbin/nats-server here")
+    assert nats_support.nats_server_binary() == str(nats_support.DEBIAN_NATS_BIN)
+
+
+def test_missing_nats_server_fails_under_ci(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(nats_support, "DEBIAN_NATS_BIN", tmp_path / "nats-server")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true never skips"):
+        nats_support.require_nats_server()
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        nats_support.require_nats_server()
 
 
 # -- the URL, parsed like user input ----------------------------------------------------------
