@@ -705,7 +705,9 @@ def notify_each(ports: list[int]) -> dict[str, object]:
 class Replica:
     """One ``oci-normalize serve --queue nats://…`` process."""
 
-    def __init__(self, workdir: Path, registry_host: str, port: int, queue_url: str) -> None:
+    def __init__(
+        self, workdir: Path, registry_host: str, port: int, queue_url: str, *extra: str
+    ) -> None:
         workdir.mkdir(parents=True)
         token_file = workdir / "token"
         token_file.write_text(WEBHOOK_TOKEN + "\n")
@@ -721,6 +723,7 @@ class Replica:
             "--webhook-token-file", str(token_file),
             "--grace", "10s",
             "--log-format", "json",
+            *extra,
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k != "OCI_NORMALIZE_WEBHOOK_TOKEN"}
         with self.log_path.open("wb") as log:
@@ -864,3 +867,45 @@ def test_three_replicas_share_one_stream_and_survive_a_kill9_mid_burst(
         codes = [replica.terminate() for replica in survivors]
         victim.terminate()
     assert codes == [0, 0]
+
+
+@pytest.mark.registry
+def test_serve_converts_what_zot_style_events_on_nats_announce(
+    registry_factory: RegistryFactory, nats_server: RunningNats, tmp_path: Path
+) -> None:
+    secretguard.register(WEBHOOK_TOKEN)
+    reg = registry_factory()  # no webhooks: the events come over NATS only
+    replica = Replica(
+        tmp_path / "replica",
+        reg.host,
+        free_port(),
+        f"{nats_server.url}/zotwork",
+        "--events",
+        f"{nats_server.url}/zot.cli",
+    )
+    try:
+        replica.wait_ready()
+        seed.push_docker_with_oci_layers(reg.url, "zot/app", "v1", seed="zot-cli")
+        seed.push_mixed_kaniko(reg.url, "zot/other", "v1", seed="zot-cli-other")
+        mark = reg.log_mark()
+        publish_all(
+            nats_server.url,
+            "zot.cli",
+            [
+                (cloudevent("zot/app", "v1"), None),
+                (cloudevent("../zot/other", "v1"), None),  # refused: never acted on
+                (b"not json", None),
+            ],
+        )
+        assert wait_for(lambda: oci_pure(reg.url, "zot/app", "v1"), 30), replica.log_text()
+        time.sleep(1.0)
+        touched = {e.path for e in reg.access_log_lines(since=mark)}
+        assert not any("zot/other" in path for path in touched)  # serve never looked at it
+        assert not oci_pure(reg.url, "zot/other", "v1")
+        events = [json.loads(line) for line in replica.log_text().splitlines() if '"event"' in line]
+        assert [e.get("outcome") for e in events if e.get("msg") == "event"] == [
+            "queued",
+            "ignored:invalid",
+        ]
+    finally:
+        assert replica.terminate() == 0
