@@ -658,6 +658,21 @@ def test_events_a_stream_kept_while_no_replica_listened(
         again.close()
 
 
+def test_events_from_a_nats_server_without_jetstream(tmp_path: Path) -> None:
+    server = start_nats(tmp_path / "plain", jetstream=False)
+    seen: list[bytes] = []
+    try:
+        source = subscribe(f"{server.url}/zot.events", lambda body, _h: seen.append(body))
+        try:
+            assert source.mode == "subject"
+            publish_all(server.url, "zot.events", [(cloudevent("team/app", "v1"), None)])
+            assert wait_for(lambda: seen == [cloudevent("team/app", "v1")])
+        finally:
+            source.close()
+    finally:
+        server.stop()
+
+
 def test_events_url_is_checked_like_input() -> None:
     with pytest.raises(NatsAddressError, match="^--events .*bad subject"):
         subscribe("nats://alice:hunter22@h/a..b", lambda body, headers: None)

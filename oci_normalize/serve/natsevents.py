@@ -96,7 +96,7 @@ class NatsEvents:
                 stream = await js.find_stream_name_by_subject(self._address.name)
             except nats.js.errors.NotFoundError:
                 stream = None
-            except nats.errors.NoRespondersError:
+            except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError):
                 stream = None  # a server without JetStream
             if stream is None:
                 await self._nc.subscribe(

@@ -311,6 +311,7 @@ async def connect(address: NatsAddress, *, timeout: float, name: str) -> Client:
     """A connection that, once made, reconnects forever and logs one line per trouble (no
     traceback); the first one fails after about ``timeout`` with the reason it could not."""
     trouble: list[str] = []  # until connected, the reason goes into the one error instead
+    made: list[Client] = []
 
     async def on_error(exc: Exception) -> None:
         detail = printable(str(exc), limit=300) or type(exc).__name__
@@ -320,7 +321,8 @@ async def connect(address: NatsAddress, *, timeout: float, name: str) -> Client:
             trouble.append(detail)
 
     async def on_disconnect() -> None:
-        log.warning("NATS %s: disconnected, reconnecting", address.server)
+        if not (made and (made[0].is_closed or made[0].is_draining)):  # not our own close
+            log.warning("NATS %s: disconnected, reconnecting", address.server)
 
     try:
         client = await asyncio.wait_for(
@@ -337,6 +339,7 @@ async def connect(address: NatsAddress, *, timeout: float, name: str) -> Client:
             timeout + RECONNECT_WAIT,
         )
         trouble[:] = [CONNECTED]
+        made.append(client)
         return client
     except asyncio.TimeoutError:
         why = trouble[-1] if trouble else "no answer"

@@ -81,10 +81,13 @@ def _accepts(port: int) -> bool:
     return False
 
 
-def start_nats(workdir: Path, *, again: RunningNats | None = None) -> RunningNats:
+def start_nats(
+    workdir: Path, *, again: RunningNats | None = None, jetstream: bool = True
+) -> RunningNats:
     """``nats-server -js -sd DIR -a 127.0.0.1 -p PORT``, returned once it says it is ready.
 
     ``again``: a stopped server to start anew on its port and JetStream store (a restart).
+    ``jetstream=False``: plain NATS, as a registry's event bus may be.
     """
     binary = require_nats_server()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +98,11 @@ def start_nats(workdir: Path, *, again: RunningNats | None = None) -> RunningNat
         log_path = workdir / f"nats-{attempt}{'-again' if again else ''}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                [binary, "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port)],
+                [
+                    binary,
+                    *(["-js", "-sd", str(store)] if jetstream else []),
+                    *("-a", "127.0.0.1", "-p", str(port)),
+                ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
