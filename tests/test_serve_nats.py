@@ -658,7 +658,7 @@ def test_events_a_stream_kept_while_no_replica_listened(
         again.close()
 
 
-def test_events_from_a_nats_server_without_jetstream(tmp_path: Path) -> None:
+def test_events_from_a_nats_server_without_jetstream_and_no_queue_there(tmp_path: Path) -> None:
     server = start_nats(tmp_path / "plain", jetstream=False)
     seen: list[bytes] = []
     try:
@@ -669,6 +669,8 @@ def test_events_from_a_nats_server_without_jetstream(tmp_path: Path) -> None:
             assert wait_for(lambda: seen == [cloudevent("team/app", "v1")])
         finally:
             source.close()
+        with pytest.raises(NatsError, match="no JetStream"):
+            open_nats_queue(f"{server.url}/work")
     finally:
         server.stop()
 

@@ -476,6 +476,10 @@ class NatsQueue:
     async def _ensure_stream(self) -> None:
         try:
             info = await self._js.stream_info(self._stream)
+        except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError):
+            raise NatsError(
+                f"{self._source}: this NATS server has no JetStream (nats-server -js)"
+            ) from None
         except nats.js.errors.NotFoundError:
             # Replicas starting together may both land here: an identical add is a no-op.
             await self._js.add_stream(
