@@ -38,6 +38,7 @@ from oci_normalize.serve.natsqueue import (
     decode_item,
     parse_nats_url,
     queue_options,
+    shown_url,
 )
 from oci_normalize.serve.natsqueue import open_queue as open_nats_queue
 from oci_normalize.serve.natsqueue import status as nats_status
@@ -167,6 +168,19 @@ def test_events_subject(text: str, ok: bool) -> None:
     else:
         with pytest.raises(NatsAddressError, match="bad subject"):
             parse_nats_url(text, option="--events", subject=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("nats://alice:hunter22@h:4222/S?ack_wait=1s", "nats://…@h:4222/S?…"),
+        ("nats://hunter22@h/S", "nats://…@h/S"),
+        ("hunter22@h", "…@h"),
+        ("nats://h/S", "nats://h/S"),
+    ],
+)
+def test_shown_url_leaves_out_secrets(text: str, shown: str) -> None:
+    assert shown_url(text) == shown
 
 
 def test_credentials_never_in_a_url_error() -> None:

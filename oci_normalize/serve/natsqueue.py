@@ -133,7 +133,7 @@ class NatsAddress:
         return {"user": self.user, "password": self.password}
 
 
-def _redacted(text: str) -> str:
+def shown_url(text: str) -> str:
     """``text`` as a message may show it: any ``userinfo@`` of the URL replaced by ``…@``, and
     the values of a query left out."""
     text, query, _ = text.partition("?")
@@ -177,7 +177,7 @@ def parse_nats_url(
     usage = f"expected nats://[USER:PASSWORD@]HOST[:PORT]/{what}{query}"
 
     def bad(reason: str) -> NatsAddressError:
-        return NatsAddressError(f"{option} {_redacted(text)!r}: {reason}; {usage}")
+        return NatsAddressError(f"{option} {shown_url(text)!r}: {reason}; {usage}")
 
     if not text.isprintable() or text != text.strip():
         raise bad("spaces or control characters")
