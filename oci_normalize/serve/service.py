@@ -207,9 +207,16 @@ def _safe_depth(queue: WorkQueue) -> int:
 Status = dict[str, Any]
 
 
-def status(state: Path) -> Status:
-    """Depth and parked items of the queue in ``state`` (for ``serve --status``); read only,
-    so a running ``serve`` keeps its leases."""
+def status(state: Path, queue_url: str | None = None) -> Status:
+    """Depth and parked items of the queue in ``state`` (for ``serve --status``), or of the
+    shared NATS stream with ``queue_url``; read only, so a running ``serve`` keeps its leases."""
+    if queue_url is not None:
+        if not queue_url.startswith(NATS_SCHEME):
+            raise ServeError(f"--queue {queue_url!r}: expected nats://HOST:PORT/STREAM")
+        found: Status = _optional("oci_normalize.serve.natsqueue", "--queue nats://").status(
+            queue_url
+        )
+        return found
     path = state / QUEUE_FILE
     if not path.is_file():
         raise ServeError(f"--state {state}: no queue here (serve has not run with this state)")
