@@ -162,7 +162,7 @@ def run_service(config: ServeConfig, client: api.Client, *, log: Logger | None =
         listen=f"{host}:{port}",
         registry=config.mode.registry,
         mode=_mode_name(config.mode),
-        queue=_queue_name(config),
+        queue=shown_queue(config),
         depth=queue.depth(),
     )
     try:
@@ -193,8 +193,14 @@ def _mode_name(mode: Mode) -> str:
     return f"to {mode.to}" if mode.to is not None else "in-place"
 
 
-def _queue_name(config: ServeConfig) -> str:
-    return config.queue_url or str(config.state / QUEUE_FILE)
+def shown_queue(config: ServeConfig) -> str:
+    """The queue for the log: a NATS URL without its user and password."""
+    if config.queue_url is None:
+        return str(config.state / QUEUE_FILE)
+    scheme, _, rest = config.queue_url.partition("://")
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    return f"{scheme}://{host}{slash}{path}"
 
 
 def _safe_depth(queue: WorkQueue) -> int:
