@@ -137,8 +137,9 @@ def serve(
 ) -> None:
     """Keep a registry OCI-pure as images arrive: convert on push events (POST /events).
 
-    Accepts distribution notifications, Harbor PUSH_ARTIFACT webhooks and CloudEvents
-    image.updated (zot). Only the repository and tag are taken from an event.
+    Accepts distribution notifications, Harbor PUSH_ARTIFACT webhooks and zot's image.updated.
+
+    Only the repository and tag are taken from an event; see docs/serve.md.
     """
     from oci_normalize.serve import service
 
