@@ -106,6 +106,12 @@ def test_burst_with_kill9_and_restart_finishes_every_push(
             f"{total} pushes OCI-pure after kill -9 and restart",
             log=serve,
         )
+        # Every tag was moved once: the item redone after the kill found it already OCI.
+        puts: dict[str, int] = {}
+        for e in reg.access_log_lines():
+            if e.method == "PUT" and "/manifests/" in e.path and e.user_agent.startswith("oci-"):
+                puts[e.path] = puts.get(e.path, 0) + 1
+        assert puts == {f"/v2/{r}/manifests/{t}": 1 for r, t in pushed}
     finally:
         assert serve.terminate() == 0
 
