@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
-import waitress
 
 from oci_normalize import api
-from oci_normalize.serve.app import EventsApp, Intake
+from oci_normalize.serve.app import EventsApp, HttpServer, Intake
 from oci_normalize.serve.events import Scope
 from oci_normalize.serve.logs import Logger
 from oci_normalize.serve.metrics import Metrics
@@ -69,9 +68,8 @@ def _serve(tmp_path: Path, registry: str = "127.0.0.1:9") -> Iterator[Served]:
     intake = Intake(scope=Scope(registry=registry), queue=queue, token=TOKEN, max_body=MAX_BODY)
     app = EventsApp(intake, metrics=metrics, log=log)
     port = free_port()
-    server = waitress.create_server(app, host="127.0.0.1", port=port, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    server = HttpServer(app, "127.0.0.1", port, threads=4, max_body=MAX_BODY)
+    server.start()
     app.mark_ready()
     try:
         yield Served(f"http://127.0.0.1:{port}", app, queue, metrics, lines)

@@ -105,3 +105,27 @@ def test_status_shows_depth_and_parked_reasons(tmp_path: Path) -> None:
 def test_status_of_a_missing_state_is_exit_2(tmp_path: Path) -> None:
     out = run("--status", "--state", str(tmp_path / "none"))
     assert out.returncode == 2 and "no queue" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("nats://user:pa55@nats.example:4222/WORK", "nats://nats.example:4222/WORK"),
+        ("nats://tok@en@nats.example/WORK", "nats://nats.example/WORK"),
+        ("nats://nats.example:4222/WORK", "nats://nats.example:4222/WORK"),
+    ],
+)
+def test_the_started_line_never_shows_nats_credentials(url: str, shown: str) -> None:
+    from oci_normalize.serve.events import Scope
+    from oci_normalize.serve.service import ServeConfig, shown_queue
+    from oci_normalize.serve.worker import Mode
+
+    config = ServeConfig(
+        mode=Mode(registry="r.example"),
+        scope=Scope(registry="r.example"),
+        listen=("127.0.0.1", 8080),
+        state=Path("/state"),
+        token=None,
+        queue_url=url,
+    )
+    assert shown_queue(config) == shown

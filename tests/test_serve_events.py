@@ -81,6 +81,13 @@ def test_pushes_become_items(name: str, body: bytes, item: WorkItem) -> None:
     assert one(body).item == item
 
 
+def test_a_cloudevents_batch_is_one_event_each() -> None:
+    body = b"[" + cloud() + b"," + cloud(kind="zotregistry.image.deleted") + b"]"
+    parsed = parse_body(body, scope=SCOPE, received=1.0)
+    assert [e.ignored for e in parsed.events] == [None, ev.NOT_PUSH]
+    assert parsed.items == [WorkItem("team/app", "1", 1.0)]
+
+
 def test_binary_mode_cloudevent_reads_the_type_from_headers() -> None:
     data = json.dumps({"name": "team/app", "reference": "2", "mediaType": OCI}).encode()
     headers = {"ce-specversion": "1.0", "ce-type": "zotregistry.image.updated"}

@@ -8,6 +8,8 @@ to a real ``oci-normalize serve`` subprocess. Results are judged from the regist
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -104,6 +106,12 @@ def test_burst_with_kill9_and_restart_finishes_every_push(
             f"{total} pushes OCI-pure after kill -9 and restart",
             log=serve,
         )
+        # Every tag was moved once: the item redone after the kill found it already OCI.
+        puts: dict[str, int] = {}
+        for e in reg.access_log_lines():
+            if e.method == "PUT" and "/manifests/" in e.path and e.user_agent.startswith("oci-"):
+                puts[e.path] = puts.get(e.path, 0) + 1
+        assert puts == {f"/v2/{r}/manifests/{t}": 1 for r, t in pushed}
     finally:
         assert serve.terminate() == 0
 
@@ -223,3 +231,25 @@ def test_a_backup_tag_push_is_not_converted_back(
         assert _our_requests(reg, "PUT", "keep/app") == 2  # the backup, then the tag
     finally:
         assert serve.terminate() == 0
+
+
+def test_event_conversions_are_journalled_for_rollback(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    port = free_port()
+    reg = registry_factory(extra_config=notifications_config(port))
+    serve = start_serve(tmp_path / "serve", reg.host, "--reconcile-every", "0", port=port)
+    try:
+        original = seed.push_mixed_kaniko(reg.url, "undo/app", "1")
+        wait_until(lambda: oci_pure(reg.url, "undo/app", "1"), 30, "the conversion", log=serve)
+    finally:
+        assert serve.terminate() == 0  # stopped first, or it would convert the rollback again
+    journal = serve.state / "events.journal"
+    out = subprocess.run(
+        [sys.executable, "-m", "oci_normalize", "rollback", str(journal)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert seed.head_manifest(reg.url, "undo/app", "1") == original

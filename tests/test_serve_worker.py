@@ -176,3 +176,36 @@ def test_written_digests_survive_a_restart_and_stay_bounded(tmp_path: Path) -> N
     again = WrittenDigests(tmp_path / "w.sqlite", capacity=3)
     assert [f"sha256:{i}" in again for i in range(5)] == [False, False, True, True, True]
     again.close()
+
+
+def test_one_reference_is_worked_on_by_one_thread_at_a_time() -> None:
+    import threading
+    import time
+
+    from oci_normalize.serve.worker import KeyedLocks
+
+    locks = KeyedLocks()
+    inside: list[str] = []
+    overlaps: list[int] = []
+
+    def work(key: tuple[str, str], name: str) -> None:
+        with locks.hold(key):
+            inside.append(name)
+            overlaps.append(len(inside))
+            time.sleep(0.05)
+            inside.remove(name)
+
+    same = [threading.Thread(target=work, args=(("a", "1"), f"s{i}")) for i in range(4)]
+    for t in same:
+        t.start()
+    for t in same:
+        t.join()
+    assert max(overlaps) == 1
+    overlaps.clear()
+    other = [threading.Thread(target=work, args=((f"r{i}", "1"), f"o{i}")) for i in range(4)]
+    for t in other:
+        t.start()
+    for t in other:
+        t.join()
+    assert max(overlaps) > 1  # different references do not wait for each other
+    assert len(locks) == 0  # nothing kept for references no longer worked on

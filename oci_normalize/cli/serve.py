@@ -137,13 +137,14 @@ def serve(
 ) -> None:
     """Keep a registry OCI-pure as images arrive: convert on push events (POST /events).
 
-    Accepts distribution notifications, Harbor PUSH_ARTIFACT webhooks and CloudEvents
-    image.updated (zot). Only the repository and tag are taken from an event.
+    Accepts distribution notifications, Harbor PUSH_ARTIFACT webhooks and zot's image.updated.
+
+    Only the repository and tag are taken from an event; see docs/serve.md.
     """
     from oci_normalize.serve import service
 
     if show_status:
-        raise typer.Exit(_status(state, json_out=json_out))
+        raise typer.Exit(_status(state, queue, json_out=json_out))
     try:
         config = _config(
             registry=registry,
@@ -278,11 +279,11 @@ def _token(path: Path | None, no_auth: bool) -> str | None:
     )
 
 
-def _status(state: Path, *, json_out: bool) -> int:
+def _status(state: Path, queue: str | None, *, json_out: bool) -> int:
     from oci_normalize.serve import service
 
     try:
-        doc = service.status(state)
+        doc = service.status(state, queue)
     except (OciNormalizeError, OSError) as exc:
         say_error(f"{exc}")
         return exits.ERROR

@@ -181,3 +181,36 @@ def _text(code: int, text: str) -> _Reply:
 
 def _json(code: int, doc: dict[str, Any]) -> _Reply:
     return code, (json.dumps(doc) + "\n").encode(), "application/json", []
+
+
+class HttpServer:
+    """waitress on ``host:port`` in a daemon thread; :meth:`close` ends it quietly (the loop may
+    trip over its own closed sockets on the way out: that is not an error worth a traceback)."""
+
+    def __init__(self, app: EventsApp, host: str, port: int, *, threads: int, max_body: int):
+        import waitress
+
+        self._server = waitress.create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            max_request_body_size=max_body,
+            ident="oci-normalize",
+        )
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="serve-http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except Exception:  # noqa: BLE001
+            if not self._closing.is_set():
+                raise
+
+    def close(self) -> None:
+        self._closing.set()
+        self._server.close()

@@ -9,9 +9,9 @@ Three shapes are recognised, by their content rather than their Content-Type:
 * a Harbor webhook ``{"type": "PUSH_ARTIFACT", "event_data": {"repository": {"repo_full_name":
   …}, "resources": [{"tag": …, "digest": …}]}}``;
 * a CloudEvent whose ``type`` is ``image.updated`` or ends in ``.image.updated`` (zot), in
-  structured mode (``specversion`` in the body) or binary mode (``ce-specversion`` and
-  ``ce-type`` headers, the body is ``data``); ``data.name`` is the repository, ``data.reference``
-  the tag or digest.
+  structured mode (``specversion`` in the body, or a batch: a JSON array of such) or binary mode
+  (``ce-specversion`` and ``ce-type`` headers, the body is ``data``); ``data.name`` is the
+  repository, ``data.reference`` the tag or digest.
 
 Everything else in an event (``target.url``, ``request.host``, ``source.addr``, Harbor's
 ``resource_url``, a CloudEvent's ``source``) is ignored: the repository and reference are parsed
@@ -144,6 +144,12 @@ def parse_body(
     """
     doc = _load(body)
     hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+    if (
+        isinstance(doc, list)
+        and doc
+        and all(isinstance(e, dict) and "specversion" in e for e in doc)
+    ):
+        return _cloudevent_batch(_events_list(doc, "the batch"), scope, received)
     if not isinstance(doc, dict):
         raise BadEventError("the body is not a JSON object")
     if "events" in doc:
@@ -256,6 +262,15 @@ def _cloudevent(kind: str, data: Any, scope: Scope, received: float) -> Parsed:
         out.events.append(_ignored(event, ARTIFACT))
     else:
         out.events.append(_decide(event, repository, tag, digest, scope, received))
+    return out
+
+
+def _cloudevent_batch(docs: list[Any], scope: Scope, received: float) -> Parsed:
+    """``application/cloudevents-batch+json``: a JSON array of structured CloudEvents."""
+    out = Parsed(CLOUDEVENTS)
+    for doc in docs:
+        one = _cloudevent(_str(doc.get("type")), doc.get("data"), scope, received)
+        out.events.extend(one.events)
     return out
 
 

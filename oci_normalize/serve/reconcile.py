@@ -28,6 +28,8 @@ from oci_normalize.serve.worker import Mode, fresh_view
 from oci_normalize.serve.written import WrittenDigests
 
 JOURNAL_FILE: Final = "reconcile.journal"
+#: Conversions driven by events, journalled as a batch would (``rollback`` reads it).
+EVENTS_JOURNAL_FILE: Final = "events.journal"
 #: Every sweep journals every reference; past this size the journal is set aside (one old copy,
 #: ``reconcile.journal.1``, kept for rollback) and a fresh one begins.
 MAX_JOURNAL_BYTES: Final = 64 * 1024 * 1024
@@ -76,7 +78,7 @@ class Reconciler:
             dry_run=self._mode.check_only,
             convert_options=self._mode.options,
         )
-        self._rotate()
+        rotated(self._journal_path, self._max_journal)
         known: frozenset[Digest] = frozenset()
         if self._journal_path.exists():
             known = known_oci(read_journal(self._journal_path))
@@ -114,11 +116,6 @@ class Reconciler:
             self._log("reconcile", reference=what, outcome=FAILED, detail=why)
         return results
 
-    def _rotate(self) -> None:
-        path = self._journal_path
-        if path.exists() and path.stat().st_size > self._max_journal:
-            path.replace(path.with_name(path.name + ".1"))
-
     def start(self, every: float) -> None:
         """Sweep now in the background, then every ``every`` seconds (0: only this once)."""
         self._thread = threading.Thread(
@@ -152,3 +149,11 @@ class Reconciler:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def rotated(path: Path, max_bytes: int) -> Path:
+    """``path``, after moving it to ``PATH.1`` (replacing an older one) if it outgrew
+    ``max_bytes``; ``rollback`` reads either."""
+    if path.exists() and path.stat().st_size > max_bytes:
+        path.replace(path.with_name(path.name + ".1"))
+    return path

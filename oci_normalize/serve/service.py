@@ -16,14 +16,21 @@ from types import FrameType
 from typing import Any, Final
 
 from oci_normalize import api
+from oci_normalize.batch.journal import Journal
 from oci_normalize.errors import OciNormalizeError
-from oci_normalize.serve.app import EventsApp, Intake
+from oci_normalize.serve.app import EventsApp, HttpServer, Intake
 from oci_normalize.serve.defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_SERVE_CONCURRENCY
 from oci_normalize.serve.events import MAX_BODY_BYTES, Scope
 from oci_normalize.serve.logs import TEXT, Logger
 from oci_normalize.serve.metrics import Metrics
 from oci_normalize.serve.queue import QUEUE_FILE, SqliteQueue, WorkQueue, open_sqlite
-from oci_normalize.serve.reconcile import DEFAULT_RECONCILE_S, Reconciler
+from oci_normalize.serve.reconcile import (
+    DEFAULT_RECONCILE_S,
+    EVENTS_JOURNAL_FILE,
+    MAX_JOURNAL_BYTES,
+    Reconciler,
+    rotated,
+)
 from oci_normalize.serve.worker import Mode, Processor, WorkerPool
 from oci_normalize.serve.written import WRITTEN_FILE, WrittenDigests
 
@@ -101,8 +108,6 @@ class _Stop:
 
 
 def run_service(config: ServeConfig, client: api.Client, *, log: Logger | None = None) -> int:
-    import waitress
-
     log = log or Logger(config.log_format)
     config.state.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
@@ -112,7 +117,10 @@ def run_service(config: ServeConfig, client: api.Client, *, log: Logger | None =
     app = EventsApp(
         Intake(scope=config.scope, queue=queue, token=config.token), metrics=metrics, log=log
     )
-    processor = Processor(client, config.mode, written)
+    journal = None
+    if config.mode.to is None and not config.mode.check_only:
+        journal = Journal(rotated(config.state / EVENTS_JOURNAL_FILE, MAX_JOURNAL_BYTES))
+    processor = Processor(client, config.mode, written, journal=journal, log=log)
     pool = WorkerPool(
         queue,
         processor.process,
@@ -132,14 +140,7 @@ def run_service(config: ServeConfig, client: api.Client, *, log: Logger | None =
         log=log,
     )
     host, port = config.listen
-    server = waitress.create_server(
-        app,
-        host=host,
-        port=port,
-        threads=HTTP_THREADS,
-        max_request_body_size=MAX_BODY_BYTES,
-        ident="oci-normalize",
-    )
+    server = HttpServer(app, host, port, threads=HTTP_THREADS, max_body=MAX_BODY_BYTES)
     events_sub = None
     if config.events_url is not None:
         module = _optional("oci_normalize.serve.natsevents", "--events nats://")
@@ -151,8 +152,7 @@ def run_service(config: ServeConfig, client: api.Client, *, log: Logger | None =
         stop.event.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    http = threading.Thread(target=server.run, name="serve-http", daemon=True)
-    http.start()
+    server.start()
     pool.start()
     app.mark_ready()
     if config.reconcile_every > 0:  # 0: events only, not even a sweep at start
@@ -162,7 +162,7 @@ def run_service(config: ServeConfig, client: api.Client, *, log: Logger | None =
         listen=f"{host}:{port}",
         registry=config.mode.registry,
         mode=_mode_name(config.mode),
-        queue=_queue_name(config),
+        queue=shown_queue(config),
         depth=queue.depth(),
     )
     try:
@@ -179,6 +179,8 @@ def run_service(config: ServeConfig, client: api.Client, *, log: Logger | None =
         server.close()
         queue.close()
         written.close()
+        if journal is not None:
+            journal.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
         log("stopped", seconds=round(time.monotonic() - began, 3))
@@ -191,8 +193,14 @@ def _mode_name(mode: Mode) -> str:
     return f"to {mode.to}" if mode.to is not None else "in-place"
 
 
-def _queue_name(config: ServeConfig) -> str:
-    return config.queue_url or str(config.state / QUEUE_FILE)
+def shown_queue(config: ServeConfig) -> str:
+    """The queue for the log: a NATS URL without its user and password."""
+    if config.queue_url is None:
+        return str(config.state / QUEUE_FILE)
+    scheme, _, rest = config.queue_url.partition("://")
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    return f"{scheme}://{host}{slash}{path}"
 
 
 def _safe_depth(queue: WorkQueue) -> int:
@@ -205,9 +213,16 @@ def _safe_depth(queue: WorkQueue) -> int:
 Status = dict[str, Any]
 
 
-def status(state: Path) -> Status:
-    """Depth and parked items of the queue in ``state`` (for ``serve --status``); read only,
-    so a running ``serve`` keeps its leases."""
+def status(state: Path, queue_url: str | None = None) -> Status:
+    """Depth and parked items of the queue in ``state`` (for ``serve --status``), or of the
+    shared NATS stream with ``queue_url``; read only, so a running ``serve`` keeps its leases."""
+    if queue_url is not None:
+        if not queue_url.startswith(NATS_SCHEME):
+            raise ServeError(f"--queue {queue_url!r}: expected nats://HOST:PORT/STREAM")
+        found: Status = _optional("oci_normalize.serve.natsqueue", "--queue nats://").status(
+            queue_url
+        )
+        return found
     path = state / QUEUE_FILE
     if not path.is_file():
         raise ServeError(f"--state {state}: no queue here (serve has not run with this state)")

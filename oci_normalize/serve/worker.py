@@ -18,18 +18,21 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
 from oci_normalize import api
 from oci_normalize import mediatypes as mt
+from oci_normalize.batch.journal import Journal
 from oci_normalize.batch.migrate import Destination
 from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions, ReferrerCache
-from oci_normalize.errors import NotFoundError, OciNormalizeError, RefusedError
+from oci_normalize.digest import Digest
+from oci_normalize.errors import JournalError, NotFoundError, OciNormalizeError, RefusedError
 from oci_normalize.manifest import Fetched, descriptors, parse_body
 from oci_normalize.reference import Reference
-from oci_normalize.results import CONVERTED, COPIED
+from oci_normalize.results import CONVERTED, COPIED, ManifestChange
 from oci_normalize.serve.defaults import DEFAULT_MAX_ATTEMPTS
 from oci_normalize.serve.metrics import OWN_WRITE, Metrics
 from oci_normalize.serve.queue import Lease, QueueClosedError, WorkItem, WorkQueue
@@ -85,13 +88,32 @@ def fresh_view(client: api.Client) -> api.Client:
 
 
 class Processor:
-    def __init__(self, client: api.Client, mode: Mode, written: WrittenDigests) -> None:
+    def __init__(
+        self,
+        client: api.Client,
+        mode: Mode,
+        written: WrittenDigests,
+        *,
+        journal: Journal | None = None,
+        log: Callable[..., None] | None = None,
+    ) -> None:
         self._client = client
         self._mode = mode
         self._written = written
+        self._journal = journal
+        self._log = log
+        self._busy = KeyedLocks()
 
     def process(self, item: WorkItem) -> Outcome:
-        """Do what the mode says for one item; raises OciNormalizeError on failure."""
+        """Do what the mode says for one item; raises OciNormalizeError on failure.
+
+        One reference is worked on by one thread at a time: the event of a tag being converted
+        right now waits, then finds the digest just written and costs one GET.
+        """
+        with self._busy.hold((item.repository, item.ref)):
+            return self._process(item)
+
+    def _process(self, item: WorkItem) -> Outcome:
         ref = reference_of(self._mode.registry, item)
         client = fresh_view(self._client)
         if self._mode.check_only:
@@ -110,7 +132,38 @@ class Processor:
         result = api.convert(ref, client=client, options=self._mode.options)
         if result.status == CONVERTED and result.new_digest:
             self._written.add(result.new_digest)
+            self._record(ref, root, result.old_digest, result.new_digest, result.changes)
         return Outcome(result.status, result.old_digest, result.new_digest)
+
+    def _record(
+        self,
+        ref: Reference,
+        root: Fetched,
+        old: str | None,
+        new: str,
+        changes: list[ManifestChange],
+    ) -> None:
+        """A ``converted`` journal line with the original root bytes, for ``rollback``.
+
+        Only when the tag converted is the root read above (it did not move in between), and
+        not for schema1, whose served body differs from the verified payload.
+        """
+        if self._journal is None or old != str(root.digest) or mt.is_schema1(root.media_type):
+            return
+        new_type = next((c.new_media_type for c in changes if c.path == "@"), None)
+        try:
+            self._journal.record(
+                str(ref),
+                CONVERTED,
+                old_digest=root.digest,
+                old_media_type=root.media_type,
+                old_manifest=root.data,
+                new_digest=Digest.parse(new),
+                new_media_type=new_type,
+            )
+        except JournalError as exc:
+            if self._log is not None:
+                self._log("journal", reference=str(ref), outcome="not-journalled", detail=str(exc))
 
     def _already_done(self, root: Fetched) -> bool:
         media_type = mt.base(root.media_type)
@@ -126,6 +179,34 @@ class Processor:
         except OciNormalizeError:
             return False
         return all(mt.base(str(d.get("mediaType", ""))) in mt.KNOWN_OCI for _, d in found)
+
+
+class KeyedLocks:
+    """One lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._locks)
+
+    @contextmanager
+    def hold(self, key: tuple[str, str]) -> Iterator[None]:
+        with self._lock:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
 
 
 def reference_of(registry: str, item: WorkItem) -> Reference:
