@@ -21,6 +21,7 @@ import typer
 from oci_normalize import mediatypes as mt
 from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.cli import exits, guard
+from oci_normalize.cli import serve as serve_cli
 from oci_normalize.cli.exits import say_error
 from oci_normalize.cli.options import (
     Connection,
@@ -433,6 +434,9 @@ def rollback(
             journal, client, dry_run=dry_run, json_out=json_out, concurrency=concurrency
         )
     )
+
+
+app.command(name="serve")(serve_cli.serve)
 
 
 def main() -> None:

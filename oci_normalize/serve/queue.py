@@ -1,0 +1,275 @@
+"""The work queue: what ``serve`` acknowledged and has not finished yet.
+
+:class:`WorkQueue` is the protocol every queue follows (the embedded SQLite one here, the NATS
+JetStream one in :mod:`.natsqueue`). An item is a (repository, tag or digest) pair and the time
+its event arrived. :meth:`~WorkQueue.put` returns only once the items are durable, so the HTTP
+side answers 2xx after it; an item already waiting is not added twice. A worker takes a
+:class:`Lease`, then acknowledges, retries (later), parks (gives up, with a reason) or releases
+(gives it back unfinished on shutdown).
+
+:class:`SqliteQueue` is the default: one file in ``--state DIR`` (WAL, synchronous commits).
+Leases held by a process that was killed are taken again on the next open.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Protocol
+
+#: File name of the embedded queue inside ``--state DIR``.
+QUEUE_FILE: Final = "queue.sqlite"
+#: Longest single wait inside :meth:`SqliteQueue.take` before it looks again (delayed items).
+POLL_S: Final = 0.5
+#: Seconds SQLite waits for a lock held by another connection before failing.
+BUSY_TIMEOUT_S: Final = 30.0
+
+READY: Final = "ready"
+LEASED: Final = "leased"
+PARKED: Final = "parked"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    repository: str
+    ref: str  # a tag, or "sha256:…"
+    received: float  # unix time the event arrived (for the latency histogram)
+
+
+@dataclass(frozen=True)
+class Lease:
+    item: WorkItem
+    attempt: int  # 1 on the first take
+    token: str
+
+
+class WorkQueue(Protocol):
+    def put(self, items: Sequence[WorkItem]) -> None: ...
+
+    def take(self, timeout: float) -> Lease | None: ...
+
+    def ack(self, lease: Lease) -> None: ...
+
+    def retry(self, lease: Lease, delay: float, reason: str) -> None: ...
+
+    def park(self, lease: Lease, reason: str) -> None: ...
+
+    def release(self, lease: Lease) -> None: ...
+
+    def depth(self) -> int: ...
+
+    def parked(self) -> list[tuple[WorkItem, str]]: ...
+
+    def close(self) -> None: ...
+
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    repository TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    received REAL NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0,
+    token TEXT,
+    reason TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS items_waiting ON items(repository, ref) WHERE state = 'ready';
+CREATE INDEX IF NOT EXISTS items_next ON items(state, not_before, id);
+CREATE UNIQUE INDEX IF NOT EXISTS items_token ON items(token);
+"""
+
+
+class SqliteQueue:
+    """:class:`WorkQueue` in one SQLite file; every change committed before the call returns.
+
+    One process owns the file (one replica); threads share it through one connection and a lock.
+    ``clock`` (unix seconds) decides when a delayed retry is due: tests pass their own.
+    """
+
+    def __init__(
+        self, path: Path, *, clock: Callable[[], float] = time.time, read_only: bool = False
+    ) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._closed = False
+        target = f"file:{path}?mode=ro" if read_only else str(path)
+        self._db = sqlite3.connect(
+            target,
+            timeout=BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=read_only,
+        )
+        if read_only:  # serve --status beside a running serve: look, take nothing back
+            return
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+            self._recover()
+
+    def _recover(self) -> None:
+        """Leases a killed process held go back to the queue (their attempt still counts)."""
+        with self._tx():
+            self._db.execute(
+                "DELETE FROM items WHERE state = ? AND EXISTS (SELECT 1 FROM items w "
+                "WHERE w.state = ? AND w.repository = items.repository AND w.ref = items.ref)",
+                (LEASED, READY),
+            )
+            self._db.execute(
+                "UPDATE items SET state = ?, token = NULL, not_before = 0 WHERE state = ?",
+                (READY, LEASED),
+            )
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def put(self, items: Sequence[WorkItem]) -> None:
+        with self._lock:
+            self._check_open()
+            with self._tx():
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO items (repository, ref, received, state) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(i.repository, i.ref, i.received, READY) for i in items],
+                )
+            self._ready.notify_all()
+
+    def take(self, timeout: float) -> Lease | None:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._lock:
+            while True:
+                self._check_open()
+                lease = self._claim()
+                if lease is not None:
+                    return lease
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._ready.wait(min(left, POLL_S))
+
+    def _claim(self) -> Lease | None:
+        token = secrets.token_hex(12)
+        with self._tx():
+            row = self._db.execute(
+                "SELECT id, repository, ref, received, attempts FROM items "
+                "WHERE state = ? AND not_before <= ? ORDER BY not_before, id LIMIT 1",
+                (READY, self._clock()),
+            ).fetchone()
+            if row is None:
+                return None
+            row_id, repository, ref, received, attempts = row
+            self._db.execute(
+                "UPDATE items SET state = ?, token = ?, attempts = ? WHERE id = ?",
+                (LEASED, token, attempts + 1, row_id),
+            )
+        return Lease(WorkItem(repository, ref, received), attempts + 1, token)
+
+    def ack(self, lease: Lease) -> None:
+        with self._lock:
+            self._check_open()
+            with self._tx():
+                self._db.execute("DELETE FROM items WHERE token = ?", (lease.token,))
+                # A success also settles an earlier give-up for the same reference.
+                self._db.execute(
+                    "DELETE FROM items WHERE state = ? AND repository = ? AND ref = ?",
+                    (PARKED, lease.item.repository, lease.item.ref),
+                )
+
+    def retry(self, lease: Lease, delay: float, reason: str) -> None:
+        self._back(lease, not_before=self._clock() + max(delay, 0.0), reason=reason, taken=True)
+
+    def release(self, lease: Lease) -> None:
+        self._back(lease, not_before=0.0, reason=None, taken=False)
+
+    def _back(self, lease: Lease, *, not_before: float, reason: str | None, taken: bool) -> None:
+        """The leased row waits again; if a newer event already queued the same reference,
+        that row stands for both and this one goes."""
+        with self._lock:
+            self._check_open()
+            with self._tx():
+                waiting = self._db.execute(
+                    "SELECT 1 FROM items WHERE state = ? AND repository = ? AND ref = ?",
+                    (READY, lease.item.repository, lease.item.ref),
+                ).fetchone()
+                if waiting:
+                    self._db.execute("DELETE FROM items WHERE token = ?", (lease.token,))
+                else:
+                    self._db.execute(
+                        "UPDATE items SET state = ?, token = NULL, not_before = ?, reason = ?, "
+                        "attempts = attempts - ? WHERE token = ?",
+                        (READY, not_before, reason, 0 if taken else 1, lease.token),
+                    )
+            self._ready.notify_all()
+
+    def park(self, lease: Lease, reason: str) -> None:
+        with self._lock:
+            self._check_open()
+            with self._tx():
+                self._db.execute(
+                    "DELETE FROM items WHERE state = ? AND repository = ? AND ref = ?",
+                    (PARKED, lease.item.repository, lease.item.ref),
+                )
+                self._db.execute(
+                    "UPDATE items SET state = ?, token = NULL, reason = ? WHERE token = ?",
+                    (PARKED, reason, lease.token),
+                )
+
+    def depth(self) -> int:
+        with self._lock:
+            self._check_open()
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM items WHERE state IN (?, ?)", (READY, LEASED)
+            ).fetchone()
+        return int(row[0])
+
+    def parked(self) -> list[tuple[WorkItem, str]]:
+        with self._lock:
+            self._check_open()
+            rows = self._db.execute(
+                "SELECT repository, ref, received, reason FROM items WHERE state = ? ORDER BY id",
+                (PARKED,),
+            ).fetchall()
+        return [(WorkItem(r, ref, t), reason or "") for r, ref, t, reason in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+            self._ready.notify_all()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QueueClosedError("the work queue is closed")
+
+
+class QueueClosedError(RuntimeError):
+    """A call on a queue after :meth:`~WorkQueue.close` (a worker outliving shutdown)."""
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def open_sqlite(state: Path, *, clock: Callable[[], float] = time.time) -> SqliteQueue:
+    """The embedded queue in ``state`` (created, with its parents, if missing)."""
+    state.mkdir(parents=True, exist_ok=True)
+    return SqliteQueue(state / QUEUE_FILE, clock=clock)
