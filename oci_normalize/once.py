@@ -24,16 +24,31 @@ class OncePerKey(Generic[K, V]):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._locks: dict[K, threading.Lock] = {}
+        self._locks: dict[K, tuple[threading.Lock, int]] = {}  # lock, holders and waiters
         self._values: dict[K, V] = {}
+
+    def __len__(self) -> int:
+        """Keys whose lock is held or waited for now (a lock nobody wants is dropped, so a
+        long-lived instance keyed by ever new names stays small)."""
+        with self._lock:
+            return len(self._locks)
 
     @contextmanager
     def exclusive(self, key: K) -> Iterator[None]:
         """Hold ``key``'s lock: one thread at a time does the work for that key."""
         with self._lock:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            yield
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
 
     def get(self, key: K, make: Callable[[], V]) -> V:
         """The remembered answer for ``key``, made by ``make()`` the first time."""

@@ -182,14 +182,14 @@ def test_one_reference_is_worked_on_by_one_thread_at_a_time() -> None:
     import threading
     import time
 
-    from oci_normalize.serve.worker import KeyedLocks
+    from oci_normalize.once import OncePerKey
 
-    locks = KeyedLocks()
+    locks: OncePerKey[tuple[str, str], None] = OncePerKey()
     inside: list[str] = []
     overlaps: list[int] = []
 
     def work(key: tuple[str, str], name: str) -> None:
-        with locks.hold(key):
+        with locks.exclusive(key):
             inside.append(name)
             overlaps.append(len(inside))
             time.sleep(0.05)

@@ -16,8 +16,8 @@ import typer
 from oci_normalize.cli import exits
 from oci_normalize.cli.exits import say_error, say_warning
 from oci_normalize.cli.options import Connection, connection_options, make_client, safety_options
-from oci_normalize.convert.inplace import ConvertOptions
 from oci_normalize.errors import OciNormalizeError
+from oci_normalize.options import ConvertOptions
 from oci_normalize.serve.defaults import (
     DEFAULT_GRACE,
     DEFAULT_LISTEN,
@@ -201,7 +201,7 @@ def _config(
     no_auth: bool,
     options: ConvertOptions,
 ) -> ServeConfig:
-    from oci_normalize.batch.migrate import Destination
+    from oci_normalize.batch.destination import Destination
     from oci_normalize.batch.targets import registry_reference
     from oci_normalize.serve import service
     from oci_normalize.serve.events import Scope, backup_pattern

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Final
 
 from oci_normalize import api
-from oci_normalize.batch.journal import Journal, known_oci, read_journal
-from oci_normalize.batch.migrate import MigrationRunner
+from oci_normalize.batch.journal import Journal, KnownOci
 from oci_normalize.batch.run import BatchOptions, run
-from oci_normalize.batch.targets import Selection, from_registry
-from oci_normalize.digest import Digest
+from oci_normalize.batch.tally import Tally
+from oci_normalize.batch.targets import Selection, stream_registry
 from oci_normalize.errors import OciNormalizeError
-from oci_normalize.results import CONVERTED, FAILED, WOULD_CONVERT, RefResult
+from oci_normalize.result_models import RefResult
+from oci_normalize.results import CONVERTED, FAILED, WOULD_CONVERT
 from oci_normalize.serve.events import Scope
 from oci_normalize.serve.logs import Logger
 from oci_normalize.serve.metrics import Metrics
@@ -62,29 +62,30 @@ class Reconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def sweep(self) -> list[RefResult]:
-        """One sweep of the scope; failures of single references are in the results."""
+    def sweep(self) -> Tally:
+        """One sweep of the scope, streamed (constant memory whatever the registry's size):
+        references enumerated lazily, each result logged, counted and let go; failures of
+        single references are counted, not raised."""
         client = fresh_view(self._client)
         selection = Selection(repos=self._scope.repos, tags=self._scope.tags)
-        targets = from_registry(
+        targets = stream_registry(
             client, self._mode.registry, selection, concurrency=self._concurrency
         )
         scope = self._scope
-        refs = [
+        refs = (
             r for r in targets.refs if not (scope.excludes(r.repository) or scope.is_backup(r.tag))
-        ]
+        )
         options = BatchOptions(
             concurrency=self._concurrency,
             dry_run=self._mode.check_only,
             convert_options=self._mode.options,
+            destination=self._mode.to,
         )
         rotated(self._journal_path, self._max_journal)
-        known: frozenset[Digest] = frozenset()
-        if self._journal_path.exists():
-            known = known_oci(read_journal(self._journal_path))
-        results: list[RefResult] = []
+        tally = Tally()
 
         def on_result(r: RefResult) -> None:
+            tally.add(r)
             if r.status == CONVERTED and r.new_digest and self._mode.to is None:
                 self._written.add(r.new_digest)
             if r.status in (CONVERTED, FAILED, WOULD_CONVERT):
@@ -99,22 +100,24 @@ class Reconciler:
             if r.status == CONVERTED:
                 self._metrics.converted.inc()
 
-        with Journal(self._journal_path) as journal:
-            if self._mode.to is None:
-                results = run(
+        known = KnownOci(self._journal_path) if self._journal_path.exists() else None
+        try:
+            with Journal(self._journal_path) as journal:
+                for _ in run(
                     refs,
                     client=client,
                     options=options,
                     journal=journal,
-                    known_oci=known,
+                    known_oci=known if known is not None and self._mode.to is None else (),
                     on_result=on_result,
-                )
-            else:
-                runner = MigrationRunner(client, options, journal, self._mode.to)
-                results = runner.run(refs, on_result)
+                ):
+                    pass
+        finally:
+            if known is not None:
+                known.close()
         for what, why in targets.failures:
             self._log("reconcile", reference=what, outcome=FAILED, detail=why)
-        return results
+        return tally
 
     def start(self, every: float) -> None:
         """Sweep now in the background, then every ``every`` seconds (0: only this once)."""
@@ -142,10 +145,8 @@ class Reconciler:
             self._log("reconcile", outcome="sweep-failed", detail=f"{type(exc).__name__}: {exc}")
             return
         self._metrics.reconciles.labels(result="done").inc()
-        counts: dict[str, int] = {}
-        for r in results:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        self._log("reconcile", outcome="done", references=len(results), **counts)
+        counts = dict(results.statuses)
+        self._log("reconcile", outcome="done", references=results.references, **counts)
 
     def stop(self) -> None:
         self._stop.set()

@@ -18,25 +18,27 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from oci_normalize import api
 from oci_normalize import mediatypes as mt
+from oci_normalize.batch.destination import Destination
 from oci_normalize.batch.journal import Journal
-from oci_normalize.batch.migrate import Destination
-from oci_normalize.convert.inplace import DEFAULT_CONVERT_OPTIONS, ConvertOptions, ReferrerCache
 from oci_normalize.digest import Digest
 from oci_normalize.errors import JournalError, NotFoundError, OciNormalizeError, RefusedError
 from oci_normalize.manifest import Fetched, descriptors, parse_body
+from oci_normalize.once import OncePerKey
+from oci_normalize.options import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.reference import Reference
-from oci_normalize.results import CONVERTED, COPIED, ManifestChange
+from oci_normalize.result_models import ManifestChange
+from oci_normalize.results import CONVERTED, COPIED
 from oci_normalize.serve.defaults import DEFAULT_MAX_ATTEMPTS
 from oci_normalize.serve.metrics import OWN_WRITE, Metrics
 from oci_normalize.serve.queue import Lease, QueueClosedError, WorkItem, WorkQueue
 from oci_normalize.serve.written import WrittenDigests
+from oci_normalize.store.referrers import Referrers
 from oci_normalize.text import printable
 
 #: First retry delay; each further attempt doubles it, up to MAX_BACKOFF_S.
@@ -83,7 +85,7 @@ def fresh_view(client: api.Client) -> api.Client:
     tags (signatures) pushed since, so every item gets a view that starts empty.
     """
     view = copy.copy(client)
-    view.referrers = ReferrerCache()
+    view.referrers = Referrers()
     return view
 
 
@@ -102,7 +104,7 @@ class Processor:
         self._written = written
         self._journal = journal
         self._log = log
-        self._busy = KeyedLocks()
+        self._busy: OncePerKey[tuple[str, str], None] = OncePerKey()
 
     def process(self, item: WorkItem) -> Outcome:
         """Do what the mode says for one item; raises OciNormalizeError on failure.
@@ -110,7 +112,7 @@ class Processor:
         One reference is worked on by one thread at a time: the event of a tag being converted
         right now waits, then finds the digest just written and costs one GET.
         """
-        with self._busy.hold((item.repository, item.ref)):
+        with self._busy.exclusive((item.repository, item.ref)):
             return self._process(item)
 
     def _process(self, item: WorkItem) -> Outcome:
@@ -179,34 +181,6 @@ class Processor:
         except OciNormalizeError:
             return False
         return all(mt.base(str(d.get("mediaType", ""))) in mt.KNOWN_OCI for _, d in found)
-
-
-class KeyedLocks:
-    """One lock per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._locks: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._locks)
-
-    @contextmanager
-    def hold(self, key: tuple[str, str]) -> Iterator[None]:
-        with self._lock:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._lock:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
 
 
 def reference_of(registry: str, item: WorkItem) -> Reference:

@@ -54,6 +54,10 @@ class WrittenDigests:
         with self._lock:
             return digest in self._recent
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._recent)
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
