@@ -174,7 +174,7 @@ def test_batch_in_place_moves_each_tag_and_writes_children_once(
 def test_batch_to_carries_a_signature_whose_digest_does_not_change(
     client: Client, src: MemoryStore, dest: MemoryStore
 ) -> None:
-    pure = _oci_image(src)
+    pure = mi.oci_image(src, "pure", "v1").digest
     sig = mi.cosign_signature(src, "pure", pure)
     options = BatchOptions(destination=Destination.parse(DEST))
     results = list(run([ref("pure")], client=client, options=options))
@@ -200,23 +200,3 @@ def test_batch_to_writes_nothing_for_a_refused_image(
 def _bytes_of(store: MemoryStore, repo: str, tag: str) -> tuple[bytes, str]:
     got = store.get_manifest(repo, tag)
     return got.data, got.media_type
-
-
-def _oci_image(store: MemoryStore) -> Digest:
-    """An OCI-pure image in repository ``pure`` tagged v1 (its digest never changes)."""
-    import json
-
-    from oci_normalize import mediatypes as mt
-
-    config = store.add_blob(
-        "pure", b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
-    )
-    layer = store.add_blob("pure", b"layer bytes")
-    body = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "config": {"mediaType": mt.OCI_CONFIG, "digest": str(config), "size": 78},
-        "layers": [{"mediaType": mt.OCI_LAYER_GZIP, "digest": str(layer), "size": 11}],
-    }
-    data = json.dumps(body).encode()
-    return store.add_manifest("pure", "v1", data, mt.OCI_MANIFEST)

@@ -208,3 +208,16 @@ def _list_in_fallback_tag(
         index = json.loads(store.manifests[(repo, held)][0])
     index["manifests"].append({**made.descriptor, "artifactType": artifact_type})
     store.add_manifest(repo, tag, json.dumps(index).encode(), mt.OCI_INDEX)
+
+
+def oci_image(store: MemoryStore, repo: str, tag: str | None, *, key: str = "oci") -> Image:
+    """An OCI-pure image manifest (its digest never changes in a conversion)."""
+    return _image(
+        store,
+        repo,
+        tag,
+        manifest_type=mt.OCI_MANIFEST,
+        config_type=mt.OCI_CONFIG,
+        layer_types=[mt.OCI_LAYER_GZIP],
+        key=key,
+    )
