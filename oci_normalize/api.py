@@ -147,7 +147,7 @@ def _seen_referrers(client: Client, source: Source) -> list[ReferrerOut]:
     """Everything that names a manifest of the tree, and what a conversion would do to it
     (with the default options: a signature whose digest changes would be invalidated)."""
     options = DEFAULT_CONVERT_OPTIONS
-    found = pipeline.attach(client, source, in_place=False, options=options, dry_run=True)
+    found = pipeline.attach(client, source, same_repo=False, options=options, dry_run=True)
     target = planner.Target(source.location, in_place=False)
     return list(planner.plan(found, target, options, dry_run=True).referrers)
 
@@ -267,7 +267,8 @@ def _convert(
         raise OciNormalizeError(f"{source}: --backup-tag applies to in-place conversion only")
     signer = pipeline.Signer.of(options)
     src = plan(source, client=client)
-    src = pipeline.attach(client, src, in_place=in_place, options=options, dry_run=dry_run)
+    same = same_repository(source, target)
+    src = pipeline.attach(client, src, same_repo=same, options=options, dry_run=dry_run)
     tgt = pipeline.read_target(client, src, target, options=options, read_tag=False)
     outcome = planner.plan(src, tgt, options, dry_run=dry_run)
     p = src.plan

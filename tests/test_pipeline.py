@@ -52,7 +52,7 @@ def test_in_place_lists_only_what_names_a_manifest_that_changes(
     lst = mi.docker_list(src, "app", "v1")
     mi.cosign_signature(src, "app", lst.digest)
     s = source(client, "app")
-    found = pipeline.attach(client, s, in_place=True, options=OPTIONS, dry_run=False)
+    found = pipeline.attach(client, s, same_repo=True, options=OPTIONS, dry_run=False)
     assert [a.referrer.name for a in found.attached] == [f"{mi.sig_tag(lst.digest)}.sig"]
     # a signature is never read in place: it is not copied anywhere
     assert found.attached[0].manifest is None
@@ -65,7 +65,7 @@ def test_elsewhere_every_manifest_is_listed_and_each_copy_read_with_its_tree(
     child = lst.children[0]
     sbom = mi.referrer(src, "app", child)
     s = source(client, "app")
-    found = pipeline.attach(client, s, in_place=False, options=OPTIONS, dry_run=False)
+    found = pipeline.attach(client, s, same_repo=False, options=OPTIONS, dry_run=False)
     [a] = found.attached
     assert a.referrer.digest == sbom.digest and a.manifest is not None and a.tree is not None
     assert {b.digest for b in a.tree.blobs} == set(sbom.blobs)
@@ -80,7 +80,7 @@ def test_a_dry_run_reads_no_referrer_bytes(client: Client, src: MemoryStore) -> 
     mi.referrer(src, "app", image)
     s = source(client, "app")
     before = len(src.log)
-    found = pipeline.attach(client, s, in_place=True, options=OPTIONS, dry_run=True)
+    found = pipeline.attach(client, s, same_repo=True, options=OPTIONS, dry_run=True)
     assert [a.manifest for a in found.attached] == [None]
     gets = [op for op in src.log[before:] if op[0] == "GET"]
     assert gets == [("GET", "app", mi.sig_tag(image.digest))]  # the fallback index only
@@ -92,7 +92,7 @@ def test_an_image_already_oci_in_place_lists_nothing(client: Client, src: Memory
     s = source(client, "app")
     assert not s.plan.changed
     before = len(src.log)
-    found = pipeline.attach(client, s, in_place=True, options=OPTIONS, dry_run=False)
+    found = pipeline.attach(client, s, same_repo=True, options=OPTIONS, dry_run=False)
     assert found.attached == () and src.log[before:] == []  # not even a tag list
 
 

@@ -308,3 +308,26 @@ def test_in_place_an_image_already_oci_writes_nothing() -> None:
     src = source("already-oci")
     out = planner.plan(src, in_place(src), ConvertOptions())
     assert out.writes.tag is None and not out.tags
+
+
+def test_a_new_tag_in_the_same_repository_copies_nothing_that_is_there() -> None:
+    src = source("docker-list-oci-children")
+    unchanged = next(n for n in src.plan.nodes if not n.changed)
+    sig = cosign_sig(unchanged.old_digest)
+    retag = Target(SRC.with_tag("v1-oci"), in_place=False)
+    out = planner.plan(with_attached(src, sig), retag, ConvertOptions())
+    w = out.writes
+    assert not w.blobs and not w.referrers  # every blob and the signature are there already
+    assert [p.ref for p in w.children] == [
+        str(n.new_digest) for n in src.plan.nodes[:-1] if n.changed
+    ]
+    assert out.referrers == () and w.tag is not None and w.tag.ref == "v1-oci"
+
+
+def test_sign_runs_need_a_registry_to_sign_in() -> None:
+    from oci_normalize.reference import parse_location
+
+    src = source("docker-v2s2")
+    layout = Target(parse_location("oci:/tmp/out:v1"), in_place=False)
+    out = planner.plan(with_attached(src, cosign_sig(src.plan.root.old_digest)), layout, SIGN)
+    assert out.refusal is not None and "--sign-with" in out.refusal and out.writes.tag is None

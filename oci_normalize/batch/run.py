@@ -277,7 +277,7 @@ class _Runner:
         options = self.options.convert_options
         dry_run = self.options.dry_run
         try:
-            src = attach(self.client, src, in_place=in_place, options=options, dry_run=dry_run)
+            src = attach(self.client, src, same_repo=in_place, options=options, dry_run=dry_run)
         except OciNormalizeError as exc:
             return [self._failed(ref, exc, group, kind) for ref in group.refs]
         written: set[str] = set()  # target repositories this group's tree went to already

@@ -59,7 +59,7 @@ def read(store: Store, loc: Location, root: Fetched | None = None) -> Source:
 
 
 def attach(
-    client: Client, source: Source, *, in_place: bool, options: ConvertOptions, dry_run: bool
+    client: Client, source: Source, *, same_repo: bool, options: ConvertOptions, dry_run: bool
 ) -> Source:
     """``source`` with what names its manifests (registry sources only): cosign tags and OCI
     referrers of the manifests :func:`.planner.subjects_to_list` names, and buildkit
@@ -67,12 +67,12 @@ def attach(
     and towards another repository its own tree."""
     loc = source.location
     p = source.plan
-    if not isinstance(loc, Reference) or p.artifact is not None:
+    if not isinstance(loc, Reference):
         return source
-    if in_place and not p.changed:
+    if same_repo and not p.changed:
         return source
     registry = client.registry(loc)
-    subjects = planner.subjects_to_list(p, in_place=in_place)
+    subjects = planner.subjects_to_list(p, same_repo=same_repo)
     found = client.referrers.of(registry, loc.repository, subjects)
     found += rf.buildkit_attestations(source.tree, p)
     attached = [Attached(ref) for ref in found]
@@ -81,7 +81,7 @@ def attach(
         return out
     read_ = []
     for a in attached:
-        d = planner.decide(a, p, in_place=in_place, options=options, dry_run=False)
+        d = planner.decide(a, p, same_repo=same_repo, options=options, dry_run=False)
         if d is None or not d.copy:
             read_.append(a)
             continue
@@ -89,7 +89,7 @@ def attach(
         name = str(ref.digest) if ref.digest is not None else ref.name
         got = registry.get_manifest(loc.repository, name, expected=ref.digest)
         tree = None
-        if not in_place:
+        if not same_repo:
             at = Reference(registry=loc.registry, repository=loc.repository, digest=got.digest)
             tree = build_tree(registry, at, got)
         read_.append(Attached(ref, got, tree))
@@ -112,12 +112,13 @@ def read_target(
     needs them (absent: a fresh repository), and with ``read_tag`` the tag's digest (the guard,
     the journal's undo and "already there"). Nothing is read for a non-registry target.
     """
-    in_place = same_repository(source.location, target) and source.location.tag == target.tag
+    same_repo = same_repository(source.location, target)
+    in_place = same_repo and source.location.tag == target.tag
     if not isinstance(target, Reference):
         return Target(target, in_place, tree_present=tree_present)
     p = source.plan
     registry = client.registry(target)
-    copies = planner.copies_need_fallback(source, in_place=in_place, options=options)
+    copies = planner.copies_need_fallback(source, same_repo=same_repo, options=options)
     any_copy = bool(copies) or any(a.manifest is not None for a in source.attached)
     want_tags = (in_place and p.changed) or any_copy or read_tag
     listed = client.referrers.listed(registry, target.repository) if want_tags else frozenset()

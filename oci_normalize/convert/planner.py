@@ -46,7 +46,7 @@ from oci_normalize.errors import ReferenceError_
 from oci_normalize.manifest import Fetched
 from oci_normalize.models import Blob, Node, Plan, PlannedNode
 from oci_normalize.options import ConvertOptions
-from oci_normalize.reference import Location, Reference
+from oci_normalize.reference import Location, Reference, same_repository
 from oci_normalize.results import (
     ANNOTATION_UPDATED,
     BACKUP,
@@ -161,16 +161,18 @@ class Outcome:
         return tuple(r for r in self.referrers if r.signed)
 
 
-def subjects_to_list(plan: Plan, *, in_place: bool) -> list[Digest]:
-    """Which manifests' referrers the reader lists: in place only what changes (the rest stays
-    where it is, valid), towards another repository every manifest (all of it travels)."""
-    return [n.old_digest for n in plan.nodes if n.changed or not in_place]
+def subjects_to_list(plan: Plan, *, same_repo: bool) -> list[Digest]:
+    """Which manifests' referrers the reader lists: within the image's own repository only
+    what changes (the rest stays where it is, valid), towards another repository every manifest
+    (all of it travels)."""
+    return [n.old_digest for n in plan.nodes if n.changed or not same_repo]
 
 
 def decide(
-    attached: Attached, plan: Plan, *, in_place: bool, options: ConvertOptions, dry_run: bool
+    attached: Attached, plan: Plan, *, same_repo: bool, options: ConvertOptions, dry_run: bool
 ) -> Decision | None:
-    """The one rule table (module docstring); None: nothing to do or say (in place, unchanged)."""
+    """The one rule table (module docstring); None: nothing to do or say (an unchanged subject
+    in its own repository: what names it is there already)."""
     ref = attached.referrer
     node = next(n for n in plan.nodes if n.old_digest == ref.subject)
     action: ReferrerAction
@@ -178,7 +180,7 @@ def decide(
     if ref.kind == BUILDKIT_ATTESTATION:
         return Decision(attached, node, ANNOTATION_UPDATED) if node.changed else None
     if not node.changed:
-        if in_place:
+        if same_repo:
             return None
         action, copy = (WOULD_CARRY if dry_run else CARRIED), True
     elif ref.signed:
@@ -196,22 +198,22 @@ def decide(
 
 
 def decisions(
-    source: Source, *, in_place: bool, options: ConvertOptions, dry_run: bool
+    source: Source, *, same_repo: bool, options: ConvertOptions, dry_run: bool
 ) -> list[Decision]:
     out = []
     for attached in source.attached:
-        d = decide(attached, source.plan, in_place=in_place, options=options, dry_run=dry_run)
+        d = decide(attached, source.plan, same_repo=same_repo, options=options, dry_run=dry_run)
         if d is not None:
             out.append(d)
     return out
 
 
 def copies_need_fallback(
-    source: Source, *, in_place: bool, options: ConvertOptions
+    source: Source, *, same_repo: bool, options: ConvertOptions
 ) -> list[Digest]:
     """New subject digests that OCI-referrer copies will name (the reader reads their fallback
     index where the target lacks the referrers API)."""
-    found = decisions(source, in_place=in_place, options=options, dry_run=False)
+    found = decisions(source, same_repo=same_repo, options=options, dry_run=False)
     subjects = [d.node.new_digest for d in found if d.copy and d.attached.referrer.digest]
     return list(dict.fromkeys(subjects))
 
@@ -225,7 +227,8 @@ def plan(
     p = source.plan
     root = p.root
     in_place = target.in_place
-    found = decisions(source, in_place=in_place, options=options, dry_run=dry_run)
+    same_repo = same_repository(source.location, target.location)
+    found = decisions(source, same_repo=same_repo, options=options, dry_run=dry_run)
     refused = [d for d in found if d.action == REFUSED_BY]
     refusal = _refusal(source.location, refused) if refused else None
     backup_at = target.backup_now
@@ -235,13 +238,18 @@ def plan(
             f"{backup_at}, not at the original {root.old_digest}; choose another --backup-tag"
         )
     hooks = _sign_steps(found, p, target) if options.sign_with else ()
+    if hooks and not isinstance(target.location, Reference):
+        refusal = refusal or (
+            f"{target.location}: --sign-with signs in a registry; {len(hooks)} manifest(s) "
+            "would need re-signing here"
+        )
 
     puts: list[ManifestPut] = []
     blobs: list[Blob] = []
     fallback_adds: dict[Digest, list[ManifestPut]] = {}
     referrer_outs: list[ReferrerOut] = []
     for d in found:
-        new_name = _copy(d, target, puts, blobs, fallback_adds) if d.copy else None
+        new_name = _copy(d, target, not same_repo, puts, blobs, fallback_adds) if d.copy else None
         if d.attached.referrer.kind == BUILDKIT_ATTESTATION:
             new_name = d.attached.referrer.name
         referrer_outs.append(_out(d, new_name))
@@ -271,7 +279,7 @@ def plan(
         empty = WritePlan(repository=target.repository)
         return Outcome(empty, tuple(referrer_outs), tuple(tags), hooks, refusal, present)
 
-    whole_tree = not in_place
+    whole_tree = not same_repo  # within one repository every blob and unchanged child is there
     children = [n for n in p.nodes[:-1] if n.changed or whole_tree]
     manifests = [ManifestPut(str(n.new_digest), n.new_data, n.new_media_type) for n in children]
     if (puts or hooks) and target.tag is not None:  # something names the root: it goes first
@@ -335,6 +343,7 @@ def _sign_steps(found: list[Decision], plan: Plan, target: Target) -> tuple[Sign
 def _copy(
     d: Decision,
     target: Target,
+    cross: bool,
     puts: list[ManifestPut],
     blobs: list[Blob],
     fallback_adds: dict[Digest, list[ManifestPut]],
@@ -346,7 +355,6 @@ def _copy(
     node = d.node
     if got is None:
         return None  # not read (a dry run): nothing to copy
-    cross = not target.in_place
     data = got.data
     if node.changed and ref.kind not in COSIGN_KINDS:
         subject = rf.subject_descriptor(node.new_media_type, node.new_digest, len(node.new_data))
