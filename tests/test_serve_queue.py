@@ -171,6 +171,23 @@ def test_a_restart_beside_a_newer_copy_keeps_one(tmp_path: Path) -> None:
         q2.close()
 
 
+def test_a_restart_with_two_leases_of_one_reference_keeps_one(tmp_path: Path) -> None:
+    q = open_sqlite(tmp_path)
+    q.put([item(at=1.0)])
+    assert q.take(0) is not None
+    q.put([item(at=2.0)])  # pushed again while the first was being worked on
+    assert q.take(0) is not None  # and taken by a second worker before the kill
+    q.put([item(ref="other")])
+    q.close()
+    q2 = open_sqlite(tmp_path)
+    try:
+        assert q2.depth() == 2
+        first = q2.take(0)
+        assert first is not None and first.item == item(at=1.0)
+    finally:
+        q2.close()
+
+
 def test_take_wakes_up_on_put(queue: SqliteQueue) -> None:
     import threading
 

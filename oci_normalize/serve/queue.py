@@ -118,12 +118,17 @@ class SqliteQueue:
         self._intake = _GroupCommit(path, self._insert)
 
     def _recover(self) -> None:
-        """Leases a killed process held go back to the queue (their attempt still counts)."""
+        """Leases a killed process held go back to the queue (their attempt still counts).
+
+        One waiting row per reference: a leased row goes if the reference already waits, or if
+        an older leased row of it stays (two workers may each have held one).
+        """
         with self._tx():
             self._db.execute(
-                "DELETE FROM items WHERE state = ? AND EXISTS (SELECT 1 FROM items w "
-                "WHERE w.state = ? AND w.repository = items.repository AND w.ref = items.ref)",
-                (LEASED, READY),
+                "DELETE FROM items WHERE state = ? AND EXISTS (SELECT 1 FROM items o "
+                "WHERE o.repository = items.repository AND o.ref = items.ref "
+                "AND (o.state = ? OR (o.state = ? AND o.id < items.id)))",
+                (LEASED, READY, LEASED),
             )
             self._db.execute(
                 "UPDATE items SET state = ?, token = NULL, not_before = 0 WHERE state = ?",
