@@ -23,7 +23,7 @@ from oci_normalize.serve.worker import Mode, Processor, WorkerPool
 from oci_normalize.serve.written import WrittenDigests
 from tests.support import seed
 from tests.support.notify import oci_pure, wait_until
-from tests.support.registry import RunningRegistry, free_port
+from tests.support.registry import RegistryFactory, free_port
 
 TOKEN = "s3cret-token-value"
 V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -245,10 +245,11 @@ class Trap:
 
 
 def test_addresses_in_an_event_are_never_contacted(
-    registry: RunningRegistry, tmp_path: Path
+    registry_factory: RegistryFactory, tmp_path: Path
 ) -> None:
     """The whole path, event to conversion on the configured registry: the listener named by
     target.url, request.host and source.addr gets no connection."""
+    registry = registry_factory()  # its own: a session registry's catalog is other tests' too
     trap = Trap()
     seed.push_mixed_kaniko(registry.url, "serve-trap/app", "1")
     there = f"127.0.0.1:{trap.port}"

@@ -171,6 +171,23 @@ def test_a_restart_beside_a_newer_copy_keeps_one(tmp_path: Path) -> None:
         q2.close()
 
 
+def test_a_restart_with_two_leases_of_one_reference_keeps_one(tmp_path: Path) -> None:
+    q = open_sqlite(tmp_path)
+    q.put([item(at=1.0)])
+    assert q.take(0) is not None
+    q.put([item(at=2.0)])  # pushed again while the first was being worked on
+    assert q.take(0) is not None  # and taken by a second worker before the kill
+    q.put([item(ref="other")])
+    q.close()
+    q2 = open_sqlite(tmp_path)
+    try:
+        assert q2.depth() == 2
+        first = q2.take(0)
+        assert first is not None and first.item == item(at=1.0)
+    finally:
+        q2.close()
+
+
 def test_take_wakes_up_on_put(queue: SqliteQueue) -> None:
     import threading
 
@@ -200,3 +217,50 @@ def test_calls_after_close_raise(tmp_path: Path) -> None:
     q.close()
     with pytest.raises(QueueClosedError):
         q.put([item()])
+
+
+def test_concurrent_puts_share_commits_and_lose_nothing(tmp_path: Path) -> None:
+    import threading
+
+    q = open_sqlite(tmp_path)
+    commits: list[int] = []
+    insert = q._intake._insert  # count the transactions the puts were grouped into
+
+    def counting(db: object, items: list[WorkItem]) -> None:
+        commits.append(len(items))
+        insert(db, items)  # type: ignore[arg-type]
+
+    q._intake._insert = counting
+
+    def worker(n: int) -> None:
+        for i in range(100):
+            q.put([item(ref=f"{n}-{i}"), item(ref="shared")])
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert q.depth() == 801  # 800 distinct and one shared, however the commits fell
+        assert sum(commits) == 1600
+        assert len(commits) < 800  # some puts shared a commit
+    finally:
+        q.close()
+    q2 = open_sqlite(tmp_path)
+    try:
+        assert q2.depth() == 801  # and all of it durable
+    finally:
+        q2.close()
+
+
+def test_a_failed_commit_fails_every_put_in_it(tmp_path: Path) -> None:
+    q = open_sqlite(tmp_path)
+
+    def failing(db: object, items: list[WorkItem]) -> None:
+        raise OSError("disk full")
+
+    q._intake._insert = failing
+    with pytest.raises(OSError, match="disk full"):
+        q.put([item()])
+    q.close()

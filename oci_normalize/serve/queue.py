@@ -115,14 +115,20 @@ class SqliteQueue:
         with self._lock:
             self._db.executescript(_SCHEMA)
             self._recover()
+        self._intake = _GroupCommit(path, self._insert)
 
     def _recover(self) -> None:
-        """Leases a killed process held go back to the queue (their attempt still counts)."""
+        """Leases a killed process held go back to the queue (their attempt still counts).
+
+        One waiting row per reference: a leased row goes if the reference already waits, or if
+        an older leased row of it stays (two workers may each have held one).
+        """
         with self._tx():
             self._db.execute(
-                "DELETE FROM items WHERE state = ? AND EXISTS (SELECT 1 FROM items w "
-                "WHERE w.state = ? AND w.repository = items.repository AND w.ref = items.ref)",
-                (LEASED, READY),
+                "DELETE FROM items WHERE state = ? AND EXISTS (SELECT 1 FROM items o "
+                "WHERE o.repository = items.repository AND o.ref = items.ref "
+                "AND (o.state = ? OR (o.state = ? AND o.id < items.id)))",
+                (LEASED, READY, LEASED),
             )
             self._db.execute(
                 "UPDATE items SET state = ?, token = NULL, not_before = 0 WHERE state = ?",
@@ -133,15 +139,20 @@ class SqliteQueue:
         return _Transaction(self._db)
 
     def put(self, items: Sequence[WorkItem]) -> None:
+        self._check_open()
+        if items:
+            self._intake.put(items)  # committed (with whatever arrived meanwhile) on return
         with self._lock:
-            self._check_open()
-            with self._tx():
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO items (repository, ref, received, state) "
-                    "VALUES (?, ?, ?, ?)",
-                    [(i.repository, i.ref, i.received, READY) for i in items],
-                )
             self._ready.notify_all()
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, items: list[WorkItem]) -> None:
+        with _Transaction(db):
+            db.executemany(
+                "INSERT OR IGNORE INTO items (repository, ref, received, state) "
+                "VALUES (?, ?, ?, ?)",
+                [(i.repository, i.ref, i.received, READY) for i in items],
+            )
 
     def take(self, timeout: float) -> Lease | None:
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -245,6 +256,8 @@ class SqliteQueue:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+                if hasattr(self, "_intake"):
+                    self._intake.close()
             self._ready.notify_all()
 
     def _check_open(self) -> None:
@@ -254,6 +267,71 @@ class SqliteQueue:
 
 class QueueClosedError(RuntimeError):
     """A call on a queue after :meth:`~WorkQueue.close` (a worker outliving shutdown)."""
+
+
+class _GroupCommit:
+    """Puts from many threads share commits: while one transaction is being made durable, the
+    items that arrive wait and go together in the next one (one fsync for all of them).
+
+    A connection of its own, so that takes and acks on the main one do not wait behind it
+    longer than SQLite's write lock needs.
+    """
+
+    def __init__(
+        self, path: Path, insert: Callable[[sqlite3.Connection, list[WorkItem]], None]
+    ) -> None:
+        self._db = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._insert = insert
+        self._cond = threading.Condition()
+        self._open: list[WorkItem] = []  # the batch being filled
+        self._open_no = 0
+        self._done_no = -1  # the last batch committed (or failed)
+        self._failed: tuple[int, BaseException] | None = None
+        self._committing = False
+        self._closed = False
+
+    def put(self, items: Sequence[WorkItem]) -> None:
+        with self._cond:
+            if self._closed:
+                raise QueueClosedError("the work queue is closed")
+            self._open.extend(items)
+            mine = self._open_no
+            while self._done_no < mine:
+                if self._committing:
+                    self._cond.wait()
+                    continue
+                self._commit_open()
+            if self._failed is not None and self._failed[0] == mine:
+                raise self._failed[1]
+
+    def _commit_open(self) -> None:
+        """Called with the condition held: commit the open batch, releasing it meanwhile."""
+        batch, number = self._open, self._open_no
+        self._open, self._open_no = [], number + 1
+        self._committing = True
+        self._cond.release()
+        error: BaseException | None = None
+        try:
+            self._insert(self._db, batch)
+        except BaseException as exc:  # noqa: BLE001 - handed to every put of the batch
+            error = exc
+        finally:
+            self._cond.acquire()
+        self._committing = False
+        self._done_no = number
+        if error is not None:
+            self._failed = (number, error)
+        self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            while self._committing:
+                self._cond.wait()
+            self._db.close()
 
 
 class _Transaction:
