@@ -13,7 +13,8 @@ code  meaning
 1     ``check`` only: Docker, mixed or schema1 media types were found. Never an error.
 2     error: bad input or options, unreachable, denied, refused, broken content; for
       ``batch`` and ``rollback``: could not start, or an output could not be written
-3     ``batch`` / ``rollback``: some references failed or conflicted; the rest were done
+3     ``batch`` / ``rollback``: some references failed or conflicted; the rest were done;
+      ``convert``: a ``--sign-with`` run failed or timed out, so the tag did not move
 130   interrupted (Ctrl-C)
 ====  =================================================================================
 """
