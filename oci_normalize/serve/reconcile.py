@@ -1,10 +1,11 @@
 """What events miss: a sweep of the whole scope, as ``batch`` does, on start and periodically.
 
 distribution keeps undelivered events in memory only; a registry restart, or ``serve`` being
-down long enough, loses them. Each sweep lists the catalog and tags (:mod:`..batch.targets`) and
-runs the batch runner (in place) or the migration runner (``--to``), dry-run with
-``--check-only``, under its own journal in the state directory (``reconcile.journal``; rollback
-reads it like any batch journal).
+down long enough, loses them. Each sweep enumerates the catalog and tags lazily
+(:mod:`oci_normalize.batch.targets`) and runs the one batch runner (in place, or with ``--to``
+as its destination; dry run with ``--check-only``) under its own journal in the state directory
+(``reconcile.journal``; rollback reads it like any batch journal). Results are counted and let
+go, so a sweep runs in the same constant memory as ``batch``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from oci_normalize.results import CONVERTED, FAILED, WOULD_CONVERT
 from oci_normalize.serve.events import Scope
 from oci_normalize.serve.logs import Logger
 from oci_normalize.serve.metrics import Metrics
-from oci_normalize.serve.worker import Mode, fresh_view
+from oci_normalize.serve.worker import Mode
 from oci_normalize.serve.written import WrittenDigests
 
 JOURNAL_FILE: Final = "reconcile.journal"
@@ -66,7 +67,7 @@ class Reconciler:
         """One sweep of the scope, streamed (constant memory whatever the registry's size):
         references enumerated lazily, each result logged, counted and let go; failures of
         single references are counted, not raised."""
-        client = fresh_view(self._client)
+        client = self._client.view()
         selection = Selection(repos=self._scope.repos, tags=self._scope.tags)
         targets = stream_registry(
             client, self._mode.registry, selection, concurrency=self._concurrency

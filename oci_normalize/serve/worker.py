@@ -15,7 +15,6 @@ reason; a refusal (a signed image) is parked at once, since retrying cannot chan
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +37,6 @@ from oci_normalize.serve.defaults import DEFAULT_MAX_ATTEMPTS
 from oci_normalize.serve.metrics import OWN_WRITE, Metrics
 from oci_normalize.serve.queue import Lease, QueueClosedError, WorkItem, WorkQueue
 from oci_normalize.serve.written import WrittenDigests
-from oci_normalize.store.referrers import Referrers
 from oci_normalize.text import printable
 
 #: First retry delay; each further attempt doubles it, up to MAX_BACKOFF_S.
@@ -78,17 +76,6 @@ def backoff(attempt: int) -> float:
     return float(min(BASE_BACKOFF_S * 2 ** max(attempt - 1, 0), MAX_BACKOFF_S))
 
 
-def fresh_view(client: api.Client) -> api.Client:
-    """``client`` sharing its connections and tokens, with empty tag and referrer caches.
-
-    The client's caches last as long as it does, which suits one batch; a service must see the
-    tags (signatures) pushed since, so every item gets a view that starts empty.
-    """
-    view = copy.copy(client)
-    view.referrers = Referrers()
-    return view
-
-
 class Processor:
     def __init__(
         self,
@@ -117,7 +104,7 @@ class Processor:
 
     def _process(self, item: WorkItem) -> Outcome:
         ref = reference_of(self._mode.registry, item)
-        client = fresh_view(self._client)
+        client = self._client.view()  # tags and signatures pushed since the last item
         if self._mode.check_only:
             checked = api.check(ref, client=client)
             status = CHECKED_OCI if checked.oci or checked.artifact else CHECKED_DOCKER

@@ -7,6 +7,7 @@ command on a registry reference does not load them (start-up is a large share of
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -70,6 +71,14 @@ class Client:
                 )
                 self._registries[ref.registry] = reg
             return reg
+
+    def view(self) -> Client:
+        """This client's connections, tokens and stores, with empty per-run memory (tag lists,
+        referrers-API support): a long-lived service starts each item from what the registry
+        holds now, not from what it held at an earlier item."""
+        other = copy.copy(self)
+        other.referrers = Referrers()
+        return other
 
     def mount(self, registry: str, store: RegistryStore) -> None:
         """Serve ``registry`` (``HOST[:PORT]``) from ``store`` instead of the network: the seam
