@@ -148,8 +148,7 @@ def _seen_referrers(client: Client, source: Source) -> list[ReferrerOut]:
     (with the default options: a signature whose digest changes would be invalidated)."""
     options = DEFAULT_CONVERT_OPTIONS
     found = pipeline.attach(client, source, same_repo=False, options=options, dry_run=True)
-    target = planner.Target(source.location, in_place=False)
-    return list(planner.plan(found, target, options, dry_run=True).referrers)
+    return list(planner.seen(found, options))
 
 
 def _check_archive(ref: ArchiveRef) -> CheckResult:

@@ -208,6 +208,14 @@ def decisions(
     return out
 
 
+def seen(source: Source, options: ConvertOptions) -> tuple[ReferrerOut, ...]:
+    """Everything that names a manifest of the image and what a conversion would do to it
+    (``check``): a signature whose digest changes would be refused (or re-signed), one whose
+    digest stays would travel with the image wherever it goes."""
+    found = decisions(source, same_repo=False, options=options, dry_run=True)
+    return tuple(_out(d, None) for d in found)
+
+
 def copies_need_fallback(
     source: Source, *, same_repo: bool, options: ConvertOptions
 ) -> list[Digest]:
