@@ -597,7 +597,13 @@ class NatsQueue:
             try:
                 await self._locks.delete(held.key, last=held.lock)
                 return
-            except nats.js.errors.KeyWrongLastSequenceError:
+            except (
+                nats.js.errors.KeyWrongLastSequenceError,
+                nats.js.errors.BadRequestError,
+            ) as exc:
+                # nats-py reports a delete's lost race as a plain 400 "wrong last sequence"
+                if not _wrong_last_sequence(exc):
+                    raise
                 # A heartbeat refreshed it meanwhile (ours still), or it expired and another
                 # replica holds it now (theirs: leave it).
                 try:
@@ -754,3 +760,13 @@ def status(url: str) -> dict[str, Any]:
         }
     finally:
         queue.close()
+
+
+#: JetStream's error code for "wrong last sequence" (a compare-and-set that lost a race).
+WRONG_LAST_SEQUENCE: Final = 10071
+
+
+def _wrong_last_sequence(exc: Exception) -> bool:
+    if isinstance(exc, nats.js.errors.KeyWrongLastSequenceError):
+        return True
+    return getattr(exc, "err_code", None) == WRONG_LAST_SEQUENCE
