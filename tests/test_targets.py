@@ -17,7 +17,7 @@ from oci_normalize.batch.targets import (
     shard_of,
     stream_registry,
 )
-from oci_normalize.errors import ReferenceError_, RegistryError
+from oci_normalize.errors import InvalidReferenceError, RegistryError
 from oci_normalize.reference import Reference
 from tests.support.bulk_seed import Seeder
 from tests.support.registry import RegistryFactory, RunningRegistry
@@ -114,7 +114,7 @@ def test_from_lines_without_registry_keeps_docker_hub() -> None:
 
 @pytest.mark.parametrize("bad", ["nohost", "a b", "h.io/"])
 def test_registry_reference_rejects_non_hosts(bad: str) -> None:
-    with pytest.raises(ReferenceError_):
+    with pytest.raises(InvalidReferenceError):
         registry_reference(bad)
 
 

@@ -16,8 +16,8 @@ from oci_normalize.convert.tree import build_tree, fetch_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     DigestMismatchError,
+    InvalidReferenceError,
     MalformedManifestError,
-    ReferenceError_,
 )
 from oci_normalize.manifest import Fetched, parse_body, signed_payload, verify_manifest
 from oci_normalize.reference import Reference, parse_repository, parse_tag, shown
@@ -159,14 +159,14 @@ def test_a_child_whose_size_differs_from_its_descriptor_is_refused(said: int) ->
     ],
 )
 def test_registry_names_parse_like_user_input(name: str) -> None:
-    with pytest.raises(ReferenceError_) as info:
+    with pytest.raises(InvalidReferenceError) as info:
         parse_repository(name)
     assert "\x1b" not in str(info.value) and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("tag", ["../x", "t\x1b[31m", "t\nX", "", "a" * 129, "-t", ".t"])
 def test_registry_tags_parse_like_user_input(tag: str) -> None:
-    with pytest.raises(ReferenceError_):
+    with pytest.raises(InvalidReferenceError):
         parse_tag(tag)
 
 
@@ -184,7 +184,7 @@ def test_good_names_pass_unchanged() -> None:
     ],
 )
 def test_a_password_in_a_reference_is_never_echoed(text: str) -> None:
-    with pytest.raises(ReferenceError_) as info:
+    with pytest.raises(InvalidReferenceError) as info:
         Reference.parse(text)
     assert "s3cret" not in str(info.value)
     assert "s3cret" not in shown(text)
@@ -192,7 +192,7 @@ def test_a_password_in_a_reference_is_never_echoed(text: str) -> None:
 
 def test_port_out_of_range_is_a_reference_error() -> None:
     for text in ("127.0.0.1:99999/app", "host.example:0/app", "host.example:65536/a"):
-        with pytest.raises(ReferenceError_, match="bad registry host"):
+        with pytest.raises(InvalidReferenceError, match="bad registry host"):
             Reference.parse(text)
     assert Reference.parse("host.example:65535/a").registry == "host.example:65535"
 

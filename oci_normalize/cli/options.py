@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 import typer
 
 from oci_normalize.cli.exits import say_warning
-from oci_normalize.errors import CredentialError, ReferenceError_
+from oci_normalize.errors import CredentialError, InvalidReferenceError
 from oci_normalize.http.retry import MAX_ATTEMPTS, MAX_RETRY_TIME_S, RetryPolicy
 from oci_normalize.limits import (
     CONNECT_TIMEOUT_S,
@@ -68,7 +68,7 @@ def _backup_template(value: str | None) -> str | None:
     for sample in ("0", "1"):  # two tags: a constant template equals at most one of them
         try:
             render_backup_tag(value, sample)
-        except ReferenceError_ as exc:
+        except InvalidReferenceError as exc:
             problems.append(str(exc))
     if len(problems) == 2:
         raise typer.BadParameter(problems[0].removeprefix("--backup-tag "))

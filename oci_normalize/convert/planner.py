@@ -42,7 +42,7 @@ from oci_normalize import mediatypes as mt
 from oci_normalize.convert import referrers as rf
 from oci_normalize.convert.push import ManifestPut, SignStep, TagGuard, WritePlan
 from oci_normalize.digest import Digest
-from oci_normalize.errors import ReferenceError_
+from oci_normalize.errors import InvalidReferenceError
 from oci_normalize.manifest import Fetched
 from oci_normalize.models import Blob, Node, Plan, PlannedNode
 from oci_normalize.options import ConvertOptions
@@ -462,18 +462,20 @@ def render_backup_tag(template: str, tag: str) -> str:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ReferenceError_(
+        raise InvalidReferenceError(
             f"--backup-tag {shown!r}: not a template ({exc}); only {{tag}} may be used"
         ) from exc
     if any(name not in (None, "tag") or spec or conv for _, name, spec, conv in parsed):
-        raise ReferenceError_(f"--backup-tag {shown!r}: only {{tag}} may be used in the template")
+        raise InvalidReferenceError(
+            f"--backup-tag {shown!r}: only {{tag}} may be used in the template"
+        )
     name = "".join(text + (tag if field_ is not None else "") for text, field_, _, _ in parsed)
     try:
         Reference.parse(f"localhost/x:{name}")
-    except ReferenceError_ as exc:
-        raise ReferenceError_(
+    except InvalidReferenceError as exc:
+        raise InvalidReferenceError(
             f"--backup-tag {shown!r} gives {printable(name, limit=140)!r}, not a valid tag"
         ) from exc
     if name == tag:
-        raise ReferenceError_(f"--backup-tag {shown!r} names the tag being converted")
+        raise InvalidReferenceError(f"--backup-tag {shown!r} names the tag being converted")
     return name

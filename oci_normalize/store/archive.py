@@ -33,10 +33,10 @@ from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     DigestMismatchError,
+    InvalidReferenceError,
     MalformedManifestError,
     NotFoundError,
     OciNormalizeError,
-    ReferenceError_,
 )
 from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, Fetched, serialize
 from oci_normalize.reference import ArchiveRef, Reference
@@ -137,7 +137,7 @@ def choose(images: list[ArchiveImage], image: str | None, what: str) -> ArchiveI
             try:
                 if tag == image or Reference.parse(tag) == wanted:
                     return candidate
-            except ReferenceError_:
+            except InvalidReferenceError:
                 continue
     raise NotFoundError(f"{what}: no image tagged {image!r}")
 
