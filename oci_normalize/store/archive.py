@@ -40,7 +40,7 @@ from oci_normalize.errors import (
 )
 from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, Fetched, serialize
 from oci_normalize.reference import ArchiveRef, Reference
-from oci_normalize.store.base import BlobStream, BytesBlob, FileBlob
+from oci_normalize.store.base import BlobStream, bytes_blob, file_blob
 from oci_normalize.store.layerio import spool_layer
 from oci_normalize.store.tarmembers import Members, chunks, member_name, open_tar, show
 from oci_normalize.text import printable
@@ -300,11 +300,11 @@ class ArchiveStore:
         built = self._load()
         self.requests += 1
         if digest == built.config_digest:
-            return BytesBlob(built.config)
+            return bytes_blob(built.config)
         path = built.layers.get(digest)
         if path is None:
             raise NotFoundError(f"{self.registry}: no blob {digest}")
-        return FileBlob(path)
+        return file_blob(path)
 
     def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
         raise OciNormalizeError(f"{self.registry}: docker-archive is a source only")

@@ -19,7 +19,7 @@ from oci_normalize.manifest import BodyOpener, Fetched
 
 
 class BlobStream(Protocol):
-    """A blob being read: ``requests.Response`` is one, :class:`FileBlob` another."""
+    """A blob being read: ``requests.Response`` is one, :class:`StreamBlob` another."""
 
     def iter_content(self, chunk_size: int) -> Iterator[Any]: ...
 
@@ -100,11 +100,11 @@ class StreamBlob:
         self.close()
 
 
-def FileBlob(path: Path) -> StreamBlob:  # noqa: N802 - reads like the type it makes
+def file_blob(path: Path) -> StreamBlob:
     """A local file, streamed."""
     return StreamBlob(path.open("rb"))
 
 
-def BytesBlob(data: bytes) -> StreamBlob:  # noqa: N802
+def bytes_blob(data: bytes) -> StreamBlob:
     """Bytes in memory (a config blob), streamed."""
     return StreamBlob(io.BytesIO(data))

@@ -36,7 +36,7 @@ from oci_normalize.errors import (
 )
 from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, Fetched, effective_media_type
 from oci_normalize.reference import OciArchiveRef
-from oci_normalize.store.base import BlobStream, FileBlob
+from oci_normalize.store.base import BlobStream, file_blob
 from oci_normalize.store.layout import INDEX_FILE, LAYOUT_FILE, MAX_INDEX_BYTES, Layout
 
 #: Members recorded at most (a layout holds a few per image; this stops a header bomb).
@@ -279,7 +279,7 @@ class OciArchiveStore:
         layout = self._load()
         self.requests += 1
         if layout.blob_path(digest).is_file():
-            return FileBlob(layout.blob_path(digest))
+            return file_blob(layout.blob_path(digest))
         member = self._member(self._blob_name(digest))
         if member is None or self._fd is None:
             raise NotFoundError(f"{self.name}: blob {digest} is missing from the archive")

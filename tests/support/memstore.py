@@ -37,7 +37,7 @@ from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import NotFoundError, RegistryError
 from oci_normalize.manifest import BodyOpener, Fetched, effective_media_type, verify_manifest
-from oci_normalize.store.base import BytesBlob, StreamBlob, opened
+from oci_normalize.store.base import StreamBlob, bytes_blob, opened
 
 Op = tuple[str, ...]
 
@@ -227,7 +227,7 @@ class MemoryStore:
                     status=404,
                     code="BLOB_UNKNOWN",
                 )
-            return BytesBlob(self.lies.get(digest, data))
+            return bytes_blob(self.lies.get(digest, data))
 
     def upload_blob(
         self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes] | BodyOpener
