@@ -19,7 +19,7 @@ from oci_normalize.errors import (
     InvalidReferenceError,
     MalformedManifestError,
 )
-from oci_normalize.manifest import Fetched, parse_body, signed_payload, verify_manifest
+from oci_normalize.manifest import VerifiedManifest, parse_body, signed_payload, verify_manifest
 from oci_normalize.reference import Reference, parse_repository, parse_tag, shown
 from tests.support.hostile_registry import (
     OCI_INDEX,
@@ -100,13 +100,13 @@ class CountingStore:
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
+    ) -> VerifiedManifest:
         with self.lock:
             self.gets.append(ref)
             self.threads.add(threading.get_ident())
         key = self.content.root if ref == "v1" else ref
         data, mtype = self.content.manifests[key]
-        return Fetched(data=data, media_type=mtype, digest=Digest.parse(key))
+        return VerifiedManifest(data=data, media_type=mtype, digest=Digest.parse(key))
 
 
 def test_a_wide_deep_index_is_fetched_once_per_digest_on_few_threads() -> None:
@@ -140,7 +140,7 @@ def test_a_child_whose_size_differs_from_its_descriptor_is_refused(said: int) ->
     data = json.dumps(index).encode()
     content.root = content.add_manifest(data, OCI_INDEX)
     store = CountingStore(content)
-    root = Fetched(data=data, media_type=OCI_INDEX, digest=Digest.of(data))
+    root = VerifiedManifest(data=data, media_type=OCI_INDEX, digest=Digest.of(data))
     with pytest.raises(DigestMismatchError, match=f"descriptor says {said}"):
         build_tree(store, Reference.parse("hostile.test/app:v1"), root)  # type: ignore[arg-type]
 

@@ -43,7 +43,7 @@ from oci_normalize.convert import referrers as rf
 from oci_normalize.convert.push import ManifestPut, SignStep, TagGuard, WritePlan
 from oci_normalize.digest import Digest
 from oci_normalize.errors import InvalidReferenceError
-from oci_normalize.manifest import Fetched
+from oci_normalize.manifest import VerifiedManifest
 from oci_normalize.models import Blob, Node, Plan, PlannedNode
 from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import Location, Reference
@@ -83,7 +83,7 @@ class Attached:
     bytes and, for a copy into another repository, its own tree (children and blobs)."""
 
     referrer: Referrer
-    manifest: Fetched | None = None
+    manifest: VerifiedManifest | None = None
     tree: Node | None = None
 
 
@@ -120,11 +120,11 @@ class Target:
     tags: frozenset[str] = frozenset()
     fresh: bool = False
     referrers_api: bool = False
-    fallback: Mapping[Digest, Fetched | None] = field(default_factory=dict)
+    fallback: Mapping[Digest, VerifiedManifest | None] = field(default_factory=dict)
     backup_tag: str | None = None
     backup_now: Digest | None = None
     tree_present: bool = False
-    replaced: Fetched | None = None  # what the tag held, as read (the journal's undo)
+    replaced: VerifiedManifest | None = None  # what the tag held, as read (the journal's undo)
 
     @property
     def tag(self) -> str | None:

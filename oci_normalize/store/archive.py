@@ -38,7 +38,7 @@ from oci_normalize.errors import (
     NotFoundError,
     OciNormalizeError,
 )
-from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, Fetched, serialize
+from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, VerifiedManifest, serialize
 from oci_normalize.reference import ArchiveRef, Reference
 from oci_normalize.store.base import BlobStream, bytes_blob, file_blob
 from oci_normalize.store.layerio import spool_layer
@@ -278,12 +278,14 @@ class ArchiveStore:
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
+    ) -> VerifiedManifest:
         built = self._load()
         self.requests += 1
         if ref not in ("", str(built.digest)) or expected not in (None, built.digest):
             raise NotFoundError(f"{what or self.registry}: the archive image is {built.digest}")
-        return Fetched(data=built.manifest, media_type=mt.OCI_MANIFEST, digest=built.digest)
+        return VerifiedManifest(
+            data=built.manifest, media_type=mt.OCI_MANIFEST, digest=built.digest
+        )
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None:
         built = self._load()

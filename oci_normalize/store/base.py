@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from oci_normalize.digest import Digest
-from oci_normalize.manifest import BodyOpener, Fetched
+from oci_normalize.manifest import BodyOpener, VerifiedManifest
 
 
 class BlobStream(Protocol):
@@ -39,7 +39,7 @@ class Store(Protocol):
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched: ...
+    ) -> VerifiedManifest: ...
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None: ...
 

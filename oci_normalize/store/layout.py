@@ -40,7 +40,7 @@ from oci_normalize.limits import CHUNK
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
     BodyOpener,
-    Fetched,
+    VerifiedManifest,
     descriptors,
     effective_media_type,
     parse_body,
@@ -146,7 +146,7 @@ class Layout:
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
+    ) -> VerifiedManifest:
         what = what or f"{self.registry}:{ref}"
         declared = ""
         if _is_digest(ref):
@@ -169,7 +169,9 @@ class Layout:
         if len(data) > self._max_manifest:
             raise ManifestTooLargeError(f"{what}: manifest is over the {self._max_manifest} cap")
         digest.verify(data, what)
-        return Fetched(data=data, media_type=effective_media_type(data, declared), digest=digest)
+        return VerifiedManifest(
+            data=data, media_type=effective_media_type(data, declared), digest=digest
+        )
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None:
         self.requests += 1

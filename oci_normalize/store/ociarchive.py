@@ -34,7 +34,12 @@ from oci_normalize.errors import (
     ManifestTooLargeError,
     NotFoundError,
 )
-from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, Fetched, effective_media_type
+from oci_normalize.manifest import (
+    MAX_MANIFEST_BYTES,
+    BodyOpener,
+    VerifiedManifest,
+    effective_media_type,
+)
 from oci_normalize.reference import OciArchiveRef
 from oci_normalize.store.base import BlobStream, file_blob
 from oci_normalize.store.layout import INDEX_FILE, LAYOUT_FILE, MAX_INDEX_BYTES, Layout
@@ -234,7 +239,7 @@ class OciArchiveStore:
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
+    ) -> VerifiedManifest:
         layout = self._load()
         what = what or str(self.ref)
         declared = ""
@@ -253,7 +258,9 @@ class OciArchiveStore:
         else:
             data = self._read_member(self._blob_name(digest), self._max_manifest)
         digest.verify(data, what)
-        return Fetched(data=data, media_type=effective_media_type(data, declared), digest=digest)
+        return VerifiedManifest(
+            data=data, media_type=effective_media_type(data, declared), digest=digest
+        )
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None:
         layout = self._load()

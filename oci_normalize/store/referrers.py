@@ -27,7 +27,7 @@ from typing import Final, Protocol
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import MalformedManifestError, NotFoundError
-from oci_normalize.manifest import Fetched, parse_body
+from oci_normalize.manifest import VerifiedManifest, parse_body
 from oci_normalize.once import OncePerKey
 from oci_normalize.results import (
     COSIGN_ATTESTATION,
@@ -181,7 +181,7 @@ class ListingStore(Protocol):
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched: ...
+    ) -> VerifiedManifest: ...
 
 
 class Referrers:

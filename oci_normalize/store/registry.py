@@ -43,7 +43,7 @@ from oci_normalize.limits import CONNECT_TIMEOUT_S, MAX_ERROR_BODY, READ_TIMEOUT
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
     BodyOpener,
-    Fetched,
+    VerifiedManifest,
     effective_media_type,
     parse_header_digest,
     verify_manifest,
@@ -192,7 +192,7 @@ class Registry:
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
+    ) -> VerifiedManifest:
         """GET a manifest, capped in size and verified against its digest.
 
         ``what`` names the manifest in messages about its content (default: the reference);
@@ -215,7 +215,7 @@ class Registry:
         if content is not data:  # a signed schema1 body: only its payload is used
             media_type = effective_media_type(content, content_type)
         signed = data if content is not data else None
-        return Fetched(
+        return VerifiedManifest(
             data=content, media_type=media_type, digest=digest, size=len(data), signed=signed
         )
 

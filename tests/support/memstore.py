@@ -36,7 +36,12 @@ from typing import Any, Final
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import NotFoundError, RegistryError
-from oci_normalize.manifest import BodyOpener, Fetched, effective_media_type, verify_manifest
+from oci_normalize.manifest import (
+    BodyOpener,
+    VerifiedManifest,
+    effective_media_type,
+    verify_manifest,
+)
 from oci_normalize.store.base import StreamBlob, bytes_blob, opened
 
 Op = tuple[str, ...]
@@ -163,7 +168,7 @@ class MemoryStore:
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
+    ) -> VerifiedManifest:
         with self._call("GET", repository, ref):
             what = what or f"{self.registry}/{repository}@{ref}"
             with self._lock:
@@ -178,7 +183,7 @@ class MemoryStore:
             checked, content = verify_manifest(data, media_type, expected, None, what)
             if content is not data:  # a signed schema1 body: its payload is what is used
                 media_type = effective_media_type(content, media_type)
-            return Fetched(
+            return VerifiedManifest(
                 data=content,
                 media_type=media_type,
                 digest=checked,
