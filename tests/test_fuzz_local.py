@@ -129,7 +129,7 @@ raw_lines = (
 class NothingThere:
     """A registry that holds nothing: every read is NotFound (as a wiped registry would say)."""
 
-    registry = "fuzz.invalid"
+    name = "fuzz.invalid"
     requests = 0
 
     def get_manifest(

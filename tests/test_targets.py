@@ -180,7 +180,7 @@ def test_a_catalog_with_more_references_than_the_bound_is_refused(
 class _Listing:
     """A registry's catalog and tag lists in memory, counting what was asked for."""
 
-    registry = "list.local"
+    name = "list.local"
 
     def __init__(self, repositories: int, tags: int, broken: str = "") -> None:
         self.names = [f"team/app{i:03d}" for i in range(repositories)]

@@ -89,7 +89,7 @@ def test_a_schema1_content_type_on_another_body_does_not_pick_the_payload_route(
 class CountingStore:
     """A Store over :class:`Content` that counts GETs and threads in use."""
 
-    registry = "hostile.test"
+    name = "hostile.test"
     requests = 0
 
     def __init__(self, content: Content) -> None:

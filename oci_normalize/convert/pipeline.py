@@ -136,7 +136,7 @@ def read_target(
     api = False
     if copies:
         client.referrers.index(registry, target.repository, copies[0])  # the probe, once
-        api = client.referrers.has_api(registry.registry)
+        api = client.referrers.has_api(registry.name)
     fallback: dict[Digest, VerifiedManifest | None] = {}
     if copies and not api:
         for subject in copies:
@@ -221,7 +221,7 @@ def write(
         raise OciNormalizeError("sign steps were planned without a --sign-with command")
 
     def on_tag(tag: str) -> None:
-        client.referrers.note_tag(dest.registry, target.repository, tag)
+        client.referrers.note_tag(dest.name, target.repository, tag)
 
     stats = execute(
         outcome.writes,

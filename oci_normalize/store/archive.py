@@ -176,7 +176,7 @@ class ArchiveStore:
 
     def __init__(self, ref: ArchiveRef, *, workdir: str | Path | None = None) -> None:
         self.ref = ref
-        self.registry = ref.registry
+        self.name = ref.registry
         self.requests = 0
         self._workdir = workdir
         self._tmp: Path | None = None
@@ -282,7 +282,7 @@ class ArchiveStore:
         built = self._load()
         self.requests += 1
         if ref not in ("", str(built.digest)) or expected not in (None, built.digest):
-            raise NotFoundError(f"{what or self.registry}: the archive image is {built.digest}")
+            raise NotFoundError(f"{what or self.name}: the archive image is {built.digest}")
         return VerifiedManifest(
             data=built.manifest, media_type=mt.OCI_MANIFEST, digest=built.digest
         )
@@ -305,18 +305,18 @@ class ArchiveStore:
             return bytes_blob(built.config)
         path = built.layers.get(digest)
         if path is None:
-            raise NotFoundError(f"{self.registry}: no blob {digest}")
+            raise NotFoundError(f"{self.name}: no blob {digest}")
         return file_blob(path)
 
     def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
-        raise OciNormalizeError(f"{self.registry}: docker-archive is a source only")
+        raise OciNormalizeError(f"{self.name}: docker-archive is a source only")
 
     def put_manifest_confirmed(
         self, repository: str, ref: str, data: bytes, media_type: str
     ) -> tuple[Digest, bool]:
-        raise OciNormalizeError(f"{self.registry}: docker-archive is a source only")
+        raise OciNormalizeError(f"{self.name}: docker-archive is a source only")
 
     def upload_blob(
         self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes] | BodyOpener
     ) -> None:
-        raise OciNormalizeError(f"{self.registry}: docker-archive is a source only")
+        raise OciNormalizeError(f"{self.name}: docker-archive is a source only")

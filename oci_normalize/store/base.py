@@ -31,7 +31,7 @@ class BlobStream(Protocol):
 
 
 class Store(Protocol):
-    registry: str  # a name for messages; equal names mean the same store
+    name: str  # for messages; equal names mean the same store
 
     @property
     def requests(self) -> int:

@@ -89,7 +89,7 @@ class Registry:
         credential: Credential = ANONYMOUS,
         session: requests.Session | None = None,
     ) -> None:
-        self.registry = reference.registry
+        self.name = reference.registry
         # Loopback registries speak plain HTTP unless a TLS flag (--ca-file, --insecure) says
         # the user expects TLS there.
         wants_tls = bool(options.ca_file) or options.insecure
@@ -112,7 +112,7 @@ class Registry:
             clock=options.clock,
         )
         self.transport = Transport(
-            registry=self.registry,
+            registry=self.name,
             base_url=self.base_url,
             session=self._session,
             auth=self.auth,
@@ -198,7 +198,7 @@ class Registry:
         ``what`` names the manifest in messages about its content (default: the reference);
         errors of the request itself name the request.
         """
-        what = what or f"{self.registry}/{repository}@{ref}"
+        what = what or f"{self.name}/{repository}@{ref}"
         resp = self.open(
             "GET",
             f"{repository}/manifests/{quote(ref, safe=':')}",
