@@ -136,6 +136,12 @@ class Reference:
         return cls(registry=registry, repository=repository, tag=tag, digest=digest)
 
     @property
+    def store_name(self) -> str:
+        """The store holding it, spelled as that store's ``name`` (every location has one):
+        for a registry reference, the host."""
+        return self.registry
+
+    @property
     def api_host(self) -> str:
         """The host:port that serves the /v2/ API."""
         return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
@@ -225,8 +231,8 @@ class LayoutRef:
         return cls(path=os.path.abspath(path), tag=tag, shown=path)
 
     @property
-    def registry(self) -> str:
-        """A name for telling stores apart (the Reference interface)."""
+    def store_name(self) -> str:
+        """The store holding it, keyed by the layout's absolute path."""
         return f"{OCI_PREFIX}{self.path}"
 
     @property
@@ -280,7 +286,7 @@ class ArchiveRef:
         return cls(path=os.path.abspath(path), image=image or None, shown=path)
 
     @property
-    def registry(self) -> str:
+    def store_name(self) -> str:
         return f"{ARCHIVE_PREFIX}{self.path}"
 
     @property
@@ -328,7 +334,7 @@ class OciArchiveRef:
         return cls(path=os.path.abspath(path), tag=tag or None, shown=path)
 
     @property
-    def registry(self) -> str:
+    def store_name(self) -> str:
         return f"{OCI_ARCHIVE_PREFIX}{self.path}"
 
     @property
@@ -373,7 +379,7 @@ def parse_location(text: str) -> Location:
 
 def same_repository(a: Location, b: Location) -> bool:
     """True when both name the same repository of the same store (any tag)."""
-    return type(a) is type(b) and a.registry == b.registry and a.repository == b.repository
+    return type(a) is type(b) and a.store_name == b.store_name and a.repository == b.repository
 
 
 def place(loc: Location) -> str:

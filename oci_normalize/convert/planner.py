@@ -388,7 +388,7 @@ def _fallback(subject: Digest, copies: list[ManifestPut], target: Target) -> Man
     """The fallback tag ``sha256-<new hex>`` with the copies added (None: nothing new)."""
     tag = fallback_tag(subject)
     existing = target.fallback.get(subject)
-    what = f"{target.location.registry}/{target.repository}:{tag}"
+    what = f"{target.location.store_name}/{target.repository}:{tag}"
     additions = [rf.referrer_descriptor(c.data, c.media_type, what) for c in copies]
     data = rf.merge_fallback_index(existing.data if existing else None, additions, what)
     if data is None:

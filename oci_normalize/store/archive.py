@@ -176,7 +176,7 @@ class ArchiveStore:
 
     def __init__(self, ref: ArchiveRef, *, workdir: str | Path | None = None) -> None:
         self.ref = ref
-        self.name = ref.registry
+        self.name = ref.store_name
         self.requests = 0
         self._workdir = workdir
         self._tmp: Path | None = None

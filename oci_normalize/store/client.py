@@ -94,12 +94,12 @@ class Client:
             if isinstance(loc, OciArchiveRef):  # one store per file, whatever the tag
                 from oci_normalize.store.ociarchive import OciArchiveStore
 
-                tarred = self._oci_archives.get(loc.registry)
+                tarred = self._oci_archives.get(loc.store_name)
                 if tarred is None:
                     tarred = OciArchiveStore(
                         loc, max_manifest_bytes=self.options.max_manifest_bytes
                     )
-                    self._oci_archives[loc.registry] = tarred
+                    self._oci_archives[loc.store_name] = tarred
                 return tarred
             from oci_normalize.store.archive import ArchiveStore
 
@@ -114,7 +114,7 @@ class Client:
         """Drop an archive's converted copy (temp files); other stores hold nothing."""
         with self._lock:
             found = self._archives.pop(str(loc), None)
-            tarred = self._oci_archives.pop(loc.registry, None)
+            tarred = self._oci_archives.pop(loc.store_name, None)
         if found is not None:
             found.close()
         if tarred is not None:

@@ -145,7 +145,7 @@ class OciArchiveStore:
     def __init__(self, ref: OciArchiveRef, *, max_manifest_bytes: int = MAX_MANIFEST_BYTES) -> None:
         self.ref = ref
         self.path = Path(ref.path)
-        self.name = ref.registry  # identity: the absolute path
+        self.name = ref.store_name  # identity: the absolute path
         self.name = f"oci-archive:{ref.shown or ref.path}"  # for messages: as the user wrote it
         self.requests = 0
         self._max_manifest = max_manifest_bytes
