@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 from oci_normalize.http import deadline
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Credential
+from oci_normalize.options import DEFAULT_CLIENT_OPTIONS, ClientOptions
 from oci_normalize.reference import LayoutRef, Location, OciArchiveRef, Reference
 from oci_normalize.store.base import RegistryStore, Store
 from oci_normalize.store.blobhomes import BlobHomes
 from oci_normalize.store.referrers import Referrers
-from oci_normalize.store.registry import DEFAULT_OPTIONS, ClientOptions, Registry
+from oci_normalize.store.registry import Registry
 
 if TYPE_CHECKING:
     from oci_normalize.store.archive import ArchiveStore
@@ -38,7 +39,7 @@ class Client:
     def __init__(
         self,
         *,
-        options: ClientOptions = DEFAULT_OPTIONS,
+        options: ClientOptions = DEFAULT_CLIENT_OPTIONS,
         credentials: CredentialLookup = _anonymous,
         pool_size: int = 16,
     ) -> None:

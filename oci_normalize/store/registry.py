@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, NoReturn
 from urllib.parse import quote, urljoin
@@ -34,40 +33,23 @@ from oci_normalize.errors import (
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Authenticator, Credential
 from oci_normalize.http.body import Reply, StreamedBody, blob_body, read_manifest_body
-from oci_normalize.http.clock import SYSTEM_CLOCK, Clock
 from oci_normalize.http.requestline import RequestLine
-from oci_normalize.http.retry import DEFAULT_RETRY, Again, RetryPolicy, retrying
+from oci_normalize.http.retry import Again, retrying
 from oci_normalize.http.status import raise_for_status
 from oci_normalize.http.transport import Transport
-from oci_normalize.limits import CONNECT_TIMEOUT_S, MAX_ERROR_BODY, READ_TIMEOUT_S
+from oci_normalize.limits import MAX_ERROR_BODY
 from oci_normalize.manifest import (
-    MAX_MANIFEST_BYTES,
     BodyOpener,
     VerifiedManifest,
     effective_media_type,
     parse_header_digest,
     verify_manifest,
 )
+from oci_normalize.options import DEFAULT_CLIENT_OPTIONS, ClientOptions
 from oci_normalize.reference import Reference
 from oci_normalize.store import listing
 
 USER_AGENT: Final = "oci-normalize/0.1"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClientOptions:
-    plain_http: bool = False
-    insecure: bool = False
-    ca_file: str | None = None
-    connect_timeout: float = CONNECT_TIMEOUT_S
-    read_timeout: float = READ_TIMEOUT_S
-    max_manifest_bytes: int = MAX_MANIFEST_BYTES
-    retry: RetryPolicy = field(default=DEFAULT_RETRY)
-    #: What token lifetimes and retry waits are counted on (tests give a fake one).
-    clock: Clock = field(default=SYSTEM_CLOCK, compare=False)
-
-
-DEFAULT_OPTIONS: Final = ClientOptions()
 
 
 def pull_scope(repository: str) -> str:
@@ -85,7 +67,7 @@ class Registry:
         self,
         reference: Reference,
         *,
-        options: ClientOptions = DEFAULT_OPTIONS,
+        options: ClientOptions = DEFAULT_CLIENT_OPTIONS,
         credential: Credential = ANONYMOUS,
         session: requests.Session | None = None,
     ) -> None:
