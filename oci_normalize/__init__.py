@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:  # the same names at run time, through __getattr__ below
     from oci_normalize.api import Client, check, convert, plan
     from oci_normalize.errors import OciNormalizeError, RefusedError
-    from oci_normalize.options import ConvertOptions
+    from oci_normalize.options import ClientOptions, ConvertOptions
     from oci_normalize.reference import (
         ArchiveRef,
         LayoutRef,
@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # the same names at run time, through __getattr__ below
         parse_location,
     )
     from oci_normalize.result_models import CheckResult, ConvertResult
-    from oci_normalize.store.registry import ClientOptions
 
 __all__ = [
     "ArchiveRef",
@@ -55,7 +54,7 @@ _HOMES: Final = {
     "ArchiveRef": "oci_normalize.reference",
     "CheckResult": "oci_normalize.result_models",
     "Client": "oci_normalize.api",
-    "ClientOptions": "oci_normalize.store.registry",
+    "ClientOptions": "oci_normalize.options",
     "ConvertOptions": "oci_normalize.options",
     "ConvertResult": "oci_normalize.result_models",
     "LayoutRef": "oci_normalize.reference",

@@ -3,7 +3,7 @@
 ::
 
     OciNormalizeError
-    ├── ReferenceError_            malformed image reference
+    ├── InvalidReferenceError      malformed image reference
     ├── InvalidDigestError         malformed digest string
     ├── ContentError               bytes that cannot be trusted or understood
     │   ├── DigestMismatchError    bytes do not hash to the digest they were fetched by
@@ -40,7 +40,7 @@ class OciNormalizeError(Exception):
     """Base of every error this package raises on purpose."""
 
 
-class ReferenceError_(OciNormalizeError, ValueError):  # noqa: N801 - avoid the builtin name
+class InvalidReferenceError(OciNormalizeError, ValueError):
     """A reference string that does not parse."""
 
 

@@ -32,7 +32,7 @@ MAX_MEDIA_TYPE_CHARS: Final = 512
 
 
 @dataclass(frozen=True)
-class Fetched:
+class VerifiedManifest:
     """A manifest as verified: ``data`` are exactly the bytes its digest covers.
 
     For a signed schema1 manifest that is the JWS payload, and ``size`` (the length of the body

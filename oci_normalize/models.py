@@ -38,7 +38,7 @@ class Node:
     children: tuple[Node, ...] = ()
     blobs: tuple[Blob, ...] = ()
     #: A signed schema1 manifest's body as served (``data`` is its verified JWS payload): only
-    #: for putting the original back, never parsed (see :class:`~.manifest.Fetched`).
+    #: for putting the original back, never parsed (see :class:`~.manifest.VerifiedManifest`).
     signed: bytes | None = None
 
     def walk(self) -> list[Node]:

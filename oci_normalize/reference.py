@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from oci_normalize.digest import Digest
-from oci_normalize.errors import InvalidDigestError, ReferenceError_
+from oci_normalize.errors import InvalidDigestError, InvalidReferenceError
 from oci_normalize.limits import parse_count
 from oci_normalize.text import printable
 
@@ -47,7 +47,7 @@ def parse_repository(name: str, *, source: str = "the registry") -> str:
         or len(name) > MAX_NAME
         or not all(_COMPONENT.fullmatch(c) for c in name.split("/"))
     ):
-        raise ReferenceError_(
+        raise InvalidReferenceError(
             f"invalid repository name {shown(name)!r} from {source}: expected lower-case path "
             "components of letters, digits and separators (. _ __ -)"
         )
@@ -57,7 +57,7 @@ def parse_repository(name: str, *, source: str = "the registry") -> str:
 def parse_tag(tag: str, *, source: str = "the registry") -> str:
     """A tag from outside (a tag list), checked as user input is; returned as is."""
     if not _TAG.fullmatch(tag):
-        raise ReferenceError_(f"invalid tag {shown(tag)!r} from {source}")
+        raise InvalidReferenceError(f"invalid tag {shown(tag)!r} from {source}")
     return tag
 
 
@@ -81,13 +81,13 @@ class Reference:
     @classmethod
     def parse(cls, text: str) -> Reference:
         if not text or text != text.strip():
-            raise ReferenceError_(
+            raise InvalidReferenceError(
                 f"invalid reference {shown(text)!r}: empty or surrounded by spaces"
             )
         rest = text
         head, at, tail = text.partition("@")
         if at and "/" not in head and "/" in tail:
-            raise ReferenceError_(
+            raise InvalidReferenceError(
                 f"invalid reference {shown(text)!r}: a reference cannot carry credentials "
                 "(user:password@host); use --username with --password-stdin, or a login"
             )
@@ -97,7 +97,7 @@ class Reference:
             try:
                 digest = Digest.parse(digest_text)
             except InvalidDigestError as exc:
-                raise ReferenceError_(
+                raise InvalidReferenceError(
                     f"invalid reference {shown(text)!r}: bad digest {shown(digest_text)!r}"
                 ) from exc
         tag: str | None = None
@@ -106,12 +106,14 @@ class Reference:
         if colon > slash:
             rest, tag = rest[:colon], rest[colon + 1 :]
             if not _TAG.fullmatch(tag):
-                raise ReferenceError_(f"invalid reference {shown(text)!r}: bad tag {shown(tag)!r}")
+                raise InvalidReferenceError(
+                    f"invalid reference {shown(text)!r}: bad tag {shown(tag)!r}"
+                )
         first, sep, remainder = rest.partition("/")
         if sep and ("." in first or ":" in first or first == "localhost" or first[:1] == "["):
             registry, repository = first, remainder
             if not _HOST.fullmatch(registry) or not _port_ok(registry):
-                raise ReferenceError_(
+                raise InvalidReferenceError(
                     f"invalid reference {shown(text)!r}: bad registry host {shown(first)!r}"
                 )
         else:
@@ -121,15 +123,23 @@ class Reference:
             if "/" not in repository:
                 repository = f"library/{repository}"
         if not repository or not all(_COMPONENT.fullmatch(c) for c in repository.split("/")):
-            raise ReferenceError_(
+            raise InvalidReferenceError(
                 f"invalid reference {shown(text)!r}: repository {shown(repository)!r} must be "
                 "lower-case path components of letters, digits and separators (. _ __ -)"
             )
         if len(repository) > MAX_NAME:
-            raise ReferenceError_(f"invalid reference {shown(text)!r}: repository name too long")
+            raise InvalidReferenceError(
+                f"invalid reference {shown(text)!r}: repository name too long"
+            )
         if tag is None and digest is None:
             tag = DEFAULT_TAG
         return cls(registry=registry, repository=repository, tag=tag, digest=digest)
+
+    @property
+    def store_name(self) -> str:
+        """The store holding it, spelled as that store's ``name`` (every location has one):
+        for a registry reference, the host."""
+        return self.registry
 
     @property
     def api_host(self) -> str:
@@ -204,7 +214,7 @@ class LayoutRef:
     @classmethod
     def parse(cls, text: str) -> LayoutRef:
         if not text.startswith(OCI_PREFIX):
-            raise ReferenceError_(
+            raise InvalidReferenceError(
                 f"invalid layout reference {printable(text)!r}: expected oci:PATH[:TAG]"
             )
         body = text[len(OCI_PREFIX) :]
@@ -213,14 +223,16 @@ class LayoutRef:
         if colon and (tail == "" or _TAG.fullmatch(tail)):
             path, tag = head, tail or None
         if not path:
-            raise ReferenceError_(f"invalid layout reference {printable(text)!r}: empty path")
+            raise InvalidReferenceError(f"invalid layout reference {printable(text)!r}: empty path")
         if "\0" in path:
-            raise ReferenceError_(f"invalid layout reference {printable(text)!r}: NUL in path")
+            raise InvalidReferenceError(
+                f"invalid layout reference {printable(text)!r}: NUL in path"
+            )
         return cls(path=os.path.abspath(path), tag=tag, shown=path)
 
     @property
-    def registry(self) -> str:
-        """A name for telling stores apart (the Reference interface)."""
+    def store_name(self) -> str:
+        """The store holding it, keyed by the layout's absolute path."""
         return f"{OCI_PREFIX}{self.path}"
 
     @property
@@ -259,12 +271,14 @@ class ArchiveRef:
     @classmethod
     def parse(cls, text: str) -> ArchiveRef:
         if not text.startswith(ARCHIVE_PREFIX):
-            raise ReferenceError_(f"invalid archive reference {printable(text)!r}")
+            raise InvalidReferenceError(f"invalid archive reference {printable(text)!r}")
         path, _, image = text[len(ARCHIVE_PREFIX) :].partition(":")
         if not path or "\0" in path:
-            raise ReferenceError_(f"invalid archive reference {printable(text)!r}: empty path")
+            raise InvalidReferenceError(
+                f"invalid archive reference {printable(text)!r}: empty path"
+            )
         if image.startswith("@") and parse_count(image[1:]) is None:
-            raise ReferenceError_(
+            raise InvalidReferenceError(
                 f"invalid archive reference {printable(text)!r}: @N needs a number"
             )
         if image and not image.startswith("@"):
@@ -272,7 +286,7 @@ class ArchiveRef:
         return cls(path=os.path.abspath(path), image=image or None, shown=path)
 
     @property
-    def registry(self) -> str:
+    def store_name(self) -> str:
         return f"{ARCHIVE_PREFIX}{self.path}"
 
     @property
@@ -309,16 +323,18 @@ class OciArchiveRef:
     @classmethod
     def parse(cls, text: str) -> OciArchiveRef:
         if not text.startswith(OCI_ARCHIVE_PREFIX):
-            raise ReferenceError_(f"invalid oci-archive reference {text!r}")
+            raise InvalidReferenceError(f"invalid oci-archive reference {text!r}")
         path, _, tag = text[len(OCI_ARCHIVE_PREFIX) :].partition(":")
         if not path or "\0" in path:
-            raise ReferenceError_(f"invalid oci-archive reference {text!r}: empty path")
+            raise InvalidReferenceError(f"invalid oci-archive reference {text!r}: empty path")
         if any(ord(c) < 0x20 or c == "\x7f" for c in tag):
-            raise ReferenceError_(f"invalid oci-archive reference {text!r}: control character")
+            raise InvalidReferenceError(
+                f"invalid oci-archive reference {text!r}: control character"
+            )
         return cls(path=os.path.abspath(path), tag=tag or None, shown=path)
 
     @property
-    def registry(self) -> str:
+    def store_name(self) -> str:
         return f"{OCI_ARCHIVE_PREFIX}{self.path}"
 
     @property
@@ -363,7 +379,7 @@ def parse_location(text: str) -> Location:
 
 def same_repository(a: Location, b: Location) -> bool:
     """True when both name the same repository of the same store (any tag)."""
-    return type(a) is type(b) and a.registry == b.registry and a.repository == b.repository
+    return type(a) is type(b) and a.store_name == b.store_name and a.repository == b.repository
 
 
 def place(loc: Location) -> str:

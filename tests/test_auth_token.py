@@ -15,8 +15,8 @@ import pytest
 from oci_normalize import api
 from oci_normalize.errors import DeniedError, UnauthorizedError
 from oci_normalize.http.auth import ANONYMOUS, Credential
+from oci_normalize.options import ClientOptions
 from oci_normalize.reference import Reference
-from oci_normalize.store.registry import ClientOptions
 from tests.support import secretguard, seed
 from tests.support.clock import FakeClock
 from tests.support.registry import RunningRegistry, registry_factory_at

@@ -13,9 +13,9 @@ import pytest
 from oci_normalize.digest import Digest
 from oci_normalize.errors import TransportError
 from oci_normalize.http import deadline as dl
-from oci_normalize.http.retry import NO_RETRY
+from oci_normalize.options import NO_RETRY, ClientOptions
 from oci_normalize.reference import Reference
-from oci_normalize.store.registry import ClientOptions, Registry
+from oci_normalize.store.registry import Registry
 from tests.support.clock import FakeClock
 
 

@@ -12,9 +12,9 @@ import requests
 
 from oci_normalize import api
 from oci_normalize.errors import NotFoundError, RateLimitedError, RegistryError
-from oci_normalize.http.retry import RetryPolicy
+from oci_normalize.options import ClientOptions, RetryPolicy
 from oci_normalize.reference import Reference
-from oci_normalize.store.registry import ClientOptions, Registry
+from oci_normalize.store.registry import Registry
 from tests.support import seed
 from tests.support.faultproxy import FaultProxy, Rule
 from tests.support.registry import RunningRegistry, registry_factory_at

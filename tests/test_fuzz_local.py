@@ -23,7 +23,7 @@ from oci_normalize.batch.journal import JournalEntry, read_journal
 from oci_normalize.batch.rollback import prove, undo_chains
 from oci_normalize.digest import Digest
 from oci_normalize.errors import NotFoundError, OciNormalizeError
-from oci_normalize.manifest import BodyOpener, Fetched
+from oci_normalize.manifest import BodyOpener, VerifiedManifest
 from oci_normalize.reference import ArchiveRef, Reference
 from oci_normalize.store import archive
 from oci_normalize.store.base import StreamBlob
@@ -129,12 +129,12 @@ raw_lines = (
 class NothingThere:
     """A registry that holds nothing: every read is NotFound (as a wiped registry would say)."""
 
-    registry = "fuzz.invalid"
+    name = "fuzz.invalid"
     requests = 0
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
+    ) -> VerifiedManifest:
         raise NotFoundError(f"{what}: not found")
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None:

@@ -14,9 +14,9 @@ from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     DigestMismatchError,
     InvalidDigestError,
+    InvalidReferenceError,
     MalformedManifestError,
     NotFoundError,
-    ReferenceError_,
 )
 from oci_normalize.reference import ArchiveRef, LayoutRef, Reference, parse_location
 from oci_normalize.store.layout import REF_NAME, Layout
@@ -52,7 +52,7 @@ def test_parse_location(text: str, expected: object) -> None:
 
 @pytest.mark.parametrize("text", ["oci:", "oci::v1", "docker-archive:", "docker-archive:x:@a"])
 def test_parse_location_refuses(text: str) -> None:
-    with pytest.raises(ReferenceError_):
+    with pytest.raises(InvalidReferenceError):
         parse_location(text)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from oci_normalize import api
 from oci_normalize import mediatypes as mt
-from oci_normalize.errors import ReferenceError_
+from oci_normalize.errors import InvalidReferenceError
 from oci_normalize.reference import OciArchiveRef, parse_location
 from tests.support import peers
 from tests.support.cli import cli_process
@@ -112,7 +112,7 @@ def test_parse_splits_at_the_first_colon_and_keeps_the_name_as_written() -> None
 
 @pytest.mark.parametrize("text", ["oci-archive:", "oci-archive::v1", "oci-archive:a.tar:\x1b[2J"])
 def test_bad_archive_references_are_refused(text: str) -> None:
-    with pytest.raises(ReferenceError_):
+    with pytest.raises(InvalidReferenceError):
         parse_location(text)
 
 

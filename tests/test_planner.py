@@ -11,7 +11,7 @@ from oci_normalize.convert import planner
 from oci_normalize.convert.normalize import normalize
 from oci_normalize.convert.planner import Attached, Source, Target
 from oci_normalize.digest import Digest
-from oci_normalize.manifest import Fetched
+from oci_normalize.manifest import VerifiedManifest
 from oci_normalize.models import Blob, Node
 from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import Reference
@@ -24,7 +24,7 @@ DEST = Reference.parse("dest.example/mirror/app:v1")
 SIGN = ConvertOptions(sign_with="signer --key k {ref}")
 
 
-def _manifest(extra: dict[str, object]) -> Fetched:
+def _manifest(extra: dict[str, object]) -> VerifiedManifest:
     body = {
         "schemaVersion": 2,
         "mediaType": mt.OCI_MANIFEST,
@@ -37,7 +37,7 @@ def _manifest(extra: dict[str, object]) -> Fetched:
         **extra,
     }
     data = json.dumps(body).encode()
-    return Fetched(data, mt.OCI_MANIFEST, Digest.of(data))
+    return VerifiedManifest(data, mt.OCI_MANIFEST, Digest.of(data))
 
 
 EMPTY = Blob(Digest.of(b"{}"), 2, "application/vnd.oci.empty.v1+json")

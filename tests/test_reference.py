@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from oci_normalize.digest import Digest
-from oci_normalize.errors import ReferenceError_
+from oci_normalize.errors import InvalidReferenceError
 from oci_normalize.reference import Reference
 
 HEX = "a" * 64
@@ -95,7 +95,7 @@ def test_parse_good(
     ],
 )
 def test_parse_bad(text: str) -> None:
-    with pytest.raises(ReferenceError_) as info:
+    with pytest.raises(InvalidReferenceError) as info:
         Reference.parse(text)
     assert "invalid reference" in str(info.value)
 

@@ -11,7 +11,7 @@ from oci_normalize.convert import referrers as plan_rf
 from oci_normalize.convert.normalize import normalize
 from oci_normalize.convert.planner import render_backup_tag
 from oci_normalize.digest import Digest
-from oci_normalize.errors import MalformedManifestError, ReferenceError_
+from oci_normalize.errors import InvalidReferenceError, MalformedManifestError
 from oci_normalize.results import (
     BUILDKIT_ATTESTATION,
     COSIGN_ATTESTATION,
@@ -217,5 +217,5 @@ def test_render_backup_tag(template: str, tag: str, expected: str) -> None:
     ],
 )
 def test_render_backup_tag_rejects(template: str, match: str) -> None:
-    with pytest.raises(ReferenceError_, match=match):
+    with pytest.raises(InvalidReferenceError, match=match):
         render_backup_tag(template, "v1")

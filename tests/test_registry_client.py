@@ -27,8 +27,9 @@ from oci_normalize.errors import (
 )
 from oci_normalize.http.auth import Credential
 from oci_normalize.manifest import jws_payload
+from oci_normalize.options import ClientOptions
 from oci_normalize.reference import Reference
-from oci_normalize.store.registry import ClientOptions, Registry
+from oci_normalize.store.registry import Registry
 from tests.support.fake_registry import Answer, FakeRegistry, fake_registry
 
 CONFIG = {"mediaType": mt.DOCKER_CONFIG, "size": 2, "digest": "sha256:" + "d" * 64}

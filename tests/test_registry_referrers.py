@@ -87,7 +87,7 @@ def test_probe_is_remembered_per_registry(fake: FakeRegistry) -> None:
     assert cache.index(reg, "app", D) is None
     assert cache.index(reg, "other", other) is None  # no second probe
     assert [s.path for s in fake.requests()] == [PATH]
-    assert cache.has_api(reg.registry) is False
+    assert cache.has_api(reg.name) is False
 
 
 def test_supported_api_is_asked_for_every_digest(fake: FakeRegistry) -> None:
@@ -98,7 +98,7 @@ def test_supported_api_is_asked_for_every_digest(fake: FakeRegistry) -> None:
     reg = _registry(fake.host)
     assert cache.index(reg, "app", D) is not None
     assert cache.index(reg, "app", other) is not None
-    assert len(fake.requests()) == 2 and cache.has_api(reg.registry) is True
+    assert len(fake.requests()) == 2 and cache.has_api(reg.name) is True
 
 
 def test_convert_with_referrers_api_pushes_copy_by_digest_and_no_fallback_tag(

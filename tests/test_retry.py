@@ -7,15 +7,8 @@ from typing import NoReturn
 
 import pytest
 
-from oci_normalize.http.retry import (
-    DEFAULT_RETRY,
-    NO_RETRY,
-    RETRY_STATUSES,
-    Again,
-    RetryPolicy,
-    parse_retry_after,
-    retrying,
-)
+from oci_normalize.http.retry import Again, parse_retry_after, retrying
+from oci_normalize.options import DEFAULT_RETRY, NO_RETRY, RETRY_STATUSES, RetryPolicy
 from tests.support.clock import FakeClock
 
 

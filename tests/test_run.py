@@ -15,7 +15,7 @@ import pytest
 from oci_normalize.batch.run import BatchOptions, _Group, _Runner, window
 from oci_normalize.digest import Digest
 from oci_normalize.errors import OciNormalizeError
-from oci_normalize.manifest import Fetched
+from oci_normalize.manifest import VerifiedManifest
 from oci_normalize.reference import Reference
 from oci_normalize.result_models import RefResult
 from oci_normalize.results import ALREADY_OCI, FAILED
@@ -24,7 +24,7 @@ OCI = "application/vnd.oci.image.manifest.v1+json"
 TAGS_PER_REPO = 10
 
 
-def _manifest(repository: str, tag: str) -> Fetched:
+def _manifest(repository: str, tag: str) -> VerifiedManifest:
     """The in-memory store: tag ``tN`` holds the same manifest as ``tN^1`` (pairs)."""
     n = int(tag[1:]) // 2
     data = b'{"schemaVersion":2,"mediaType":"%s","r":"%s","n":%d}' % (
@@ -32,7 +32,7 @@ def _manifest(repository: str, tag: str) -> Fetched:
         repository.encode(),
         n,
     )
-    return Fetched(data=data, media_type=OCI, digest=Digest.of(data))
+    return VerifiedManifest(data=data, media_type=OCI, digest=Digest.of(data))
 
 
 class MemoryRunner(_Runner):
@@ -44,7 +44,7 @@ class MemoryRunner(_Runner):
         self.groups: list[list[str]] = []
         self._lock = threading.Lock()
 
-    def _read(self, ref: Reference) -> Fetched:
+    def _read(self, ref: Reference) -> VerifiedManifest:
         if str(ref) in self.broken:
             raise OciNormalizeError(f"{ref}: gone")
         return _manifest(ref.repository, ref.tag or "")

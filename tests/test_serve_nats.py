@@ -22,7 +22,7 @@ import pytest
 import requests
 from nats.js.api import RetentionPolicy, StreamConfig
 
-from oci_normalize.errors import ReferenceError_
+from oci_normalize.errors import InvalidReferenceError
 from oci_normalize.serve.app import EventsApp, Intake
 from oci_normalize.serve.events import Scope
 from oci_normalize.serve.logs import Logger
@@ -210,7 +210,7 @@ def test_credentials_never_in_a_url_error() -> None:
     ],
 )
 def test_hostile_work_item_refused(data: bytes) -> None:
-    with pytest.raises(ReferenceError_):
+    with pytest.raises(InvalidReferenceError):
         decode_item(data, source="test")
 
 

@@ -17,7 +17,7 @@ from oci_normalize.batch.targets import (
     shard_of,
     stream_registry,
 )
-from oci_normalize.errors import ReferenceError_, RegistryError
+from oci_normalize.errors import InvalidReferenceError, RegistryError
 from oci_normalize.reference import Reference
 from tests.support.bulk_seed import Seeder
 from tests.support.registry import RegistryFactory, RunningRegistry
@@ -114,7 +114,7 @@ def test_from_lines_without_registry_keeps_docker_hub() -> None:
 
 @pytest.mark.parametrize("bad", ["nohost", "a b", "h.io/"])
 def test_registry_reference_rejects_non_hosts(bad: str) -> None:
-    with pytest.raises(ReferenceError_):
+    with pytest.raises(InvalidReferenceError):
         registry_reference(bad)
 
 
@@ -180,7 +180,7 @@ def test_a_catalog_with_more_references_than_the_bound_is_refused(
 class _Listing:
     """A registry's catalog and tag lists in memory, counting what was asked for."""
 
-    registry = "list.local"
+    name = "list.local"
 
     def __init__(self, repositories: int, tags: int, broken: str = "") -> None:
         self.names = [f"team/app{i:03d}" for i in range(repositories)]

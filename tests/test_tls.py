@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from oci_normalize import api
 from oci_normalize.errors import TLSFailureError
-from oci_normalize.store.registry import ClientOptions
+from oci_normalize.options import ClientOptions
 from tests.support import seed
 from tests.support.faultproxy import FaultProxy
 from tests.support.registry import RunningRegistry

@@ -27,12 +27,12 @@ from oci_normalize.errors import (
 )
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import Authenticator
-from oci_normalize.http.retry import NO_RETRY, RetryPolicy
 from oci_normalize.http.secrets import MASK, remember, safe_url
 from oci_normalize.http.status import error_for, raise_for_status
 from oci_normalize.http.transport import Transport
+from oci_normalize.options import NO_RETRY, ClientOptions, RetryPolicy
 from oci_normalize.reference import Reference
-from oci_normalize.store.registry import ClientOptions, Registry
+from oci_normalize.store.registry import Registry
 from tests.support.clock import FakeClock
 from tests.support.fake_registry import Answer, FakeRegistry, fake_registry
 from tests.support.registry import RunningRegistry

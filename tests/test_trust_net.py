@@ -16,10 +16,10 @@ from oci_normalize.convert.tree import build_tree, fetch_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     DigestMismatchError,
+    InvalidReferenceError,
     MalformedManifestError,
-    ReferenceError_,
 )
-from oci_normalize.manifest import Fetched, parse_body, signed_payload, verify_manifest
+from oci_normalize.manifest import VerifiedManifest, parse_body, signed_payload, verify_manifest
 from oci_normalize.reference import Reference, parse_repository, parse_tag, shown
 from tests.support.hostile_registry import (
     OCI_INDEX,
@@ -89,7 +89,7 @@ def test_a_schema1_content_type_on_another_body_does_not_pick_the_payload_route(
 class CountingStore:
     """A Store over :class:`Content` that counts GETs and threads in use."""
 
-    registry = "hostile.test"
+    name = "hostile.test"
     requests = 0
 
     def __init__(self, content: Content) -> None:
@@ -100,13 +100,13 @@ class CountingStore:
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
+    ) -> VerifiedManifest:
         with self.lock:
             self.gets.append(ref)
             self.threads.add(threading.get_ident())
         key = self.content.root if ref == "v1" else ref
         data, mtype = self.content.manifests[key]
-        return Fetched(data=data, media_type=mtype, digest=Digest.parse(key))
+        return VerifiedManifest(data=data, media_type=mtype, digest=Digest.parse(key))
 
 
 def test_a_wide_deep_index_is_fetched_once_per_digest_on_few_threads() -> None:
@@ -140,7 +140,7 @@ def test_a_child_whose_size_differs_from_its_descriptor_is_refused(said: int) ->
     data = json.dumps(index).encode()
     content.root = content.add_manifest(data, OCI_INDEX)
     store = CountingStore(content)
-    root = Fetched(data=data, media_type=OCI_INDEX, digest=Digest.of(data))
+    root = VerifiedManifest(data=data, media_type=OCI_INDEX, digest=Digest.of(data))
     with pytest.raises(DigestMismatchError, match=f"descriptor says {said}"):
         build_tree(store, Reference.parse("hostile.test/app:v1"), root)  # type: ignore[arg-type]
 
@@ -159,14 +159,14 @@ def test_a_child_whose_size_differs_from_its_descriptor_is_refused(said: int) ->
     ],
 )
 def test_registry_names_parse_like_user_input(name: str) -> None:
-    with pytest.raises(ReferenceError_) as info:
+    with pytest.raises(InvalidReferenceError) as info:
         parse_repository(name)
     assert "\x1b" not in str(info.value) and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("tag", ["../x", "t\x1b[31m", "t\nX", "", "a" * 129, "-t", ".t"])
 def test_registry_tags_parse_like_user_input(tag: str) -> None:
-    with pytest.raises(ReferenceError_):
+    with pytest.raises(InvalidReferenceError):
         parse_tag(tag)
 
 
@@ -184,7 +184,7 @@ def test_good_names_pass_unchanged() -> None:
     ],
 )
 def test_a_password_in_a_reference_is_never_echoed(text: str) -> None:
-    with pytest.raises(ReferenceError_) as info:
+    with pytest.raises(InvalidReferenceError) as info:
         Reference.parse(text)
     assert "s3cret" not in str(info.value)
     assert "s3cret" not in shown(text)
@@ -192,7 +192,7 @@ def test_a_password_in_a_reference_is_never_echoed(text: str) -> None:
 
 def test_port_out_of_range_is_a_reference_error() -> None:
     for text in ("127.0.0.1:99999/app", "host.example:0/app", "host.example:65536/a"):
-        with pytest.raises(ReferenceError_, match="bad registry host"):
+        with pytest.raises(InvalidReferenceError, match="bad registry host"):
             Reference.parse(text)
     assert Reference.parse("host.example:65535/a").registry == "host.example:65535"
 

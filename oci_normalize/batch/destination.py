@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from oci_normalize.batch.targets import registry_reference
-from oci_normalize.errors import ReferenceError_
+from oci_normalize.errors import InvalidReferenceError
 from oci_normalize.reference import Reference
 
 
@@ -29,8 +29,10 @@ class Destination:
         if prefix:
             try:
                 Reference.parse(f"{probe.registry}/{prefix}/x")
-            except ReferenceError_ as exc:
-                raise ReferenceError_(f"--to {text!r}: bad repository prefix {prefix!r}") from exc
+            except InvalidReferenceError as exc:
+                raise InvalidReferenceError(
+                    f"--to {text!r}: bad repository prefix {prefix!r}"
+                ) from exc
         return cls(probe.registry, prefix)
 
     def of(self, ref: Reference) -> Reference:

@@ -39,7 +39,7 @@ from oci_normalize.errors import (
 )
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
-    Fetched,
+    VerifiedManifest,
     effective_media_type,
     parse_body,
     verify_manifest,
@@ -224,7 +224,7 @@ def prove(registry: Store, ref: Reference, undo: Undo) -> None:
     # A signed schema1 original is journalled as served (the registry takes it back signed
     # only); its digest, and the proof, cover the JWS payload alone.
     signed = undo.data if content is not undo.data else None
-    fetched = Fetched(content, media_type, undo.old, size=len(undo.data), signed=signed)
+    fetched = VerifiedManifest(content, media_type, undo.old, size=len(undo.data), signed=signed)
     where = ref.with_digest(undo.old)
     try:
         tree = build_tree(registry, where, fetched)

@@ -34,7 +34,7 @@ from oci_normalize.convert.planner import Outcome, Source, Target, plan
 from oci_normalize.convert.push import PushStats
 from oci_normalize.digest import Digest
 from oci_normalize.errors import HookError, JournalError, OciNormalizeError
-from oci_normalize.manifest import Fetched, descriptors, parse_body
+from oci_normalize.manifest import VerifiedManifest, descriptors, parse_body
 from oci_normalize.models import Node, Plan
 from oci_normalize.options import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.reference import Reference
@@ -156,7 +156,7 @@ def _workers(concurrency: int) -> int:
 @dataclass
 class _Group:
     refs: list[Reference]  # tags of one repository at one root digest, sorted
-    root: Fetched
+    root: VerifiedManifest
 
 
 class _Runner:
@@ -238,7 +238,7 @@ class _Runner:
                 for future in inflight:
                     future.cancel()
 
-    def _read(self, ref: Reference) -> Fetched:
+    def _read(self, ref: Reference) -> VerifiedManifest:
         if ref.tag is None and self.options.destination is not None:
             raise OciNormalizeError(f"{ref}: --to writes tags; give the reference a tag")
         if ref.tag is None:
@@ -485,13 +485,13 @@ def _with_outcome(
     return r.model_copy(update=update)
 
 
-def _root_is_oci(root: Fetched) -> bool:
+def _root_is_oci(root: VerifiedManifest) -> bool:
     """The journal vouches only for an index's children: the root's own types are checked."""
     node = Node(digest=root.digest, media_type=root.media_type, data=root.data, path="@")
     return classify(node) == KIND_OCI
 
 
-def _groups(read: list[tuple[Reference, Fetched]]) -> list[_Group]:
+def _groups(read: list[tuple[Reference, VerifiedManifest]]) -> list[_Group]:
     by_digest: dict[Digest, _Group] = {}
     for ref, fetched in sorted(read, key=lambda item: item[0].tag or ""):
         group = by_digest.get(fetched.digest)
@@ -510,10 +510,10 @@ class _Repo:
         self.outstanding = 0  # reads submitted and not finished
         self.pending = 0  # tags taken and not yet grouped nor failed
         self.closed = False  # no more tags of it will come
-        self.read: list[tuple[Reference, Fetched]] = []
+        self.read: list[tuple[Reference, VerifiedManifest]] = []
 
     def read_done(
-        self, ref: Reference, future: Future[Fetched], ready: deque[_Group]
+        self, ref: Reference, future: Future[VerifiedManifest], ready: deque[_Group]
     ) -> BaseException | None:
         """Note one finished read; the exception when it failed."""
         self.outstanding -= 1

@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from itertools import chain, islice
 
 from oci_normalize import limits
-from oci_normalize.errors import OciNormalizeError, ReferenceError_, RegistryError
+from oci_normalize.errors import InvalidReferenceError, OciNormalizeError, RegistryError
 from oci_normalize.reference import (
     DOCKER_HUB,
     HUB_ALIASES,
@@ -108,7 +108,7 @@ def registry_reference(registry: str) -> Reference:
     probe = Reference.parse(f"{registry}/probe")
     hub_names = tuple(p.rstrip("/") for p in _HUB_PREFIXES)
     if probe.registry == DOCKER_HUB and not registry.startswith(hub_names):
-        raise ReferenceError_(f"invalid registry {registry!r}: expected HOST[:PORT]")
+        raise InvalidReferenceError(f"invalid registry {registry!r}: expected HOST[:PORT]")
     return probe
 
 
@@ -252,7 +252,7 @@ def _valid(
     for name in names:
         try:
             out.append(parse(name, source=where))
-        except ReferenceError_ as exc:
+        except InvalidReferenceError as exc:
             failures.append((f"{where}: {shown(name)}", str(exc)))
     return out
 

@@ -24,15 +24,20 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 import typer
 
 from oci_normalize.cli.exits import say_warning
-from oci_normalize.errors import CredentialError, ReferenceError_
-from oci_normalize.http.retry import MAX_ATTEMPTS, MAX_RETRY_TIME_S, RetryPolicy
+from oci_normalize.errors import CredentialError, InvalidReferenceError
 from oci_normalize.limits import (
     CONNECT_TIMEOUT_S,
     DEFAULT_BLOB_CONCURRENCY,
     MAX_BLOB_CONCURRENCY,
     READ_TIMEOUT_S,
 )
-from oci_normalize.options import DEFAULT_SIGN_TIMEOUT_S, ConvertOptions
+from oci_normalize.options import (
+    DEFAULT_SIGN_TIMEOUT_S,
+    MAX_ATTEMPTS,
+    MAX_RETRY_TIME_S,
+    ConvertOptions,
+    RetryPolicy,
+)
 
 if TYPE_CHECKING:
     from oci_normalize.api import Client
@@ -68,7 +73,7 @@ def _backup_template(value: str | None) -> str | None:
     for sample in ("0", "1"):  # two tags: a constant template equals at most one of them
         try:
             render_backup_tag(value, sample)
-        except ReferenceError_ as exc:
+        except InvalidReferenceError as exc:
             problems.append(str(exc))
     if len(problems) == 2:
         raise typer.BadParameter(problems[0].removeprefix("--backup-tag "))
@@ -284,7 +289,7 @@ def make_client(conn: Connection, *, pool_size: int = 16) -> Client:
     """The client a command uses; raises CredentialError for unusable credential flags."""
     from oci_normalize.api import Client
     from oci_normalize.http import credentials
-    from oci_normalize.store.registry import ClientOptions
+    from oci_normalize.options import ClientOptions
 
     global _warned_insecure
     _log_warnings()

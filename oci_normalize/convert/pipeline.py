@@ -30,7 +30,7 @@ from oci_normalize.convert.tree import build_tree, fetch_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import NotFoundError, OciNormalizeError
 from oci_normalize.limits import CHUNK
-from oci_normalize.manifest import Fetched
+from oci_normalize.manifest import VerifiedManifest
 from oci_normalize.models import LayerFacts, Node
 from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import Location, Reference, located, same_repository
@@ -52,7 +52,7 @@ def schema1_facts(tree: Node, store: Store, loc: Location) -> dict[Digest, Layer
     return facts
 
 
-def read(store: Store, loc: Location, root: Fetched | None = None) -> Source:
+def read(store: Store, loc: Location, root: VerifiedManifest | None = None) -> Source:
     """The tree under ``loc`` (its root already fetched, when given) and its plan."""
     tree = fetch_tree(store, loc) if root is None else build_tree(store, loc, root)
     return Source(loc, tree, normalize(tree, schema1_layers=schema1_facts(tree, store, loc)))
@@ -137,8 +137,8 @@ def read_target(
     api = False
     if copies:
         client.referrers.index(registry, target.repository, copies[0])  # the probe, once
-        api = client.referrers.has_api(registry.registry)
-    fallback: dict[Digest, Fetched | None] = {}
+        api = client.referrers.has_api(registry.name)
+    fallback: dict[Digest, VerifiedManifest | None] = {}
     if copies and not api:
         for subject in copies:
             tag = fallback_tag(subject)
@@ -164,7 +164,7 @@ def read_target(
     )
 
 
-def _optional(store: Store, repository: str, tag: str) -> Fetched | None:
+def _optional(store: Store, repository: str, tag: str) -> VerifiedManifest | None:
     try:
         return store.get_manifest(repository, tag)
     except NotFoundError:
@@ -222,7 +222,7 @@ def write(
         raise OciNormalizeError("sign steps were planned without a --sign-with command")
 
     def on_tag(tag: str) -> None:
-        client.referrers.note_tag(dest.registry, target.repository, tag)
+        client.referrers.note_tag(dest.name, target.repository, tag)
 
     stats = execute(
         outcome.writes,

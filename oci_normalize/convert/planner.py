@@ -42,8 +42,8 @@ from oci_normalize import mediatypes as mt
 from oci_normalize.convert import referrers as rf
 from oci_normalize.convert.push import ManifestPut, SignStep, TagGuard, WritePlan
 from oci_normalize.digest import Digest
-from oci_normalize.errors import ReferenceError_
-from oci_normalize.manifest import Fetched
+from oci_normalize.errors import InvalidReferenceError
+from oci_normalize.manifest import VerifiedManifest
 from oci_normalize.models import Blob, Node, Plan, PlannedNode
 from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import Location, Reference, same_repository
@@ -83,7 +83,7 @@ class Attached:
     bytes and, for a copy into another repository, its own tree (children and blobs)."""
 
     referrer: Referrer
-    manifest: Fetched | None = None
+    manifest: VerifiedManifest | None = None
     tree: Node | None = None
 
 
@@ -120,11 +120,11 @@ class Target:
     tags: frozenset[str] = frozenset()
     fresh: bool = False
     referrers_api: bool = False
-    fallback: Mapping[Digest, Fetched | None] = field(default_factory=dict)
+    fallback: Mapping[Digest, VerifiedManifest | None] = field(default_factory=dict)
     backup_tag: str | None = None
     backup_now: Digest | None = None
     tree_present: bool = False
-    replaced: Fetched | None = None  # what the tag held, as read (the journal's undo)
+    replaced: VerifiedManifest | None = None  # what the tag held, as read (the journal's undo)
 
     @property
     def tag(self) -> str | None:
@@ -404,7 +404,7 @@ def _fallback(subject: Digest, copies: list[ManifestPut], target: Target) -> Man
     """The fallback tag ``sha256-<new hex>`` with the copies added (None: nothing new)."""
     tag = fallback_tag(subject)
     existing = target.fallback.get(subject)
-    what = f"{target.location.registry}/{target.repository}:{tag}"
+    what = f"{target.location.store_name}/{target.repository}:{tag}"
     additions = [rf.referrer_descriptor(c.data, c.media_type, what) for c in copies]
     data = rf.merge_fallback_index(existing.data if existing else None, additions, what)
     if data is None:
@@ -478,18 +478,20 @@ def render_backup_tag(template: str, tag: str) -> str:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ReferenceError_(
+        raise InvalidReferenceError(
             f"--backup-tag {shown!r}: not a template ({exc}); only {{tag}} may be used"
         ) from exc
     if any(name not in (None, "tag") or spec or conv for _, name, spec, conv in parsed):
-        raise ReferenceError_(f"--backup-tag {shown!r}: only {{tag}} may be used in the template")
+        raise InvalidReferenceError(
+            f"--backup-tag {shown!r}: only {{tag}} may be used in the template"
+        )
     name = "".join(text + (tag if field_ is not None else "") for text, field_, _, _ in parsed)
     try:
         Reference.parse(f"localhost/x:{name}")
-    except ReferenceError_ as exc:
-        raise ReferenceError_(
+    except InvalidReferenceError as exc:
+        raise InvalidReferenceError(
             f"--backup-tag {shown!r} gives {printable(name, limit=140)!r}, not a valid tag"
         ) from exc
     if name == tag:
-        raise ReferenceError_(f"--backup-tag {shown!r} names the tag being converted")
+        raise InvalidReferenceError(f"--backup-tag {shown!r} names the tag being converted")
     return name

@@ -150,7 +150,7 @@ def execute(
         now = dest.head_manifest(repo, writes.guard.tag)
         if now != writes.guard.expected:
             raise TagMovedError(
-                f"{dest.registry}/{repo}:{writes.guard.tag}: tag moved during conversion (now "
+                f"{dest.name}/{repo}:{writes.guard.tag}: tag moved during conversion (now "
                 f"{now}, expected {writes.guard.expected}); nothing was tagged"
             )
     if writes.tag is None:
@@ -162,7 +162,7 @@ def execute(
         landed = dest.head_manifest(repo, tag.ref)
         if landed != tag.digest:
             raise PushError(
-                f"{dest.registry}/{repo}:{tag.ref}: after push the tag resolves to {landed}, "
+                f"{dest.name}/{repo}:{tag.ref}: after push the tag resolves to {landed}, "
                 f"not {tag.digest}"
             )
     return stats
@@ -222,7 +222,7 @@ def _ensure_blobs(
 def _ensure_blob(
     blob: Blob, source: Store, writes: WritePlan, dest: Store, stats: PushStats, homes: BlobHomes
 ) -> None:
-    name, repo, src_repo = dest.registry, writes.repository, writes.source_repository
+    name, repo, src_repo = dest.name, writes.repository, writes.source_repository
     with homes.claim(name, blob.digest):
         if homes.holds(name, repo, blob.digest):
             return
@@ -231,7 +231,7 @@ def _ensure_blob(
             stats.count("blobs_mounted")
         elif not writes.fresh and dest.blob_exists(repo, blob.digest):
             pass  # there already
-        elif source.registry == name and dest.mount_blob(repo, blob.digest, src_repo):
+        elif source.name == name and dest.mount_blob(repo, blob.digest, src_repo):
             stats.count("blobs_mounted")
         else:
             _copy_blob(blob, source, src_repo, dest, repo)
@@ -245,7 +245,7 @@ def _put_new_blob(
     if not dest.blob_exists(repo, blob.digest):
         dest.upload_blob(repo, blob.digest, len(blob.data), [blob.data])
         stats.blobs_uploaded += 1
-    homes.note(dest.registry, repo, blob.digest)
+    homes.note(dest.name, repo, blob.digest)
 
 
 def _non_distributable(blob: Blob) -> bool:
@@ -258,7 +258,7 @@ def _copy_blob(blob: Blob, source: Store, src_repo: str, dest: Store, repo: str)
         """One upload try: a fresh source stream, hashed on the way through."""
         resp = source.open_blob(src_repo, blob.digest)
         with resp:
-            yield _verified_chunks(resp, blob, f"{source.registry}/{src_repo}")
+            yield _verified_chunks(resp, blob, f"{source.name}/{src_repo}")
 
     # A callable body lets the registry client restart the whole upload after a failure.
     dest.upload_blob(repo, blob.digest, blob.size, open_body)

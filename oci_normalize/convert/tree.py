@@ -18,7 +18,7 @@ from oci_normalize import limits
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, MalformedManifestError
-from oci_normalize.manifest import Fetched, descriptors, effective_media_type, parse_body
+from oci_normalize.manifest import VerifiedManifest, descriptors, effective_media_type, parse_body
 from oci_normalize.models import Blob, Node
 from oci_normalize.reference import Location, place
 from oci_normalize.store.base import Store
@@ -33,7 +33,7 @@ MAX_DEPTH: Final = 8
 
 
 @dataclass(frozen=True)
-class _Got:
+class _ParsedManifest:
     """One verified manifest of the walk: its bytes, effective type, label, parsed children."""
 
     data: bytes
@@ -52,11 +52,11 @@ def fetch_tree(registry: Store, ref: Location) -> Node:
     return build_tree(registry, ref, fetched)
 
 
-def build_tree(registry: Store, ref: Location, root: Fetched) -> Node:
+def build_tree(registry: Store, ref: Location, root: VerifiedManifest) -> Node:
     """The tree under an already fetched root (batch reads roots first to group tags by digest)."""
     prefix = place(ref)
     limit = limits.max_tree_manifests()
-    got: dict[Digest, _Got] = {}
+    got: dict[Digest, _ParsedManifest] = {}
     got[root.digest] = _parse(prefix, root, root.media_type, "@")
     level = [root.digest]
     with ThreadPoolExecutor(limits.TREE_FETCH_THREADS) as pool:
@@ -74,7 +74,7 @@ def build_tree(registry: Store, ref: Location, root: Fetched) -> Node:
                     f"(set {limits.ENV_MAX_TREE_MANIFESTS} to allow more)"
                 )
 
-            def fetch(item: tuple[Digest, tuple[str, str]]) -> tuple[Digest, _Got]:
+            def fetch(item: tuple[Digest, tuple[str, str]]) -> tuple[Digest, _ParsedManifest]:
                 digest, (desc_type, label) = item
                 what = f"{prefix}@{digest} {label}"
                 one = registry.get_manifest(ref.repository, str(digest), expected=digest, what=what)
@@ -89,7 +89,7 @@ def build_tree(registry: Store, ref: Location, root: Fetched) -> Node:
     return _node(root.digest, got, {}, set())
 
 
-def _check_sizes(prefix: str, got: dict[Digest, _Got]) -> None:
+def _check_sizes(prefix: str, got: dict[Digest, _ParsedManifest]) -> None:
     """Every descriptor names its child's size exactly (an index is pushed as it is)."""
     for parent in got.values():
         for child, _, size, label in parent.children:
@@ -101,7 +101,9 @@ def _check_sizes(prefix: str, got: dict[Digest, _Got]) -> None:
                 )
 
 
-def _wanted(got: dict[Digest, _Got], level: list[Digest]) -> dict[Digest, tuple[str, str]]:
+def _wanted(
+    got: dict[Digest, _ParsedManifest], level: list[Digest]
+) -> dict[Digest, tuple[str, str]]:
     """Children named by ``level`` and not fetched yet: digest → (descriptor type, label)."""
     out: dict[Digest, tuple[str, str]] = {}
     for parent in level:
@@ -111,13 +113,13 @@ def _wanted(got: dict[Digest, _Got], level: list[Digest]) -> dict[Digest, tuple[
     return out
 
 
-def _parse(prefix: str, one: Fetched, media_type: str, path: str) -> _Got:
+def _parse(prefix: str, one: VerifiedManifest, media_type: str, path: str) -> _ParsedManifest:
     what = f"{prefix}@{one.digest}"
     data, size = one.data, one.body_size
     if mt.is_schema1(media_type) or not (
         mt.is_index(media_type) or mt.is_image_manifest(media_type)
     ):
-        return _Got(data, media_type, path, size, one.signed)
+        return _ParsedManifest(data, media_type, path, size, one.signed)
     descs = descriptors(parse_body(data, what), media_type, what)
     if mt.is_image_manifest(media_type):
         blobs = tuple(
@@ -129,17 +131,20 @@ def _parse(prefix: str, one: Fetched, media_type: str, path: str) -> _Got:
             )
             for _, d in descs
         )
-        return _Got(data, media_type, path, size, None, blobs=blobs)
+        return _ParsedManifest(data, media_type, path, size, None, blobs=blobs)
     children = tuple(
         (Digest.parse(d["digest"]), d["mediaType"], int(d["size"]), _label(path, where, d))
         for where, d in descs
         if mt.is_manifest(d["mediaType"])
     )
-    return _Got(data, media_type, path, size, None, children=children)
+    return _ParsedManifest(data, media_type, path, size, None, children=children)
 
 
 def _node(
-    digest: Digest, got: dict[Digest, _Got], built: dict[Digest, Node], open_: set[Digest]
+    digest: Digest,
+    got: dict[Digest, _ParsedManifest],
+    built: dict[Digest, Node],
+    open_: set[Digest],
 ) -> Node:
     """The :class:`Node` for ``digest``, each distinct manifest built once."""
     if digest in built:

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 
 import requests
 
+from oci_normalize.clock import SYSTEM_CLOCK, Clock
 from oci_normalize.errors import DeniedError, UnauthorizedError
 from oci_normalize.http import env as httpenv
 from oci_normalize.http import secrets
-from oci_normalize.http.clock import SYSTEM_CLOCK, Clock
 from oci_normalize.http.deadline import Deadline, armed
 from oci_normalize.http.requestline import RequestLine
 from oci_normalize.http.token import (

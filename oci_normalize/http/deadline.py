@@ -32,7 +32,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
 
-from oci_normalize.http.clock import SYSTEM_CLOCK, Clock
+from oci_normalize.clock import SYSTEM_CLOCK, Clock
 
 _local = threading.local()
 

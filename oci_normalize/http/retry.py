@@ -1,4 +1,5 @@
-"""When and how long to wait before trying a request again: a pure, testable schedule.
+"""Trying a request again: the one retry loop and ``Retry-After``, on the schedule of a
+:class:`~oci_normalize.options.RetryPolicy` (a pure, testable value in the options).
 
 Only answers that may change are retried: 429 (rate limited; ``Retry-After`` is honoured),
 502/503/504 (a proxy or the registry is briefly unwell) and connection failures. Every other 4xx
@@ -10,69 +11,14 @@ total time: a registry that never recovers produces a clear error, not a hang.
 from __future__ import annotations
 
 import email.utils
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
-from oci_normalize.http.clock import SYSTEM_CLOCK, Clock
+from oci_normalize.clock import SYSTEM_CLOCK, Clock
 from oci_normalize.limits import parse_count
-
-#: HTTP statuses worth another try.
-RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
-#: Tries per request, the first one included (so 4 means up to 3 retries).
-MAX_ATTEMPTS: Final = 4
-#: No retry starts later than this many seconds after the first try.
-MAX_RETRY_TIME_S: Final = 60.0
-#: The first wait is drawn from [BASE/2, BASE]; each later one doubles, up to the cap.
-BACKOFF_BASE_S: Final = 0.5
-BACKOFF_CAP_S: Final = 8.0
-#: A ``Retry-After`` longer than this is not waited for: the request fails as rate limited.
-MAX_RETRY_AFTER_S: Final = 60.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class RetryPolicy:
-    attempts: int = MAX_ATTEMPTS
-    total_s: float = MAX_RETRY_TIME_S
-    base_s: float = BACKOFF_BASE_S
-    cap_s: float = BACKOFF_CAP_S
-    max_retry_after_s: float = MAX_RETRY_AFTER_S
-    statuses: frozenset[int] = RETRY_STATUSES
-
-    def backoff(self, retry: int, rng: random.Random | None = None) -> float:
-        """The jittered wait before retry number ``retry`` (1 for the first retry)."""
-        ceiling = min(self.cap_s, self.base_s * (2 ** max(retry - 1, 0)))
-        return (rng or random).uniform(ceiling / 2, ceiling)
-
-    def wait(
-        self,
-        retry: int,
-        *,
-        elapsed: float,
-        retry_after: float | None = None,
-        rng: random.Random | None = None,
-    ) -> float | None:
-        """Seconds to sleep before retry ``retry``, or None when the budget says stop.
-
-        ``elapsed`` is the time since the first try. A ``Retry-After`` is a floor for the wait;
-        one beyond :attr:`max_retry_after_s` or past the time budget ends the retries.
-        """
-        if retry >= self.attempts:
-            return None
-        delay = self.backoff(retry, rng)
-        if retry_after is not None:
-            if retry_after > self.max_retry_after_s:
-                return None
-            delay = max(delay, retry_after)
-        if elapsed + delay > self.total_s:
-            return None
-        return delay
-
-
-NO_RETRY: Final = RetryPolicy(attempts=1)
-DEFAULT_RETRY: Final = RetryPolicy()
+from oci_normalize.options import RetryPolicy
 
 T = TypeVar("T")
 

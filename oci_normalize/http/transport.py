@@ -20,16 +20,17 @@ import requests
 from requests.cookies import get_cookie_header
 from requests.structures import CaseInsensitiveDict
 
+from oci_normalize.clock import SYSTEM_CLOCK, Clock
 from oci_normalize.errors import RegistryError, TLSFailureError, TransportError
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import Authenticator
 from oci_normalize.http.body import Reply, close_ends, read_reply
-from oci_normalize.http.clock import SYSTEM_CLOCK, Clock
 from oci_normalize.http.deadline import Deadline, armed
 from oci_normalize.http.requestline import RequestLine
-from oci_normalize.http.retry import NO_RETRY, Again, RetryPolicy, parse_retry_after, retrying
+from oci_normalize.http.retry import Again, parse_retry_after, retrying
 from oci_normalize.http.status import raise_for_status
 from oci_normalize.limits import MAX_ERROR_BODY, min_blob_rate, parse_count
+from oci_normalize.options import NO_RETRY, RetryPolicy
 from oci_normalize.text import printable
 
 __all__ = ["MAX_ERROR_BODY", "Transport", "origin"]

@@ -54,7 +54,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType,
 from nats.js.kv import KeyValue
 
 from oci_normalize.digest import Digest
-from oci_normalize.errors import InvalidDigestError, OciNormalizeError, ReferenceError_
+from oci_normalize.errors import InvalidDigestError, InvalidReferenceError, OciNormalizeError
 from oci_normalize.reference import parse_repository, parse_tag
 from oci_normalize.serve.queue import Lease, QueueClosedError, WorkItem
 from oci_normalize.text import printable
@@ -236,7 +236,7 @@ def parse_ref(ref: str, *, source: str) -> str:
         try:
             return str(Digest.parse(ref))
         except InvalidDigestError as exc:
-            raise ReferenceError_(
+            raise InvalidReferenceError(
                 f"invalid digest {printable(ref, limit=100)!r} from {source}"
             ) from exc
     return parse_tag(ref, source=source)
@@ -252,18 +252,18 @@ def encode_item(item: WorkItem) -> bytes:
 def decode_item(data: bytes, *, source: str) -> WorkItem:
     """A work item read back from NATS, checked like any outside input."""
     if len(data) > MAX_ITEM_BYTES:
-        raise ReferenceError_(f"work item from {source} is over {MAX_ITEM_BYTES} bytes")
+        raise InvalidReferenceError(f"work item from {source} is over {MAX_ITEM_BYTES} bytes")
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReferenceError_(f"work item from {source} is not JSON") from exc
+        raise InvalidReferenceError(f"work item from {source} is not JSON") from exc
     if not isinstance(doc, dict):
-        raise ReferenceError_(f"work item from {source} is not a JSON object")
+        raise InvalidReferenceError(f"work item from {source} is not a JSON object")
     repository, ref, received = doc.get("repository"), doc.get("ref"), doc.get("received")
     if not isinstance(repository, str) or not isinstance(ref, str):
-        raise ReferenceError_(f"work item from {source} lacks repository or ref")
+        raise InvalidReferenceError(f"work item from {source} lacks repository or ref")
     if isinstance(received, bool) or not isinstance(received, (int, float)):
-        raise ReferenceError_(f"work item from {source} lacks a received time")
+        raise InvalidReferenceError(f"work item from {source} lacks a received time")
     return WorkItem(
         repository=parse_repository(repository, source=source),
         ref=parse_ref(ref, source=source),
@@ -566,7 +566,7 @@ class NatsQueue:
             msg = msgs[0]
             try:
                 item = decode_item(msg.data, source=self._source)
-            except ReferenceError_ as exc:
+            except InvalidReferenceError as exc:
                 log.warning("%s: dropped a message that is not a work item: %s", self._source, exc)
                 await msg.term()
                 continue
@@ -685,7 +685,7 @@ class NatsQueue:
                 data = (await self._parked.get(key)).value or b""
                 item = decode_item(data, source=f"{self._source} (parked)")
                 reason = json.loads(data).get("reason")
-            except (nats.js.errors.KeyNotFoundError, ReferenceError_):
+            except (nats.js.errors.KeyNotFoundError, InvalidReferenceError):
                 continue  # un-parked meanwhile, or not a record of ours
             found.append(
                 (item, printable(reason if isinstance(reason, str) else "", limit=MAX_REASON))

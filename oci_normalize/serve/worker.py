@@ -27,7 +27,7 @@ from oci_normalize.batch.destination import Destination
 from oci_normalize.batch.journal import Journal
 from oci_normalize.digest import Digest
 from oci_normalize.errors import JournalError, NotFoundError, OciNormalizeError, RefusedError
-from oci_normalize.manifest import Fetched, descriptors, parse_body
+from oci_normalize.manifest import VerifiedManifest, descriptors, parse_body
 from oci_normalize.once import OncePerKey
 from oci_normalize.options import DEFAULT_CONVERT_OPTIONS, ConvertOptions
 from oci_normalize.reference import Reference
@@ -127,7 +127,7 @@ class Processor:
     def _record(
         self,
         ref: Reference,
-        root: Fetched,
+        root: VerifiedManifest,
         old: str | None,
         new: str,
         changes: list[ManifestChange],
@@ -154,7 +154,7 @@ class Processor:
             if self._log is not None:
                 self._log("journal", reference=str(ref), outcome="not-journalled", detail=str(exc))
 
-    def _already_done(self, root: Fetched) -> bool:
+    def _already_done(self, root: VerifiedManifest) -> bool:
         media_type = mt.base(root.media_type)
         if mt.is_docker(media_type):
             return False

@@ -33,14 +33,14 @@ from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
     DigestMismatchError,
+    InvalidReferenceError,
     MalformedManifestError,
     NotFoundError,
     OciNormalizeError,
-    ReferenceError_,
 )
-from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, Fetched, serialize
+from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, VerifiedManifest, serialize
 from oci_normalize.reference import ArchiveRef, Reference
-from oci_normalize.store.base import BlobStream, BytesBlob, FileBlob
+from oci_normalize.store.base import BlobStream, bytes_blob, file_blob
 from oci_normalize.store.layerio import spool_layer
 from oci_normalize.store.tarmembers import Members, chunks, member_name, open_tar, show
 from oci_normalize.text import printable
@@ -137,7 +137,7 @@ def choose(images: list[ArchiveImage], image: str | None, what: str) -> ArchiveI
             try:
                 if tag == image or Reference.parse(tag) == wanted:
                     return candidate
-            except ReferenceError_:
+            except InvalidReferenceError:
                 continue
     raise NotFoundError(f"{what}: no image tagged {image!r}")
 
@@ -176,7 +176,7 @@ class ArchiveStore:
 
     def __init__(self, ref: ArchiveRef, *, workdir: str | Path | None = None) -> None:
         self.ref = ref
-        self.registry = ref.registry
+        self.name = ref.store_name
         self.requests = 0
         self._workdir = workdir
         self._tmp: Path | None = None
@@ -278,12 +278,14 @@ class ArchiveStore:
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
+    ) -> VerifiedManifest:
         built = self._load()
         self.requests += 1
         if ref not in ("", str(built.digest)) or expected not in (None, built.digest):
-            raise NotFoundError(f"{what or self.registry}: the archive image is {built.digest}")
-        return Fetched(data=built.manifest, media_type=mt.OCI_MANIFEST, digest=built.digest)
+            raise NotFoundError(f"{what or self.name}: the archive image is {built.digest}")
+        return VerifiedManifest(
+            data=built.manifest, media_type=mt.OCI_MANIFEST, digest=built.digest
+        )
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None:
         built = self._load()
@@ -300,21 +302,21 @@ class ArchiveStore:
         built = self._load()
         self.requests += 1
         if digest == built.config_digest:
-            return BytesBlob(built.config)
+            return bytes_blob(built.config)
         path = built.layers.get(digest)
         if path is None:
-            raise NotFoundError(f"{self.registry}: no blob {digest}")
-        return FileBlob(path)
+            raise NotFoundError(f"{self.name}: no blob {digest}")
+        return file_blob(path)
 
     def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> Digest:
-        raise OciNormalizeError(f"{self.registry}: docker-archive is a source only")
+        raise OciNormalizeError(f"{self.name}: docker-archive is a source only")
 
     def put_manifest_confirmed(
         self, repository: str, ref: str, data: bytes, media_type: str
     ) -> tuple[Digest, bool]:
-        raise OciNormalizeError(f"{self.registry}: docker-archive is a source only")
+        raise OciNormalizeError(f"{self.name}: docker-archive is a source only")
 
     def upload_blob(
         self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes] | BodyOpener
     ) -> None:
-        raise OciNormalizeError(f"{self.registry}: docker-archive is a source only")
+        raise OciNormalizeError(f"{self.name}: docker-archive is a source only")

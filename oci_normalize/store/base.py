@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from oci_normalize.digest import Digest
-from oci_normalize.manifest import BodyOpener, Fetched
+from oci_normalize.manifest import BodyOpener, VerifiedManifest
 
 
 class BlobStream(Protocol):
-    """A blob being read: ``requests.Response`` is one, :class:`FileBlob` another."""
+    """A blob being read: ``requests.Response`` is one, :class:`StreamBlob` another."""
 
     def iter_content(self, chunk_size: int) -> Iterator[Any]: ...
 
@@ -31,7 +31,7 @@ class BlobStream(Protocol):
 
 
 class Store(Protocol):
-    registry: str  # a name for messages; equal names mean the same store
+    name: str  # for messages; equal names mean the same store
 
     @property
     def requests(self) -> int:
@@ -39,7 +39,7 @@ class Store(Protocol):
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched: ...
+    ) -> VerifiedManifest: ...
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None: ...
 
@@ -100,11 +100,11 @@ class StreamBlob:
         self.close()
 
 
-def FileBlob(path: Path) -> StreamBlob:  # noqa: N802 - reads like the type it makes
+def file_blob(path: Path) -> StreamBlob:
     """A local file, streamed."""
     return StreamBlob(path.open("rb"))
 
 
-def BytesBlob(data: bytes) -> StreamBlob:  # noqa: N802
+def bytes_blob(data: bytes) -> StreamBlob:
     """Bytes in memory (a config blob), streamed."""
     return StreamBlob(io.BytesIO(data))

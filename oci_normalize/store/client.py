@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 from oci_normalize.http import deadline
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Credential
+from oci_normalize.options import DEFAULT_CLIENT_OPTIONS, ClientOptions
 from oci_normalize.reference import LayoutRef, Location, OciArchiveRef, Reference
 from oci_normalize.store.base import RegistryStore, Store
 from oci_normalize.store.blobhomes import BlobHomes
 from oci_normalize.store.referrers import Referrers
-from oci_normalize.store.registry import DEFAULT_OPTIONS, ClientOptions, Registry
+from oci_normalize.store.registry import Registry
 
 if TYPE_CHECKING:
     from oci_normalize.store.archive import ArchiveStore
@@ -39,7 +40,7 @@ class Client:
     def __init__(
         self,
         *,
-        options: ClientOptions = DEFAULT_OPTIONS,
+        options: ClientOptions = DEFAULT_CLIENT_OPTIONS,
         credentials: CredentialLookup = _anonymous,
         pool_size: int = 16,
     ) -> None:
@@ -103,12 +104,12 @@ class Client:
             if isinstance(loc, OciArchiveRef):  # one store per file, whatever the tag
                 from oci_normalize.store.ociarchive import OciArchiveStore
 
-                tarred = self._oci_archives.get(loc.registry)
+                tarred = self._oci_archives.get(loc.store_name)
                 if tarred is None:
                     tarred = OciArchiveStore(
                         loc, max_manifest_bytes=self.options.max_manifest_bytes
                     )
-                    self._oci_archives[loc.registry] = tarred
+                    self._oci_archives[loc.store_name] = tarred
                 return tarred
             from oci_normalize.store.archive import ArchiveStore
 
@@ -123,7 +124,7 @@ class Client:
         """Drop an archive's converted copy (temp files); other stores hold nothing."""
         with self._lock:
             found = self._archives.pop(str(loc), None)
-            tarred = self._oci_archives.pop(loc.registry, None)
+            tarred = self._oci_archives.pop(loc.store_name, None)
         if found is not None:
             found.close()
         if tarred is not None:

@@ -40,7 +40,7 @@ from oci_normalize.limits import CHUNK
 from oci_normalize.manifest import (
     MAX_MANIFEST_BYTES,
     BodyOpener,
-    Fetched,
+    VerifiedManifest,
     descriptors,
     effective_media_type,
     parse_body,
@@ -63,11 +63,11 @@ class Layout:
 
     def __init__(self, path: str | Path, *, max_manifest_bytes: int = MAX_MANIFEST_BYTES) -> None:
         self.path = Path(path).absolute()
-        self.registry = f"oci:{self.path}"
+        self.name = f"oci:{self.path}"
         self.requests = 0
         self._max_manifest = max_manifest_bytes
         self._lock = threading.Lock()
-        self._dir = Contained(self.path, self.registry)
+        self._dir = Contained(self.path, self.name)
         #: Blob files already hashed whole: (digest, dev, inode, size, mtime, ctime).
         self._verified: set[tuple[Digest, int, int, int, int, int]] = set()
 
@@ -78,7 +78,7 @@ class Layout:
         try:
             checked = Digest.parse(str(digest))
         except InvalidDigestError as exc:
-            raise InvalidDigestError(f"{self.registry}: refusing blob path for {exc}") from exc
+            raise InvalidDigestError(f"{self.name}: refusing blob path for {exc}") from exc
         return self.path / "blobs" / checked.algorithm / checked.hex
 
     def _blob(self, digest: Digest) -> tuple[str, str, str]:
@@ -88,14 +88,12 @@ class Layout:
 
     def index(self) -> dict[str, Any]:
         """``index.json``, shape-checked (every entry a descriptor with a valid digest)."""
-        what = f"{self.registry}/{INDEX_FILE}"
+        what = f"{self.name}/{INDEX_FILE}"
         self._check_layout_file()
         try:
             data = self._dir.read((INDEX_FILE,), MAX_INDEX_BYTES)
         except NotFoundError as exc:
-            raise NotFoundError(
-                f"{self.registry}: not an OCI image layout (no index.json)"
-            ) from exc
+            raise NotFoundError(f"{self.name}: not an OCI image layout (no index.json)") from exc
         except ManifestTooLargeError as exc:
             raise ManifestTooLargeError(f"{what}: over {MAX_INDEX_BYTES} bytes") from exc
         body = parse_body(data, what)
@@ -107,15 +105,11 @@ class Layout:
             marker = self._dir.read((LAYOUT_FILE,), MAX_LAYOUT_FILE_BYTES)
             version = json.loads(marker).get("imageLayoutVersion")
         except NotFoundError as exc:
-            raise NotFoundError(
-                f"{self.registry}: not an OCI image layout (no oci-layout)"
-            ) from exc
+            raise NotFoundError(f"{self.name}: not an OCI image layout (no oci-layout)") from exc
         except (ValueError, AttributeError, RecursionError) as exc:
-            raise MalformedManifestError(f"{self.registry}: oci-layout is not valid JSON") from exc
+            raise MalformedManifestError(f"{self.name}: oci-layout is not valid JSON") from exc
         if version != LAYOUT_VERSION:
-            raise MalformedManifestError(
-                f"{self.registry}: unsupported imageLayoutVersion {version!r}"
-            )
+            raise MalformedManifestError(f"{self.name}: unsupported imageLayoutVersion {version!r}")
 
     def resolve(self, ref: str) -> dict[str, Any]:
         """The index.json entry for a tag, or for "" the layout's only entry."""
@@ -124,7 +118,7 @@ class Layout:
             if len(entries) != 1:
                 names = sorted({str(_name(e)) for e in entries})
                 raise NotFoundError(
-                    f"{self.registry}: holds {len(entries)} images "
+                    f"{self.name}: holds {len(entries)} images "
                     f"({printable(', '.join(names)) or 'none'});"
                     " name one as oci:PATH:TAG"
                 )
@@ -133,11 +127,11 @@ class Layout:
         if not found:
             names = sorted({n for e in entries if (n := _name(e))})
             raise NotFoundError(
-                f"{self.registry}: no image tagged {ref!r} in index.json "
+                f"{self.name}: no image tagged {ref!r} in index.json "
                 f"(tags: {printable(', '.join(names)) or 'none'})"
             )
         if len({e["digest"] for e in found}) > 1:
-            raise MalformedManifestError(f"{self.registry}: tag {ref!r} names several images")
+            raise MalformedManifestError(f"{self.name}: tag {ref!r} names several images")
         return dict(found[0])
 
     def sole_tag(self) -> str | None:
@@ -146,8 +140,8 @@ class Layout:
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
-        what = what or f"{self.registry}:{ref}"
+    ) -> VerifiedManifest:
+        what = what or f"{self.name}:{ref}"
         declared = ""
         if _is_digest(ref):
             digest = Digest.parse(ref)
@@ -169,7 +163,9 @@ class Layout:
         if len(data) > self._max_manifest:
             raise ManifestTooLargeError(f"{what}: manifest is over the {self._max_manifest} cap")
         digest.verify(data, what)
-        return Fetched(data=data, media_type=effective_media_type(data, declared), digest=digest)
+        return VerifiedManifest(
+            data=data, media_type=effective_media_type(data, declared), digest=digest
+        )
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None:
         self.requests += 1
@@ -196,7 +192,7 @@ class Layout:
         try:
             fh = self._dir.open(self._blob(digest))
         except NotFoundError as exc:
-            raise NotFoundError(f"{self.registry}: blob {digest} is missing") from exc
+            raise NotFoundError(f"{self.name}: blob {digest} is missing") from exc
         try:
             self._verify_file(fh, digest)
         except BaseException:
@@ -215,7 +211,7 @@ class Layout:
             hasher.update(chunk)
         if hasher.hexdigest() != digest.hex:
             raise DigestMismatchError(
-                f"{self.registry}: blob file blobs/{digest.algorithm}/{digest.hex[:12]}… does "
+                f"{self.name}: blob file blobs/{digest.algorithm}/{digest.hex[:12]}… does "
                 f"not hash to its name ({digest.algorithm}:{hasher.hexdigest()[:12]}…); "
                 "nothing of it was sent"
             )
@@ -243,7 +239,7 @@ class Layout:
         def check() -> None:
             if hasher.hexdigest() != digest.hex or count != size:
                 raise DigestMismatchError(
-                    f"{self.registry}: blob {digest.short}: got {count} bytes hashing to "
+                    f"{self.name}: blob {digest.short}: got {count} bytes hashing to "
                     f"{digest.algorithm}:{hasher.hexdigest()[:12]}, expected {size} bytes"
                 )
 
@@ -260,7 +256,7 @@ class Layout:
         """Write the manifest blob; by tag (or "" for the only image) also point index.json."""
         digest = Digest.of(data)
         if _is_digest(ref) and Digest.parse(ref) != digest:
-            raise DigestMismatchError(f"{self.registry}: manifest is {digest}, not {ref}")
+            raise DigestMismatchError(f"{self.name}: manifest is {digest}, not {ref}")
         if not self._dir.is_file(self._blob(digest)):
             self.upload_blob(repository, digest, len(data), [data])
         if not _is_digest(ref):
@@ -274,7 +270,7 @@ class Layout:
         if ref == "":
             positions = list(range(len(entries)))
             if len(positions) > 1:
-                raise NotFoundError(f"{self.registry}: several images; name one as oci:PATH:TAG")
+                raise NotFoundError(f"{self.name}: several images; name one as oci:PATH:TAG")
         else:
             positions = [i for i, e in enumerate(entries) if _name(e) == ref]
         new = {"mediaType": mt.base(media_type), "digest": str(digest), "size": size}
@@ -300,10 +296,10 @@ class Layout:
                 self.path.mkdir(parents=True, exist_ok=True)  # the path the user named
             except OSError as exc:
                 raise OciNormalizeError(
-                    f"{self.registry}: cannot create the layout directory ({exc.strerror})"
+                    f"{self.name}: cannot create the layout directory ({exc.strerror})"
                 ) from exc
             if self._dir.lexists((INDEX_FILE,)):
-                raise MalformedManifestError(f"{self.registry}: index.json without oci-layout")
+                raise MalformedManifestError(f"{self.name}: index.json without oci-layout")
             with self._dir.directory(("blobs", "sha256"), create=True):
                 pass
             empty = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}

@@ -34,9 +34,14 @@ from oci_normalize.errors import (
     ManifestTooLargeError,
     NotFoundError,
 )
-from oci_normalize.manifest import MAX_MANIFEST_BYTES, BodyOpener, Fetched, effective_media_type
+from oci_normalize.manifest import (
+    MAX_MANIFEST_BYTES,
+    BodyOpener,
+    VerifiedManifest,
+    effective_media_type,
+)
 from oci_normalize.reference import OciArchiveRef
-from oci_normalize.store.base import BlobStream, FileBlob
+from oci_normalize.store.base import BlobStream, file_blob
 from oci_normalize.store.layout import INDEX_FILE, LAYOUT_FILE, MAX_INDEX_BYTES, Layout
 
 #: Members recorded at most (a layout holds a few per image; this stops a header bomb).
@@ -140,7 +145,7 @@ class OciArchiveStore:
     def __init__(self, ref: OciArchiveRef, *, max_manifest_bytes: int = MAX_MANIFEST_BYTES) -> None:
         self.ref = ref
         self.path = Path(ref.path)
-        self.registry = ref.registry  # identity: the absolute path
+        self.name = ref.store_name  # identity: the absolute path
         self.name = f"oci-archive:{ref.shown or ref.path}"  # for messages: as the user wrote it
         self.requests = 0
         self._max_manifest = max_manifest_bytes
@@ -234,7 +239,7 @@ class OciArchiveStore:
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
+    ) -> VerifiedManifest:
         layout = self._load()
         what = what or str(self.ref)
         declared = ""
@@ -253,7 +258,9 @@ class OciArchiveStore:
         else:
             data = self._read_member(self._blob_name(digest), self._max_manifest)
         digest.verify(data, what)
-        return Fetched(data=data, media_type=effective_media_type(data, declared), digest=digest)
+        return VerifiedManifest(
+            data=data, media_type=effective_media_type(data, declared), digest=digest
+        )
 
     def head_manifest(self, repository: str, ref: str) -> Digest | None:
         layout = self._load()
@@ -279,7 +286,7 @@ class OciArchiveStore:
         layout = self._load()
         self.requests += 1
         if layout.blob_path(digest).is_file():
-            return FileBlob(layout.blob_path(digest))
+            return file_blob(layout.blob_path(digest))
         member = self._member(self._blob_name(digest))
         if member is None or self._fd is None:
             raise NotFoundError(f"{self.name}: blob {digest} is missing from the archive")

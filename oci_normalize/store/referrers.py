@@ -27,7 +27,7 @@ from typing import Final, Protocol
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import MalformedManifestError, NotFoundError
-from oci_normalize.manifest import Fetched, parse_body
+from oci_normalize.manifest import VerifiedManifest, parse_body
 from oci_normalize.once import OncePerKey
 from oci_normalize.results import (
     COSIGN_ATTESTATION,
@@ -173,7 +173,7 @@ def artifact_type_of(data: bytes, what: str) -> str | None:
 class ListingStore(Protocol):
     """What listing referrers needs of a store (a registry client satisfies it)."""
 
-    registry: str
+    name: str
 
     def list_tags(self, repository: str) -> list[str]: ...
 
@@ -181,7 +181,7 @@ class ListingStore(Protocol):
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched: ...
+    ) -> VerifiedManifest: ...
 
 
 class Referrers:
@@ -213,7 +213,7 @@ class Referrers:
             except NotFoundError:
                 return None
 
-        return self._tags.get((store.registry, repository), read)
+        return self._tags.get((store.name, repository), read)
 
     def prime(self, registry: str, repository: str, tags: Iterable[str]) -> None:
         """Remember a tag list read elsewhere (batch enumerates every repository anyway)."""
@@ -237,7 +237,7 @@ class Referrers:
             first.append(store.referrers(repository, digest))
             return first[0] is not None
 
-        if not self._api.get(store.registry, probe):
+        if not self._api.get(store.name, probe):
             return None
         return first[0] if first else store.referrers(repository, digest)
 
@@ -251,7 +251,7 @@ class Referrers:
         found: list[Referrer] = []
         for subject in dict.fromkeys(subjects):
             found.extend(cosign_referrers(subject, tags))
-            what = f"{store.registry}/{repository} referrers of {subject.short}"
+            what = f"{store.name}/{repository} referrers of {subject.short}"
             index = self.index(store, repository, subject)
             if index is None and fallback_tag(subject) in tags:
                 index = store.get_manifest(repository, fallback_tag(subject), what=what).data
@@ -263,7 +263,7 @@ class Referrers:
 
 def _typed(store: ListingStore, repository: str, ref: Referrer) -> Referrer:
     assert ref.digest is not None
-    what = f"{store.registry}/{repository}@{ref.digest}"
+    what = f"{store.name}/{repository}@{ref.digest}"
     got = store.get_manifest(repository, str(ref.digest), expected=ref.digest, what=what)
     artifact_type = artifact_type_of(got.data, what)
     return replace(ref, artifact_type=artifact_type, signed=is_signature(artifact_type))

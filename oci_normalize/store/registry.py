@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, NoReturn
 from urllib.parse import quote, urljoin
@@ -34,40 +33,23 @@ from oci_normalize.errors import (
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Authenticator, Credential
 from oci_normalize.http.body import Reply, StreamedBody, blob_body, read_manifest_body
-from oci_normalize.http.clock import SYSTEM_CLOCK, Clock
 from oci_normalize.http.requestline import RequestLine
-from oci_normalize.http.retry import DEFAULT_RETRY, Again, RetryPolicy, retrying
+from oci_normalize.http.retry import Again, retrying
 from oci_normalize.http.status import raise_for_status
 from oci_normalize.http.transport import Transport
-from oci_normalize.limits import CONNECT_TIMEOUT_S, MAX_ERROR_BODY, READ_TIMEOUT_S
+from oci_normalize.limits import MAX_ERROR_BODY
 from oci_normalize.manifest import (
-    MAX_MANIFEST_BYTES,
     BodyOpener,
-    Fetched,
+    VerifiedManifest,
     effective_media_type,
     parse_header_digest,
     verify_manifest,
 )
+from oci_normalize.options import DEFAULT_CLIENT_OPTIONS, ClientOptions
 from oci_normalize.reference import Reference
 from oci_normalize.store import listing
 
 USER_AGENT: Final = "oci-normalize/0.1"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClientOptions:
-    plain_http: bool = False
-    insecure: bool = False
-    ca_file: str | None = None
-    connect_timeout: float = CONNECT_TIMEOUT_S
-    read_timeout: float = READ_TIMEOUT_S
-    max_manifest_bytes: int = MAX_MANIFEST_BYTES
-    retry: RetryPolicy = field(default=DEFAULT_RETRY)
-    #: What token lifetimes and retry waits are counted on (tests give a fake one).
-    clock: Clock = field(default=SYSTEM_CLOCK, compare=False)
-
-
-DEFAULT_OPTIONS: Final = ClientOptions()
 
 
 def pull_scope(repository: str) -> str:
@@ -85,11 +67,11 @@ class Registry:
         self,
         reference: Reference,
         *,
-        options: ClientOptions = DEFAULT_OPTIONS,
+        options: ClientOptions = DEFAULT_CLIENT_OPTIONS,
         credential: Credential = ANONYMOUS,
         session: requests.Session | None = None,
     ) -> None:
-        self.registry = reference.registry
+        self.name = reference.registry
         # Loopback registries speak plain HTTP unless a TLS flag (--ca-file, --insecure) says
         # the user expects TLS there.
         wants_tls = bool(options.ca_file) or options.insecure
@@ -112,7 +94,7 @@ class Registry:
             clock=options.clock,
         )
         self.transport = Transport(
-            registry=self.registry,
+            registry=self.name,
             base_url=self.base_url,
             session=self._session,
             auth=self.auth,
@@ -192,13 +174,13 @@ class Registry:
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
+    ) -> VerifiedManifest:
         """GET a manifest, capped in size and verified against its digest.
 
         ``what`` names the manifest in messages about its content (default: the reference);
         errors of the request itself name the request.
         """
-        what = what or f"{self.registry}/{repository}@{ref}"
+        what = what or f"{self.name}/{repository}@{ref}"
         resp = self.open(
             "GET",
             f"{repository}/manifests/{quote(ref, safe=':')}",
@@ -215,7 +197,7 @@ class Registry:
         if content is not data:  # a signed schema1 body: only its payload is used
             media_type = effective_media_type(content, content_type)
         signed = data if content is not data else None
-        return Fetched(
+        return VerifiedManifest(
             data=content, media_type=media_type, digest=digest, size=len(data), signed=signed
         )
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class FakeClock:
-    """Implements :class:`oci_normalize.http.clock.Clock`; records every wait asked of it."""
+    """Implements :class:`oci_normalize.clock.Clock`; records every wait asked of it."""
 
     now: float = 1000.0
     slept: list[float] = field(default_factory=list)

@@ -139,7 +139,7 @@ def cosign_signature(store: MemoryStore, repo: str, signed: Digest) -> Image:
     payload = json.dumps(
         {
             "critical": {
-                "identity": {"docker-reference": f"{store.registry}/{repo}"},
+                "identity": {"docker-reference": f"{store.name}/{repo}"},
                 "image": {"docker-manifest-digest": str(signed)},
                 "type": "cosign container image signature",
             },

@@ -36,8 +36,13 @@ from typing import Any, Final
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
 from oci_normalize.errors import NotFoundError, RegistryError
-from oci_normalize.manifest import BodyOpener, Fetched, effective_media_type, verify_manifest
-from oci_normalize.store.base import BytesBlob, StreamBlob, opened
+from oci_normalize.manifest import (
+    BodyOpener,
+    VerifiedManifest,
+    effective_media_type,
+    verify_manifest,
+)
+from oci_normalize.store.base import StreamBlob, bytes_blob, opened
 
 Op = tuple[str, ...]
 
@@ -79,7 +84,7 @@ class MemoryStore:
         echo_digest: bool = True,
         upload_delay: float = 0.0,
     ) -> None:
-        self.registry = name
+        self.name = name
         #: Without the API (distribution 2.8), :meth:`referrers` answers None.
         self.referrers_api = referrers_api
         #: Whether a PUT's answer confirms the digest (``put_manifest_confirmed``'s flag).
@@ -163,9 +168,9 @@ class MemoryStore:
 
     def get_manifest(
         self, repository: str, ref: str, *, expected: Digest | None = None, what: str = ""
-    ) -> Fetched:
+    ) -> VerifiedManifest:
         with self._call("GET", repository, ref):
-            what = what or f"{self.registry}/{repository}@{ref}"
+            what = what or f"{self.name}/{repository}@{ref}"
             with self._lock:
                 digest = self._resolve(repository, ref)
                 if digest is None:
@@ -178,7 +183,7 @@ class MemoryStore:
             checked, content = verify_manifest(data, media_type, expected, None, what)
             if content is not data:  # a signed schema1 body: its payload is what is used
                 media_type = effective_media_type(content, media_type)
-            return Fetched(
+            return VerifiedManifest(
                 data=content,
                 media_type=media_type,
                 digest=checked,
@@ -197,7 +202,7 @@ class MemoryStore:
         self, repository: str, ref: str, data: bytes, media_type: str
     ) -> tuple[Digest, bool]:
         with self._call("PUT", repository, ref):
-            what = f"push {self.registry}/{repository}:{ref}"
+            what = f"push {self.name}/{repository}:{ref}"
             digest, _ = verify_manifest(data, mt.base(media_type), None, None, what)
             if _is_digest(ref) and ref != str(digest):
                 raise RegistryError(f"{what}: DIGEST_INVALID", status=400, code="DIGEST_INVALID")
@@ -223,11 +228,11 @@ class MemoryStore:
             data = self.blobs.get((repository, digest))
             if data is None:
                 raise NotFoundError(
-                    f"{self.registry}/{repository}@{digest}: blob unknown",
+                    f"{self.name}/{repository}@{digest}: blob unknown",
                     status=404,
                     code="BLOB_UNKNOWN",
                 )
-            return BytesBlob(self.lies.get(digest, data))
+            return bytes_blob(self.lies.get(digest, data))
 
     def upload_blob(
         self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes] | BodyOpener
@@ -242,7 +247,7 @@ class MemoryStore:
                 time.sleep(self._delay)
                 if Digest.of(data) != digest or len(data) != size:
                     raise RegistryError(
-                        f"upload {digest.short} to {self.registry}/{repository}: DIGEST_INVALID",
+                        f"upload {digest.short} to {self.name}/{repository}: DIGEST_INVALID",
                         status=400,
                         code="DIGEST_INVALID",
                     )
@@ -258,7 +263,7 @@ class MemoryStore:
         with self._call("tags", repository), self._lock:
             if repository not in self._repositories():
                 raise NotFoundError(
-                    f"list tags of {self.registry}/{repository}: NAME_UNKNOWN",
+                    f"list tags of {self.name}/{repository}: NAME_UNKNOWN",
                     status=404,
                     code="NAME_UNKNOWN",
                 )

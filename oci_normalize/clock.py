@@ -1,8 +1,10 @@
 """The time the HTTP layer reads and waits by, injectable so tests advance it without sleeping.
 
-Token expiry (:mod:`.auth`, :mod:`.token`), retry waits (:mod:`.retry`, :mod:`.transport`) and
-the deadline watchdog (:mod:`.deadline`) ask a :class:`Clock` instead of ``time``; the
-default is :data:`SYSTEM_CLOCK`.
+Token expiry (:mod:`~oci_normalize.http.auth`, :mod:`~oci_normalize.http.token`), retry waits
+(:mod:`~oci_normalize.http.retry`, :mod:`~oci_normalize.http.transport`) and the deadline
+watchdog (:mod:`~oci_normalize.http.deadline`) ask a :class:`Clock` instead of ``time``; the
+default is :data:`SYSTEM_CLOCK`. A vocabulary module, so that
+:class:`~oci_normalize.options.ClientOptions` can hold a clock.
 """
 
 from __future__ import annotations
