@@ -245,10 +245,10 @@ def finish(worker: Worker, image: BuiltImage, journals: Path, code: int) -> None
 
 
 def kill_mid_run(proc: subprocess.Popen[bytes], journal: Path) -> None:
-    kill_after_converted(proc, journal, KILL_AFTER, timeout=RUN_TIMEOUT, kill=kill_tree)
+    said = kill_after_converted(proc, journal, KILL_AFTER, timeout=RUN_TIMEOUT, kill=kill_tree)
     if proc.returncode != -9:
-        said = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-        raise AssertionError(f"the victim finished ({proc.returncode}) before it was killed: {said}")
+        shown = said.decode(errors="replace")[-2000:]
+        raise AssertionError(f"the victim finished ({proc.returncode}) before it was killed: {shown}")
 
 
 def test_fleet_sweep_four_workers_from_the_image(

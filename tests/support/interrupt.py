@@ -16,9 +16,10 @@ def kill_after_converted(
     *,
     timeout: float,
     kill: Callable[[subprocess.Popen[bytes]], None] | None = None,
-) -> None:
+) -> bytes:
     """SIGKILL ``proc`` (or run ``kill`` on it) once ``journal`` holds ``count`` ``converted``
-    lines, or when it ends or ``timeout`` passes; then reap it. The caller asserts how it died."""
+    lines, or when it ends or ``timeout`` passes; then reap it and return what it wrote to a
+    piped stderr (the caller asserts how it died, and can show why it did not)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         if journal.exists() and journal.read_bytes().count(b'"converted"') >= count:
@@ -28,4 +29,5 @@ def kill_after_converted(
         proc.send_signal(signal.SIGKILL)
     else:
         kill(proc)
-    proc.communicate(timeout=timeout)
+    _, err = proc.communicate(timeout=timeout)
+    return err or b""
