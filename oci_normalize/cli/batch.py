@@ -82,6 +82,7 @@ def pool_size(concurrency: int, *, copies: bool = False) -> int:
 
 
 def run_batch(req: BatchRequest, client: Client) -> int:
+    from oci_normalize.batch.blobhomes import RecentBlobHomes
     from oci_normalize.batch.journal import Journal, KnownOci
     from oci_normalize.batch.migrate import MigrationRunner
     from oci_normalize.batch.resultsfile import ResultsFile, index
@@ -170,6 +171,7 @@ def run_batch(req: BatchRequest, client: Client) -> int:
                     ):
                         pass
                 else:
+                    client.blob_homes = RecentBlobHomes()  # bounded, whatever the sweep's size
                     MigrationRunner(client, options, journal, to).run(targets.refs, on_result)
                 while told < len(targets.failures):
                     told += 1
