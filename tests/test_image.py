@@ -248,7 +248,9 @@ def kill_mid_run(proc: subprocess.Popen[bytes], journal: Path) -> None:
     said = kill_after_converted(proc, journal, KILL_AFTER, timeout=RUN_TIMEOUT, kill=kill_tree)
     if proc.returncode != -9:
         shown = said.decode(errors="replace")[-2000:]
-        raise AssertionError(f"the victim finished ({proc.returncode}) before it was killed: {shown}")
+        raise AssertionError(
+            f"the victim finished ({proc.returncode}) before it was killed: {shown}"
+        )
 
 
 def test_fleet_sweep_four_workers_from_the_image(
