@@ -10,6 +10,7 @@ without memory, for work whose answer lives elsewhere (a blob copied once, then 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
@@ -20,12 +21,14 @@ V = TypeVar("V")
 
 class OncePerKey(Generic[K, V]):
     """Per key: compute once, share the answer; a failure is not remembered (the next asker
-    tries again)."""
+    tries again). With ``limit``, only the answers used last are kept (a forgotten one is
+    computed again when asked for), so a run over any number of keys stays bounded."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, limit: int | None = None) -> None:
         self._lock = threading.Lock()
         self._locks: dict[K, tuple[threading.Lock, int]] = {}  # lock, holders and waiters
-        self._values: dict[K, V] = {}
+        self._values: OrderedDict[K, V] = OrderedDict()
+        self._limit = limit
 
     def __len__(self) -> int:
         """Keys whose lock is held or waited for now (a lock nobody wants is dropped, so a
@@ -54,6 +57,7 @@ class OncePerKey(Generic[K, V]):
         """The remembered answer for ``key``, made by ``make()`` the first time."""
         with self._lock:
             if key in self._values:
+                self._values.move_to_end(key)
                 return self._values[key]
         with self.exclusive(key):
             with self._lock:
@@ -61,8 +65,14 @@ class OncePerKey(Generic[K, V]):
                     return self._values[key]
             value = make()
             with self._lock:
-                self._values[key] = value
+                self._remember(key, value)
             return value
+
+    def _remember(self, key: K, value: V) -> None:
+        self._values[key] = value
+        self._values.move_to_end(key)
+        while self._limit is not None and len(self._values) > self._limit:
+            self._values.popitem(last=False)
 
     def peek(self, key: K) -> V | None:
         """The answer if one is remembered, else None (never waits, never computes)."""
@@ -72,7 +82,8 @@ class OncePerKey(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         """Remember ``value`` unless an answer is there already (a listing read elsewhere)."""
         with self._lock:
-            self._values.setdefault(key, value)
+            if key not in self._values:
+                self._remember(key, value)
 
     def update(self, key: K, change: Callable[[V], V]) -> None:
         """Replace a remembered answer by ``change(answer)``; nothing when none is remembered."""

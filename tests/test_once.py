@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -81,3 +82,20 @@ def test_exclusive_lets_go_of_a_key_nobody_holds_or_waits_for() -> None:
         with once.exclusive(key):
             assert len(once) == 1
     assert len(once) == 0
+
+
+def test_with_a_limit_only_the_answers_used_last_are_kept() -> None:
+    once: OncePerKey[int, int] = OncePerKey(limit=2)
+    made: list[int] = []
+
+    def make(key: int) -> Callable[[], int]:
+        def one() -> int:
+            made.append(key)
+            return key
+
+        return one
+
+    for key in (1, 2, 1, 3):  # 1 used again: 2 is the one used longest ago
+        once.get(key, make(key))
+    assert (once.peek(1), once.peek(2), once.peek(3)) == (1, None, 3)
+    assert once.get(2, make(2)) == 2 and made == [1, 2, 3, 2]  # forgotten: made again

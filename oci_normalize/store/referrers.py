@@ -37,6 +37,9 @@ from oci_normalize.results import (
     ReferrerKind,
 )
 
+#: Repositories whose tag list a run remembers (the ones used last; a forgotten one is listed
+#: again if asked for): a sweep of any number of repositories stays bounded.
+MAX_REMEMBERED_REPOSITORIES: Final = 1024
 #: OCI distribution-spec: fallback tags are ``<alg>-<hex>`` truncated to the tag length limit.
 MAX_TAG_LENGTH: Final = 128
 
@@ -189,12 +192,16 @@ class Referrers:
     and the listing of what names a digest.
 
     Tags this tool writes are added to the remembered list, so a batch sees its own writes.
+    Only the :data:`MAX_REMEMBERED_REPOSITORIES` lists used last are kept; a batch works through
+    a repository's tags together, so a forgotten list is one that is done with.
     A repository that does not exist lists no tags (its tag list is remembered as empty, and
     :meth:`exists` tells it apart).
     """
 
     def __init__(self) -> None:
-        self._tags: OncePerKey[tuple[str, str], frozenset[str] | None] = OncePerKey()
+        self._tags: OncePerKey[tuple[str, str], frozenset[str] | None] = OncePerKey(
+            limit=MAX_REMEMBERED_REPOSITORIES
+        )
         self._api: OncePerKey[str, bool] = OncePerKey()
 
     def tags(self, store: ListingStore, repository: str) -> frozenset[str]:
