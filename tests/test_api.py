@@ -13,7 +13,7 @@ from oci_normalize.errors import OciNormalizeError
 from oci_normalize.options import ConvertOptions
 from oci_normalize.store.client import Client
 from tests.support import memimages as mi
-from tests.support.memstore import MemoryStore
+from tests.support.memstore import MemoryStore, mounted
 
 REG = "reg.test:5000"
 
@@ -25,9 +25,7 @@ def store() -> MemoryStore:
 
 @pytest.fixture
 def client(store: MemoryStore) -> Client:
-    c = Client()
-    c.mount(REG, store)
-    return c
+    return mounted(store)
 
 
 def test_check_names_docker_types_and_signatures_a_conversion_would_invalidate(

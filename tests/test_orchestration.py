@@ -19,7 +19,7 @@ from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import Reference
 from oci_normalize.store.client import Client
 from tests.support import memimages as mi
-from tests.support.memstore import MemoryStore
+from tests.support.memstore import MemoryStore, mounted
 
 SRC = "src.test:5000"
 DEST = "dest.test:5000"
@@ -37,10 +37,7 @@ def dest() -> MemoryStore:
 
 @pytest.fixture
 def client(src: MemoryStore, dest: MemoryStore) -> Client:
-    c = Client()
-    c.mount(SRC, src)
-    c.mount(DEST, dest)
-    return c
+    return mounted(src, dest)
 
 
 def ref(repo: str, tag: str = "v1", registry: str = SRC) -> Reference:

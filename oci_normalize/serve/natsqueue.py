@@ -56,7 +56,7 @@ from nats.js.kv import KeyValue
 from oci_normalize.digest import Digest
 from oci_normalize.errors import InvalidDigestError, InvalidReferenceError, OciNormalizeError
 from oci_normalize.reference import parse_repository, parse_tag
-from oci_normalize.serve.queue import Lease, QueueClosedError, WorkItem
+from oci_normalize.serve.queue import Lease, QueueClosedError, WorkItem, status_of
 from oci_normalize.text import printable
 
 log = logging.getLogger(__name__)
@@ -744,22 +744,7 @@ def _shown(item: WorkItem) -> tuple[str, str]:
 def status(url: str) -> dict[str, Any]:
     """``serve --status --queue nats://…``: the shared stream's depth and parked items, in the
     shape of :func:`oci_normalize.serve.service.status`. Takes nothing from the queue."""
-    queue = open_queue(url)
-    try:
-        return {
-            "depth": queue.depth(),
-            "parked": [
-                {
-                    "repository": item.repository,
-                    "ref": item.ref,
-                    "received": item.received,
-                    "reason": reason,
-                }
-                for item, reason in queue.parked()
-            ],
-        }
-    finally:
-        queue.close()
+    return status_of(open_queue(url))
 
 
 #: JetStream's error code for "wrong last sequence" (a compare-and-set that lost a race).

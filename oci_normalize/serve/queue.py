@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 #: File name of the embedded queue inside ``--state DIR``.
 QUEUE_FILE: Final = "queue.sqlite"
@@ -351,3 +351,23 @@ def open_sqlite(state: Path, *, clock: Callable[[], float] = time.time) -> Sqlit
     """The embedded queue in ``state`` (created, with its parents, if missing)."""
     state.mkdir(parents=True, exist_ok=True)
     return SqliteQueue(state / QUEUE_FILE, clock=clock)
+
+
+def status_of(queue: WorkQueue) -> dict[str, Any]:
+    """``serve --status``: a queue's depth and parked items with their reasons (the queue is
+    closed afterwards; nothing is taken from it)."""
+    try:
+        return {
+            "depth": queue.depth(),
+            "parked": [
+                {
+                    "repository": item.repository,
+                    "ref": item.ref,
+                    "received": item.received,
+                    "reason": reason,
+                }
+                for item, reason in queue.parked()
+            ],
+        }
+    finally:
+        queue.close()

@@ -23,7 +23,7 @@ from oci_normalize.serve.defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_SERVE_CON
 from oci_normalize.serve.events import MAX_BODY_BYTES, Scope
 from oci_normalize.serve.logs import TEXT, Logger
 from oci_normalize.serve.metrics import Metrics
-from oci_normalize.serve.queue import QUEUE_FILE, SqliteQueue, WorkQueue, open_sqlite
+from oci_normalize.serve.queue import QUEUE_FILE, SqliteQueue, WorkQueue, open_sqlite, status_of
 from oci_normalize.serve.reconcile import (
     DEFAULT_RECONCILE_S,
     EVENTS_JOURNAL_FILE,
@@ -226,19 +226,4 @@ def status(state: Path, queue_url: str | None = None) -> Status:
     path = state / QUEUE_FILE
     if not path.is_file():
         raise ServeError(f"--state {state}: no queue here (serve has not run with this state)")
-    queue = SqliteQueue(path, read_only=True)
-    try:
-        return {
-            "depth": queue.depth(),
-            "parked": [
-                {
-                    "repository": item.repository,
-                    "ref": item.ref,
-                    "received": item.received,
-                    "reason": reason,
-                }
-                for item, reason in queue.parked()
-            ],
-        }
-    finally:
-        queue.close()
+    return status_of(SqliteQueue(path, read_only=True))

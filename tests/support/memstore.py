@@ -43,6 +43,7 @@ from oci_normalize.manifest import (
     verify_manifest,
 )
 from oci_normalize.store.base import StreamBlob, bytes_blob, opened
+from oci_normalize.store.client import Client
 
 Op = tuple[str, ...]
 
@@ -378,3 +379,12 @@ class RacingStore(MemoryStore):
             refusal = RegistryError(f"push {ref}: {self.code}", status=400, code=self.code)
             self.fail("PUT", refusal, repository=repository, ref=ref)
         return super().put_manifest_confirmed(repository, ref, data, media_type)
+
+
+def mounted(*stores: MemoryStore) -> Client:
+    """A client whose registries are ``stores`` (each under its own name): the planner, the
+    writer and the batch runner then run in process."""
+    client = Client()
+    for store in stores:
+        client.mount(store.name, store)
+    return client
