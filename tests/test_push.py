@@ -204,14 +204,14 @@ def test_an_image_finishes_while_every_thread_of_the_pool_is_busy() -> None:
 def test_the_pool_keeps_its_threads_for_the_next_image() -> None:
     pool = BlobPool(3)
     src = MemoryStore("src")
-    before = {t.ident for t in threading.enumerate()}
+    before = set(threading.enumerate())
     for image in range(5):
         dest = MemoryStore("dest", upload_delay=0.01)
         blobs = tuple(blob(src, "a", f"image {image} layer {i}".encode()) for i in range(6))
         writes = WritePlan(repository="b", blobs=blobs, source_repository="a")
         execute(writes, dest=dest, source=src, blob_concurrency=4, pool=pool)
         assert dest.max_in_flight == 4  # the caller and three helpers
-    made = [t for t in threading.enumerate() if t.ident not in before]
+    made = [t for t in threading.enumerate() if t not in before]
     assert len(made) == 3  # one set of helpers for all five images, not three per image
 
 
