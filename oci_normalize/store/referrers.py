@@ -185,6 +185,13 @@ class ListingStore(Protocol):
     ) -> Fetched: ...
 
 
+def _with(tags: frozenset[str] | None, tag: str) -> frozenset[str]:
+    """``tags`` with ``tag`` (not copied when it is there: a claimed tag is noted again)."""
+    if tags is not None and tag in tags:
+        return tags
+    return (tags or frozenset()) | {tag}
+
+
 class Referrers:
     """Per-run memory of tag lists (per repository) and referrers-API support (per registry),
     and the listing of what names a digest.
@@ -218,7 +225,7 @@ class Referrers:
 
         def add(tags: frozenset[str] | None) -> frozenset[str]:
             first.append(tags is None or tag not in tags)
-            return (tags or frozenset()) | {tag}
+            return _with(tags, tag)
 
         self._tags.update((registry, repository), add)
         return first == [True]
@@ -242,7 +249,7 @@ class Referrers:
         self._tags.put((registry, repository), frozenset(tags))
 
     def note_tag(self, registry: str, repository: str, tag: str) -> None:
-        self._tags.update((registry, repository), lambda tags: (tags or frozenset()) | {tag})
+        self._tags.update((registry, repository), lambda tags: _with(tags, tag))
 
     def has_api(self, registry: str) -> bool:
         return bool(self._api.peek(registry))
