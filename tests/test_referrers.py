@@ -230,7 +230,7 @@ def test_a_repository_absent_when_listed_stays_new_after_this_run_writes_there()
     store, memory = MemoryStore("dest"), rf.Referrers()
     assert memory.listed(store, "new") is None and not memory.exists(store, "new")
     memory.note_tag("dest", "new", "v1")
-    assert memory.listed(store, "new") == {"v1"}  # its own writes are seen
+    assert memory.listed(store, "new") == frozenset({"v1"})  # its own writes are seen
     assert not memory.exists(store, "new")  # and it is still the run's own repository
     store.add_manifest("old", "v0", b'{"schemaVersion":2}', mt.OCI_MANIFEST)
     assert memory.exists(store, "old")
