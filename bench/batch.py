@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark ``oci-normalize batch`` against a skopeo loop and the physical floor, side by side.
 
-    .venv/bin/python bench/batch.py [--refs 100] [--scale 500,1000,2000] [--concurrency 8]
+    .venv/bin/python bench/batch.py [--refs 100] [--rounds 3] [--scale 500,1000,2000]
+                                    [--concurrency 8] [--skip-skopeo]
 
 Starts a throwaway ``docker-registry`` on a free loopback port, seeds N references (half
 single-image Docker v2s2, half two-platform Docker manifest lists; real blobs, raw pushes) once,
@@ -14,7 +15,10 @@ copied byte for byte). Then, in one run, it times converting every copy in place
   requests.Session (the package the tool is built on) and once through http.client;
 - ``oci-normalize batch`` at ``--concurrency 1`` and at the default.
 
-Requests per manifest come from the registry's access log. ``batch s`` is the command's own
+Every contender runs ``--rounds`` times on fresh data, round by round side by side (the order
+reversed every other round), and the table shows the median and the spread (min-max) of its
+rounds, and each ratio also round by round. Requests per manifest come from the registry's
+access log. ``batch s`` is the command's own
 clock (enumeration included, interpreter start-up not); ``wall s`` includes start-up. Finally it
 converts larger registries of manifests-only references (a few shared blobs) at the default
 concurrency to show the cost grows linearly. It prints ratios, not verdicts: no timing is a test.
@@ -34,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,10 +74,26 @@ class Row:
     wall: float
     requests: int
     own: float | None = None  # the tool's own clock, when it reports one
+    rounds: tuple[Row, ...] = ()  # for a median row: the rounds it is the median of
 
     @property
     def per_manifest(self) -> float:
         return self.requests / self.manifests
+
+    @property
+    def time(self) -> float:
+        """The own clock where there is one, else wall time."""
+        return self.own if self.own is not None else self.wall
+
+    @property
+    def spread(self) -> str:
+        """``min-max`` of the rounds (own clock where there is one) and that range as a share
+        of the median."""
+        if not self.rounds:
+            return "-"
+        times = [r.time for r in self.rounds]
+        lo, hi = min(times), max(times)
+        return f"{lo:.2f}-{hi:.2f} ({(hi - lo) / self.time * 100:.0f}%)"
 
 
 def main() -> int:
@@ -119,8 +139,10 @@ def run(args: argparse.Namespace, work: Path) -> int:
     ]
     if not args.skip_skopeo:
         contenders.append(("skopeo", bench_skopeo))
-    for name, contender in contenders:
-        with fresh_registry(work / name) as registry:
+    with ExitStack() as stack:
+        seeded: dict[str, tuple[RunningRegistry, list[Seeded]]] = {}
+        for name, _ in contenders:
+            registry = stack.enter_context(fresh_registry(work / name))
             t = time.perf_counter()
             rounds = [seed_sources(registry, args.refs, r) for r in range(args.rounds)]
             seconds = time.perf_counter() - t
@@ -129,7 +151,18 @@ def run(args: argparse.Namespace, work: Path) -> int:
                 f"{seconds:.1f} s",
                 flush=True,
             )
-            rows.append(median_row([contender(registry, seeded) for seeded in rounds]))
+            seeded[name] = (registry, rounds)
+        # Round by round, every contender in turn (the order reversed every other round), so
+        # that a change in the machine's load falls on all of them, not on one.
+        runs: dict[str, list[Row]] = {name: [] for name, _ in contenders}
+        for r in range(args.rounds):
+            order = contenders if r % 2 == 0 else contenders[::-1]
+            for name, contender in order:
+                registry, rounds = seeded[name]
+                runs[name].append(contender(registry, rounds[r]))
+            load = os.getloadavg()[0]
+            print(f"  round {r + 1} of {args.rounds} done (load average {load:.1f})", flush=True)
+        rows = [median_row(runs[name]) for name, _ in contenders]
     print_table(rows)
 
     sizes = [int(n) for n in args.scale.split(",") if n.strip()]
@@ -360,7 +393,14 @@ def median_row(rows: list[Row]) -> Row:
         mid([r.wall for r in rows]),
         round(mid([r.requests for r in rows])),
         mid(own) if own else None,
+        tuple(rows),
     )
+
+
+def paired(num: Row, den: Row) -> str:
+    """``num / den`` round by round (each round's contenders ran side by side)."""
+    ratios = [n.time / d.time for n, d in zip(num.rounds, den.rounds, strict=True)]
+    return ", ".join(f"{x:.1f}" for x in ratios)
 
 
 # ---- output -----------------------------------------------------------------------------------
@@ -370,25 +410,25 @@ def print_table(rows: list[Row]) -> None:
     floor = next(r for r in rows if r.name.startswith("floor"))
     skopeo = next((r for r in rows if r.name.startswith("skopeo")), None)
     print()
-    head = f"{'contender':<34}{'refs':>5}{'mfst':>6}{'wall s':>8}{'batch s':>9}{'req/mfst':>10}"
-    head += f"{'x floor':>9}{'skopeo/x':>10}"
+    head = f"{'contender':<34}{'refs':>5}{'mfst':>6}{'wall s':>8}{'batch s':>9}"
+    head += f"  {'min-max (spread)':<18}{'req/mfst':>9}{'x floor':>9}{'skopeo/x':>10}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        own = r.own if r.own is not None else r.wall
+        own = r.time
         vs_floor = own / floor.wall
         vs_skopeo = f"{skopeo.wall / own:>9.1f}x" if skopeo else f"{'-':>10}"
         own_text = f"{r.own:>9.2f}" if r.own is not None else f"{'-':>9}"
         print(
-            f"{r.name:<34}{r.refs:>5}{r.manifests:>6}{r.wall:>8.2f}{own_text}"
-            f"{r.per_manifest:>10.2f}{vs_floor:>8.2f}x{vs_skopeo}"
+            f"{r.name:<34}{r.refs:>5}{r.manifests:>6}{r.wall:>8.2f}{own_text}  {r.spread:<18}"
+            f"{r.per_manifest:>9.2f}{vs_floor:>8.2f}x{vs_skopeo}"
         )
     c1 = next(r for r in rows if "concurrency 1" in r.name)
     cn = next(r for r in rows if r.name.startswith("batch (default"))
     print()
     print(
         f"concurrency 1 / floor: {(c1.own or c1.wall) / floor.wall:.2f}x own clock, "
-        f"{c1.wall / floor.wall:.2f}x wall (target <= 1.2x)"
+        f"{c1.wall / floor.wall:.2f}x wall (target <= 1.2x); round by round: {paired(c1, floor)}"
     )
     raw = next((r for r in rows if r.name.startswith("floor, http.client")), None)
     if raw:
@@ -399,7 +439,8 @@ def print_table(rows: list[Row]) -> None:
     if skopeo:
         print(
             f"skopeo loop / default concurrency: {skopeo.wall / (cn.own or cn.wall):.1f}x own "
-            f"clock, {skopeo.wall / cn.wall:.1f}x wall (target >= 6x)"
+            f"clock, {skopeo.wall / cn.wall:.1f}x wall, of the medians (target >= 6x); round "
+            f"by round: {paired(skopeo, cn)}"
         )
     print(
         f"requests per manifest: batch {c1.per_manifest:.2f} / {cn.per_manifest:.2f}, "

@@ -30,8 +30,9 @@ import tarfile
 import tempfile
 import time
 import zlib
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,27 @@ class Sample:
     dest_cpu_s: float  # the destination registry's
     requests: int = 0
     verdict: str = ""
+    kinds: dict[str, int] = field(default_factory=dict)  # destination requests by kind
+    src_requests: int = 0
+
+
+def kind_of(method: str, path: str) -> str:
+    """What one logged request was, e.g. ``HEAD manifest``, ``PUT blob`` (the upload's end)."""
+    if path.endswith("/tags/list"):
+        return f"{method} tags"
+    if "/blobs/uploads/" in path:
+        return f"{method} upload"
+    if "/blobs/" in path:
+        return f"{method} blob"
+    if "/manifests/" in path:
+        return f"{method} manifest"
+    if "/referrers/" in path:
+        return f"{method} referrers"
+    return f"{method} {path}"
+
+
+def kinds(entries: list[Any]) -> dict[str, int]:
+    return dict(Counter(kind_of(e.method, e.path) for e in entries))
 
 
 def measure(args: list[str], source: RunningRegistry, dest: RunningRegistry) -> Sample:
@@ -161,6 +183,7 @@ def main() -> int:
     parser.add_argument("--refs", type=int, default=100)
     parser.add_argument("--layer-kib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--skip-skopeo", action="store_true", help="leave out skopeo sync")
     args = parser.parse_args()
     byte_compile()
     require("docker-registry", "skopeo")
@@ -174,19 +197,18 @@ def main() -> int:
             f"2-platform lists, {LAYERS} x {args.layer_kib} KiB layers each), registry -> fresh "
             f"registry; seeded in {time.perf_counter() - t:.1f} s; median of {args.rounds} rounds"
         )
+        print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
         sync_list = work / "sync.yaml"
         repos = sorted({repo for repo, _ in refs})
         images = "".join(f"    {repo}: []\n" for repo in repos)
         sync_list.write_text(f"{source.host}:\n  tls-verify: false\n  images:\n{images}")
         refs_file = work / "refs.json"
         refs_file.write_text(json.dumps(refs))
-        rows: dict[str, list[Sample]] = {
-            "floor": [],
-            "ours": [],
-            "skopeo": [],
-        }
+        rows: dict[str, list[Sample]] = {"floor": [], "ours": []}
+        if not args.skip_skopeo:
+            rows["skopeo"] = []
         for r in range(args.rounds):
-            order = ["floor", "ours", "skopeo"] if r % 2 == 0 else ["skopeo", "ours", "floor"]
+            order = list(rows) if r % 2 == 0 else list(reversed(rows))
             for name in order:
                 dest = start_registry(work / f"dest-{r}-{name}")
                 try:
@@ -203,17 +225,29 @@ def main() -> int:
                         cmd += ["--dest", "docker", "--dest-tls-verify=false", str(sync_list)]
                         cmd += [f"{dest.host}/theirs"]
                         prefix = "theirs"
+                    src_mark = source.log_mark()
                     sample = measure(cmd, source, dest)
-                    sample.requests = len(dest.access_log_lines())
+                    logged = dest.access_log_lines()
+                    sample.requests = len(logged)
+                    sample.kinds = kinds(logged)
+                    sample.src_requests = len(source.access_log_lines(since=src_mark))
                     sample.verdict = check(source, dest, prefix, refs)
                     rows[name].append(sample)
                 finally:
                     dest.stop()
         print_table(rows)
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
     finally:
         source.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def spread(values: list[float]) -> str:
+    """``min-max`` of the rounds, and the spread as a share of the median."""
+    med = statistics.median(values)
+    lo, hi = min(values), max(values)
+    return f"{lo:.2f}-{hi:.2f} ({(hi - lo) / med * 100:.0f} %)"
 
 
 def print_table(rows: dict[str, list[Sample]]) -> None:
@@ -222,27 +256,49 @@ def print_table(rows: dict[str, list[Sample]]) -> None:
         "ours": "oci-normalize batch --to",
         "skopeo": "skopeo sync --all --format oci",
     }
+    names = {k: v for k, v in names.items() if k in rows}
     med = {k: statistics.median(r.seconds for r in v) for k, v in rows.items()}
-    head = f"{'contender':<32}{'wall s':>8}{'RSS MiB':>9}{'dest req':>10}  at the destination"
+    head = (
+        f"{'contender':<32}{'wall s':>8}  {'min-max (spread)':<20}{'RSS MiB':>8}{'src req':>9}"
+        f"{'dest req':>9}  at the destination"
+    )
     print(head)
     print("-" * (len(head) + 14))
     for key, name in names.items():
         last = rows[key][-1]
-        print(f"{name:<32}{med[key]:>8.2f}{last.rss_mib:>9.1f}{last.requests:>10}  {last.verdict}")
+        walls = [r.seconds for r in rows[key]]
+        print(
+            f"{name:<32}{med[key]:>8.2f}  {spread(walls):<20}{last.rss_mib:>8.1f}"
+            f"{last.src_requests:>9}{last.requests:>9}  {last.verdict}"
+        )
     print()
-    head = f"{'CPU seconds (last round)':<32}{'own':>8}{'src reg':>9}{'dest reg':>10}{'total':>8}"
+    head = f"{'CPU seconds (median)':<32}{'own':>8}{'src reg':>9}{'dest reg':>10}{'total':>8}"
     print(head)
     print("-" * len(head))
     for key, name in names.items():
-        r = rows[key][-1]
-        total = r.cpu_s + r.src_cpu_s + r.dest_cpu_s
-        print(f"{name:<32}{r.cpu_s:>8.2f}{r.src_cpu_s:>9.2f}{r.dest_cpu_s:>10.2f}{total:>8.2f}")
+        own = statistics.median(r.cpu_s for r in rows[key])
+        src = statistics.median(r.src_cpu_s for r in rows[key])
+        dest = statistics.median(r.dest_cpu_s for r in rows[key])
+        print(f"{name:<32}{own:>8.2f}{src:>9.2f}{dest:>10.2f}{own + src + dest:>8.2f}")
     print()
-    print(f"skopeo sync / batch --to: {med['skopeo'] / med['ours']:.1f}x (target >= 3x)")
+    every = sorted({k for v in rows.values() for k in v[-1].kinds})
+    head = f"{'destination requests (last round)':<36}" + "".join(f"{k:>9}" for k in names)
+    print(head)
+    print("-" * len(head))
+    for kind in every:
+        counts = "".join(f"{rows[k][-1].kinds.get(kind, 0):>9}" for k in names)
+        print(f"{kind:<36}{counts}")
+    print()
+    ratio = [o.seconds / f.seconds for o, f in zip(rows["ours"], rows["floor"], strict=True)]
     print(
-        f"skopeo sync / floor: {med['skopeo'] / med['floor']:.1f}x (the most any client gets "
-        f"here); batch --to / floor: {med['ours'] / med['floor']:.2f}x"
+        f"batch --to / floor: {med['ours'] / med['floor']:.2f}x of the medians "
+        f"(per round: {', '.join(f'{x:.2f}' for x in ratio)}; target <= 1.15x)"
     )
+    if "skopeo" in rows:
+        print(
+            f"skopeo sync / batch --to: {med['skopeo'] / med['ours']:.1f}x; skopeo sync / floor: "
+            f"{med['skopeo'] / med['floor']:.1f}x (the most any client gets here)"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ request, without a server. The real registry proves the same paths in the regist
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from oci_normalize import api
 from oci_normalize.batch.destination import Destination
 from oci_normalize.batch.run import BatchOptions, run
+from oci_normalize.convert import push
 from oci_normalize.digest import Digest
 from oci_normalize.errors import HookError, RefusedError, TagMovedError
 from oci_normalize.options import ConvertOptions
@@ -192,6 +194,75 @@ def test_batch_to_writes_nothing_for_a_refused_image(
     assert r.status == "failed" and "refusing" in (r.error or "")
     assert [s.action for s in r.signatures] == ["refused"]
     assert dest.writes() == []
+
+
+def test_batch_to_a_new_repository_sends_no_guard_and_no_blob_head(
+    client: Client, src: MemoryStore, dest: MemoryStore
+) -> None:
+    images = [mi.kaniko_image(src, "app", f"v{i}", key=f"k{i}") for i in range(4)]
+    options = BatchOptions(destination=Destination.parse(DEST), concurrency=4)
+    results = list(run([ref("app", f"v{i}") for i in range(4)], client=client, options=options))
+    assert [r.status for r in results] == ["converted"] * 4, results
+    kinds = [op[0] for op in dest.log]
+    assert kinds.count("tags") == 1  # one listing for the repository, which did not exist
+    assert "HEAD" not in kinds and "blob-head" not in kinds  # nothing there to look for
+    assert kinds.count("blob-upload") == sum(len(i.blobs) for i in images)
+
+
+def test_batch_to_keeps_the_guard_where_the_repository_existed(
+    client: Client, src: MemoryStore, dest: MemoryStore
+) -> None:
+    mi.kaniko_image(src, "app", "v1")
+    mi.docker_image(dest, "app", "other")  # the repository exists; v1 does not
+    options = BatchOptions(destination=Destination.parse(DEST))
+    [r] = list(run([ref("app")], client=client, options=options))
+    assert r.status == "converted", r
+    assert ("HEAD", "app", "v1") in dest.log  # the guard, on "absent"
+    assert [op for op in dest.log if op[0] == "blob-head"]
+
+
+def test_two_sources_that_map_to_one_new_tag_guard_the_second(
+    client: Client, src: MemoryStore, dest: MemoryStore
+) -> None:
+    other = MemoryStore("other.test:5000")
+    client.mount("other.test:5000", other)
+    mi.kaniko_image(src, "app", "v1", key="one")
+    mi.kaniko_image(other, "app", "v1", key="two")
+    refs = [ref("app"), ref("app", registry="other.test:5000")]
+    options = BatchOptions(destination=Destination.parse(DEST), concurrency=2)
+    results = list(run(refs, client=client, options=options))
+    assert "converted" in [r.status for r in results], results
+    # Only the reference that claimed the new tag goes unguarded; the other re-reads the tag
+    # before it moves (and fails if the first wrote it meanwhile: "tag moved").
+    assert dest.log.count(("HEAD", "app", "v1")) == 1
+
+
+def test_many_images_share_a_blob_pool_smaller_than_the_batch_without_deadlock(
+    src: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """8 workers, each streaming 4 blobs of an image at once, over a pool of 2 threads."""
+    monkeypatch.setattr(push, "BLOB_POOL", push.BlobPool(2))
+    dest = MemoryStore(DEST, upload_delay=0.01)
+    client = Client()
+    client.mount(SRC, src)
+    client.mount(DEST, dest)
+    for i in range(16):
+        mi.kaniko_image(src, f"r{i % 4}", f"v{i}", key=f"k{i}", layers=4)
+    refs = sorted((ref(f"r{i % 4}", f"v{i}") for i in range(16)), key=str)
+    options = BatchOptions(
+        destination=Destination.parse(DEST),
+        concurrency=8,
+        convert_options=ConvertOptions(blob_concurrency=4),
+    )
+    results: list[str] = []
+    worker = threading.Thread(
+        target=lambda: results.extend(r.status for r in run(refs, client=client, options=options))
+    )
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "deadlocked"
+    assert results == ["converted"] * 16
+    assert 1 < dest.max_in_flight <= 8 + 2  # streams: the workers and the pool's threads
 
 
 def _bytes_of(store: MemoryStore, repo: str, tag: str) -> tuple[bytes, str]:

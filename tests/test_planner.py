@@ -258,9 +258,16 @@ def test_elsewhere_the_guard_expects_what_the_tag_held_when_read() -> None:
     held = Digest.of(b"old")
     out = planner.plan(src, elsewhere(tag_now=held, tag_read=True), ConvertOptions())
     assert out.writes.guard is not None and out.writes.guard.expected == held
+    absent = planner.plan(src, elsewhere(tag_read=True), ConvertOptions())
+    assert absent.writes.guard is not None and absent.writes.guard.expected is None
+
+
+def test_a_new_tag_in_a_repository_this_run_creates_needs_no_guard() -> None:
+    """The reader marks ``fresh`` only for a tag no other reference of the run creates."""
+    src = source("docker-v2s2")
     fresh = planner.plan(src, elsewhere(tag_read=True, fresh=True), ConvertOptions())
-    assert fresh.writes.guard is not None and fresh.writes.guard.expected is None
-    assert fresh.writes.fresh
+    assert fresh.writes.guard is None and fresh.writes.fresh
+    assert fresh.writes.tag is not None and fresh.writes.tag.ref == "v1"
 
 
 def test_elsewhere_the_whole_tree_goes_in_place_only_what_changed() -> None:

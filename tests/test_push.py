@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.convert.push import (
     INDEX_RACE_CODES,
     INDEX_RACE_WAITS_S,
+    BlobPool,
     ManifestPut,
     TagGuard,
     WritePlan,
@@ -160,3 +163,65 @@ def test_the_race_retry_is_bounded_and_only_for_indexes() -> None:
     with pytest.raises(RegistryError, match="DENIED"):
         execute(WritePlan(repository="b", tag=_index("v1")), dest=other)
     assert other.log == [("PUT", "b", "v1", "failed")]
+
+
+# ---- the shared blob pool ---------------------------------------------------------------------
+
+
+def test_an_image_finishes_while_every_thread_of_the_pool_is_busy() -> None:
+    """The caller streams its own blobs: a pool another caller keeps busy cannot hold it up
+    (a pool filled by the batch's own workers would deadlock if the caller only waited)."""
+    pool = BlobPool(1)
+    release, held = threading.Event(), threading.Event()
+
+    def hold(_: Blob) -> None:
+        held.set()
+        assert release.wait(10)
+
+    src = MemoryStore("src")
+    busy = [blob(src, "a", b"busy 1"), blob(src, "a", b"busy 2")]
+    other = threading.Thread(target=pool.each, args=(busy, hold), kwargs={"concurrency": 2})
+    other.start()
+    try:
+        assert held.wait(5)
+        dest = MemoryStore("dest")
+        blobs = tuple(blob(src, "a", f"layer {i}".encode()) for i in range(6))
+        writes = WritePlan(repository="b", blobs=blobs, source_repository="a")
+        done: list[int] = []
+        worker = threading.Thread(
+            target=lambda: done.append(
+                execute(writes, dest=dest, source=src, blob_concurrency=4, pool=pool).blobs_uploaded
+            )
+        )
+        worker.start()
+        worker.join(10)
+        assert done == [6], "the image waited on a pool it could not get"
+    finally:
+        release.set()
+        other.join(10)
+
+
+def test_the_pool_keeps_its_threads_for_the_next_image() -> None:
+    pool = BlobPool(3)
+    src = MemoryStore("src")
+    before = set(threading.enumerate())
+    for image in range(5):
+        dest = MemoryStore("dest", upload_delay=0.01)
+        blobs = tuple(blob(src, "a", f"image {image} layer {i}".encode()) for i in range(6))
+        writes = WritePlan(repository="b", blobs=blobs, source_repository="a")
+        execute(writes, dest=dest, source=src, blob_concurrency=4, pool=pool)
+        assert dest.max_in_flight == 4  # the caller and three helpers
+    made = [t for t in threading.enumerate() if t not in before]
+    assert len(made) == 3  # one set of helpers for all five images, not three per image
+
+
+def test_a_failing_blob_starts_nothing_new_and_is_raised() -> None:
+    pool = BlobPool(2)
+    src, dest = MemoryStore("src"), MemoryStore("dest", upload_delay=0.02)
+    blobs = tuple(blob(src, "a", f"layer {i}".encode()) for i in range(12))
+    src.lie(blobs[0].digest, b"not the layer")
+    writes = WritePlan(repository="b", blobs=blobs, source_repository="a")
+    with pytest.raises(DigestMismatchError):
+        execute(writes, dest=dest, source=src, blob_concurrency=3, pool=pool)
+    uploads = [op for op in dest.log if op[0] == "blob-upload"]
+    assert len(uploads) < len(blobs) - 1  # stopped early, not after every blob

@@ -219,3 +219,33 @@ def test_render_backup_tag(template: str, tag: str, expected: str) -> None:
 def test_render_backup_tag_rejects(template: str, match: str) -> None:
     with pytest.raises(InvalidReferenceError, match=match):
         render_backup_tag(template, "v1")
+
+
+# ---- per-run tag memory -----------------------------------------------------------------------
+
+
+def test_a_repository_absent_when_listed_stays_new_after_this_run_writes_there() -> None:
+    from tests.support.memstore import MemoryStore
+
+    store, memory = MemoryStore("dest"), rf.Referrers()
+    assert memory.listed(store, "new") is None and not memory.exists(store, "new")
+    memory.note_tag("dest", "new", "v1")
+    assert memory.listed(store, "new") == frozenset({"v1"})  # its own writes are seen
+    assert not memory.exists(store, "new")  # and it is still the run's own repository
+    store.add_manifest("old", "v0", b'{"schemaVersion":2}', mt.OCI_MANIFEST)
+    assert memory.exists(store, "old")
+    assert store.log.count(("tags", "new", "failed")) == 1  # listed once: the 404 is remembered
+
+
+def test_a_new_tag_is_claimed_once_whoever_asks() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.memstore import MemoryStore
+
+    store, memory = MemoryStore("dest"), rf.Referrers()
+    memory.listed(store, "new")
+    with ThreadPoolExecutor(8) as pool:
+        claims = list(pool.map(lambda _: memory.claim_new_tag("dest", "new", "v1"), range(32)))
+    assert claims.count(True) == 1
+    assert memory.claim_new_tag("dest", "new", "v2")
+    assert not memory.claim_new_tag("dest", "never-listed", "v1")  # nothing known: no claim

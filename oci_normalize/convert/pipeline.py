@@ -109,8 +109,13 @@ def read_target(
 
     In place: the repository's tags (cached per run), the backup tag's digest, the fallback
     indexes copies will join. Elsewhere: the repository's tags when a copy or ``read_tag``
-    needs them (absent: a fresh repository), and with ``read_tag`` the tag's digest (the guard,
-    the journal's undo and "already there"). Nothing is read for a non-registry target.
+    needs them (absent: a fresh repository), and with ``read_tag`` the tag's manifest when the
+    listing names it (the guard, the journal's undo and "already there"); a tag the listing
+    lacks costs no request. In a fresh repository (none when this run first listed it), a tag
+    this run has not written is claimed for this reference
+    (:meth:`~oci_normalize.store.referrers.Referrers.claim_new_tag`); a reference that finds
+    its tag written or claimed already gets ``fresh`` False and so keeps its guard
+    (:func:`.planner._guard`). Nothing is read for a non-registry target.
     """
     same_repo = same_repository(source.location, target)
     in_place = same_repo and source.location.tag == target.tag
@@ -123,7 +128,9 @@ def read_target(
     want_tags = (in_place and p.changed) or any_copy or read_tag
     listed = client.referrers.listed(registry, target.repository) if want_tags else frozenset()
     tags = listed or frozenset()
-    fresh = not in_place and want_tags and listed is None
+    # The repository did not exist when this run first listed it (the tags in ``tags`` are
+    # then this run's own): no blob to look for, and a tag it never wrote is absent.
+    fresh = not in_place and want_tags and not client.referrers.exists(registry, target.repository)
     tag_now: Digest | None = None
     tag_read = False
     replaced = None
@@ -134,6 +141,13 @@ def read_target(
         if target.tag in tags:  # its bytes are the journal's undo information
             replaced = _optional(registry, target.repository, target.tag)
             tag_now = replaced.digest if replaced else None
+        # In a fresh repository the tag is this reference's own to create only when no other
+        # reference of this run wrote or claimed it (two sources mapping to one tag).
+        fresh = (
+            fresh
+            and target.tag not in tags
+            and client.referrers.claim_new_tag(registry.registry, target.repository, target.tag)
+        )
     api = False
     if copies:
         client.referrers.index(registry, target.repository, copies[0])  # the probe, once

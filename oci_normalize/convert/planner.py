@@ -104,7 +104,9 @@ class Target:
     ``tag``: the tag to move (None: by digest only). ``tag_now``: the digest the tag held when
     read (None: absent), and ``tag_read`` whether it was read at all (a guard needs it; in place
     it is the source's root). ``tags``: the repository's tags as listed (cosign copies already
-    there are not written again). ``fresh``: the repository did not exist (no blob to look for).
+    there are not written again). ``fresh``: the repository did not exist when this run first
+    listed it (no blob to look for) and, with a tag, this reference is the run's only one to
+    create that tag (no guard: :func:`_guard`).
     ``referrers_api``: the registry indexes referrers itself; otherwise a copy is added to the
     fallback tag, whose current index is in ``fallback`` (subject → index, None: absent).
     ``backup_tag`` and ``backup_now``: the rendered backup tag and its digest as read.
@@ -428,10 +430,27 @@ def _backup(source: Source, target: Target) -> ManifestPut | None:
 def _guard(source: Source, target: Target, options: ConvertOptions, wrote: bool) -> TagGuard | None:
     """Re-read the tag just before it moves, where a window was open since it was read.
 
+    The guard is one HEAD between reading the tag and moving it: it narrows the window in
+    which another writer's change would be overwritten unseen, it cannot close it (the HEAD
+    and the PUT are two requests; a registry offers no conditional PUT).
+
     In place the window is open when more than the root's own PUT follows its GET: an index
     (children read and written), a schema1 image (layers streamed, a config uploaded), a backup
     tag, referrer copies or sign runs. Towards another repository the tag was read before the
-    whole tree was copied, so the guard is always kept (unless ``force``)."""
+    whole tree was copied, so the guard is kept (unless ``force``) wherever the tag existed,
+    and wherever the repository did.
+
+    It is dropped for a tag that did not exist in a repository that did not exist
+    (``target.fresh``): the repository was absent when this run first listed it, and the
+    reader claimed the tag for this one reference, so no other reference of the run can write
+    it (a second one that maps to the same tag is not ``fresh`` and keeps its guard). What is
+    left is a writer outside this run creating that repository and then that very tag while
+    this reference's blobs are copied: a second run of the same migration, which writes the
+    same bytes (the conversion is deterministic, so the tag ends where either would put it),
+    or someone pushing into a repository the migration is bringing into being at that moment,
+    which the journal then records as created, not replaced (docs/migration.md). Two
+    migrations with different sources into one destination prefix at once are not told apart;
+    run them one after the other, or split them with ``--shard`` (shards never share a tag)."""
     if options.force or target.tag is None:
         return None
     if target.in_place:
@@ -440,6 +459,8 @@ def _guard(source: Source, target: Target, options: ConvertOptions, wrote: bool)
         window = len(source.tree.walk()) > 1 or bool(source.plan.new_blobs) or wrote
         return TagGuard(target.tag, source.plan.root.old_digest) if window else None
     if not target.tag_read:
+        return None
+    if target.fresh and target.tag_now is None:
         return None
     return TagGuard(target.tag, target.tag_now)
 

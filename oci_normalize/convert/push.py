@@ -6,7 +6,8 @@ tag → verify. Blobs are made
 present the cheapest way: already there (remembered, or a HEAD), a cross-repository mount
 (from a repository of the destination registry that this run saw holding the blob, or from the
 source repository on the same registry), or a streamed copy hashed on the way through and never
-held in memory whole. Up to ``blob_concurrency`` blobs stream at once.
+held in memory whole. Up to ``blob_concurrency`` blobs of one image stream at once, on the
+caller's thread and on helpers from one pool shared by every image (:class:`BlobPool`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -116,6 +118,7 @@ def execute(
     on_tag: Callable[[str], None] | None = None,
     trust_echo: bool = False,
     stats: PushStats | None = None,
+    pool: BlobPool | None = None,
 ) -> PushStats:
     """Run ``writes`` against ``dest``; blobs come from ``source``.
 
@@ -126,6 +129,8 @@ def execute(
     (it echoed our digest in ``Docker-Content-Digest``): it then stored exactly our bytes under
     the tag, and a HEAD after it could only race other writers, not add certainty.
     ``stats``: counted into as the writes land, so a caller still knows them after a failure.
+    ``pool``: the threads that stream blobs with the caller (default: the process's one,
+    :data:`BLOB_POOL`, shared by every image).
     """
     stats = stats if stats is not None else PushStats()
     repo = writes.repository
@@ -134,7 +139,7 @@ def execute(
         _put_new_blob(blob, dest, repo, stats, homes)
     if writes.blobs:
         assert source is not None, "blobs to copy need a source"
-        _ensure_blobs(writes, source, dest, stats, homes, blob_concurrency)
+        _ensure_blobs(writes, source, dest, stats, homes, blob_concurrency, pool or BLOB_POOL)
     for put in (*writes.children, *writes.referrers):
         _put_counted(dest, repo, put, stats, on_tag)
     if writes.hooks:
@@ -188,6 +193,7 @@ def _ensure_blobs(
     stats: PushStats,
     homes: BlobHomes,
     concurrency: int,
+    pool: BlobPool,
 ) -> None:
     todo: list[Blob] = []
     seen = {blob.digest for blob in writes.new_blobs}
@@ -203,20 +209,73 @@ def _ensure_blobs(
         _ensure_blob(blob, source, writes, dest, stats, homes)
 
     todo.sort(key=lambda b: -b.size)  # the big ones first: they set the wall time
-    workers = max(1, min(concurrency, MAX_BLOB_CONCURRENCY, len(todo)))
-    if workers == 1:
-        for blob in todo:
-            one(blob)
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="blob") as pool:
-        futures = [pool.submit(one, blob) for blob in todo]
+    pool.each(todo, one, concurrency=min(concurrency, MAX_BLOB_CONCURRENCY))
+
+
+class BlobPool:
+    """The threads that stream blobs, shared by every image of a run (and of the process).
+
+    :meth:`each` runs one image's blobs with at most ``concurrency`` at once: the calling
+    thread works through them itself, and up to ``concurrency - 1`` helpers from the pool take
+    from the same list. A helper the pool cannot start before the list runs out is cancelled,
+    and the caller waits only for helpers that are running, each of which holds a blob it can
+    finish on its own (a blob's only wait is :meth:`BlobHomes.claim`, held by a thread that
+    is running). So an image never waits on a task queued behind other work: however many
+    callers share the pool (a batch's workers), and however small it is, every image finishes,
+    at worst at the caller's pace.
+
+    The pool's threads are made on demand up to ``threads`` and kept for the next image,
+    instead of a new pool (and new threads) per image.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = max(1, threads)
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def each(self, items: list[Blob], work: Callable[[Blob], None], *, concurrency: int) -> None:
+        """``work(item)`` for every item, at most ``concurrency`` at once; the first failure
+        is raised once the running ones stopped, and no item is started after it."""
+        queue = deque(items)
+        failures: list[BaseException] = []
+        taking = threading.Lock()
+
+        def drain() -> None:
+            while True:
+                with taking:
+                    if failures or not queue:
+                        return
+                    item = queue.popleft()
+                try:
+                    work(item)
+                except BaseException as exc:  # handed to the caller, which raises it
+                    with taking:
+                        failures.append(exc)
+                    return
+
+        helpers = [self._submit(drain) for _ in range(min(concurrency, len(items)) - 1)]
         try:
-            for future in futures:
-                future.result()
-        except BaseException:
-            for future in futures:  # the first failure is raised: start nothing new
-                future.cancel()
-            raise
+            drain()
+        finally:
+            with taking:
+                queue.clear()  # interrupted or not: nothing new starts from here
+            for future in helpers:
+                if not future.cancel():  # running (or done): it finishes the blob it holds
+                    future.result()
+        if failures:
+            raise failures[0]
+
+    def _submit(self, fn: Callable[[], None]) -> Future[None]:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="blob")
+            return self._executor.submit(fn)
+
+
+#: The process's blob streams beyond each caller's own: enough for a batch's default workers
+#: to stream their default number of blobs each, as a pool per image did.
+SHARED_BLOB_THREADS: Final = DEFAULT_BLOB_CONCURRENCY * 8
+BLOB_POOL: Final = BlobPool(SHARED_BLOB_THREADS)
 
 
 def _ensure_blob(

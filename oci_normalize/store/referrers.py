@@ -20,6 +20,7 @@ list, so a digest with nothing attached costs no further request.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Final, Protocol
@@ -187,6 +188,13 @@ class ListingStore(Protocol):
     ) -> VerifiedManifest: ...
 
 
+def _with(tags: frozenset[str] | None, tag: str) -> frozenset[str]:
+    """``tags`` with ``tag`` (not copied when it is there: a claimed tag is noted again)."""
+    if tags is not None and tag in tags:
+        return tags
+    return (tags or frozenset()) | {tag}
+
+
 class Referrers:
     """Per-run memory of tag lists (per repository) and referrers-API support (per registry),
     and the listing of what names a digest.
@@ -195,7 +203,7 @@ class Referrers:
     Only the :data:`MAX_REMEMBERED_REPOSITORIES` lists used last are kept; a batch works through
     a repository's tags together, so a forgotten list is one that is done with.
     A repository that does not exist lists no tags (its tag list is remembered as empty, and
-    :meth:`exists` tells it apart).
+    :meth:`exists` tells it apart, also after this run wrote tags there).
     """
 
     def __init__(self) -> None:
@@ -203,21 +211,42 @@ class Referrers:
             limit=MAX_REMEMBERED_REPOSITORIES
         )
         self._api: OncePerKey[str, bool] = OncePerKey()
+        self._lock = threading.Lock()
+        self._absent: set[tuple[str, str]] = set()  # no such repository when first listed
 
     def tags(self, store: ListingStore, repository: str) -> frozenset[str]:
         return self.listed(store, repository) or frozenset()
 
     def exists(self, store: ListingStore, repository: str) -> bool:
-        """Whether ``repository`` existed when its tags were first listed."""
-        return self.listed(store, repository) is not None
+        """Whether ``repository`` existed when its tags were first listed in this run."""
+        self.listed(store, repository)
+        with self._lock:
+            return (store.registry, repository) not in self._absent
+
+    def claim_new_tag(self, registry: str, repository: str, tag: str) -> bool:
+        """Note ``tag`` as written by this run before it is: True for the first caller that
+        found it absent from the remembered list, False for any other (two references that
+        map to one destination tag, say from two source registries) or when the repository
+        was never listed. Atomic: of two callers at once exactly one gets True."""
+        first: list[bool] = []
+
+        def add(tags: frozenset[str] | None) -> frozenset[str]:
+            first.append(tags is None or tag not in tags)
+            return _with(tags, tag)
+
+        self._tags.update((registry, repository), add)
+        return first == [True]
 
     def listed(self, store: ListingStore, repository: str) -> frozenset[str] | None:
-        """The repository's tags, listed once per run; None: no such repository."""
+        """The repository's tags, listed once per run; None: no such repository (until this
+        run writes a tag there: then the tags it wrote)."""
 
         def read() -> frozenset[str] | None:
             try:
                 return frozenset(store.list_tags(repository))
             except NotFoundError:
+                with self._lock:
+                    self._absent.add((store.registry, repository))
                 return None
 
         return self._tags.get((store.name, repository), read)
@@ -227,7 +256,7 @@ class Referrers:
         self._tags.put((registry, repository), frozenset(tags))
 
     def note_tag(self, registry: str, repository: str, tag: str) -> None:
-        self._tags.update((registry, repository), lambda tags: (tags or frozenset()) | {tag})
+        self._tags.update((registry, repository), lambda tags: _with(tags, tag))
 
     def has_api(self, registry: str) -> bool:
         return bool(self._api.peek(registry))
