@@ -146,7 +146,7 @@ def read_target(
         fresh = (
             fresh
             and target.tag not in tags
-            and client.referrers.claim_new_tag(registry.registry, target.repository, target.tag)
+            and client.referrers.claim_new_tag(registry.name, target.repository, target.tag)
         )
     api = False
     if copies:

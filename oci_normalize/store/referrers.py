@@ -221,7 +221,7 @@ class Referrers:
         """Whether ``repository`` existed when its tags were first listed in this run."""
         self.listed(store, repository)
         with self._lock:
-            return (store.registry, repository) not in self._absent
+            return (store.name, repository) not in self._absent
 
     def claim_new_tag(self, registry: str, repository: str, tag: str) -> bool:
         """Note ``tag`` as written by this run before it is: True for the first caller that
@@ -246,7 +246,7 @@ class Referrers:
                 return frozenset(store.list_tags(repository))
             except NotFoundError:
                 with self._lock:
-                    self._absent.add((store.registry, repository))
+                    self._absent.add((store.name, repository))
                 return None
 
         return self._tags.get((store.name, repository), read)
