@@ -15,31 +15,52 @@ Each run is a child process; its peak RSS is ``ru_maxrss`` from ``os.wait4``
 ``oci_normalize`` package) side by side, at the sizes up to ``--baseline-max``.
 Targets (issue 19): peak RSS at 100,000 references at most 128 MiB; 20,000 within 10 MiB of
 2,000; time per reference at the largest size within 1.1x of the smallest.
+
+``--real`` runs against real CNCF distribution registries (``docker-registry``, started as the
+tests start it: :mod:`tests.support.registry`) instead, at ``--sizes 1000,2000,10000`` by
+default. Each size gets a fresh source, seeded with raw API calls
+(:mod:`tests.support.bulk_seed`): one small v2s2 image's two blobs, mounted once into each
+repository of 100 tags, back every manifest, which differ by one annotation. Then
+``batch SOURCE --to DEST`` (a second fresh registry) and ``batch SOURCE`` run with ``--json``;
+each must report ``converted`` == N and ``failed`` == 0, and every tag, read back without the
+package (a HEAD accepting both kinds), must be an OCI manifest at both registries.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.child import run_child  # noqa: E402
+from bench.child import Child, require, run_child  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
+from tests.support import seed  # noqa: E402
+from tests.support.bulk_seed import Seeder, docker_manifest_variant  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
 
 TAGS_PER_REPO: Final = 100
 RSS_TARGET_MIB: Final = 128.0
 GROWTH_TARGET_MIB: Final = 10.0
 FLAT_TARGET: Final = 1.1
+REAL_SIZES: Final = "1000,2000,10000"
+SEED_THREADS: Final = 8
+BASE_REPO: Final = "base/img"
+OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
+T = TypeVar("T")
 
 
 @dataclass
@@ -131,6 +152,128 @@ def sweep(size: int, opts: argparse.Namespace, work: Path) -> list[Row]:
     return rows
 
 
+# ---- --real: CNCF distribution registries -----------------------------------------------------
+
+
+def run_json(args: list[str], out: Path) -> tuple[Child, dict[str, Any]]:
+    """Like :func:`bench.child.run_child`, with stdout (``--json`` lines) kept in ``out``: the
+    child's peak RSS and wall time, and its closing ``summary``."""
+    errors = out.with_suffix(".err")
+    start = time.perf_counter()
+    with out.open("wb") as sink, errors.open("wb") as err:  # files: no pipe to fill up
+        proc = subprocess.Popen(args, stdout=sink, stderr=err, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        tail = errors.read_text(errors="replace")[-2000:]
+        raise SystemExit(f"{' '.join(args)} failed ({code}): {tail}")
+    errors.unlink()
+    with out.open("rb") as fh:
+        fh.seek(max(0, out.stat().st_size - 4096))
+        last = fh.read().splitlines()[-1]
+    summary: dict[str, Any] = json.loads(last)["summary"]
+    child = Child(elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
+    return child, summary
+
+
+def pooled(url: str, job: Callable[[Seeder, int], T], items: range) -> list[T]:
+    """``job(seeder, item)`` for every item on SEED_THREADS threads, one keep-alive Seeder each."""
+    local = threading.local()
+    made: list[Seeder] = []
+
+    def one(item: int) -> T:
+        if not hasattr(local, "seeder"):
+            local.seeder = Seeder(url)
+            made.append(local.seeder)
+        return job(local.seeder, item)
+
+    try:
+        with ThreadPoolExecutor(SEED_THREADS) as pool:
+            return list(pool.map(one, items))
+    finally:
+        for seeder in made:
+            seeder.close()
+
+
+def seed_real(url: str, repos: int) -> float:
+    """``repos`` x 100 v2s2 tags on one image's blobs (mounted once a repository); seconds."""
+    start = time.perf_counter()
+    first = Seeder(url)
+    base = first.docker_image(BASE_REPO, "base", key="scale-real")
+    first.close()
+
+    def mount(seeder: Seeder, r: int) -> None:
+        for blob in base.blobs:
+            seeder.mount_blob(f"scale/r{r:03d}", blob, BASE_REPO)
+
+    def put(seeder: Seeder, i: int) -> None:
+        repo, tag = f"scale/r{i // TAGS_PER_REPO:03d}", f"t{i % TAGS_PER_REPO:03d}"
+        body = docker_manifest_variant(base, i)
+        seeder.put_manifest(repo, tag, body, seed.DOCKER_MANIFEST)
+
+    pooled(url, mount, range(repos))
+    pooled(url, put, range(repos * TAGS_PER_REPO))
+    return time.perf_counter() - start
+
+
+def not_oci(url: str, repos: int) -> int:
+    """Tags under ``scale/`` whose manifest is not OCI, read back with raw HEADs."""
+    accept = f"{OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json"
+
+    def head(seeder: Seeder, i: int) -> bool:
+        repo, tag = f"scale/r{i // TAGS_PER_REPO:03d}", f"t{i % TAGS_PER_REPO:03d}"
+        resp = seeder.session.head(
+            f"{url}/v2/{repo}/manifests/{tag}", headers={"Accept": accept}, timeout=30
+        )
+        return bool(resp.status_code != 200 or resp.headers.get("Content-Type") != OCI_MANIFEST)
+
+    return sum(pooled(url, head, range(repos * TAGS_PER_REPO)))
+
+
+def measure_real(label: str, refs: int, args: list[str], out: Path) -> Row:
+    child, summary = run_json(args, out)
+    out.unlink()
+    row = Row(label, refs, child.seconds, child.rss_mib)
+    print(
+        f"  {label:<34}{refs:>8}{row.seconds:>9.1f}{row.ms_per_ref:>9.2f}{row.rss_mib:>10.1f}"
+        f"  converted {summary['converted']}, failed {summary['failed']},"
+        f" load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    if summary["converted"] != refs or summary["failed"] != 0:
+        raise SystemExit(f"{label} at {refs}: not every reference converted: {summary}")
+    return row
+
+
+def sweep_real(size: int, opts: argparse.Namespace, work: Path) -> list[Row]:
+    repos = max(1, size // TAGS_PER_REPO)
+    refs = repos * TAGS_PER_REPO
+    conc = ["--concurrency", str(opts.concurrency), "--repo", "scale/*", "--json"]
+    rows: list[Row] = []
+    modes = opts.modes.split(",")
+    source = start_registry(work / f"src-{size}")
+    dest = start_registry(work / f"dst-{size}")
+    try:
+        took = seed_real(source.url, repos)
+        print(f"  seeded {refs} tags in {repos} repositories in {took:.1f} s", flush=True)
+        out = work / f"out-{size}.jsonl"
+        if "to" in modes:
+            args = [*command(None), "batch", source.host, "--to", dest.host, *conc]
+            rows.append(measure_real("batch --to (distribution)", refs, args, out))
+            if (bad := not_oci(dest.url, repos)) != 0:
+                raise SystemExit(f"batch --to at {refs}: {bad} destination tags not OCI")
+        if "inplace" in modes:
+            args = [*command(None), "batch", source.host, *conc]
+            rows.append(measure_real("batch (in place, distribution)", refs, args, out))
+            if (bad := not_oci(source.url, repos)) != 0:
+                raise SystemExit(f"batch at {refs}: {bad} tags not OCI")
+    finally:
+        dest.stop()
+        source.stop()
+    return rows
+
+
 def verdicts(rows: list[Row]) -> None:
     for label in dict.fromkeys(r.label for r in rows if "baseline" not in r.label):
         mine = sorted((r for r in rows if r.label == label), key=lambda r: r.refs)
@@ -156,24 +299,31 @@ def verdicts(rows: list[Row]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,2000,20000,100000")
+    parser.add_argument("--sizes", help="default 1000,2000,20000,100000 (--real: 1000,2000,10000)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--modes", default="to,inplace", help="to, inplace or both")
     parser.add_argument("--journal", action="store_true", help="also journal, report, resume")
     parser.add_argument("--baseline", type=Path, help="a checkout of another version")
     parser.add_argument("--baseline-max", type=int, default=20_000)
+    parser.add_argument("--real", action="store_true", help="against docker-registry processes")
     opts = parser.parse_args()
+    if opts.real:
+        require("docker-registry")
+        if opts.baseline or opts.journal:
+            parser.error("--real runs neither --baseline nor --journal")
     byte_compile()
-    sizes = [int(s) for s in opts.sizes.split(",") if s.strip()]
+    default = REAL_SIZES if opts.real else "1000,2000,20000,100000"
+    sizes = [int(s) for s in (opts.sizes or default).split(",") if s.strip()]
+    kind = "distribution registries (docker-registry)" if opts.real else "fake registries"
     print(
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; fake registries, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {kind}, "
         f"{TAGS_PER_REPO} small v2s2 tags a repository, concurrency {opts.concurrency}"
     )
     print(f"  {'run':<34}{'refs':>8}{'wall s':>9}{'ms/ref':>9}{'peak MiB':>10}")
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         for size in sizes:
-            rows += sweep(size, opts, Path(tmp))
+            rows += sweep_real(size, opts, Path(tmp)) if opts.real else sweep(size, opts, Path(tmp))
     verdicts(rows)
 
 
