@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: help venv test unit lint demo bench bench-memory clean
+.PHONY: help venv test unit lint demo bench bench-memory bench-scale bench-serve bench-startup clean
 
 help:
 	@echo "make venv   - create $(VENV) with the package and its test extras"
@@ -13,6 +13,9 @@ help:
 	@echo "make bench  - in place vs the GET+PUT floor and a skopeo loop; big-layer copy vs skopeo copy;"
 	@echo "              batch --to vs skopeo sync (side by side, one run; see bench/README.md)"
 	@echo "make bench-memory - peak RSS converting a 1 GiB-layer schema1 image and docker-archive"
+	@echo "make bench-scale  - batch and batch --to peak RSS and time per reference, 1,000 to 100,000 refs"
+	@echo "make bench-serve  - serve: push-to-OCI latency p50/p99, events/s, RSS idle and under load"
+	@echo "make bench-startup - --version and check start-up against the previous release, side by side"
 	@echo "make image  - build the OCI image oci-normalize:VERSION (buildah + mmdebstrap, as root)"
 
 $(PY):
@@ -45,6 +48,15 @@ bench: $(PY)
 
 bench-memory: $(PY)
 	$(PY) bench/memory.py
+
+bench-scale: $(PY)
+	$(PY) bench/scale.py
+
+bench-serve: $(PY)
+	$(PY) bench/serve.py
+
+bench-startup: $(PY)
+	$(PY) bench/startup.py
 
 .PHONY: image
 image: $(PY)
