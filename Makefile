@@ -32,8 +32,10 @@ lint: $(PY)
 	$(PY) -m vulture oci_normalize scripts/vulture_allow.py --min-confidence 60
 	$(VENV)/bin/lint-imports --no-cache
 
+# Four workers on two cores: most tests wait on a registry, a peer or a subprocess, so the suite
+# takes about a third of its serial time (each worker starts its own registries).
 test: lint
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n 4
 
 unit: $(PY)
 	$(PY) -m pytest -q -m "not registry"
