@@ -268,3 +268,33 @@ def test_many_images_share_a_blob_pool_smaller_than_the_batch_without_deadlock(
 def _bytes_of(store: MemoryStore, repo: str, tag: str) -> tuple[bytes, str]:
     got = store.get_manifest(repo, tag)
     return got.data, got.media_type
+
+
+def test_a_referrer_whose_bytes_lie_about_its_digest_is_refused_before_any_write(
+    client: Client, src: MemoryStore, dest: MemoryStore
+) -> None:
+    image = mi.oci_image(src, "pure", "v1")
+    sbom = mi.referrer(src, "pure", image)
+    src.lie(sbom.digest, sbom.data.replace(b"2024", b"1999"))  # listed digest, other bytes
+    options = BatchOptions(destination=Destination.parse(DEST))
+    [r] = list(run([ref("pure")], client=client, options=options))
+    assert r.status == "failed" and str(sbom.digest) in (r.error or "")
+    assert dest.writes() == []
+
+
+def test_serve_follows_the_same_signature_rules(
+    client: Client, src: MemoryStore, tmp_path: Path
+) -> None:
+    from oci_normalize.serve.queue import WorkItem
+    from oci_normalize.serve.worker import Mode, Processor
+    from oci_normalize.serve.written import WrittenDigests
+
+    image = mi.docker_image(src, "app", "v1")
+    mi.cosign_signature(src, "app", image.digest)
+    refusing = Processor(client, Mode(registry=SRC), WrittenDigests())
+    with pytest.raises(RefusedError):
+        refusing.process(WorkItem("app", "v1", 0.0))
+    assert ("PUT", "app", "v1") not in src.writes()
+    signing = Mode(registry=SRC, options=ConvertOptions(sign_with=hook(tmp_path)))
+    done = Processor(client, signing, WrittenDigests()).process(WorkItem("app", "v1", 0.0))
+    assert done.status == "converted" and signed_refs(tmp_path) == [f"{SRC}/app@{done.new_digest}"]
