@@ -7,7 +7,9 @@ typed result; failures raise :class:`~oci_normalize.errors.OciNormalizeError`. P
 its own and closes it.
 
 The result models (pydantic) and the layout and archive stores are imported where they are
-used: a call that fails before it has a result, or reads a registry only, loads neither.
+used: a call that fails before it has a result, or reads a registry only, loads neither. The
+planner, pipeline and writer are imported by the calls that plan: ``check`` loads them only once
+it has read a tree.
 """
 
 from __future__ import annotations
@@ -17,15 +19,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
 from oci_normalize import mediatypes as mt
-from oci_normalize.convert import diff, pipeline, planner
 from oci_normalize.convert.normalize import (
     artifact_reason,
     find_docker_types,
     normalize,
     require_image,
 )
-from oci_normalize.convert.planner import Outcome, Source
-from oci_normalize.convert.push import PushStats
 from oci_normalize.convert.tree import fetch_tree
 from oci_normalize.digest import Digest
 from oci_normalize.errors import (
@@ -58,6 +57,8 @@ from oci_normalize.results import (
 from oci_normalize.store.client import Client as Client
 
 if TYPE_CHECKING:
+    from oci_normalize.convert.planner import Outcome, Source
+    from oci_normalize.models import Node, Plan
     from oci_normalize.result_models import CheckResult, ConvertResult, ReferrerOut
 
 #: The tag an untagged ``oci:PATH`` destination gets, as a registry reference would.
@@ -119,7 +120,7 @@ def _check(reference: Location, client: Client) -> CheckResult:
     else:
         if isinstance(reference, Reference):
             try:
-                referrers = _seen_referrers(client, Source(reference, tree, p))
+                referrers = _seen_referrers(client, reference, tree, p)
             except RegistryError as exc:
                 warnings.append(f"could not list what points at the image's digests: {exc}")
     return CheckResult(
@@ -143,10 +144,13 @@ def _check(reference: Location, client: Client) -> CheckResult:
     )
 
 
-def _seen_referrers(client: Client, source: Source) -> list[ReferrerOut]:
+def _seen_referrers(client: Client, reference: Reference, tree: Node, p: Plan) -> list[ReferrerOut]:
     """Everything that names a manifest of the tree, and what a conversion would do to it
     (with the default options: a signature whose digest changes would be invalidated)."""
+    from oci_normalize.convert import pipeline, planner  # a tree was read
+
     options = DEFAULT_CONVERT_OPTIONS
+    source = planner.Source(reference, tree, p)
     found = pipeline.attach(client, source, same_repo=False, options=options, dry_run=True)
     return list(planner.seen(found, options))
 
@@ -180,6 +184,8 @@ def plan(ref: str | Location, *, client: Client | None = None) -> Source:
 
     Schema1 manifests are planned too: their layers are streamed once for their diff_ids.
     """
+    from oci_normalize.convert import pipeline
+
     reference = _as_ref(ref)
     with _client_for(client) as c:
         return pipeline.read(c.store(reference), reference)
@@ -258,6 +264,8 @@ def _convert(
         raise OciNormalizeError(
             f"{target}: DEST must name a tag (the converted image gets a new digest)"
         )
+    from oci_normalize.convert import diff, pipeline, planner
+    from oci_normalize.convert.push import PushStats
     from oci_normalize.result_models import ConvertResult, ManifestChange
 
     before = client.requests

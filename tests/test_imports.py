@@ -21,6 +21,7 @@ from typing import Final
 
 import pytest
 
+from oci_normalize.cli import app as cli_app
 from tests.support import seed
 from tests.support.registry import RunningRegistry, free_port
 
@@ -69,6 +70,14 @@ NETWORK: Final = (
     "oci_normalize.api",
 )
 REGISTRY_REF: Final = (*BATCH, *LOCAL_STORES, *SCHEMA1, *RICH, *DOCKER)
+#: What plans and writes: ``check`` loads it only once it has read a tree (to list referrers).
+PLANNING: Final = (
+    "oci_normalize.convert.pipeline",
+    "oci_normalize.convert.planner",
+    "oci_normalize.convert.push",
+    "oci_normalize.convert.hooks",
+    "oci_normalize.convert.diff",
+)
 
 
 @dataclass(frozen=True)
@@ -157,7 +166,7 @@ def test_check_unreachable_builds_no_model(tmp_path: Path) -> None:
     ran = run_cli(tmp_path, "check", "--retries", "0", "--connect-timeout", "2", unreachable())
     assert ran.code == 2
     assert "oci_normalize.store.registry" in ran.modules  # it did try the registry
-    assert ran.matching((*REGISTRY_REF, *PYDANTIC)) == []
+    assert ran.matching((*REGISTRY_REF, *PYDANTIC, *PLANNING)) == []
 
 
 def test_check_unreachable_json_builds_its_error_result(tmp_path: Path) -> None:
@@ -178,7 +187,32 @@ def test_check_and_convert_registry_ref_load_only_the_registry_path(
     checked = run_cli(tmp_path, "check", ref)
     assert checked.code == 1  # Docker types found: the whole tree was read
     assert checked.matching(REGISTRY_REF) == []
+    assert "oci_normalize.convert.planner" in checked.modules  # its referrers were listed
     converted = run_cli(tmp_path, "convert", "--dry-run", ref)
     assert converted.code == 0
     assert "oci_normalize.convert.pipeline" in converted.modules
     assert converted.matching(REGISTRY_REF) == []
+
+
+def test_a_command_builds_only_itself_and_the_rest_gets_the_whole_app() -> None:
+    # typer builds every registered command's options at each start: a command pays for its own.
+    one = cli_app._app_for(["check", "--retries", "0", "host/repo:tag"])
+    assert [c.callback.__name__ for c in one.registered_commands if c.callback] == ["check"]
+    assert one.registered_callback is cli_app.app.registered_callback  # --version still works
+    for args in ([], ["--help"], ["--version", "check"], ["chek", "x"], ["-h"]):
+        assert cli_app._app_for(args) is cli_app.app, args
+    served = cli_app._app_for(["serve", "--help"])
+    assert [c.name for c in served.registered_commands] == ["serve"]
+
+
+def test_one_command_app_prints_and_fails_as_the_whole_app(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli_app.run(["check", "--help"]) == 0
+    assert "Usage: oci-normalize check [OPTIONS]" in capsys.readouterr().out
+    assert cli_app.run(["check"]) == 2  # a missing argument is still a usage error
+    assert "Missing argument" in capsys.readouterr().err
+    assert cli_app.run(["--version", "convert"]) == 0
+    assert capsys.readouterr().out.startswith("oci-normalize ")
+    assert cli_app.run(["chek"]) == 2
+    assert "Did you mean 'check'?" in capsys.readouterr().err

@@ -38,12 +38,14 @@ if TYPE_CHECKING:
     from oci_normalize.options import ConvertOptions
     from oci_normalize.result_models import CheckResult, ConvertResult, ReferrerOut
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Rewrite Docker media types in registry images to their OCI equivalents.",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+#: How the app is built; :func:`_app_for` builds a one-command app the same way.
+_SETTINGS: Final[dict[str, Any]] = {
+    "add_completion": False,
+    "no_args_is_help": True,
+    "help": "Rewrite Docker media types in registry images to their OCI equivalents.",
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
+app = typer.Typer(**_SETTINGS)
 
 
 def _version(value: bool) -> None:
@@ -445,4 +447,23 @@ def main() -> None:
 
 def run(args: list[str] | None = None) -> int:
     """Run the command line in ``args`` (default: ``sys.argv``) and return its exit code."""
-    return guard.run_guarded(app, args)
+    return guard.run_guarded(_app_for(sys.argv[1:] if args is None else args), args)
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app as ``args`` need it: typer builds every registered command's options from its
+    signature at each start, so when ``args`` begin with a command's name, an app with that
+    command alone (and the root's ``--version``). Anything else (no command, an option first,
+    a name that is no command) gets the whole app: its help and its errors list every command.
+    """
+    if not args or args[0].startswith("-"):
+        return app
+    for info in app.registered_commands:
+        callback = info.callback
+        name = info.name or (callback.__name__.replace("_", "-") if callback else None)
+        if name == args[0]:
+            one = typer.Typer(**_SETTINGS)
+            one.registered_callback = app.registered_callback
+            one.registered_commands.append(info)
+            return one
+    return app

@@ -237,15 +237,27 @@ class _Safety:
         )
 
 
+_group_parameters_seen: dict[str, tuple[inspect.Parameter, ...]] = {}
+
+
+def _group_parameters(cls: type[Any]) -> tuple[inspect.Parameter, ...]:
+    """``cls``'s fields as keyword-only parameters, their annotations evaluated once per group
+    (each evaluation builds every option anew, and several commands share a group)."""
+    key = f"{cls.__module__}.{cls.__qualname__}"
+    if key not in _group_parameters_seen:
+        hints = inspect.get_annotations(cls, eval_str=True)
+        _group_parameters_seen[key] = tuple(
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name]
+            )
+            for f in fields(cls)
+        )
+    return _group_parameters_seen[key]
+
+
 def _group(cls: type[Any], kwarg: str, build: Callable[[Any], Any]) -> Callable[[F], F]:
     """Add ``cls``'s fields to a command as options; pass ``build(cls(...))`` as ``kwarg``."""
-    hints = inspect.get_annotations(cls, eval_str=True)
-    extra = [
-        inspect.Parameter(
-            f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name]
-        )
-        for f in fields(cls)
-    ]
+    extra = list(_group_parameters(cls))
     names = [p.name for p in extra]
 
     def decorate(func: F) -> F:
