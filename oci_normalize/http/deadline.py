@@ -99,8 +99,11 @@ class Deadline:
         return self._armed
 
 
-#: Heap size at which disarmed deadlines are first swept out.
-_PRUNE_MIN: Final = 4096
+#: Heap size at which disarmed deadlines are first swept out. Small: a deadline outlives its
+#: response in the heap until its time (minutes), so a bar in the thousands would hold that
+#: many dead deadlines (with their locks) for the whole of a long run; the sweep is amortised
+#: (the bar is twice what stays armed), so a low bar costs about one check per request.
+_PRUNE_MIN: Final = 256
 
 
 class Watchdog:
