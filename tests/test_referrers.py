@@ -237,6 +237,23 @@ def test_a_repository_absent_when_listed_stays_new_after_this_run_writes_there()
     assert store.log.count(("tags", "new", "failed")) == 1  # listed once: the 404 is remembered
 
 
+def test_absent_repositories_are_remembered_within_the_bound_oldest_forgotten_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.support.memstore import MemoryStore
+
+    monkeypatch.setattr(rf, "MAX_REMEMBERED_REPOSITORIES", 3)
+    store, memory = MemoryStore("dest"), rf.Referrers()
+    for n in range(5):
+        assert not memory.exists(store, f"new{n}")  # each absent when first listed
+    assert len(memory._absent) == 3
+    for n in range(5):  # the run writes into each
+        store.add_manifest(f"new{n}", "v1", b'{"schemaVersion":2}', mt.OCI_MANIFEST)
+    # The newest are still the run's own; the oldest were forgotten, and count as existing
+    # (the safe side: their writes are guarded and their blobs checked again).
+    assert [memory.exists(store, f"new{n}") for n in range(5)] == [True, True, False, False, False]
+
+
 def test_a_new_tag_is_claimed_once_whoever_asks() -> None:
     from concurrent.futures import ThreadPoolExecutor
 

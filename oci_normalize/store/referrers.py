@@ -203,7 +203,9 @@ class Referrers:
     Only the :data:`MAX_REMEMBERED_REPOSITORIES` lists used last are kept; a batch works through
     a repository's tags together, so a forgotten list is one that is done with.
     A repository that does not exist lists no tags (its tag list is remembered as empty, and
-    :meth:`exists` tells it apart, also after this run wrote tags there).
+    :meth:`exists` tells it apart, also after this run wrote tags there); the same bound
+    applies to that memory, and a repository it forgot is taken to exist, which is the safe
+    side (its writes are guarded and its blobs checked, as anywhere else).
     """
 
     def __init__(self) -> None:
@@ -212,7 +214,9 @@ class Referrers:
         )
         self._api: OncePerKey[str, bool] = OncePerKey()
         self._lock = threading.Lock()
-        self._absent: set[tuple[str, str]] = set()  # no such repository when first listed
+        # No such repository when first listed: in first-listed order, the oldest forgotten
+        # beyond the bound (a forgotten one counts as existing: guards and HEADs come back).
+        self._absent: dict[tuple[str, str], None] = {}
 
     def tags(self, store: ListingStore, repository: str) -> frozenset[str]:
         return self.listed(store, repository) or frozenset()
@@ -246,7 +250,9 @@ class Referrers:
                 return frozenset(store.list_tags(repository))
             except NotFoundError:
                 with self._lock:
-                    self._absent.add((store.name, repository))
+                    self._absent[(store.name, repository)] = None
+                    if len(self._absent) > MAX_REMEMBERED_REPOSITORIES:
+                        del self._absent[next(iter(self._absent))]
                 return None
 
         return self._tags.get((store.name, repository), read)
