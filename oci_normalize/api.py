@@ -58,6 +58,7 @@ from oci_normalize.store.client import Client as Client
 
 if TYPE_CHECKING:
     from oci_normalize.convert.planner import Outcome, Source
+    from oci_normalize.manifest import VerifiedManifest
     from oci_normalize.models import Node, Plan
     from oci_normalize.result_models import CheckResult, ConvertResult, ReferrerOut
 
@@ -220,6 +221,7 @@ def convert(
     dry_run: bool = False,
     client: Client | None = None,
     options: ConvertOptions = DEFAULT_CONVERT_OPTIONS,
+    root: VerifiedManifest | None = None,
 ) -> ConvertResult:
     """Rewrite ``src`` as OCI, in place or into ``dest``; ``dry_run`` pushes nothing.
 
@@ -233,11 +235,21 @@ def convert(
     ``options.break_signatures`` leaves it behind; what keeps its digest travels with the
     image; unsigned referrers follow the new digest unless ``not options.referrers``;
     ``options.backup_tag`` (in place) tags the original first.
+
+    ``root``: ``src``'s root manifest as the caller already read it from that registry (a
+    :class:`~oci_normalize.manifest.VerifiedManifest`, so its bytes match its digest), which
+    saves reading it again; it must be what ``src`` names (for a digest reference, that digest).
+    The tag is still moved only from that digest (the guard), as if it had been read here.
     """
     source = _as_ref(src)
+    if root is not None and (
+        not isinstance(source, Reference)
+        or (source.digest is not None and root.digest != source.digest)
+    ):
+        raise OciNormalizeError(f"{source}: the root given is not what it names")
     with _client_for(client) as c:
         try:
-            return _convert(source, dest, dry_run=dry_run, client=c, options=options)
+            return _convert(source, dest, dry_run=dry_run, client=c, options=options, root=root)
         finally:
             c.release(source)
 
@@ -249,6 +261,7 @@ def _convert(
     dry_run: bool,
     client: Client,
     options: ConvertOptions,
+    root: VerifiedManifest | None = None,
 ) -> ConvertResult:
     if dest is None:
         source = target = _in_place_target(source, client)
@@ -273,7 +286,7 @@ def _convert(
     if options.backup_tag is not None and not in_place:
         raise OciNormalizeError(f"{source}: --backup-tag applies to in-place conversion only")
     signer = pipeline.Signer.of(options)
-    src = plan(source, client=client)
+    src = pipeline.read(client.store(source), source, root)
     same = same_repository(source, target)
     src = pipeline.attach(client, src, same_repo=same, options=options, dry_run=dry_run)
     tgt = pipeline.read_target(client, src, target, options=options, read_tag=False)

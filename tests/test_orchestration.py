@@ -298,3 +298,22 @@ def test_serve_follows_the_same_signature_rules(
     signing = Mode(registry=SRC, options=ConvertOptions(sign_with=hook(tmp_path)))
     done = Processor(client, signing, WrittenDigests()).process(WorkItem("app", "v1", 0.0))
     assert done.status == "converted" and signed_refs(tmp_path) == [f"{SRC}/app@{done.new_digest}"]
+
+
+def test_serve_reads_the_tag_once_per_conversion_and_journals_what_it_converted(
+    client: Client, src: MemoryStore, tmp_path: Path
+) -> None:
+    from oci_normalize.batch.journal import Journal, read_journal
+    from oci_normalize.serve.queue import WorkItem
+    from oci_normalize.serve.worker import Mode, Processor
+    from oci_normalize.serve.written import WrittenDigests
+
+    image = mi.docker_image(src, "app", "v1")
+    with Journal(tmp_path / "serve.journal") as journal:
+        processor = Processor(client, Mode(registry=SRC), WrittenDigests(), journal=journal)
+        done = processor.process(WorkItem("app", "v1", 0.0))
+    assert done.status == "converted" and done.old_digest == str(image.digest)
+    # Its own read of the root is the conversion's: one GET of the tag, not two.
+    assert src.log.count(("GET", "app", "v1")) == 1
+    [line] = [e for e in read_journal(tmp_path / "serve.journal") if e.status == "converted"]
+    assert line.old_digest == image.digest and str(line.new_digest) == done.new_digest

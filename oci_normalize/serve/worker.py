@@ -118,7 +118,7 @@ class Processor:
         root = client.registry(ref).get_manifest(ref.repository, ref.ref, what=str(ref))
         if self._already_done(root):
             return Outcome(OWN_WRITE, str(root.digest), str(root.digest))
-        result = api.convert(ref, client=client, options=self._mode.options)
+        result = api.convert(ref, client=client, options=self._mode.options, root=root)
         if result.status == CONVERTED and result.new_digest:
             self._written.add(result.new_digest)
             self._record(ref, root, result.old_digest, result.new_digest, result.changes)
