@@ -8,6 +8,8 @@ that means "Docker types found" for anything but that.
 Start-up is most of a short command's time, so each command imports what it runs in its body:
 ``--version`` loads neither the API nor the HTTP stack, a registry command no batch or archive
 module, and pydantic is loaded only to build a result (tests/test_imports.py holds the lists).
+:func:`run` hands typer an app holding only the command named (typer builds the options of
+every command it holds at each start), and the whole app for help and unknown names.
 """
 
 from __future__ import annotations
