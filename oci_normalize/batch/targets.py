@@ -16,8 +16,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from itertools import chain, islice
+from pathlib import Path
+from typing import Final
 
 from oci_normalize import limits
+from oci_normalize.batch.refspool import RefSpool
 from oci_normalize.errors import InvalidReferenceError, OciNormalizeError, RegistryError
 from oci_normalize.reference import (
     DOCKER_HUB,
@@ -257,31 +260,58 @@ def _valid(
     return out
 
 
+#: Lines of a list that do not parse, reported one by one; beyond, one failure counts the rest.
+MAX_LISTED_LINE_FAILURES: Final = 1000
+
+
 def from_lines(
-    lines: Iterable[str], selection: Selection, *, registry: str | None = None
-) -> Targets:
-    """References from text lines (blank lines and ``#`` comments skipped).
+    lines: Iterable[str],
+    selection: Selection,
+    *,
+    registry: str | None = None,
+    directory: Path | None = None,
+) -> TargetStream:
+    """References from text lines (blank lines and ``#`` comments skipped), each once, sorted
+    by registry, repository and tag, in constant memory: they are spooled to an on-disk index
+    (:class:`~oci_normalize.batch.refspool.RefSpool`, in ``directory``, default $TMPDIR) and
+    read back as the stream is consumed.
 
     With ``registry``, a line without a registry host (``team/app:1``) is read as living there.
-    Lines that do not parse are recorded in ``failures``.
+    Lines that do not parse are in ``failures`` (the first :data:`MAX_LISTED_LINE_FAILURES`
+    each, then one that counts the rest).
     """
-    targets = Targets()
-    found: list[Reference] = []
-    for raw in lines:
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            ref = Reference.parse(line)
-            if registry and ref.registry == DOCKER_HUB and not line.startswith(_HUB_PREFIXES):
-                ref = Reference.parse(f"{registry_reference(registry).registry}/{line}")
-        except OciNormalizeError as exc:
-            targets.failures.append((shown(line), str(exc)))
-            continue
-        found.append(ref)
-    targets.refs = _select(found, selection)
-    targets.repositories = len({(r.registry, r.repository) for r in targets.refs})
-    return targets
+    spool = RefSpool(directory)
+    failures: list[tuple[str, str]] = []
+    unlisted = 0
+    try:
+        for raw in lines:
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                ref = Reference.parse(line)
+                if registry and ref.registry == DOCKER_HUB and not line.startswith(_HUB_PREFIXES):
+                    ref = Reference.parse(f"{registry_reference(registry).registry}/{line}")
+            except OciNormalizeError as exc:
+                if len(failures) < MAX_LISTED_LINE_FAILURES:
+                    failures.append((shown(line), str(exc)))
+                else:
+                    unlisted += 1
+                continue
+            if selection.wants(ref):
+                spool.add(ref)
+        repositories = spool.repositories()
+    except BaseException:
+        spool.close()
+        raise
+    if unlisted:
+        failures.append(
+            (
+                f"{unlisted} more lines",
+                f"not references either (the first {len(failures)} are listed)",
+            )
+        )
+    return TargetStream(refs=spool.drain(), failures=failures, repositories=repositories)
 
 
 def _select(refs: Iterable[Reference], selection: Selection) -> list[Reference]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.cli import exits
 from oci_normalize.cli.exits import say_error
-from oci_normalize.cli.files import MAX_FROM_FILE_BYTES, json_line, read_from_file, unwritable
+from oci_normalize.cli.files import MAX_FROM_FILE_BYTES, iter_from_file, json_line, unwritable
 from oci_normalize.cli.progress import progress
 from oci_normalize.cli.rollback import run_rollback
 from oci_normalize.convert.tree import CHILD_FETCH_CONCURRENCY
@@ -50,7 +50,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "MAX_CONCURRENCY",
     "MAX_FROM_FILE_BYTES",
-    "read_from_file",
+    "iter_from_file",
     "run_rollback",
     "unwritable",
 ]
@@ -259,7 +259,6 @@ def _targets(req: BatchRequest, client: Client, selection: Selection) -> TargetS
     """The references, lazily from a registry's catalog (its tag lists primed into the
     referrers cache as they are read), or from ``--from-file``."""
     from oci_normalize.batch.targets import (
-        TargetStream,
         from_lines,
         registry_reference,
         stream_registry,
@@ -275,10 +274,8 @@ def _targets(req: BatchRequest, client: Client, selection: Selection) -> TargetS
         return stream_registry(
             client, req.registry, selection, concurrency=req.concurrency, on_tags=prime
         )
-    listed = from_lines(read_from_file(req.from_file), selection, registry=req.registry)
-    return TargetStream(
-        refs=iter(listed.refs), failures=listed.failures, repositories=listed.repositories
-    )
+    lines = iter_from_file(req.from_file)
+    return from_lines(lines, selection, registry=req.registry, directory=_spool_dir(req))
 
 
 def _print_batch(indexed: IndexedResults | MemoryIndex | None, s: BatchSummary) -> None:

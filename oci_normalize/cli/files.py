@@ -3,18 +3,22 @@ before the first write, and ``--json`` lines."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from oci_normalize.errors import OciNormalizeError
-from oci_normalize.store.localfs import kind_of, open_regular, read_capped
+from oci_normalize.errors import ManifestTooLargeError, OciNormalizeError
+from oci_normalize.store.localfs import kind_of, open_regular
 
 #: Largest ``--from-file`` read (a million references of ~60 characters).
 MAX_FROM_FILE_BYTES: Final = 64 * 1024 * 1024
+#: Longest line of it held whole: far beyond the longest reference that parses.
+MAX_LINE_BYTES: Final = 4096
 
 
 def unwritable(path: Path, what: str) -> str | None:
@@ -37,18 +41,36 @@ def unwritable(path: Path, what: str) -> str | None:
     return None
 
 
-def read_from_file(name: str, *, cap: int = MAX_FROM_FILE_BYTES) -> list[str]:
-    """The lines of ``--from-file`` (``-``: stdin): a regular file or a pipe, at most ``cap``."""
+def iter_from_file(name: str, *, cap: int = MAX_FROM_FILE_BYTES) -> Iterator[str]:
+    """The lines of ``--from-file`` (``-``: stdin) as they are read, a regular file or a pipe,
+    at most ``cap`` bytes in all; a line is held whole only up to :data:`MAX_LINE_BYTES` (a
+    longer one is no reference: its start is given, to fail as one)."""
     what = "--from-file " + ("(stdin)" if name == "-" else name)
-    if name == "-":
-        data = read_capped(sys.stdin.buffer, cap, what)
-    else:
-        with open_regular(name, what, fifo_ok=True) as fh:
-            data = read_capped(fh, cap, what)
-    try:
-        return data.decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise OciNormalizeError(f"{what}: not UTF-8 text (byte {exc.start})") from exc
+    opened = (
+        contextlib.nullcontext(sys.stdin.buffer)
+        if name == "-"
+        else open_regular(name, what, fifo_ok=True)
+    )
+    with opened as fh:
+        done = 0
+        while raw := fh.readline(MAX_LINE_BYTES + 1):
+            start, done = done, done + len(raw)
+            cut = len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n")
+            while cut and done <= cap and (more := fh.readline(MAX_LINE_BYTES)):
+                done += len(more)  # the rest of a cut line is counted, never held
+                if more.endswith(b"\n"):
+                    break
+            if done > cap:
+                raise ManifestTooLargeError(f"{what}: over the {cap} byte cap")
+            if cut:
+                yield raw[:MAX_LINE_BYTES].decode("utf-8", errors="replace")
+                continue
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise OciNormalizeError(
+                    f"{what}: not UTF-8 text (byte {start + exc.start})"
+                ) from exc
 
 
 def json_line(doc: Any) -> None:
