@@ -260,14 +260,14 @@ def test_discovery_costs_two_requests_then_nothing(registry: RunningRegistry) ->
         ("GET", "tags"),
         ("GET", "referrers"),
     ]
-    # GET manifest, tags/list, referrers probe, PUT, HEAD verify: a single manifest with
-    # nothing attached needs no guard (its GET is the guard)
-    assert first.requests == len(entries) == 5
+    # GET manifest, tags/list, referrers probe, PUT (its echoed digest is the verification):
+    # a single manifest with nothing attached needs no guard (its GET is the guard)
+    assert first.requests == len(entries) == 4
     mark = registry.log_mark()
     second = api.convert(f"{registry.host}/{repo}:b", client=client)
     entries = registry.access_log_lines(since=mark)
     assert not [e for e in entries if "/tags/list" in e.path or "/referrers/" in e.path]
-    assert second.requests == len(entries) == 3
+    assert second.requests == len(entries) == 2
 
 
 def _tag_requests(reg: RunningRegistry, since: int, repo: str, tag: str) -> list[str]:
@@ -291,8 +291,8 @@ def test_guard_skipped_when_the_put_directly_follows_the_get(registry: RunningRe
 
     mark = registry.log_mark()
     api.convert(f"{registry.host}/{repo}:conv")
-    # convert verifies after the PUT; no HEAD before it
-    assert _tag_requests(registry, mark, repo, "conv") == ["GET", "PUT", "HEAD"]
+    # convert follows the same rules: no HEAD before the PUT, none after an echoed digest
+    assert _tag_requests(registry, mark, repo, "conv") == ["GET", "PUT"]
 
 
 def test_guard_kept_when_reads_or_writes_happen_in_between(registry: RunningRegistry) -> None:
@@ -319,10 +319,10 @@ def test_guard_kept_when_reads_or_writes_happen_in_between(registry: RunningRegi
     mark = registry.log_mark()
     options = ConvertOptions(backup_tag="{tag}-docker")
     api.convert(f"{registry.host}/{repo}:backup", options=options)
-    assert _tag_requests(registry, mark, repo, "backup") == ["GET", "HEAD", "PUT", "HEAD"]
+    assert _tag_requests(registry, mark, repo, "backup") == ["GET", "HEAD", "PUT"]
     assert _tag_requests(registry, mark, repo, "backup-docker") == ["PUT"]
 
     mark = registry.log_mark()
     out = api.convert(f"{registry.host}/{repo}:referred")
     assert [r.action for r in out.referrers] == ["reattached"]
-    assert _tag_requests(registry, mark, repo, "referred") == ["GET", "HEAD", "PUT", "HEAD"]
+    assert _tag_requests(registry, mark, repo, "referred") == ["GET", "HEAD", "PUT"]
