@@ -425,9 +425,10 @@ class _SizedStream:
 class _Background(Generic[T]):
     """``fn()`` on a thread of its own, started on entering; :meth:`result` waits for it.
 
-    Leaving waits for the thread too, so nothing it does outlives the block; an outcome that
-    :meth:`result` never asked for (the block failed first) is dropped. The thread is a daemon:
-    an interrupted run does not wait for a request that hangs.
+    Leaving waits for the thread too (its request is bounded by the transport's deadline), so
+    nothing it does outlives the block; an outcome that :meth:`result` never asked for (the
+    block failed first) is dropped. The thread is a daemon: a process that exits meanwhile is
+    not held by it.
     """
 
     def __init__(self, fn: Callable[[], T]) -> None:
