@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """Copy one big image registry → fresh registry: oci-normalize against skopeo, side by side.
 
-    .venv/bin/python bench/bigcopy.py [--layers 4] [--layer-mib 64] [--rounds 3]
+    .venv/bin/python bench/bigcopy.py [--layers 4] [--layer-mib 64] [--rounds 3] [--base DIR]
 
 A Docker v2s2 image with LAYERS gzip layers of LAYER_MIB random MiB each is pushed to a source
 registry once; every round then starts a fresh, empty destination registry for each contender
 and times ``oci-normalize convert SRC DEST`` and ``skopeo copy --format oci SRC DEST`` as child
-processes (wall time and peak RSS from ``os.wait4``), alternating which goes first. It prints
-medians and ratios, not verdicts: no timing is a test.
+processes (wall time and peak RSS from ``os.wait4``), alternating which goes first. With
+``--base DIR`` (an older checkout, e.g. ``git worktree add /tmp/bc-base REV``) that copy's
+``convert`` runs too, on the same interpreter, first on ``PYTHONPATH``. It prints medians,
+spreads and ratios, not verdicts: no timing is a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import io
 import json
@@ -101,16 +104,57 @@ def seed_image(url: str, layers: int, layer_mib: int) -> None:
     seed.put_manifest(url, "big/app", "v1", body, seed.DOCKER_MANIFEST)
 
 
-def measure(args: list[str], registry_pids: tuple[int, ...]) -> Sample:
-    child = run_child(args, watch=registry_pids)
+OURS = "oci-normalize convert"
+BASE = "base convert"
+SKOPEO = "skopeo copy"
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    command: list[str]  # with {SRC} and {DEST} where the references go
+    env: dict[str, str] | None = None
+    cwd: Path = ROOT
+
+
+def measure(contender: Contender, src: str, dest: str, registry_pids: tuple[int, ...]) -> Sample:
+    args = [a.replace("{SRC}", src).replace("{DEST}", dest) for a in contender.command]
+    child = run_child(args, watch=registry_pids, env=contender.env, cwd=contender.cwd)
     return Sample(child.seconds, child.rss_mib, child.cpu_s, sum(child.watched_cpu_s))
 
 
-def ours(src: str, dest: str) -> list[str]:
-    return [sys.executable, "-m", "oci_normalize", "convert", src, dest]
+def tree_env(tree: Path) -> dict[str, str]:
+    """The environment for a run of ``tree``'s package: it first on the path (over the
+    editable install), nothing else that could change what gets imported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(tree)
+    return env
+
+
+def contenders(base: Path | None, cwd: Path) -> list[Contender]:
+    """This checkout, skopeo, and with ``base`` the older checkout, each run from ``cwd`` (an
+    empty folder: python puts the current one first on the path)."""
+    convert = [sys.executable, "-m", "oci_normalize", "convert", "{SRC}", "{DEST}"]
+    found = [Contender(OURS, convert, tree_env(ROOT), cwd)]
+    if base is not None:
+        if not compileall.compile_dir(base / "oci_normalize", quiet=1):
+            raise SystemExit(f"cannot byte-compile {base}")
+        found.append(Contender(BASE, convert, tree_env(base), cwd))
+    for c in found:
+        code = "import oci_normalize; print(oci_normalize.__file__)"
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=c.env, cwd=cwd, capture_output=True, text=True
+        )
+        tree = Path(out.stdout.strip()).parent.parent
+        wanted = ROOT if c.name == OURS else base
+        if out.returncode or wanted is None or tree.resolve() != wanted.resolve():
+            raise SystemExit(f"{c.name}: python imports oci_normalize from {tree}, not {wanted}")
+    found.append(Contender(SKOPEO, skopeo("{SRC}", "{DEST}")))
+    return found
 
 
 def skopeo(src: str, dest: str) -> list[str]:
+    """skopeo's copy; ``src`` and ``dest`` are references without a transport."""
     return ["skopeo", "copy", "--quiet", "--format", "oci", "--src-tls-verify=false"] + [
         "--dest-tls-verify=false",
         f"docker://{src}",
@@ -123,6 +167,7 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--layer-mib", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--base", type=Path, help="an older checkout whose convert runs too")
     parser.add_argument("--seed-into", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     byte_compile()
@@ -142,15 +187,17 @@ def main() -> int:
             f"big-layer copy: {args.layers} x {args.layer_mib} MiB layers, registry -> fresh "
             f"registry; seeded in {time.perf_counter() - t:.1f} s; median of {args.rounds} rounds"
         )
-        samples: dict[str, list[Sample]] = {"oci-normalize convert": [], "skopeo copy": []}
+        order = contenders(args.base, work)
+        samples: dict[str, list[Sample]] = {c.name: [] for c in order}
         for r in range(args.rounds):
-            order = [("oci-normalize convert", ours), ("skopeo copy", skopeo)]
-            for name, command in order if r % 2 == 0 else order[::-1]:
-                dest_reg = start_registry(work / f"dest-{r}-{name.split()[0]}")
+            # Each contender goes first as often as the others: rotate, and reverse odd rounds.
+            turn = order[r % len(order) :] + order[: r % len(order)]
+            for contender in turn if r % 2 == 0 else turn[::-1]:
+                dest_reg = start_registry(work / f"dest-{r}-{contender.name.split()[0]}")
                 try:
                     pids = (source.process.pid, dest_reg.process.pid)
-                    cmd = command(src, f"{dest_reg.host}/big/app:v1")
-                    samples[name].append(measure(cmd, pids))
+                    dest = f"{dest_reg.host}/big/app:v1"
+                    samples[contender.name].append(measure(contender, src, dest, pids))
                 finally:
                     dest_reg.stop()
                     shutil.rmtree(dest_reg.storage_dir, ignore_errors=True)
@@ -171,25 +218,37 @@ def print_table(samples: dict[str, list[Sample]]) -> None:
         )
         for name, rows in samples.items()
     }
-    ours_s, skopeo_s = med["oci-normalize convert"], med["skopeo copy"]
-    head = f"{'contender':<26}{'wall s':>9}{'peak RSS MiB':>14}{'x skopeo time':>15}"
-    head += f"{'CPU s':>8}{'registries CPU s':>18}"
+    ours_s, skopeo_s = med[OURS], med[SKOPEO]
+    head = f"{'contender':<26}{'wall s':>9}{'min-max s':>14}{'peak RSS MiB':>14}"
+    head += f"{'x skopeo time':>15}{'CPU s':>8}{'registries CPU s':>18}"
     print(head)
     print("-" * len(head))
     for name, m in med.items():
         ratio = m.seconds / skopeo_s.seconds
+        walls = [s.seconds for s in samples[name]]
+        spread = f"{min(walls):.2f}-{max(walls):.2f}"
         print(
-            f"{name:<26}{m.seconds:>9.2f}{m.rss_mib:>14.1f}{ratio:>14.2f}x"
+            f"{name:<26}{m.seconds:>9.2f}{spread:>14}{m.rss_mib:>14.1f}{ratio:>14.2f}x"
             f"{m.cpu_s:>8.2f}{m.regs_cpu_s:>18.2f}"
         )
-    ours_rounds = [s.seconds for s in samples["oci-normalize convert"]]
-    theirs = [s.seconds for s in samples["skopeo copy"]]
-    per_round = ", ".join(f"{o / t:.2f}" for o, t in zip(ours_rounds, theirs, strict=True))
+    theirs = [s.seconds for s in samples[SKOPEO]]
+    for name in (n for n in samples if n != SKOPEO):
+        ratios = [o.seconds / t for o, t in zip(samples[name], theirs, strict=True)]
+        print(
+            f"{name}: {med[name].seconds / skopeo_s.seconds:.2f}x skopeo of the medians; "
+            f"round by round {', '.join(f'{x:.2f}' for x in ratios)} "
+            f"(median {statistics.median(ratios):.2f}; target <= 0.9, issue 19)"
+        )
+    if BASE in samples:
+        ratios = [o.seconds / b.seconds for o, b in zip(samples[OURS], samples[BASE], strict=True)]
+        each = ", ".join(f"{x:.2f}" for x in ratios)
+        print(
+            f"{OURS} / {BASE}: {ours_s.seconds / med[BASE].seconds:.2f}x of the medians; round "
+            f"by round {each} (median {statistics.median(ratios):.2f})"
+        )
     print(
-        f"time: {ours_s.seconds / skopeo_s.seconds:.2f}x skopeo of the medians, round by round "
-        f"{per_round} (target <= 0.9, issue 19); "
         f"peak RSS {ours_s.rss_mib:.0f} MiB (target <= 96 MB = {96e6 / MIB:.0f} MiB), skopeo "
-        f"{skopeo_s.rss_mib:.0f} MiB"
+        f"{skopeo_s.rss_mib:.0f} MiB; load average {os.getloadavg()[0]:.1f}"
     )
 
 

@@ -55,7 +55,7 @@ class VerifiedManifest:
 
 
 #: Opens a fresh body for one upload try: a context manager yielding the blob's chunks.
-BodyOpener = Callable[[], AbstractContextManager[Iterable[bytes]]]
+BodyOpener = Callable[[], AbstractContextManager[Iterable[bytes | memoryview]]]
 
 
 def effective_media_type(data: bytes, content_type: str, fallback: str = "") -> str:

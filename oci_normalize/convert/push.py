@@ -27,7 +27,7 @@ from oci_normalize.errors import DigestMismatchError, PushError, RegistryError, 
 from oci_normalize.limits import CHUNK, DEFAULT_BLOB_CONCURRENCY, MAX_BLOB_CONCURRENCY
 from oci_normalize.models import Blob, NewBlob
 from oci_normalize.results import TagRole
-from oci_normalize.store.base import BlobStream, Store
+from oci_normalize.store.base import BlobStream, Store, chunks_into
 from oci_normalize.store.blobhomes import BlobHomes
 
 #: Answers distribution 2.8 sometimes gives an index PUT while a child it names is still being
@@ -313,7 +313,7 @@ def _non_distributable(blob: Blob) -> bool:
 
 def _copy_blob(blob: Blob, source: Store, src_repo: str, dest: Store, repo: str) -> None:
     @contextlib.contextmanager
-    def open_body() -> Iterator[Iterator[bytes]]:
+    def open_body() -> Iterator[Iterator[bytes | memoryview]]:
         """One upload try: a fresh source stream, hashed on the way through."""
         resp = source.open_blob(src_repo, blob.digest)
         with resp:
@@ -323,10 +323,12 @@ def _copy_blob(blob: Blob, source: Store, src_repo: str, dest: Store, repo: str)
     dest.upload_blob(repo, blob.digest, blob.size, open_body)
 
 
-def _verified_chunks(resp: BlobStream, blob: Blob, where: str) -> Iterator[bytes]:
+def _verified_chunks(resp: BlobStream, blob: Blob, where: str) -> Iterator[bytes | memoryview]:
+    """The blob's bytes as they arrive, hashed on the way: one buffer of :data:`CHUNK` bytes
+    refilled per read where the source can (each chunk is sent before the next read)."""
     hasher = blob.digest.hasher()
     count = 0
-    for chunk in resp.iter_content(CHUNK):
+    for chunk in chunks_into(resp, bytearray(CHUNK)):
         hasher.update(chunk)
         count += len(chunk)
         if count > blob.size:  # longer than its descriptor: stop reading at once

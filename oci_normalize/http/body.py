@@ -9,6 +9,7 @@ and blobs. Every message names the request (:class:`~oci_normalize.http.requestl
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
@@ -111,6 +112,41 @@ class StreamedBody:
         deadline = getattr(self._resp, "deadline", None)
         if isinstance(deadline, Deadline) and deadline.expired:  # cut short, maybe silently
             raise self._failed(self._resp, TimeoutError())
+
+    def iter_into(self, buffer: bytearray) -> Iterator[memoryview]:
+        """The body read into ``buffer`` again and again, no bytes object made per read: each
+        view shows part of ``buffer``, valid until the next one is asked for.
+
+        A body sent as is is read straight from the connection (http.client's ``readinto``,
+        under urllib3's response); one with a Content-Encoding goes through
+        :meth:`iter_content`, which decodes it. A body that ends before its Content-Length
+        fails as a broken one does there. Read to its end, the deadline is disarmed and then
+        the connection goes back to the pool, in that order (see :func:`close_ends`).
+        """
+        fp = getattr(self._resp.raw, "_fp", None)  # http.client's response, under urllib3's
+        encoding = self.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity") or not callable(getattr(fp, "readinto", None)):
+            for chunk in self.iter_content(len(buffer)):
+                yield memoryview(chunk)
+            return
+        assert fp is not None
+        view = memoryview(buffer)
+        length = parse_count(self.headers.get("Content-Length", ""))
+        got = 0
+        try:
+            while n := fp.readinto(view):
+                got += n
+                yield view[:n]
+        except (http.client.HTTPException, OSError, ValueError) as exc:
+            raise self._failed(self._resp, exc) from exc
+        deadline = getattr(self._resp, "deadline", None)
+        if isinstance(deadline, Deadline) and deadline.expired:  # cut short, maybe silently
+            raise self._failed(self._resp, TimeoutError())
+        if length is not None and got < length:  # the connection ended early
+            raise self._failed(self._resp, http.client.IncompleteRead(b"", length - got))
+        if isinstance(deadline, Deadline):
+            deadline.disarm()
+        self._resp.raw.release_conn()
 
     def close(self) -> None:
         self._resp.close()

@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from oci_normalize.digest import Digest
 from oci_normalize.manifest import BodyOpener, VerifiedManifest
@@ -28,6 +28,22 @@ class BlobStream(Protocol):
     def __enter__(self) -> Any: ...
 
     def __exit__(self, *exc: Any) -> Any: ...
+
+
+@runtime_checkable
+class ReadsInto(Protocol):
+    """A blob stream that can fill one buffer again and again (a registry's answer)."""
+
+    def iter_into(self, buffer: bytearray) -> Iterator[memoryview]: ...
+
+
+def chunks_into(stream: BlobStream, buffer: bytearray) -> Iterator[bytes | memoryview]:
+    """The stream's chunks, at most ``len(buffer)`` bytes each: read into ``buffer`` where the
+    stream can (each chunk is then valid until the next one is asked for), else as it gives
+    them."""
+    if isinstance(stream, ReadsInto):
+        return stream.iter_into(buffer)
+    return stream.iter_content(len(buffer))
 
 
 class Store(Protocol):
@@ -59,7 +75,10 @@ class Store(Protocol):
 
     def upload_blob(
         self, repository: str, digest: Digest, size: int, chunks: Iterable[bytes] | BodyOpener
-    ) -> None: ...
+    ) -> None:
+        """Store a blob given as chunks (or opened by a :data:`BodyOpener`, per try). A chunk
+        may be a view of a buffer that the next chunk refills: each is used (sent, written,
+        hashed or copied) before the next one is asked for."""
 
 
 class RegistryStore(Store, Protocol):
@@ -73,7 +92,9 @@ class RegistryStore(Store, Protocol):
     def referrers(self, repository: str, digest: Digest) -> bytes | None: ...
 
 
-def opened(chunks: Iterable[bytes] | BodyOpener) -> AbstractContextManager[Iterable[bytes]]:
+def opened(
+    chunks: Iterable[bytes] | BodyOpener,
+) -> AbstractContextManager[Iterable[bytes | memoryview]]:
     """The chunks of an upload body given either way (a store that never retries opens once)."""
     if callable(chunks):
         return chunks()

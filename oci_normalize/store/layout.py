@@ -229,7 +229,7 @@ class Layout:
         parts = self._blob(digest)
         hasher, count = digest.hasher(), 0
 
-        def hashed(body: Iterable[bytes]) -> Iterable[bytes]:
+        def hashed(body: Iterable[bytes | memoryview]) -> Iterable[bytes | memoryview]:
             nonlocal count
             for chunk in body:
                 hasher.update(chunk)

@@ -191,7 +191,7 @@ class Contained:
     def write(
         self,
         parts: tuple[str, ...],
-        chunks: Iterable[bytes],
+        chunks: Iterable[bytes | memoryview],
         *,
         check: Callable[[], None] = lambda: None,
         create_dirs: bool = False,

@@ -26,6 +26,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    peer: tuple[str, int] = ("", 0)  # the client's address: one per connection
 
 
 class FakeRegistry:
@@ -55,7 +56,8 @@ def fake_registry() -> Iterator[FakeRegistry]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             path = self.path.split("?", 1)[0]
-            fake.seen.append(Seen(self.command, self.path, dict(self.headers.items()), body))
+            peer = (str(self.client_address[0]), int(self.client_address[1]))
+            fake.seen.append(Seen(self.command, self.path, dict(self.headers.items()), body, peer))
             answers = fake.routes.get((self.command, path))
             if answers is None:  # prefix routes end in "*"
                 answers = next(

@@ -244,7 +244,7 @@ class MemoryStore:
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
                 with opened(chunks) as body:
-                    data = b"".join(body)
+                    data = b"".join(bytes(chunk) for chunk in body)  # views of one buffer
                 time.sleep(self._delay)
                 if Digest.of(data) != digest or len(data) != size:
                     raise RegistryError(
