@@ -206,7 +206,7 @@ def test_the_pool_keeps_its_threads_for_the_next_image() -> None:
     src = MemoryStore("src")
     before = set(threading.enumerate())
     for image in range(5):
-        dest = MemoryStore("dest", upload_delay=0.01)
+        dest = MemoryStore("dest", upload_delay=0.05)
         blobs = tuple(blob(src, "a", f"image {image} layer {i}".encode()) for i in range(6))
         writes = WritePlan(repository="b", blobs=blobs, source_repository="a")
         execute(writes, dest=dest, source=src, blob_concurrency=4, pool=pool)
