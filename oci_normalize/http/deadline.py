@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
-import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -260,13 +259,3 @@ class DeadlineAdapter(HTTPAdapter):
         manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = dict(_POOLS)
         return manager
-
-
-def mount(session: requests.Session, *, pool_size: int | None = None) -> None:
-    """Mount a :class:`DeadlineAdapter` for http and https on ``session``."""
-    if pool_size is None:
-        adapter = DeadlineAdapter()
-    else:
-        adapter = DeadlineAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
