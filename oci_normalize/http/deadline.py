@@ -3,9 +3,10 @@
 requests' ``timeout`` bounds each wait for the next byte, so a server that sends one byte a
 second never trips it and can keep a read going for ever. Here every response is also bounded as
 a whole: :func:`armed` makes a :class:`Deadline` current for the calling thread; the connections
-of a session set up by :func:`mount` hand it their socket when they start waiting for the answer,
-and one watchdog thread shuts that socket down when the deadline passes. The blocked read then
-fails, and the caller sees :attr:`Deadline.expired` to say why.
+of a :class:`DeadlineAdapter` (mounted by :func:`oci_normalize.http.adapter.mount`) hand it their
+socket when they start waiting for the answer, and one watchdog thread shuts that socket down
+when the deadline passes. The blocked read then fails, and the caller sees
+:attr:`Deadline.expired` to say why.
 
 A deadline stays armed until :meth:`Deadline.disarm` (the caller closed the response); a
 streaming body can be given more time once its length is known (:meth:`Deadline.extend`).
