@@ -326,7 +326,9 @@ def _copy_blob(blob: Blob, source: Store, src_repo: str, dest: Store, repo: str)
 def _verified_chunks(resp: BlobStream, blob: Blob, where: str) -> Iterator[bytes]:
     hasher = blob.digest.hasher()
     count = 0
-    for chunk in resp.iter_content(CHUNK):
+    # Reads ask for no more than the blob's size: each read sets aside a buffer of the size
+    # asked for, and most layers of a fleet are far smaller than a chunk.
+    for chunk in resp.iter_content(max(1, min(CHUNK, blob.size))):
         hasher.update(chunk)
         count += len(chunk)
         if count > blob.size:  # longer than its descriptor: stop reading at once
