@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Migrate a fleet registry → fresh registry: ``batch --to`` against ``skopeo sync``, side by side.
 
-    .venv/bin/python bench/migrate.py [--refs 100] [--layer-kib 256] [--rounds 1]
+    .venv/bin/python bench/migrate.py [--refs 100] [--layer-kib 256] [--rounds 1] [--base DIR]
 
 Seeds a source registry once with REFS references over 10 repositories, half Docker v2s2 images
 and half two-platform Docker manifest lists, every image with 3 random LAYER_KIB layers. Each
@@ -15,11 +15,17 @@ round gives each contender a fresh, empty destination registry and times, as chi
 Then it checks every reference at each destination: OCI media types all the way down and the
 same blob digests as the source. Requests come from the registries' access logs. It prints
 ratios, not verdicts: no timing is a test.
+
+``--base DIR`` adds an older copy of the tool as a contender in the same rounds (a checkout
+such as ``git worktree add /tmp/base REV``, run from its own directory with the same
+interpreter), so a change is measured against what it replaces on the same machine, the same
+minute, and the same source.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import io
 import json
 import os
@@ -144,9 +150,12 @@ def kinds(entries: list[Any]) -> dict[str, int]:
     return dict(Counter(kind_of(e.method, e.path) for e in entries))
 
 
-def measure(args: list[str], source: RunningRegistry, dest: RunningRegistry) -> Sample:
+def measure(
+    args: list[str], source: RunningRegistry, dest: RunningRegistry, cwd: Path = ROOT
+) -> Sample:
     """Wall seconds, peak RSS and CPU of one child process, and both registries' CPU."""
-    child = run_child(args, watch=(source.process.pid, dest.process.pid))
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    child = run_child(args, watch=(source.process.pid, dest.process.pid), cwd=cwd, env=env)
     src_cpu, dest_cpu = child.watched_cpu_s
     return Sample(child.seconds, child.rss_mib, child.cpu_s, src_cpu, dest_cpu)
 
@@ -184,8 +193,11 @@ def main() -> int:
     parser.add_argument("--layer-kib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--skip-skopeo", action="store_true", help="leave out skopeo sync")
+    parser.add_argument("--base", type=Path, help="an older checkout to run beside this one")
     args = parser.parse_args()
     byte_compile()
+    if args.base is not None and not compileall.compile_dir(args.base / "oci_normalize", quiet=1):
+        raise SystemExit(f"cannot byte-compile {args.base}")
     require("docker-registry", "skopeo")
     work = Path(tempfile.mkdtemp(prefix="oci-normalize-bench-migrate-"))
     source = start_registry(work / "src")
@@ -205,6 +217,8 @@ def main() -> int:
         refs_file = work / "refs.json"
         refs_file.write_text(json.dumps(refs))
         rows: dict[str, list[Sample]] = {"floor": [], "ours": []}
+        if args.base is not None:
+            rows["base"] = []
         if not args.skip_skopeo:
             rows["skopeo"] = []
         for r in range(args.rounds):
@@ -216,7 +230,7 @@ def main() -> int:
                         cmd = [sys.executable, str(ROOT / "bench" / "floor_copy.py")]
                         cmd += [source.host, dest.host, "floor", str(refs_file), "--workers", "16"]
                         prefix = "floor"
-                    elif name == "ours":
+                    elif name in ("ours", "base"):
                         cmd = [sys.executable, "-m", "oci_normalize", "batch", source.host]
                         cmd += ["--repo", "mig*", "--to", f"{dest.host}/ours", "--json"]
                         prefix = "ours"
@@ -226,7 +240,8 @@ def main() -> int:
                         cmd += [f"{dest.host}/theirs"]
                         prefix = "theirs"
                     src_mark = source.log_mark()
-                    sample = measure(cmd, source, dest)
+                    cwd = args.base.resolve() if name == "base" else ROOT
+                    sample = measure(cmd, source, dest, cwd)
                     logged = dest.access_log_lines()
                     sample.requests = len(logged)
                     sample.kinds = kinds(logged)
@@ -255,6 +270,7 @@ def print_table(rows: dict[str, list[Sample]]) -> None:
         "floor": "floor (http.client, no checks)",
         "ours": "oci-normalize batch --to",
         "skopeo": "skopeo sync --all --format oci",
+        "base": "batch --to, --base copy",
     }
     names = {k: v for k, v in names.items() if k in rows}
     med = {k: statistics.median(r.seconds for r in v) for k, v in rows.items()}
@@ -294,6 +310,16 @@ def print_table(rows: dict[str, list[Sample]]) -> None:
         f"batch --to / floor: {med['ours'] / med['floor']:.2f}x of the medians "
         f"(per round: {', '.join(f'{x:.2f}' for x in ratio)}; target <= 1.15x)"
     )
+    if "base" in rows:
+        mine = [o.seconds / b.seconds for o, b in zip(rows["ours"], rows["base"], strict=True)]
+        own = statistics.median(r.cpu_s for r in rows["ours"])
+        own_base = statistics.median(r.cpu_s for r in rows["base"])
+        print(
+            f"batch --to / --base copy: {med['ours'] / med['base']:.2f}x of the wall medians "
+            f"(per round: {', '.join(f'{x:.2f}' for x in mine)}); own CPU {own:.2f} s against "
+            f"{own_base:.2f} s ({own / own_base:.2f}x); --base / floor: "
+            f"{med['base'] / med['floor']:.2f}x"
+        )
     if "skopeo" in rows:
         print(
             f"skopeo sync / batch --to: {med['skopeo'] / med['ours']:.1f}x; skopeo sync / floor: "

@@ -20,6 +20,12 @@ trust_env  # noqa
 # urllib3 reads these to build the deadline-aware connections (http/deadline.py)
 ConnectionCls  # noqa
 pool_classes_by_scheme  # noqa
+# requests' HTTPAdapter.send calls build_response; Response.encoding and .connection are what
+# requests' own build_response sets (http/adapter.py); urllib3 calls a container's dispose_func
+build_response  # noqa
+encoding  # noqa
+connection  # noqa
+dispose_func  # noqa
 # tarfile writes TarInfo.mtime into the member header (ociarchive.py)
 mtime  # noqa
 # Python calls a module's __getattr__ / __dir__ for names it does not hold (PEP 562: the package,

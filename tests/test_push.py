@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,7 +20,9 @@ from oci_normalize.convert.push import (
 )
 from oci_normalize.digest import Digest
 from oci_normalize.errors import DigestMismatchError, PushError, RegistryError
+from oci_normalize.limits import CHUNK
 from oci_normalize.models import Blob, NewBlob
+from oci_normalize.store.base import StreamBlob
 from oci_normalize.store.blobhomes import BlobHomes
 from tests.support.memstore import MemoryStore, RacingStore
 
@@ -141,6 +145,48 @@ def test_a_corrupt_source_blob_aborts_before_any_manifest() -> None:
     with pytest.raises(DigestMismatchError):
         execute(writes, dest=dest, source=src)
     assert not [op for op in dest.log if op[0] == "PUT"]
+
+
+def test_a_source_blob_longer_than_its_descriptor_aborts_the_upload() -> None:
+    src, dest = MemoryStore("src"), MemoryStore("dest")
+    layer = blob(src, "a", b"honest bytes")
+    src.lie(layer.digest, b"honest bytes and then some more")
+    writes = WritePlan(repository="b", blobs=(layer,), source_repository="a", tag=put("v1", b"{}"))
+    with pytest.raises(DigestMismatchError, match="does not match its digest/size"):
+        execute(writes, dest=dest, source=src)
+    assert ("b", layer.digest) not in dest.blobs
+    assert not [op for op in dest.log if op[0] == "PUT"]
+
+
+class _AskedStore(MemoryStore):
+    """Records the chunk sizes each blob read asks for."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.asked: list[int] = []
+
+    def open_blob(self, repository: str, digest: Digest) -> StreamBlob:
+        with super().open_blob(repository, digest) as whole:
+            data = b"".join(whole.iter_content(1 << 30))
+        asked = self.asked
+
+        class Recording(StreamBlob):
+            def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+                asked.append(chunk_size)
+                return super().iter_content(chunk_size)
+
+        return Recording(io.BytesIO(data))
+
+
+def test_a_blob_read_asks_for_no_more_than_the_blob_size() -> None:
+    src, dest = _AskedStore("src"), MemoryStore("dest")
+    small = blob(src, "a", b"x" * 1000)
+    big = blob(src, "a", b"y" * (CHUNK + 1))
+    execute(
+        WritePlan(repository="b", blobs=(small, big), source_repository="a"), dest=dest, source=src
+    )
+    assert sorted(src.asked) == [1000, CHUNK]
+    assert dest.blobs[("b", big.digest)] == b"y" * (CHUNK + 1)
 
 
 def _index(ref: str) -> ManifestPut:

@@ -328,7 +328,9 @@ def _verified_chunks(resp: BlobStream, blob: Blob, where: str) -> Iterator[bytes
     refilled per read where the source can (each chunk is sent before the next read)."""
     hasher = blob.digest.hasher()
     count = 0
-    for chunk in chunks_into(resp, bytearray(CHUNK)):
+    # One buffer, no larger than the blob: a read sets aside a buffer of the size asked for,
+    # and most layers of a fleet are far smaller than a chunk.
+    for chunk in chunks_into(resp, bytearray(max(1, min(CHUNK, blob.size)))):
         hasher.update(chunk)
         count += len(chunk)
         if count > blob.size:  # longer than its descriptor: stop reading at once

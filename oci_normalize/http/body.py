@@ -192,4 +192,5 @@ def read_reply(resp: requests.Response, cap: int) -> Reply:
                 f"the registry's answer is over the {cap} byte cap",
                 status=resp.status_code,
             )
-    return Reply(resp, bytes(buf[:cap]))
+    # One copy of the body, not two (a slice of a bytearray is a copy of its own).
+    return Reply(resp, bytes(memoryview(buf)[:cap]) if over else bytes(buf))

@@ -3,9 +3,10 @@
 requests' ``timeout`` bounds each wait for the next byte, so a server that sends one byte a
 second never trips it and can keep a read going for ever. Here every response is also bounded as
 a whole: :func:`armed` makes a :class:`Deadline` current for the calling thread; the connections
-of a session set up by :func:`mount` hand it their socket when they start waiting for the answer,
-and one watchdog thread shuts that socket down when the deadline passes. The blocked read then
-fails, and the caller sees :attr:`Deadline.expired` to say why.
+of a :class:`DeadlineAdapter` (mounted by :func:`oci_normalize.http.adapter.mount`) hand it their
+socket when they start waiting for the answer, and one watchdog thread shuts that socket down
+when the deadline passes. The blocked read then fails, and the caller sees
+:attr:`Deadline.expired` to say why.
 
 A deadline stays armed until :meth:`Deadline.disarm` (the caller closed the response); a
 streaming body can be given more time once its length is known (:meth:`Deadline.extend`).
@@ -26,7 +27,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
-import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -263,13 +263,3 @@ class DeadlineAdapter(HTTPAdapter):
         manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = dict(_POOLS)
         return manager
-
-
-def mount(session: requests.Session, *, pool_size: int | None = None) -> None:
-    """Mount a :class:`DeadlineAdapter` for http and https on ``session``."""
-    if pool_size is None:
-        adapter = DeadlineAdapter()
-    else:
-        adapter = DeadlineAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)

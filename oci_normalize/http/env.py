@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from oci_normalize.http import deadline
+from oci_normalize.http import adapter
 
 
 def new_session() -> requests.Session:
@@ -24,7 +24,7 @@ def new_session() -> requests.Session:
     """
     session = requests.Session()
     session.trust_env = False
-    deadline.mount(session)
+    adapter.mount(session)
     return session
 
 

@@ -245,7 +245,7 @@ class Transport:
     def _send(
         self, method: str, url: str, headers: dict[str, str], out: _Outgoing
     ) -> requests.Response | Reply:
-        line = RequestLine.of(method, url)
+        # The request line (a masked URL) is built only for an error: most requests succeed.
         with self._lock:
             self.requests += 1
         proxies = self._proxies
@@ -258,24 +258,28 @@ class Transport:
         except requests.exceptions.SSLError as exc:
             deadline.disarm()
             if deadline.expired:
-                raise self._late(line, deadline) from exc
+                raise self._late(RequestLine.of(method, url), deadline) from exc
             reason = "certificate verify failed" if "CERTIFICATE_VERIFY" in str(exc) else "error"
-            raise line.error(
+            raise RequestLine.of(method, url).error(
                 TLSFailureError,
                 f"TLS {reason} talking to {self.registry} "
                 "(--ca-file for a private CA, --insecure to skip the check)",
             ) from exc
         except requests.exceptions.Timeout as exc:
             deadline.disarm()
-            raise line.error(TransportError, f"{self.registry} timed out") from exc
+            raise RequestLine.of(method, url).error(
+                TransportError, f"{self.registry} timed out"
+            ) from exc
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader) as exc:
             deadline.disarm()
-            raise line.error(TransportError, "invalid URL or header", retryable=False) from exc
+            raise RequestLine.of(method, url).error(
+                TransportError, "invalid URL or header", retryable=False
+            ) from exc
         except (requests.RequestException, OSError) as exc:
             deadline.disarm()
             if deadline.expired:
-                raise self._late(line, deadline) from exc
-            raise line.error(
+                raise self._late(RequestLine.of(method, url), deadline) from exc
+            raise RequestLine.of(method, url).error(
                 TransportError, f"cannot reach {self.registry} ({type(exc).__name__})"
             ) from exc
         if out.stream:
@@ -288,8 +292,10 @@ class Transport:
             deadline.disarm()
             resp.close()
             if deadline.expired:
-                raise self._late(line, deadline) from exc
-            raise line.error(TransportError, f"{self.registry} broke off its answer") from exc
+                raise self._late(RequestLine.of(method, url), deadline) from exc
+            raise RequestLine.of(method, url).error(
+                TransportError, f"{self.registry} broke off its answer"
+            ) from exc
         except BaseException:  # over the cap (its connection is closed), or interrupted
             deadline.disarm()
             raise
@@ -298,7 +304,7 @@ class Transport:
         deadline.disarm()
         resp.close()
         if deadline.expired:
-            raise self._late(line, deadline)
+            raise self._late(RequestLine.of(method, url), deadline)
         return reply
 
     def _dispatch(

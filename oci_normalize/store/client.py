@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from oci_normalize.http import deadline
+from oci_normalize.http import adapter
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.auth import ANONYMOUS, Credential
 from oci_normalize.options import DEFAULT_CLIENT_OPTIONS, ClientOptions
@@ -47,7 +47,7 @@ class Client:
         self.options = options
         self._credentials = credentials
         self._session = httpenv.new_session()
-        deadline.mount(self._session, pool_size=pool_size)
+        adapter.mount(self._session, pool_size=pool_size)
         self._registries: dict[str, RegistryStore] = {}
         self._layouts: dict[str, Layout] = {}
         self._archives: dict[str, ArchiveStore] = {}

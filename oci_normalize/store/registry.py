@@ -351,13 +351,16 @@ class Registry:
         scopes = (push_scope(repository),)
         reply = self.request("POST", f"{repository}/blobs/uploads/", scopes=scopes)
         raise_for_status(reply)
-        line = RequestLine.answered(reply)
         location = reply.headers.get("Location")
         if not location:
-            raise line.error(RegistryError, "registry gave no upload location")
+            raise RequestLine.answered(reply).error(
+                RegistryError, "registry gave no upload location"
+            )
         url = urljoin(self.base_url, location)
         if not url.lower().startswith(("http://", "https://")):
-            raise line.error(RegistryError, "registry gave a non-HTTP upload location")
+            raise RequestLine.answered(reply).error(
+                RegistryError, "registry gave a non-HTTP upload location"
+            )
         return url
 
     def _send_blob(
