@@ -6,11 +6,10 @@
 A Docker v2s2 image with LAYERS gzip layers of LAYER_MIB random MiB each is pushed to a source
 registry once; every round then starts a fresh, empty destination registry for each contender
 and times ``oci-normalize convert SRC DEST`` and ``skopeo copy --format oci SRC DEST`` as child
-processes (wall time and peak RSS from ``os.wait4``), alternating which goes first. With
-``--base DIR`` (an older checkout, e.g. ``git worktree add /tmp/bc-base REV``) that copy's
-``convert`` runs too, on the same interpreter, first on ``PYTHONPATH``. It prints medians,
-spreads and ratios, not verdicts: no timing is a test.
-"""
+processes (wall time and CPU from ``os.wait4``, peak RSS from GNU time: :mod:`bench.child`),
+alternating which goes first. With ``--base DIR`` (an older checkout, e.g. ``git worktree add
+/tmp/bc-base REV``) that copy's ``convert`` runs too, on the same interpreter, first on
+``PYTHONPATH``. It prints medians, spreads and ratios, not verdicts: no timing is a test."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ and skopeo on PATH and about 3x the layer size of free space under $TMPDIR.
 2. An OCI layout over it is pushed by skopeo as a signed schema1 image to a local registry with
    ``compatibility.schema1.enabled``, and a ``docker save``-format tarball is written next to it.
 3. ``oci-normalize convert`` runs in a child process for each source, and so does skopeo doing
-   the same conversion; each child's peak RSS comes from ``os.wait4`` (``ru_maxrss``).
+   the same conversion; each child's peak RSS is its own, from GNU time (:mod:`bench.child`).
 
 skopeo's schema1 timing is flattered by its blob-info cache (it knows the layer's diff_id from
 the push and skips the download oci-normalize has to do); its peak RSS is still a fair yardstick.

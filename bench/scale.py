@@ -10,11 +10,12 @@ bench. For each size, a fresh source (and an empty destination) serve:
 3. ``batch SOURCE --journal J --report R.html`` run twice: the first run writes a journal line
    pair per tag, the second resumes from it (every root digest vouched for by the journal).
 
-Each run is a child process; its peak RSS is ``ru_maxrss`` from ``os.wait4``
-(:mod:`bench.child`). ``--baseline DIR`` runs a checkout of another version (``DIR`` holds its
-``oci_normalize`` package) side by side, at the sizes up to ``--baseline-max``.
-Targets (issue 19): peak RSS at 100,000 references at most 128 MiB; 20,000 within 10 MiB of
-2,000; time per reference at the largest size within 1.1x of the smallest.
+Each run is a child process; its peak RSS is its own, as GNU time reports it
+(:func:`bench.child.measured`; ``ru_maxrss`` of a child this bench forks would count the bench).
+``--baseline DIR`` runs a checkout of another version (``DIR`` holds its ``oci_normalize``
+package) side by side, at the sizes up to ``--baseline-max``. Targets (issue 19): peak RSS at
+100,000 references at most 128 MiB; 20,000 within 10 MiB of 2,000; time per reference at the
+largest size within 1.1x of the smallest.
 
 ``--real`` runs against real CNCF distribution registries (``docker-registry``, started as the
 tests start it: :mod:`tests.support.registry`) instead, at ``--sizes 1000,2000,10000`` by
@@ -46,7 +47,7 @@ from typing import Any, Final, TypeVar
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.child import Child, require, run_child  # noqa: E402
+from bench.child import Child, measured, require, run_child  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
 from tests.support import seed  # noqa: E402
 from tests.support.bulk_seed import Seeder, docker_manifest_variant  # noqa: E402
@@ -160,10 +161,14 @@ def run_json(args: list[str], out: Path) -> tuple[Child, dict[str, Any]]:
     child's peak RSS and wall time, and its closing ``summary``."""
     errors = out.with_suffix(".err")
     start = time.perf_counter()
-    with out.open("wb") as sink, errors.open("wb") as err:  # files: no pipe to fill up
-        proc = subprocess.Popen(args, stdout=sink, stderr=err, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
+    with (
+        out.open("wb") as sink,  # files: no pipe to fill up
+        errors.open("wb") as err,
+        measured(args, stdout=sink, stderr=err, cwd=ROOT) as (_, got),
+    ):
+        pass
     elapsed = time.perf_counter() - start
+    status, usage = got.status, got.usage
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         tail = errors.read_text(errors="replace")[-2000:]
@@ -173,7 +178,7 @@ def run_json(args: list[str], out: Path) -> tuple[Child, dict[str, Any]]:
         fh.seek(max(0, out.stat().st_size - 4096))
         last = fh.read().splitlines()[-1]
     summary: dict[str, Any] = json.loads(last)["summary"]
-    child = Child(elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
+    child = Child(elapsed, got.rss_kib / 1024, usage.ru_utime + usage.ru_stime)
     return child, summary
 
 

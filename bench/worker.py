@@ -6,18 +6,16 @@
 Starts a throwaway ``docker-registry``, seeds ``--repos`` repositories of the fleet test's mixed
 shapes (41 references each: Docker v2s2 and aliases, manifest lists, already-OCI, Kaniko-style
 mixed, OCI indexes over Docker children), then runs ``oci-normalize batch --shard 0/N`` as a
-direct child process and reads its CPU time and peak RSS from ``os.wait4``. Requests come
-from the registry's access log. It prints the per-reference cost and what it implies for
-100,000 tags; it is a measurement, never a test. The worker runs the host's interpreter; the
-image runs the same code on Debian's Python of the same minor version.
-"""
+direct child process and reads its CPU time from ``os.wait4`` and its peak RSS from GNU time.
+Requests come from the registry's access log. It prints the per-reference cost and what it
+implies for 100,000 tags; it is a measurement, never a test. The worker runs the host's
+interpreter; the image runs the same code on Debian's Python of the same minor version."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.child import measured  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
 from oci_normalize.batch import DEFAULT_CONCURRENCY  # noqa: E402
 from tests.support.fleet import seed_fleet, shard_of  # noqa: E402
@@ -63,8 +62,9 @@ def run(reg: RunningRegistry, repos: int, shards: int, tmp: Path) -> None:
     args += ["--shard", f"0/{shards}", "--journal", str(tmp / "sweep-0.jsonl"), "--json"]
     begin = time.monotonic()
     out = (tmp / "out.jsonl").open("wb")
-    proc = subprocess.Popen(args, stdout=out, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
+    with measured(args, stdout=out, cwd=ROOT) as (_, got):
+        pass
+    status, usage = got.status, got.usage
     wall = time.monotonic() - begin
     out.close()
     docs = [json.loads(line) for line in (tmp / "out.jsonl").read_text().splitlines()]
@@ -73,7 +73,7 @@ def run(reg: RunningRegistry, repos: int, shards: int, tmp: Path) -> None:
         print(f"batch exited {os.waitstatus_to_exitcode(status)}; failed:", *failed, sep="\n  ")
     requests = len(reg.access_log_lines(since=mark))
     cpu = usage.ru_utime + usage.ru_stime
-    rss_mib = usage.ru_maxrss / 1024
+    rss_mib = got.rss_kib / 1024
     n = len(mine)
     print(
         f"worker 0/{shards}, --concurrency {DEFAULT_CONCURRENCY} (default):"
