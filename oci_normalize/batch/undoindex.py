@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import json
 import os
 import sqlite3
 import tempfile
@@ -237,7 +238,8 @@ class SortedResults:
             self._fail(exc)
 
     def add(self, r: RollbackResult) -> None:
-        row = (r.reference, self.count, r.model_dump_json())
+        # json, not pydantic's dump: a reference from a journal may hold a lone surrogate
+        row = (r.reference, self.count, json.dumps(r.model_dump()))
         self.count += 1
         if self._memory is not None:
             self._memory.append(row)
@@ -273,7 +275,7 @@ class SortedResults:
             stored = ((_text(b), seq, line) for b, seq, line in self._db.execute(query))
         rest = sorted(self._memory or (), key=_order)
         for _, _, line in heapq.merge(stored, rest, key=_order):
-            yield RollbackResult.model_validate_json(line)
+            yield RollbackResult.model_validate(json.loads(line))
 
     def close(self) -> None:
         if self._db is not None:
