@@ -54,10 +54,11 @@ from oci_normalize.store.localfs import kind_of, open_regular
 from oci_normalize.text import printable
 
 JOURNAL_VERSION: Final = 1
-#: Largest journal read: ~50,000 converted tags of ordinary images, one run after another.
+#: Largest journal read whole (:func:`read_journal`): ~50,000 converted tags of ordinary images.
 MAX_JOURNAL_BYTES: Final = 256 * 1024 * 1024
-#: Largest journal read one line at a time (a resume's :class:`KnownOci`): memory does not grow
-#: with it, only the time of the scan (about 20 s a million lines).
+#: Largest journal read one line at a time (a resume's :class:`KnownOci`, rollback's
+#: :class:`~oci_normalize.batch.undoindex.MoveIndex`): memory does not grow with it, only the
+#: time of the scan (about 20 s a million lines).
 MAX_STREAMED_JOURNAL_BYTES: Final = 64 * 1024 * 1024 * 1024
 #: Bytes read at a time to confirm one line.
 _CONFIRM_READ: Final = 16 * 1024

@@ -15,6 +15,11 @@ running this tool's pure normalizer over it (children fetched from the registry 
 verified) must give exactly ``new_digest``, the digest the tag holds at that step. Only then is
 the original known to be the Docker-typed twin of what the tag holds, and put back; otherwise the
 tag is *failed* with the reason and nothing is pushed for it.
+
+Memory does not grow with the journal: the moves come from an on-disk index of it
+(:class:`~oci_normalize.batch.undoindex.MoveIndex`), one reference's chain at a time and at most
+:func:`window` references ahead of the results handed out; a move's original is read back from
+the journal (and checked again there) only by the worker that proves and pushes it.
 """
 
 from __future__ import annotations

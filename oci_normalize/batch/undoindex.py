@@ -99,7 +99,7 @@ class MoveIndex:
 
     Raises JournalError as :func:`~.journal.read_journal` does, and when the index cannot be
     written. ``max_bytes`` caps the journal; the default is that of a streamed read, since
-    memory does not grow with it (disk does: about 200 bytes a move).
+    memory does not grow with it (disk does: a few hundred bytes a move).
     """
 
     def __init__(self, path: Path, *, max_bytes: int = MAX_STREAMED_JOURNAL_BYTES) -> None:
