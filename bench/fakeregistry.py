@@ -13,6 +13,8 @@ distribution API a batch uses, over keep-alive HTTP/1.1 on loopback:
 Run it as ``python -m bench.fakeregistry --repos R --tags T`` (``--repos 0`` for an empty
 destination): it prints ``READY <port>`` once it listens, and serves until killed. Image
 ``r``/``t`` is a v2s2 manifest over its own tiny config blob and one layer shared by all.
+``--converted`` serves each tag at the OCI twin a batch would have made of it (for the rollback
+bench, :mod:`bench.rollback`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import json
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final
 from urllib.parse import parse_qs, quote, urlsplit
@@ -31,6 +35,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 V2S2: Final = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG: Final = "application/vnd.docker.container.image.v1+json"
 LAYER: Final = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER: Final = "application/vnd.oci.image.layer.v1.tar+gzip"
 #: Names a listing page holds at most, whatever ``n`` asks (distribution's is 1000).
 PAGE_MAX: Final = 100
 LAYER_BYTES: Final = b"\x1f\x8b" + bytes(range(256)) * 4  # not a real gzip: never unpacked
@@ -40,49 +47,77 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-class Store:
-    """Everything the registry holds, in dicts (the GIL makes each operation atomic)."""
+@dataclass(frozen=True)
+class Image:
+    """Image ``repo``:``tag`` of the fake registry: its config and Docker v2s2 manifest."""
 
-    def __init__(self, repos: int, tags: int) -> None:
+    repo: str
+    tag: str
+    config: bytes
+    manifest: bytes
+
+
+def images(repos: int, tags: int) -> Iterator[Image]:
+    """Every image of a registry of ``repos`` x ``tags``, in catalog order, one at a time."""
+    layer = sha256(LAYER_BYTES)
+    for r in range(repos):
+        for t in range(tags):
+            config = json.dumps(
+                {
+                    "architecture": "amd64",
+                    "os": "linux",
+                    "config": {"Env": [f"IMAGE={r}-{t}"]},
+                    "rootfs": {"type": "layers", "diff_ids": [layer]},
+                },
+                separators=(",", ":"),
+            ).encode()
+            manifest = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": V2S2,
+                    "config": {"mediaType": CONFIG, "size": len(config), "digest": sha256(config)},
+                    "layers": [{"mediaType": LAYER, "size": len(LAYER_BYTES), "digest": layer}],
+                },
+                indent=3,
+            ).encode()
+            yield Image(f"scale/app{r:05d}", f"v{t:05d}", config, manifest)
+
+
+def oci_twin(manifest: bytes) -> bytes:
+    """The OCI manifest ``oci-normalize`` makes of an image's v2s2 ``manifest``: the same keys
+    in the same order, compact, with OCI media types (the rollback bench journals this move; its
+    proof fails for every tag should the two ever differ)."""
+    doc = json.loads(manifest)
+    doc["mediaType"] = OCI_MANIFEST
+    doc["config"]["mediaType"] = OCI_CONFIG
+    for layer in doc["layers"]:
+        layer["mediaType"] = OCI_LAYER
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+class Store:
+    """Everything the registry holds, in dicts (the GIL makes each operation atomic).
+
+    With ``converted``, each tag holds its image's OCI twin (:func:`oci_twin`), as if a batch
+    had converted it in place, and the v2s2 original is kept by digest.
+    """
+
+    def __init__(self, repos: int, tags: int, *, converted: bool = False) -> None:
         self.manifests: dict[str, tuple[bytes, str]] = {}
         self.tags: dict[str, dict[str, str]] = {}
         self.blobs: dict[str, bytes] = {}
         self.uploads: dict[str, bytearray] = {}
         self.lock = threading.Lock()
-        layer = sha256(LAYER_BYTES)
-        self.blobs[layer] = LAYER_BYTES
-        for r in range(repos):
-            repo = f"scale/app{r:05d}"
-            listed: dict[str, str] = {}
-            for t in range(tags):
-                config = json.dumps(
-                    {
-                        "architecture": "amd64",
-                        "os": "linux",
-                        "config": {"Env": [f"IMAGE={r}-{t}"]},
-                        "rootfs": {"type": "layers", "diff_ids": [layer]},
-                    },
-                    separators=(",", ":"),
-                ).encode()
-                config_digest = sha256(config)
-                self.blobs[config_digest] = config
-                manifest = json.dumps(
-                    {
-                        "schemaVersion": 2,
-                        "mediaType": V2S2,
-                        "config": {
-                            "mediaType": CONFIG,
-                            "size": len(config),
-                            "digest": config_digest,
-                        },
-                        "layers": [{"mediaType": LAYER, "size": len(LAYER_BYTES), "digest": layer}],
-                    },
-                    indent=3,
-                ).encode()
-                digest = sha256(manifest)
-                self.manifests[digest] = (manifest, V2S2)
-                listed[f"v{t:05d}"] = digest
-            self.tags[repo] = listed
+        self.blobs[sha256(LAYER_BYTES)] = LAYER_BYTES
+        for image in images(repos, tags):
+            self.blobs[sha256(image.config)] = image.config
+            digest = sha256(image.manifest)
+            self.manifests[digest] = (image.manifest, V2S2)
+            if converted:
+                twin = oci_twin(image.manifest)
+                digest = sha256(twin)
+                self.manifests[digest] = (twin, OCI_MANIFEST)
+            self.tags.setdefault(image.repo, {})[image.tag] = digest
         self.sorted_repos = sorted(self.tags)
 
 
@@ -241,8 +276,11 @@ def main() -> None:
     parser.add_argument("--repos", type=int, required=True)
     parser.add_argument("--tags", type=int, default=100, help="tags a repository")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--converted", action="store_true", help="tags hold OCI twins (to roll back)"
+    )
     args = parser.parse_args()
-    store = Store(args.repos, args.tags)
+    store = Store(args.repos, args.tags, converted=args.converted)
     server = _Server(("127.0.0.1", args.port), make_handler(store))
     print(f"READY {server.server_address[1]}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

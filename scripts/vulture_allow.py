@@ -37,3 +37,7 @@ __dir__  # noqa
 summarize  # noqa
 from_registry  # noqa
 catalog  # noqa
+# the eager journal reader and its undo chains, beside the on-disk MoveIndex rollback uses;
+# tested in test_journal and test_fuzz_local
+read_journal  # noqa
+undo_chains  # noqa

@@ -54,13 +54,16 @@ from oci_normalize.store.localfs import kind_of, open_regular
 from oci_normalize.text import printable
 
 JOURNAL_VERSION: Final = 1
-#: Largest journal read: ~50,000 converted tags of ordinary images, one run after another.
+#: Largest journal read whole (:func:`read_journal`): ~50,000 converted tags of ordinary images.
 MAX_JOURNAL_BYTES: Final = 256 * 1024 * 1024
-#: Largest journal read one line at a time (a resume's :class:`KnownOci`): memory does not grow
-#: with it, only the time of the scan (about 20 s a million lines).
+#: Largest journal read one line at a time (a resume's :class:`KnownOci`, rollback's
+#: :class:`~oci_normalize.batch.undoindex.MoveIndex`): memory does not grow with it, only the
+#: time of the scan (about 20 s a million lines).
 MAX_STREAMED_JOURNAL_BYTES: Final = 64 * 1024 * 1024 * 1024
 #: Bytes read at a time to confirm one line.
 _CONFIRM_READ: Final = 16 * 1024
+#: Largest block read back at a time (a long line, its base64 manifest).
+_LARGEST_READ: Final = 1024 * 1024
 #: Largest line: a base64 manifest at the size cap, and room for the other keys.
 MAX_LINE_BYTES: Final = MAX_MANIFEST_BYTES * 4 // 3 + 64 * 1024
 _STR_KEYS: Final = ("old_media_type", "new_media_type", "error")
@@ -349,16 +352,7 @@ class KnownOci:
 
     def _line_at(self, offset: int) -> bytes:
         assert self._fd is not None
-        out = b""
-        while len(out) <= MAX_LINE_BYTES:
-            chunk = os.pread(self._fd, _CONFIRM_READ, offset + len(out))
-            if not chunk:
-                break
-            end = chunk.find(b"\n")
-            if end >= 0:
-                return out + chunk[: end + 1]
-            out += chunk
-        return out
+        return line_at(self._fd, offset)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -372,14 +366,38 @@ class KnownOci:
         self.close()
 
 
-def iter_moves(entries: list[JournalEntry]) -> Iterator[JournalEntry]:
+def line_at(fd: int, offset: int) -> bytes:
+    """The line of open file ``fd`` that starts at byte ``offset`` (read back with ``pread``,
+    in blocks that double from 16 KiB to 1 MiB, up to its newline or past
+    :data:`MAX_LINE_BYTES`)."""
+    parts: list[bytes] = []
+    size = 0
+    block = _CONFIRM_READ
+    while size <= MAX_LINE_BYTES:
+        chunk = os.pread(fd, block, offset + size)
+        if not chunk:
+            break
+        end = chunk.find(b"\n")
+        if end >= 0:
+            parts.append(chunk[: end + 1])
+            break
+        parts.append(chunk)
+        size += len(chunk)
+        block = min(2 * block, _LARGEST_READ)
+    return b"".join(parts)
+
+
+def iter_moves(entries: Iterable[JournalEntry]) -> Iterator[JournalEntry]:
     """Lines that may have moved a tag and carry what it takes to move it back."""
-    for e in entries:
-        if (
-            e.status in MOVED
-            and e.old_manifest is not None
-            and e.old_digest is not None
-            and e.new_digest is not None
-            and e.old_digest != e.new_digest
-        ):
-            yield e
+    return (e for e in entries if is_move(e))
+
+
+def is_move(e: JournalEntry) -> bool:
+    """Whether line ``e`` may have moved a tag and carries what it takes to move it back."""
+    return (
+        e.status in MOVED
+        and e.old_manifest is not None
+        and e.old_digest is not None
+        and e.new_digest is not None
+        and e.old_digest != e.new_digest
+    )

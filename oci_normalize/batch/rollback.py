@@ -15,16 +15,23 @@ running this tool's pure normalizer over it (children fetched from the registry 
 verified) must give exactly ``new_digest``, the digest the tag holds at that step. Only then is
 the original known to be the Docker-typed twin of what the tag holds, and put back; otherwise the
 tag is *failed* with the reason and nothing is pushed for it.
+
+Memory does not grow with the journal: the moves come from an on-disk index of it
+(:class:`~oci_normalize.batch.undoindex.MoveIndex`), one reference's chain at a time and at most
+:func:`window` references ahead of the results handed out; a move's original is read back from
+the journal (and checked again there) only by the worker that proves and pushes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Final
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.batch.journal import JournalEntry, iter_moves
+from oci_normalize.batch.undoindex import Move, MoveIndex
 from oci_normalize.convert.normalize import normalize
 from oci_normalize.convert.pipeline import schema1_facts
 from oci_normalize.convert.planner import restore
@@ -59,6 +66,9 @@ from oci_normalize.store.base import Store
 from oci_normalize.store.client import Client
 from oci_normalize.text import printable
 
+#: References in flight per worker (:func:`window`).
+WINDOW_PER_WORKER: Final = 4
+
 
 @dataclass(frozen=True)
 class Undo:
@@ -84,38 +94,62 @@ def undo_chains(entries: list[JournalEntry]) -> dict[str, list[Undo]]:
     return chains
 
 
+def window(concurrency: int) -> int:
+    """References handed to the workers and not yet answered, at most: enough to keep every
+    worker busy while results are handed out, and no more (each may hold its originals)."""
+    return WINDOW_PER_WORKER * max(1, concurrency)
+
+
 def rollback(
-    entries: list[JournalEntry],
+    moves: MoveIndex,
     *,
     client: Client,
     dry_run: bool = False,
     concurrency: int = 8,
-    on_result: Callable[[RollbackResult], None] | None = None,
-) -> list[RollbackResult]:
-    """Undo every move recorded in ``entries``; one result per reference."""
-    chains = undo_chains(entries)
-    results: list[RollbackResult] = []
+) -> Iterator[RollbackResult]:
+    """Undo every move in ``moves``; one result per reference, yielded as each finishes.
+
+    References are taken from the index lazily, at most :func:`window` of them not yet
+    answered; a move's original is read back from the journal only by the worker about to
+    prove and push it.
+    """
+    chains = moves.chains()
+    limit = window(concurrency)
+    inflight: dict[Future[RollbackResult], str] = {}
     with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="rollback") as pool:
-        futures = {
-            pool.submit(_undo, client, ref, chain, dry_run): ref for ref, chain in chains.items()
-        }
-        for future in as_completed(futures):
-            try:
-                result = future.result()
-            except Exception as exc:  # noqa: BLE001 - one tag never stops the others
-                why = printable(f"{type(exc).__name__}: {exc}")
-                result = RollbackResult(
-                    reference=printable(futures[future]),
-                    status=FAILED,
-                    error=f"internal error: {why}",
-                )
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
-    return results
+        try:
+            more = True
+            while True:
+                while more and len(inflight) < limit:
+                    item = next(chains, None)
+                    if item is None:
+                        more = False
+                        break
+                    ref, chain = item
+                    inflight[pool.submit(_undo, client, ref, chain, moves, dry_run)] = ref
+                if not inflight:
+                    return
+                finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    reference = inflight.pop(future)
+                    try:
+                        result = future.result()
+                    except Exception as exc:  # noqa: BLE001 - one tag never stops the others
+                        why = printable(f"{type(exc).__name__}: {exc}")
+                        result = RollbackResult(
+                            reference=printable(reference),
+                            status=FAILED,
+                            error=f"internal error: {why}",
+                        )
+                    yield result
+        finally:
+            for future in inflight:
+                future.cancel()
 
 
-def _undo(client: Client, reference: str, chain: list[Undo], dry_run: bool) -> RollbackResult:
+def _undo(
+    client: Client, reference: str, chain: list[Move], moves: MoveIndex, dry_run: bool
+) -> RollbackResult:
     shown = printable(reference)
     try:
         ref = Reference.parse(reference)
@@ -123,14 +157,16 @@ def _undo(client: Client, reference: str, chain: list[Undo], dry_run: bool) -> R
             raise RefusedError(f"{shown}: a journal reference must name a tag (and no digest)")
         reg = client.registry(ref)
         current = reg.head_manifest(ref.repository, ref.tag)  # the guard
-        steps: list[Undo] = []
+        found: list[Move] = []
         at = current
-        for undo in reversed(chain):
-            if at == undo.new:
-                steps.append(undo)
-                at = undo.old
-            elif at != undo.old:
+        for move in reversed(chain):
+            if at == move.new:
+                found.append(move)
+                at = move.old
+            elif at != move.old:
                 break  # someone else moved the tag after this move: stop here
+        # the originals, read back from the journal now (and checked again there)
+        steps = [Undo(m.old, m.new, m.media_type, moves.read(reference, m), m.line) for m in found]
         for undo in steps:  # every step proved before the first byte is pushed
             prove(reg, ref, undo)
         if steps and not dry_run:

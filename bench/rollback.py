@@ -1,0 +1,199 @@
+"""Peak memory of ``rollback`` as its journal grows: 10,000 and 100,000 moves.
+
+Not a test: run it by hand (``python bench/rollback.py [--sizes 10000,100000]``). For each
+size, a :mod:`bench.fakeregistry` child serves N tags (100 a repository) already converted: each
+tag holds the OCI twin a batch makes of its v2s2 image, the original is kept by digest. The
+bench writes the journal such a batch would have written (a ``pending`` and a ``converted`` line
+a tag, each with the original manifest in base64), then runs, each as a child process:
+
+1. ``rollback J --dry-run --json``: every move proved (its original hashed, the normalizer run
+   over its tree, children fetched), nothing pushed; it must report N ``would-restore``;
+2. ``rollback J``: every original put back; it must report N restored (the human output, sorted
+   by reference, read back from disk).
+
+Peak RSS is ``ru_maxrss`` from ``os.wait4``. Target (issue 19): peak RSS grows by at most
+0.5 KiB a move from the smallest size to the largest. ``--baseline DIR`` runs another checkout
+(``DIR`` holds its ``oci_normalize``) side by side; ``--dry-run-only`` skips step 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.fakeregistry import OCI_MANIFEST, V2S2, images, oci_twin, sha256  # noqa: E402
+from bench.installed import byte_compile  # noqa: E402
+
+TAGS_PER_REPO: Final = 100
+GROWTH_TARGET_KIB: Final = 0.5
+OCI_MEDIA_TYPE: Final = OCI_MANIFEST
+
+
+@dataclass
+class Row:
+    label: str
+    moves: int
+    seconds: float
+    rss_mib: float
+
+
+@contextmanager
+def converted_registry(repos: int) -> Iterator[str]:
+    """A :mod:`bench.fakeregistry` child serving ``repos`` x 100 converted tags."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.fakeregistry", "--repos", str(repos)]
+        + ["--tags", str(TAGS_PER_REPO), "--converted"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY "):
+            raise SystemExit(f"fake registry did not start: {line!r}")
+        yield f"127.0.0.1:{line.split()[1]}"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def write_journal(path: Path, host: str, repos: int) -> int:
+    """The journal a batch converting every tag in place would have written; its size."""
+    with path.open("w") as fh:
+        for image in images(repos, TAGS_PER_REPO):
+            line = {
+                "v": 1,
+                "run": "bench",
+                "time": "2026-12-02T00:00:00.000+00:00",
+                "reference": f"{host}/{image.repo}:{image.tag}",
+                "old_digest": sha256(image.manifest),
+                "old_media_type": V2S2,
+                "old_manifest": base64.b64encode(image.manifest).decode(),
+                "new_digest": sha256(oci_twin(image.manifest)),
+                "new_media_type": OCI_MEDIA_TYPE,
+                "error": None,
+            }
+            for status in ("pending", "converted"):
+                fh.write(json.dumps({**line, "status": status}, separators=(",", ":")) + "\n")
+    return path.stat().st_size
+
+
+def command(checkout: Path | None) -> list[str]:
+    """How to run ``oci-normalize``: this tree, or the ``oci_normalize`` under ``checkout``."""
+    if checkout is None:
+        return [sys.executable, "-m", "oci_normalize"]
+    boot = (
+        f"import sys, runpy; sys.path[0:0] = [{str(checkout)!r}]; "
+        "runpy.run_module('oci_normalize', run_name='__main__')"
+    )
+    return [sys.executable, "-c", boot]
+
+
+def measure(label: str, moves: int, args: list[str], out: Path) -> tuple[Row, str]:
+    """Run ``args`` as a child, its stdout to ``out``: the row, and the stdout's last line."""
+    start = time.perf_counter()
+    with out.open("wb") as stdout:
+        proc = subprocess.Popen(args, stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT)
+        assert proc.stderr is not None
+        err = proc.stderr.read()  # never more than a line a failed tag; none expected
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    last = out.read_text().rstrip("\n").rsplit("\n", 1)[-1]
+    if code != 0:
+        raise SystemExit(f"{label}: exit {code}: {err.decode()[-2000:]}\n{last}")
+    row = Row(label, moves, seconds, usage.ru_maxrss / 1024)
+    print(f"  {label:<34}{moves:>8}{seconds:>9.1f}{row.rss_mib:>10.1f}", flush=True)
+    return row, last
+
+
+def check_dry(last: str, moves: int) -> None:
+    summary = json.loads(last)["summary"]
+    if summary["would-restore"] != moves or summary["tags"] != moves:
+        raise SystemExit(f"dry run did not prove every move: {summary}")
+
+
+def check_real(last: str, moves: int) -> None:
+    if f": {moves} tag(s): {moves} restored, 0 already original" not in last:
+        raise SystemExit(f"rollback did not restore every tag: {last}")
+
+
+def sweep(size: int, opts: argparse.Namespace, work: Path) -> list[Row]:
+    repos = max(1, size // TAGS_PER_REPO)
+    moves = repos * TAGS_PER_REPO
+    rows = []
+    contenders: list[tuple[str, Path | None]] = [("", None)]
+    if opts.baseline is not None:
+        contenders.append((", baseline", opts.baseline))
+    for suffix, checkout in contenders:
+        with converted_registry(repos) as host:
+            journal = work / f"journal-{moves}.jsonl"
+            size_mib = write_journal(journal, host, repos) / 1024 / 1024
+            if not suffix:
+                print(f"  journal of {moves} moves: {size_mib:.1f} MiB", flush=True)
+            ours = command(checkout)
+            row, last = measure(
+                f"rollback --dry-run{suffix}",
+                moves,
+                [*ours, "rollback", str(journal), "--dry-run", "--json"],
+                work / "out.txt",
+            )
+            check_dry(last, moves)
+            rows.append(row)
+            if not opts.dry_run_only:
+                row, last = measure(
+                    f"rollback{suffix}", moves, [*ours, "rollback", str(journal)], work / "out.txt"
+                )
+                check_real(last, moves)
+                rows.append(row)
+            journal.unlink()
+    return rows
+
+
+def verdict(rows: list[Row]) -> None:
+    for label in dict.fromkeys(r.label for r in rows):
+        mine = sorted((r for r in rows if r.label == label), key=lambda r: r.moves)
+        if len(mine) < 2:
+            continue
+        small, large = mine[0], mine[-1]
+        growth = (large.rss_mib - small.rss_mib) * 1024 / (large.moves - small.moves)
+        ok = "ok" if growth <= GROWTH_TARGET_KIB else "OVER"
+        print(
+            f"{label}: peak {small.rss_mib:.1f} MiB at {small.moves}, {large.rss_mib:.1f} MiB at "
+            f"{large.moves}; growth {growth:.3f} KiB/move ({ok} vs {GROWTH_TARGET_KIB})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000", help="moves, comma-separated")
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout")
+    parser.add_argument("--dry-run-only", action="store_true", help="skip the real rollback")
+    opts = parser.parse_args()
+    byte_compile()
+    sizes = [int(s) for s in opts.sizes.split(",")]
+    print(f"  {'run':<34}{'moves':>8}{'wall s':>9}{'peak MiB':>10}")
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="bench-rollback-") as tmp:
+        for size in sizes:
+            rows += sweep(size, opts, Path(tmp))
+    verdict(rows)
+
+
+if __name__ == "__main__":
+    main()
