@@ -11,9 +11,10 @@ a tag, each with the original manifest in base64), then runs, each as a child pr
 2. ``rollback J``: every original put back; it must report N restored (the human output, sorted
    by reference, read back from disk).
 
-Peak RSS is ``ru_maxrss`` from ``os.wait4``. Target (issue 19): peak RSS grows by at most
-0.5 KiB a move from the smallest size to the largest. ``--baseline DIR`` runs another checkout
-(``DIR`` holds its ``oci_normalize``) side by side; ``--dry-run-only`` skips step 2.
+Peak RSS is the child's own, from GNU time (:func:`bench.child.measured`). Target (issue 19):
+peak RSS grows by at most 0.5 KiB a move from the smallest size to the largest.
+``--baseline DIR`` runs another checkout (``DIR`` holds its ``oci_normalize``) side by side;
+``--dry-run-only`` skips step 2.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Final
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.child import measured  # noqa: E402
 from bench.fakeregistry import OCI_MANIFEST, V2S2, images, oci_twin, sha256  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
 
@@ -107,17 +109,18 @@ def command(checkout: Path | None) -> list[str]:
 def measure(label: str, moves: int, args: list[str], out: Path) -> tuple[Row, str]:
     """Run ``args`` as a child, its stdout to ``out``: the row, and the stdout's last line."""
     start = time.perf_counter()
-    with out.open("wb") as stdout:
-        proc = subprocess.Popen(args, stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT)
+    with (
+        out.open("wb") as stdout,
+        measured(args, stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT) as (proc, got),
+    ):
         assert proc.stderr is not None
         err = proc.stderr.read()  # never more than a line a failed tag; none expected
-        _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
+    code = os.waitstatus_to_exitcode(got.status)
     last = out.read_text().rstrip("\n").rsplit("\n", 1)[-1]
     if code != 0:
         raise SystemExit(f"{label}: exit {code}: {err.decode()[-2000:]}\n{last}")
-    row = Row(label, moves, seconds, usage.ru_maxrss / 1024)
+    row = Row(label, moves, seconds, got.rss_kib / 1024)
     print(f"  {label:<34}{moves:>8}{seconds:>9.1f}{row.rss_mib:>10.1f}", flush=True)
     return row, last
 

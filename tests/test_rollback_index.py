@@ -184,8 +184,13 @@ def test_a_journal_rewritten_under_the_index_fails_the_tag_and_pushes_nothing(
     assert {ref: _at(store, ref) for ref in original} == converted
 
     journal.write_bytes(b"".join(lines))
+    swapped = [  # each line now names the other reference, at the same offset
+        line.replace(b"/app0:v0", b"/@@@@:@@").replace(b"/app1:v1", b"/app0:v0") for line in lines
+    ]
+    swapped = [line.replace(b"/@@@@:@@", b"/app1:v1") for line in swapped]
+    assert swapped != lines and [len(x) for x in swapped] == [len(x) for x in lines]
     with MoveIndex(journal) as moves:  # lines swapped under the index: not the line indexed
-        journal.write_bytes(b"".join(reversed(lines)))
+        journal.write_bytes(b"".join(swapped))
         results = list(rollback(moves, client=mounted(store), dry_run=True))
     assert {r.status for r in results} == {FAILED}
     assert all("changed while rolling back" in (r.error or "") for r in results), results
