@@ -14,11 +14,9 @@ with a freshly opened body.
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterable, Iterator
 from functools import partial
-from typing import Any, Final, Generic, NoReturn, TypeVar
+from typing import Any, Final, NoReturn
 from urllib.parse import quote, urljoin
 
 import requests
@@ -52,7 +50,6 @@ from oci_normalize.reference import Reference
 from oci_normalize.store import listing
 
 USER_AGENT: Final = "oci-normalize/0.1"
-T = TypeVar("T")
 
 
 def pull_scope(repository: str) -> str:
@@ -310,9 +307,7 @@ class Registry:
         ``chunks`` is either an iterable (sent once: a stream cannot be replayed) or a
         :data:`BodyOpener`, which makes the upload retryable as a whole: each try opens a fresh
         body and a fresh session, and a try that failed after sending everything is checked
-        with a HEAD first, since its PUT may have landed. With an opener, the POST goes out
-        on a thread of its own while the body opens (a GET at the source, say): the PUT then
-        starts one round trip sooner than if one waited for the other.
+        with a HEAD first, since its PUT may have landed.
         """
         if not callable(chunks):
             self._upload_once(repository, digest, size, chunks)
@@ -321,9 +316,8 @@ class Registry:
 
         def attempt() -> None | Again:
             try:
-                session = _Background(partial(self._open_session, repository))
-                with session, opener() as body:
-                    self._send_blob(session.result(), repository, digest, size, body)
+                with opener() as body:
+                    self._upload_once(repository, digest, size, body)
                 return None
             except (TransportError, RegistryError) as exc:
                 if not _may_have_landed(exc):
@@ -423,37 +417,6 @@ class _SizedStream:
 
     def __iter__(self) -> Iterator[bytes | memoryview]:
         return iter(self._chunks)
-
-
-class _Background(Generic[T]):
-    """``fn()`` on a thread of its own, started on entering; :meth:`result` waits for it.
-
-    Leaving waits for the thread too (its request is bounded by the transport's deadline), so
-    nothing it does outlives the block; an outcome that :meth:`result` never asked for (the
-    block failed first) is dropped. The thread is a daemon: a process that exits meanwhile is
-    not held by it.
-    """
-
-    def __init__(self, fn: Callable[[], T]) -> None:
-        self._fn = fn
-        self._future: Future[T] = Future()
-        self._thread = threading.Thread(target=self._run, name="upload-session", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self._future.set_result(self._fn())
-        except BaseException as exc:  # handed to whoever asks for the result
-            self._future.set_exception(exc)
-
-    def result(self) -> T:
-        return self._future.result()
-
-    def __enter__(self) -> _Background[T]:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._thread.join()
 
 
 def _reraise(exc: OciNormalizeError, _tries: int) -> NoReturn:
