@@ -27,8 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -39,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 from bench.child import measured  # noqa: E402
 from bench.fakeregistry import OCI_MANIFEST, V2S2, images, oci_twin, sha256  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
+from bench.scale import TAGS_PER_REPO, command, fake_registry  # noqa: E402
 
-TAGS_PER_REPO: Final = 100
 GROWTH_TARGET_KIB: Final = 0.5
 OCI_MEDIA_TYPE: Final = OCI_MANIFEST
 
@@ -51,27 +49,6 @@ class Row:
     moves: int
     seconds: float
     rss_mib: float
-
-
-@contextmanager
-def converted_registry(repos: int) -> Iterator[str]:
-    """A :mod:`bench.fakeregistry` child serving ``repos`` x 100 converted tags."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.fakeregistry", "--repos", str(repos)]
-        + ["--tags", str(TAGS_PER_REPO), "--converted"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("READY "):
-            raise SystemExit(f"fake registry did not start: {line!r}")
-        yield f"127.0.0.1:{line.split()[1]}"
-    finally:
-        proc.terminate()
-        proc.wait()
 
 
 def write_journal(path: Path, host: str, repos: int) -> int:
@@ -93,17 +70,6 @@ def write_journal(path: Path, host: str, repos: int) -> int:
             for status in ("pending", "converted"):
                 fh.write(json.dumps({**line, "status": status}, separators=(",", ":")) + "\n")
     return path.stat().st_size
-
-
-def command(checkout: Path | None) -> list[str]:
-    """How to run ``oci-normalize``: this tree, or the ``oci_normalize`` under ``checkout``."""
-    if checkout is None:
-        return [sys.executable, "-m", "oci_normalize"]
-    boot = (
-        f"import sys, runpy; sys.path[0:0] = [{str(checkout)!r}]; "
-        "runpy.run_module('oci_normalize', run_name='__main__')"
-    )
-    return [sys.executable, "-c", boot]
 
 
 def measure(label: str, moves: int, args: list[str], out: Path) -> tuple[Row, str]:
@@ -144,7 +110,7 @@ def sweep(size: int, opts: argparse.Namespace, work: Path) -> list[Row]:
     if opts.baseline is not None:
         contenders.append((", baseline", opts.baseline))
     for suffix, checkout in contenders:
-        with converted_registry(repos) as host:
+        with fake_registry(repos, converted=True) as host:
             journal = work / f"journal-{moves}.jsonl"
             size_mib = write_journal(journal, host, repos) / 1024 / 1024
             if not suffix:

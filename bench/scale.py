@@ -77,11 +77,13 @@ class Row:
 
 
 @contextmanager
-def fake_registry(repos: int) -> Iterator[str]:
-    """A :mod:`bench.fakeregistry` child serving ``repos`` x 100 tags; its ``host:port``."""
+def fake_registry(repos: int, *, converted: bool = False) -> Iterator[str]:
+    """A :mod:`bench.fakeregistry` child serving ``repos`` x 100 tags (``converted``: every
+    tag already at its OCI twin, as after a batch); its ``host:port``."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.fakeregistry", "--repos", str(repos)]
-        + ["--tags", str(TAGS_PER_REPO)],
+        + ["--tags", str(TAGS_PER_REPO)]
+        + (["--converted"] if converted else []),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
