@@ -115,3 +115,17 @@ def test_the_cap_counts_every_byte_and_bad_utf8_names_its_offset(tmp_path: Path)
     listing.write_bytes(b"h.io/a/app:1\nh.io/\xff/app:1\n")
     with pytest.raises(OciNormalizeError, match=r"not UTF-8 text \(byte 18\)"):
         list(files.iter_from_file(str(listing)))
+
+
+def test_a_spool_beside_a_directory_it_cannot_write_goes_to_tmpdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "tmp"
+    elsewhere.mkdir()
+    monkeypatch.setenv("TMPDIR", str(elsewhere))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    with RefSpool(tmp_path / "gone") as spool:  # no such directory: no scratch there
+        spool.add(Reference.parse("h.io/a/app:1"))
+        assert [p.name.startswith(".oci-normalize-refs-") for p in elsewhere.iterdir()] == [True]
+        assert [str(r) for r in spool.drain()] == ["h.io/a/app:1"]
+    assert list(elsewhere.iterdir()) == []

@@ -3,27 +3,24 @@
 ``batch --from-file`` takes any number of lines, in any order, with repeats; the run wants each
 reference once, a repository's tags together. Holding them in a set and sorting a list costs
 about half a kilobyte a reference (a million-line file: half a gigabyte). Here they go, a few
-thousand at a time, into a sqlite table in a temporary directory (beside the journal or the
+thousand at a time, into a scratch sqlite table (:mod:`.scratch`: beside the journal or the
 report, as the results file), whose primary key is the sort order itself: a repeat is ignored
 on insert, and reading back is a scan of the key, a page of rows at a time.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
+from oci_normalize.batch.scratch import connect, scratch_dir
 from oci_normalize.reference import Reference
 
 #: References inserted per ``executemany``.
 _BATCH: Final = 2_000
 #: Rows read back per fetch.
 _PAGE: Final = 256
-#: sqlite's page cache, in KiB (negative ``cache_size`` is KiB).
-_CACHE_KIB: Final = 2 * 1024
 
 _SCHEMA: Final = """
 CREATE TABLE refs (
@@ -38,13 +35,14 @@ class RefSpool:
     registry, repository, tag (then the whole reference), as the catalog's order would."""
 
     def __init__(self, directory: Path | None = None) -> None:
-        self._dir = tempfile.TemporaryDirectory(dir=directory, prefix=".oci-normalize-refs-")
-        # Written here, read by whichever thread consumes drain() (one at a time).
-        self._db = sqlite3.connect(Path(self._dir.name) / "refs.sqlite3", check_same_thread=False)
-        self._db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-        self._db.execute("PRAGMA journal_mode = OFF")
-        self._db.execute("PRAGMA synchronous = OFF")
-        self._db.execute(_SCHEMA)
+        self._dir = scratch_dir(directory, ".oci-normalize-refs-")
+        try:
+            # Written here, read by whichever thread consumes drain() (one at a time).
+            self._db = connect(self._dir.name, "refs.sqlite3")
+            self._db.execute(_SCHEMA)
+        except BaseException:
+            self._dir.cleanup()
+            raise
         self._pending: list[tuple[str, str, str, str]] = []
         self._closed = False
 

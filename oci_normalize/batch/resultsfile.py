@@ -31,6 +31,7 @@ from oci_normalize.batch.report.data import (
     signature_rows,
     who,
 )
+from oci_normalize.batch.scratch import connect
 from oci_normalize.result_models import RefResult
 from oci_normalize.results import (
     ALREADY_OCI,
@@ -173,7 +174,7 @@ class IndexedResults:
         self._dir = tempfile.TemporaryDirectory(
             dir=results.directory, prefix=".oci-normalize-index-"
         )
-        self._db = sqlite3.connect(Path(self._dir.name) / "results.sqlite3")
+        self._db = connect(self._dir.name, "results.sqlite3", cache_kib=INDEX_CACHE_KIB)
         try:
             self._build(results)
         except BaseException:
@@ -181,10 +182,6 @@ class IndexedResults:
             raise
 
     def _build(self, results: ResultsFile) -> None:
-        self._db.execute(f"PRAGMA cache_size = -{INDEX_CACHE_KIB}")
-        self._db.execute("PRAGMA temp_store = FILE")
-        self._db.execute("PRAGMA journal_mode = OFF")
-        self._db.execute("PRAGMA synchronous = OFF")
         self._db.executescript(_SCHEMA)
         self._load(results)
         self._db.executescript(

@@ -37,13 +37,12 @@ from oci_normalize.batch.journal import (
     line_at,
     parse_line,
 )
+from oci_normalize.batch.scratch import connect, scratch_dir
 from oci_normalize.digest import Digest
 from oci_normalize.errors import JournalError
 from oci_normalize.result_models import RollbackResult
 from oci_normalize.text import printable
 
-#: sqlite's page cache for each database, in KiB (negative ``cache_size`` is KiB).
-CACHE_KIB: Final = 4 * 1024
 #: Rows inserted per ``executemany``.
 _BATCH: Final = 2_000
 #: Text that may hold any code point a JSON string can (lone surrogates too) is kept as bytes.
@@ -70,27 +69,17 @@ class Move:
     offset: int
 
 
-def _connect(directory: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(directory / "index.sqlite3", check_same_thread=False)
-    db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-    db.execute("PRAGMA temp_store = FILE")
-    db.execute("PRAGMA journal_mode = OFF")
-    db.execute("PRAGMA synchronous = OFF")
-    return db
-
-
 def _scratch(beside: Path | None, prefix: str) -> tempfile.TemporaryDirectory[str]:
-    """A temporary directory in ``beside``, else in $TMPDIR (the journal's own directory may
-    be read-only); JournalError if neither can be made."""
+    """:func:`.scratch.scratch_dir`; JournalError if no directory can be made."""
     try:
-        return tempfile.TemporaryDirectory(dir=beside, prefix=prefix)
-    except OSError:
-        pass
-    try:
-        return tempfile.TemporaryDirectory(prefix=prefix)
+        return scratch_dir(beside, prefix)
     except OSError as exc:
         why = printable(exc.strerror or str(exc))
         raise JournalError(f"cannot make a scratch directory for rollback: {why}") from exc
+
+
+def _connect(directory: Path) -> sqlite3.Connection:
+    return connect(directory, "index.sqlite3")
 
 
 class MoveIndex:
