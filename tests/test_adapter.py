@@ -14,11 +14,8 @@ import requests
 
 from oci_normalize.http import env as httpenv
 from oci_normalize.http.adapter import Adapter, split_origin
-from oci_normalize.http.auth import Authenticator
-from oci_normalize.http.transport import Transport
-from oci_normalize.options import NO_RETRY
-from tests.support.clock import FakeClock
 from tests.support.fake_registry import Answer, FakeRegistry, fake_registry
+from tests.support.transports import transport
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -34,20 +31,6 @@ def _no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
-
-
-def transport(host: str, session: requests.Session | None = None) -> Transport:
-    session = session or httpenv.new_session()
-    return Transport(
-        registry=host,
-        base_url=f"http://{host}/v2/",
-        session=session,
-        auth=Authenticator(session, timeout=(2, 5)),
-        timeout=(2, 5),
-        verify=True,
-        retry=NO_RETRY,
-        clock=FakeClock(),
-    )
 
 
 @pytest.mark.parametrize(
@@ -95,7 +78,7 @@ def test_direct_requests_to_one_origin_reuse_one_pool_until_the_manager_lets_it_
     session = httpenv.new_session()
     adapter = session.get_adapter("http://")
     assert isinstance(adapter, Adapter)
-    t = transport(fake.host, session)
+    t = transport(fake.host, session=session)
     url = f"http://{fake.host}/v2/a/tags/list"
     t.request("GET", url, scopes=())
     prep = requests.Request("GET", url).prepare()

@@ -25,17 +25,15 @@ from oci_normalize.errors import (
     TransportError,
     UnauthorizedError,
 )
-from oci_normalize.http import env as httpenv
-from oci_normalize.http.auth import Authenticator
 from oci_normalize.http.secrets import MASK, remember, safe_url
 from oci_normalize.http.status import error_for, raise_for_status
-from oci_normalize.http.transport import Transport
 from oci_normalize.options import NO_RETRY, ClientOptions, RetryPolicy
 from oci_normalize.reference import Reference
 from oci_normalize.store.registry import Registry
 from tests.support.clock import FakeClock
 from tests.support.fake_registry import Answer, FakeRegistry, fake_registry
 from tests.support.registry import RunningRegistry
+from tests.support.transports import transport
 
 UPLOAD_STATE = "state-secret-0123456789"
 remember(UPLOAD_STATE)
@@ -45,23 +43,6 @@ remember(UPLOAD_STATE)
 def fake() -> Iterator[FakeRegistry]:
     with fake_registry() as server:
         yield server
-
-
-def transport(
-    host: str, *, retry: RetryPolicy = NO_RETRY, clock: FakeClock | None = None
-) -> Transport:
-    session = httpenv.new_session()
-    session.headers["User-Agent"] = "oci-normalize/test"
-    return Transport(
-        registry=host,
-        base_url=f"http://{host}/v2/",
-        session=session,
-        auth=Authenticator(session, timeout=(2, 5)),
-        timeout=(2, 5),
-        verify=True,
-        retry=retry,
-        clock=clock or FakeClock(),
-    )
 
 
 def _errors(code: str, message: str) -> bytes:
