@@ -16,7 +16,7 @@ from oci_normalize.batch.destination import Destination
 from oci_normalize.batch.run import BatchOptions, run
 from oci_normalize.convert import push
 from oci_normalize.digest import Digest
-from oci_normalize.errors import HookError, RefusedError, TagMovedError
+from oci_normalize.errors import HookError, OciNormalizeError, RefusedError, TagMovedError
 from oci_normalize.options import ConvertOptions
 from oci_normalize.reference import Reference
 from oci_normalize.store.client import Client
@@ -91,12 +91,26 @@ def test_an_index_writes_children_before_the_guard_and_the_tag(
     assert len(image.children) == 2
 
 
-def test_the_tag_is_read_back_when_the_registry_does_not_echo_the_digest() -> None:
-    quiet = MemoryStore(SRC, echo_digest=False)
-    mi.docker_image(quiet, "app", "v1")
-    api.convert(str(ref("app")), client=mounted(quiet))
-    tag_ops = [op[0] for op in quiet.log if op[1:3] == ("app", "v1")]
-    assert tag_ops == ["GET", "PUT", "HEAD"]  # the verifying HEAD, on every path alike
+@pytest.mark.parametrize("path", ["in place", "convert SRC DEST", "batch", "batch --to"])
+def test_the_tag_is_read_back_when_the_registry_does_not_echo_the_digest(path: str) -> None:
+    # One write rule on every path: a tag PUT whose answer does not echo our digest is
+    # confirmed by a HEAD; one that does needs none.
+    copies = path in ("convert SRC DEST", "batch --to")
+    for echo in (True, False):
+        src = MemoryStore(SRC, echo_digest=echo or copies)
+        dest = MemoryStore(DEST, echo_digest=echo) if copies else src
+        mi.docker_image(src, "app", "v1")
+        client = mounted(src, dest) if copies else mounted(src)
+        if path == "in place":
+            api.convert(str(ref("app")), client=client)
+        elif path == "convert SRC DEST":
+            api.convert(str(ref("app")), str(ref("app", registry=DEST)), client=client)
+        else:
+            to = Destination.parse(DEST) if copies else None
+            [r] = list(run([ref("app")], client=client, options=BatchOptions(destination=to)))
+            assert r.status == "converted", r.error
+        written = [op[0] for op in dest.log if op[1:3] == ("app", "v1") and op[0] != "GET"]
+        assert written == (["PUT"] if echo else ["PUT", "HEAD"]), (path, echo)
 
 
 def test_the_guard_stops_before_the_tag_when_another_writer_moved_it(
@@ -325,3 +339,15 @@ def test_serve_reads_the_tag_once_per_conversion_and_journals_what_it_converted(
     assert src.log.count(("GET", "app", "v1")) == 1
     [line] = [e for e in read_journal(tmp_path / "serve.journal") if e.status == "converted"]
     assert line.old_digest == image.digest and str(line.new_digest) == done.new_digest
+
+
+def test_a_root_given_for_another_digest_is_refused_before_any_request(
+    client: Client, src: MemoryStore
+) -> None:
+    image = mi.docker_image(src, "app", "v1")
+    other = mi.docker_image(src, "app", "v2", key="other")
+    given = src.get_manifest("app", "v2")
+    before = len(src.log)
+    with pytest.raises(OciNormalizeError, match="the root given is not what it names"):
+        api.convert(f"{SRC}/app@{image.digest}", f"{DEST}/app:v1", client=client, root=given)
+    assert src.log[before:] == [] and given.digest == other.digest
