@@ -320,8 +320,6 @@ def _convert(
             status = WOULD_REFUSE
             warnings.append(outcome.refusal)
     else:
-        # As batch and rollback: a tag PUT whose Docker-Content-Digest echoes our digest
-        # needs no verifying HEAD (one set of write rules on every path).
         stats = pipeline.write(
             client,
             outcome,
@@ -329,7 +327,6 @@ def _convert(
             target=target,
             options=options,
             signer=signer,
-            trust_echo=True,
         )
         if isinstance(target, OciArchiveRef):  # the one store that writes at the end
             from oci_normalize.store.ociarchive import OciArchiveStore

@@ -173,7 +173,7 @@ def _undo(
             for undo in steps:  # through the one writer: guard (the tag is where we left it), PUT
                 writes = restore(ref.repository, ref.tag, undo.data, undo.media_type, now=current)
                 try:
-                    execute(writes, dest=reg, trust_echo=True)
+                    execute(writes, dest=reg)
                 except TagMovedError:  # proving took a while, and someone moved the tag
                     now = reg.head_manifest(ref.repository, ref.tag)
                     return RollbackResult(

@@ -342,7 +342,6 @@ class _Runner:
                 target=target,
                 options=options,
                 signer=self.signer,
-                trust_echo=True,
                 stats=stats,
             )
         except OciNormalizeError as exc:

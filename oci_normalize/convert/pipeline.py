@@ -226,7 +226,6 @@ def write(
     target: Location,
     options: ConvertOptions,
     signer: Signer | None = None,
-    trust_echo: bool = False,
     stats: PushStats | None = None,
 ) -> PushStats:
     """Run the outcome's writes with the client's stores, blob memory and tag cache; ``stats``
@@ -247,7 +246,6 @@ def write(
         sign=signer,
         before_tag=options.before_tag,
         on_tag=on_tag,
-        trust_echo=trust_echo,
         stats=stats,
     )
     if target.tag is not None and outcome.writes.tag is not None:

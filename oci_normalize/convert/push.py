@@ -116,7 +116,6 @@ def execute(
     sign: Callable[[SignStep], None] | None = None,
     before_tag: Callable[[], None] | None = None,
     on_tag: Callable[[str], None] | None = None,
-    trust_echo: bool = False,
     stats: PushStats | None = None,
     pool: BlobPool | None = None,
 ) -> PushStats:
@@ -125,9 +124,6 @@ def execute(
     ``sign``: runs one ``--sign-with`` step (raises to stop before any tag moves).
     ``before_tag``: a seam called right before the guard (tests play another writer there).
     ``on_tag``: told of every tag written before the main one (referrer and backup tags).
-    ``trust_echo``: skip the verifying HEAD after the tag PUT when a registry confirmed that PUT
-    (it echoed our digest in ``Docker-Content-Digest``): it then stored exactly our bytes under
-    the tag, and a HEAD after it could only race other writers, not add certainty.
     ``stats``: counted into as the writes land, so a caller still knows them after a failure.
     ``pool``: the threads that stream blobs with the caller (default: the process's one,
     :data:`BLOB_POOL`, shared by every image).
@@ -161,7 +157,9 @@ def execute(
     if writes.tag is None:
         return stats
     tag = writes.tag
-    confirmed = _put(dest, repo, tag, confirm=trust_echo)
+    # A registry that echoed our digest (Docker-Content-Digest) stored exactly our bytes under
+    # the tag: a HEAD after it could only race other writers. Without the echo, a HEAD checks.
+    confirmed = _put(dest, repo, tag, confirm=True)
     stats.manifests += 1
     if writes.verify and not confirmed and tag.ref != str(tag.digest):
         landed = dest.head_manifest(repo, tag.ref)
