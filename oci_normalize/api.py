@@ -51,6 +51,7 @@ from oci_normalize.results import (
     WOULD_CONVERT,
     WOULD_REFUSE,
     ConvertStatus,
+    preload_result_models,
 )
 
 # Client is part of this API; it lives in its own module (the batch modules import it there).
@@ -279,7 +280,6 @@ def _convert(
         )
     from oci_normalize.convert import diff, pipeline, planner
     from oci_normalize.convert.push import PushStats
-    from oci_normalize.result_models import ConvertResult, ManifestChange
 
     before = client.requests
     in_place = same_repository(source, target) and (target.tag == source.tag)
@@ -296,17 +296,6 @@ def _convert(
         raise RefusedError(
             outcome.refusal, details=tuple(r.model_dump() for r in outcome.referrers)
         )
-    changes = [
-        ManifestChange(
-            path=n.path,
-            old_digest=str(n.old_digest),
-            new_digest=str(n.new_digest),
-            old_media_type=n.old_media_type,
-            new_media_type=n.new_media_type,
-            diff=diff.unified(n),
-        )
-        for n in p.changed
-    ]
     warnings = list(p.warnings)
     nothing_to_do = not p.changed and in_place
     status: ConvertStatus
@@ -320,6 +309,7 @@ def _convert(
             status = WOULD_REFUSE
             warnings.append(outcome.refusal)
     else:
+        preload_result_models()  # while the writes wait on the network
         stats = pipeline.write(
             client,
             outcome,
@@ -336,6 +326,19 @@ def _convert(
             dest_store.commit()  # the new tar replaces PATH only now, whole
         status = CONVERTED if p.changed or isinstance(source, ArchiveRef) else COPIED
         status = ARTIFACT if p.artifact is not None else status
+    from oci_normalize.result_models import ConvertResult, ManifestChange
+
+    changes = [
+        ManifestChange(
+            path=n.path,
+            old_digest=str(n.old_digest),
+            new_digest=str(n.new_digest),
+            old_media_type=n.old_media_type,
+            new_media_type=n.new_media_type,
+            diff=diff.unified(n),
+        )
+        for n in p.changed
+    ]
     warnings += _left_behind(outcome)
     # A docker-archive holds no manifest: the one served was built from it, so no old digest.
     old_digest = None if isinstance(source, ArchiveRef) else str(p.root.old_digest)

@@ -4,12 +4,18 @@ pydantic result models whose fields carry those types are in :mod:`.result_model
 
 The words cost nothing to import. The models live in :mod:`.result_models`, imported where a
 result is built: a command that builds no result (``--version``, a ``check`` that cannot reach
-its registry) never loads pydantic.
+its registry) never loads pydantic. A conversion that writes starts loading them on a thread of
+their own when its writes begin (:func:`preload_result_models`), so that import overlaps the
+writes' waits on the network instead of coming before its first request or after its last.
 """
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Final, Literal
+
+_MODELS: Final = "oci_normalize.result_models"
 
 # ---- status words -------------------------------------------------------------------------------
 
@@ -84,3 +90,22 @@ KIND_DOCKER: Final = "docker"  # no OCI type anywhere
 KIND_MIXED: Final = "mixed"  # both kinds in one tree
 KIND_ARTIFACT: Final = "artifact"
 TreeKind = Literal["oci", "docker", "mixed", "artifact"]
+
+
+def preload_result_models() -> None:
+    """Import :mod:`.result_models` (and pydantic) on a background thread, unless it is
+    loaded already. A later ``import`` of it waits for that thread to finish the module (the
+    import system's per-module lock), so nothing ever sees it half-built. The thread is not a
+    daemon: a process that exits early waits for the import to end rather than being cut off
+    inside it. A failed import is left for that later import to report."""
+    if _MODELS in sys.modules:
+        return
+
+    def load() -> None:
+        import contextlib
+        import importlib
+
+        with contextlib.suppress(Exception):  # the import where the models are used raises it
+            importlib.import_module(_MODELS)
+
+    threading.Thread(target=load, name="preload-results").start()

@@ -216,3 +216,67 @@ def test_one_command_app_prints_and_fails_as_the_whole_app(
     assert capsys.readouterr().out.startswith("oci-normalize ")
     assert cli_app.run(["chek"]) == 2
     assert "Did you mean 'check'?" in capsys.readouterr().err
+
+
+#: A registry-to-registry convert with the background preload switched off: whether pydantic
+#: is loaded when the first write (POST or PUT) leaves, and once the result is built.
+FIRST_WRITE: Final = """
+import json, socket, sys
+import oci_normalize.api as api
+api.preload_result_models = lambda: None  # the result's own import is then the only one
+seen = {}
+send = socket.socket.sendall
+def sendall(self, data, *args):
+    if "write" not in seen and bytes(data[:5]) in (b"POST ", b"PUT /"):
+        seen["write"] = "pydantic" in sys.modules
+    return send(self, data, *args)
+socket.socket.sendall = sendall
+result = api.convert(sys.argv[1], sys.argv[2])
+print(json.dumps({"first_write": seen.get("write"), "end": "pydantic" in sys.modules,
+                  "status": result.status, "blobs": result.pushed_blobs + result.mounted_blobs}))
+"""
+
+
+@pytest.mark.registry
+def test_convert_reads_plans_and_writes_before_it_loads_pydantic(
+    tmp_path: Path, registry: RunningRegistry
+) -> None:
+    # The planner's outcome is plain data until a result is asked for: the models' import is
+    # not on the path to the first write (it overlaps the writes, see the next test).
+    layout = seed.build_layout(tmp_path, layers=2, seed="first-write")
+    src = f"{registry.host}/imports/first:v1"
+    seed.push_docker_v2s2(layout, src)
+    proc = subprocess.run(
+        [sys.executable, "-c", FIRST_WRITE, src, f"{registry.host}/imports/copied:v1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc == {"first_write": False, "end": True, "status": "converted", "blobs": 3}
+
+
+PRELOAD: Final = """
+import sys, threading
+from oci_normalize.results import preload_result_models
+assert "oci_normalize.result_models" not in sys.modules
+preload_result_models()
+loaders = [t for t in threading.enumerate() if t.name == "preload-results"]
+assert len(loaders) == 1 and not loaders[0].daemon, loaders
+from oci_normalize.result_models import ConvertResult  # waits for the thread's import
+assert ConvertResult.__module__ == "oci_normalize.result_models"
+loaders[0].join()
+preload_result_models()  # loaded: no second thread
+assert not [t for t in threading.enumerate() if t.name == "preload-results"]
+print("ok")
+"""
+
+
+def test_preload_loads_the_models_once_on_a_thread_the_process_waits_for() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", PRELOAD], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, "ok", "")

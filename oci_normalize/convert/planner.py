@@ -36,7 +36,8 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from functools import cached_property
+from typing import TYPE_CHECKING, NamedTuple
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.convert import referrers as rf
@@ -71,7 +72,7 @@ from oci_normalize.results import (
 from oci_normalize.store.referrers import Referrer, cosign_tag, fallback_tag
 from oci_normalize.text import printable
 
-if TYPE_CHECKING:  # the result models are built where a plan is made: importing costs no pydantic
+if TYPE_CHECKING:  # the result models are built when asked for: a plan costs no pydantic
     from oci_normalize.result_models import ReferrerOut, TagMove
 
 COSIGN_KINDS = frozenset({COSIGN_SIGNATURE, COSIGN_ATTESTATION, COSIGN_SBOM})
@@ -147,16 +148,42 @@ class Decision:
     copy: bool = False
 
 
+class Moved(NamedTuple):
+    """A tag the writes move: from ``old`` (None: new) to ``new``."""
+
+    tag: str
+    role: TagRole
+    old: str | None
+    new: str
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """The planner's answer: the writes, and what the user is told."""
+    """The planner's answer: the writes, and what the user is told.
+
+    What is told is kept as plain data (each decision with its copy's new name, each tag
+    move) and turned into result models when first asked for: a conversion loads pydantic
+    after its writes, not before its first one.
+    """
 
     writes: WritePlan
-    referrers: tuple[ReferrerOut, ...] = ()
-    tags: tuple[TagMove, ...] = ()
+    said: tuple[tuple[Decision, str | None], ...] = ()
+    moved: tuple[Moved, ...] = ()
     signing: tuple[SignStep, ...] = ()  # --sign-with runs, planned (also in a dry run)
     refusal: str | None = None
     present: bool = False  # the target tag already holds the converted image: nothing to write
+
+    @cached_property
+    def referrers(self) -> tuple[ReferrerOut, ...]:
+        return tuple(_out(d, new_name) for d, new_name in self.said)
+
+    @cached_property
+    def tags(self) -> tuple[TagMove, ...]:
+        from oci_normalize.result_models import TagMove
+
+        return tuple(
+            TagMove(tag=m.tag, role=m.role, old_digest=m.old, new_digest=m.new) for m in self.moved
+        )
 
     @property
     def signatures(self) -> tuple[ReferrerOut, ...]:
@@ -232,8 +259,6 @@ def plan(
     source: Source, target: Target, options: ConvertOptions, *, dry_run: bool = False
 ) -> Outcome:
     """The whole write list that puts ``source`` at ``target``, and what to tell the user."""
-    from oci_normalize.result_models import TagMove
-
     p = source.plan
     root = p.root
     in_place = target.in_place
@@ -257,12 +282,12 @@ def plan(
     puts: list[ManifestPut] = []
     blobs: list[Blob] = []
     fallback_adds: dict[Digest, list[ManifestPut]] = {}
-    referrer_outs: list[ReferrerOut] = []
+    said: list[tuple[Decision, str | None]] = []
     for d in found:
         new_name = _copy(d, target, not same_repo, puts, blobs, fallback_adds) if d.copy else None
         if d.attached.referrer.kind == BUILDKIT_ATTESTATION:
             new_name = d.attached.referrer.name
-        referrer_outs.append(_out(d, new_name))
+        said.append((d, new_name))
     tags = [_move(put, put.role) for put in puts if put.role]  # cosign tags
     for subject, copies in fallback_adds.items():
         fallback = _fallback(subject, copies, target)
@@ -275,19 +300,13 @@ def plan(
         tags.append(_move(backup, BACKUP))
     if target.tag is not None and (p.changed or not in_place):
         old = target.tag_now if target.tag_read else None
-        tags.append(
-            TagMove(
-                tag=target.tag,
-                role=TAG,
-                old_digest=str(root.old_digest) if in_place else (str(old) if old else None),
-                new_digest=str(root.new_digest),
-            )
-        )
+        was = str(root.old_digest) if in_place else (str(old) if old else None)
+        tags.append(Moved(target.tag, TAG, was, str(root.new_digest)))
 
     present = not in_place and target.tag_read and target.tag_now == root.new_digest
     if refusal is not None or dry_run or present or (in_place and not p.changed):
         empty = WritePlan(repository=target.repository)
-        return Outcome(empty, tuple(referrer_outs), tuple(tags), hooks, refusal, present)
+        return Outcome(empty, tuple(said), tuple(tags), hooks, refusal, present)
 
     whole_tree = not same_repo  # within one repository every blob and unchanged child is there
     children = [n for n in p.nodes[:-1] if n.changed or whole_tree]
@@ -310,7 +329,7 @@ def plan(
         tag=ManifestPut(target.tag or str(root.new_digest), root.new_data, root.new_media_type),
         fresh=target.fresh,
     )
-    return Outcome(writes, tuple(referrer_outs), tuple(tags), hooks, None, False)
+    return Outcome(writes, tuple(said), tuple(tags), hooks, None, False)
 
 
 def restore(
@@ -465,15 +484,8 @@ def _guard(source: Source, target: Target, options: ConvertOptions, wrote: bool)
     return TagGuard(target.tag, target.tag_now)
 
 
-def _move(put: ManifestPut, role: str) -> TagMove:
-    from oci_normalize.result_models import TagMove
-
-    return TagMove(
-        tag=put.ref,
-        role=role,  # type: ignore[arg-type]
-        old_digest=str(put.old) if put.old else None,
-        new_digest=str(put.digest),
-    )
+def _move(put: ManifestPut, role: TagRole) -> Moved:
+    return Moved(put.ref, role, str(put.old) if put.old else None, str(put.digest))
 
 
 def _out(d: Decision, new_name: str | None) -> ReferrerOut:
