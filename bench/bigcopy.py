@@ -2,14 +2,19 @@
 """Copy one big image registry → fresh registry: oci-normalize against skopeo, side by side.
 
     .venv/bin/python bench/bigcopy.py [--layers 4] [--layer-mib 64] [--rounds 3] [--base DIR]
+                                      [--storage DIR]
 
 A Docker v2s2 image with LAYERS gzip layers of LAYER_MIB random MiB each is pushed to a source
 registry once; every round then starts a fresh, empty destination registry for each contender
 and times ``oci-normalize convert SRC DEST`` and ``skopeo copy --format oci SRC DEST`` as child
 processes (wall time and CPU from ``os.wait4``, peak RSS from GNU time: :mod:`bench.child`),
-alternating which goes first. With ``--base DIR`` (an older checkout, e.g. ``git worktree add
-/tmp/bc-base REV``) that copy's ``convert`` runs too, on the same interpreter, first on
-``PYTHONPATH``. It prints medians, spreads and ratios, not verdicts: no timing is a test."""
+alternating which goes first. ``bench/floor_stream.py`` runs too: the same copy in the
+standard library alone, every blob streamed and hashed at once, nothing else (how close to
+skopeo a Python copier gets here). With ``--base DIR`` (an older checkout, e.g. ``git worktree
+add /tmp/bc-base REV``) that copy's ``convert`` runs too, on the same interpreter, first on
+``PYTHONPATH``. The registries keep their blobs under ``--storage`` (default ``/dev/shm``
+where there is one: on a disk, the writeback of earlier rounds' gigabytes lands in later
+rounds). It prints medians, spreads and ratios, not verdicts: no timing is a test."""
 
 from __future__ import annotations
 
@@ -83,15 +88,15 @@ def push_blob(url: str, repo: str, data: bytes) -> None:
 
 
 def seed_image(url: str, layers: int, layer_mib: int) -> None:
-    """The big Docker v2s2 image at ``big/app:v1``."""
+    """The big Docker v2s2 image at ``REPOSITORY:TAG``."""
     descs, diff_ids = [], []
     for i in range(layers):
         blob, diff_id = gzip_layer(layer_mib * MIB, i)
-        push_blob(url, "big/app", blob)
+        push_blob(url, REPOSITORY, blob)
         descs.append(seed.descriptor(seed.DOCKER_LAYER_GZIP, blob))
         diff_ids.append(diff_id)
     config = seed.make_config(diff_ids)
-    push_blob(url, "big/app", config)
+    push_blob(url, REPOSITORY, config)
     body = json.dumps(
         {
             "schemaVersion": 2,
@@ -100,24 +105,39 @@ def seed_image(url: str, layers: int, layer_mib: int) -> None:
             "layers": descs,
         }
     ).encode()
-    seed.put_manifest(url, "big/app", "v1", body, seed.DOCKER_MANIFEST)
+    seed.put_manifest(url, REPOSITORY, TAG, body, seed.DOCKER_MANIFEST)
 
 
 OURS = "oci-normalize convert"
 BASE = "base convert"
 SKOPEO = "skopeo copy"
+FLOOR = "floor (stdlib, streamed)"
+FLOOR_SCRIPT = ROOT / "bench" / "floor_stream.py"
+REPOSITORY, TAG = "big/app", "v1"
+SHM = Path("/dev/shm")
 
 
 @dataclass(frozen=True)
 class Contender:
     name: str
-    command: list[str]  # with {SRC} and {DEST} where the references go
+    command: list[str]  # {SRC}, {DEST}: the references; {SRC_HOST}, {DEST_HOST}: registries
     env: dict[str, str] | None = None
     cwd: Path = ROOT
 
 
 def measure(contender: Contender, src: str, dest: str, registry_pids: tuple[int, ...]) -> Sample:
-    args = [a.replace("{SRC}", src).replace("{DEST}", dest) for a in contender.command]
+    """``src`` and ``dest``: the registries' host:port."""
+    places = {
+        "{SRC}": f"{src}/{REPOSITORY}:{TAG}",
+        "{DEST}": f"{dest}/{REPOSITORY}:{TAG}",
+        "{SRC_HOST}": src,
+        "{DEST_HOST}": dest,
+    }
+    args = []
+    for arg in contender.command:
+        for place, value in places.items():
+            arg = arg.replace(place, value)
+        args.append(arg)
     child = run_child(args, watch=registry_pids, env=contender.env, cwd=contender.cwd)
     return Sample(child.seconds, child.rss_mib, child.cpu_s, sum(child.watched_cpu_s))
 
@@ -149,6 +169,8 @@ def contenders(base: Path | None, cwd: Path) -> list[Contender]:
         if out.returncode or wanted is None or tree.resolve() != wanted.resolve():
             raise SystemExit(f"{c.name}: python imports oci_normalize from {tree}, not {wanted}")
     found.append(Contender(SKOPEO, skopeo("{SRC}", "{DEST}")))
+    floor = [sys.executable, str(FLOOR_SCRIPT), "{SRC_HOST}", "{DEST_HOST}", REPOSITORY, TAG]
+    found.append(Contender(FLOOR, floor, cwd=cwd))
     return found
 
 
@@ -167,6 +189,13 @@ def main() -> int:
     parser.add_argument("--layer-mib", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--base", type=Path, help="an older checkout whose convert runs too")
+    parser.add_argument(
+        "--storage",
+        type=Path,
+        default=SHM if SHM.is_dir() else None,
+        help="where the registries keep their blobs (default /dev/shm; a temporary folder "
+        "where there is none)",
+    )
     parser.add_argument("--seed-into", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     byte_compile()
@@ -174,14 +203,14 @@ def main() -> int:
         seed_image(args.seed_into, args.layers, args.layer_mib)
         return 0
     require("docker-registry", "skopeo")
-    work = Path(tempfile.mkdtemp(prefix="oci-normalize-bench-copy-"))
+    work = Path(tempfile.mkdtemp(prefix="oci-normalize-bench-copy-", dir=args.storage))
     source = start_registry(work / "src")
     try:
         t = time.perf_counter()
         seeding = [sys.executable, __file__, "--seed-into", source.url]
         seeding += ["--layers", str(args.layers), "--layer-mib", str(args.layer_mib)]
         subprocess.run(seeding, check=True, timeout=600)
-        src = f"{source.host}/big/app:v1"
+        src = source.host
         print(
             f"big-layer copy: {args.layers} x {args.layer_mib} MiB layers, registry -> fresh "
             f"registry; seeded in {time.perf_counter() - t:.1f} s; median of {args.rounds} rounds"
@@ -195,8 +224,7 @@ def main() -> int:
                 dest_reg = start_registry(work / f"dest-{r}-{contender.name.split()[0]}")
                 try:
                     pids = (source.process.pid, dest_reg.process.pid)
-                    dest = f"{dest_reg.host}/big/app:v1"
-                    samples[contender.name].append(measure(contender, src, dest, pids))
+                    samples[contender.name].append(measure(contender, src, dest_reg.host, pids))
                 finally:
                     dest_reg.stop()
                     shutil.rmtree(dest_reg.storage_dir, ignore_errors=True)
@@ -238,12 +266,14 @@ def print_table(samples: dict[str, list[Sample]]) -> None:
             f"round by round {', '.join(f'{x:.2f}' for x in ratios)} "
             f"(median {statistics.median(ratios):.2f}; target <= 0.9, issue 19)"
         )
-    if BASE in samples:
-        ratios = [o.seconds / b.seconds for o, b in zip(samples[OURS], samples[BASE], strict=True)]
+    for other in (BASE, FLOOR):
+        if other not in samples:
+            continue
+        ratios = [o.seconds / b.seconds for o, b in zip(samples[OURS], samples[other], strict=True)]
         each = ", ".join(f"{x:.2f}" for x in ratios)
         print(
-            f"{OURS} / {BASE}: {ours_s.seconds / med[BASE].seconds:.2f}x of the medians; round "
-            f"by round {each} (median {statistics.median(ratios):.2f})"
+            f"{OURS} / {other}: {ours_s.seconds / med[other].seconds:.2f}x of the medians; "
+            f"round by round {each} (median {statistics.median(ratios):.2f})"
         )
     print(
         f"peak RSS {ours_s.rss_mib:.0f} MiB (target <= 96 MB = {96e6 / MIB:.0f} MiB), skopeo "
