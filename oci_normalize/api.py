@@ -309,7 +309,6 @@ def _convert(
             status = WOULD_REFUSE
             warnings.append(outcome.refusal)
     else:
-        preload_result_models()  # while the writes wait on the network
         stats = pipeline.write(
             client,
             outcome,
@@ -317,6 +316,9 @@ def _convert(
             target=target,
             options=options,
             signer=signer,
+            # The result models load while the blobs stream: off the first request's path,
+            # and not fighting the blob threads for the interpreter while they set up.
+            streaming=preload_result_models,
         )
         if isinstance(target, OciArchiveRef):  # the one store that writes at the end
             from oci_normalize.store.ociarchive import OciArchiveStore

@@ -272,3 +272,38 @@ def test_a_failing_blob_starts_nothing_new_and_is_raised() -> None:
         execute(writes, dest=dest, source=src, blob_concurrency=3, pool=pool)
     uploads = [op for op in dest.log if op[0] == "blob-upload"]
     assert len(uploads) < len(blobs) - 1  # stopped early, not after every blob
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_streaming_is_told_once_every_blob_streams_or_is_done(concurrency: int) -> None:
+    # What a conversion does meanwhile (loading its result models) waits until no blob is
+    # still being set up: each missing blob's upload has begun, one already there counts done.
+    src, dest = MemoryStore("src"), MemoryStore("dest")
+    blobs = tuple(blob(src, "a", f"layer {i}".encode()) for i in range(3))
+    dest.add_blob("b", b"layer 0")
+    told: list[list[tuple[str, ...]]] = []
+    writes = WritePlan(repository="b", blobs=blobs, source_repository="a", tag=put("v1", b"{}"))
+    execute(
+        writes,
+        dest=dest,
+        source=src,
+        blob_concurrency=concurrency,
+        streaming=lambda: told.append(list(dest.log)),
+    )
+    assert len(told) == 1
+    uploads = {op[2] for op in told[0] if op[0] == "blob-upload"}
+    assert uploads == {str(b.digest) for b in blobs[1:]}
+    assert not [op for op in told[0] if op[0] == "PUT"]
+    assert ("PUT", "b", "v1") in dest.log
+
+
+def test_streaming_is_told_before_the_manifests_when_there_is_no_blob_to_copy() -> None:
+    dest = MemoryStore("dest")
+    told: list[list[tuple[str, ...]]] = []
+    execute(
+        WritePlan(repository="b", tag=put("v1", b"{}")),
+        dest=dest,
+        streaming=lambda: told.append(list(dest.log)),
+    )
+    assert told == [[]]
+    assert dest.log == [("PUT", "b", "v1")]

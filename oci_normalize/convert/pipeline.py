@@ -16,6 +16,7 @@ over: where the image goes, and how much of the target was read.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -227,9 +228,11 @@ def write(
     options: ConvertOptions,
     signer: Signer | None = None,
     stats: PushStats | None = None,
+    streaming: Callable[[], None] | None = None,
 ) -> PushStats:
     """Run the outcome's writes with the client's stores, blob memory and tag cache; ``stats``
-    (counted into as writes land) lets a caller report what landed before a failure."""
+    (counted into as writes land) lets a caller report what landed before a failure;
+    ``streaming``: see :func:`.push.execute`."""
     dest = client.store(target)
     if outcome.writes.hooks and signer is None:
         raise OciNormalizeError("sign steps were planned without a --sign-with command")
@@ -247,6 +250,7 @@ def write(
         before_tag=options.before_tag,
         on_tag=on_tag,
         stats=stats,
+        streaming=streaming,
     )
     if target.tag is not None and outcome.writes.tag is not None:
         on_tag(target.tag)

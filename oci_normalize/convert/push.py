@@ -118,6 +118,7 @@ def execute(
     on_tag: Callable[[str], None] | None = None,
     stats: PushStats | None = None,
     pool: BlobPool | None = None,
+    streaming: Callable[[], None] | None = None,
 ) -> PushStats:
     """Run ``writes`` against ``dest``; blobs come from ``source``.
 
@@ -127,15 +128,21 @@ def execute(
     ``stats``: counted into as the writes land, so a caller still knows them after a failure.
     ``pool``: the threads that stream blobs with the caller (default: the process's one,
     :data:`BLOB_POOL`, shared by every image).
+    ``streaming``: called once (on a blob thread: it must not block) when every blob to copy
+    is streaming or done, so from there the writes mostly wait on the network; with no blob
+    to copy, before the first manifest.
     """
     stats = stats if stats is not None else PushStats()
     repo = writes.repository
     homes = homes or BlobHomes()
     for blob in writes.new_blobs:
         _put_new_blob(blob, dest, repo, stats, homes)
+    latch = _Streaming(streaming)
     if writes.blobs:
         assert source is not None, "blobs to copy need a source"
-        _ensure_blobs(writes, source, dest, stats, homes, blob_concurrency, pool or BLOB_POOL)
+        pool = pool or BLOB_POOL
+        _ensure_blobs(writes, source, dest, stats, homes, blob_concurrency, pool, latch)
+    latch.done()
     for put in (*writes.children, *writes.referrers):
         _put_counted(dest, repo, put, stats, on_tag)
     if writes.hooks:
@@ -192,6 +199,7 @@ def _ensure_blobs(
     homes: BlobHomes,
     concurrency: int,
     pool: BlobPool,
+    latch: _Streaming,
 ) -> None:
     todo: list[Blob] = []
     seen = {blob.digest for blob in writes.new_blobs}
@@ -203,8 +211,14 @@ def _ensure_blobs(
             continue  # a foreign layer stays where its urls say
         todo.append(blob)
 
+    latch.expect(len(todo))
+
     def one(blob: Blob) -> None:
-        _ensure_blob(blob, source, writes, dest, stats, homes)
+        begun = latch.once()
+        try:
+            _ensure_blob(blob, source, writes, dest, stats, homes, begun)
+        finally:
+            begun()
 
     todo.sort(key=lambda b: -b.size)  # the big ones first: they set the wall time
     pool.each(todo, one, concurrency=min(concurrency, MAX_BLOB_CONCURRENCY))
@@ -276,8 +290,51 @@ SHARED_BLOB_THREADS: Final = DEFAULT_BLOB_CONCURRENCY * 8
 BLOB_POOL: Final = BlobPool(SHARED_BLOB_THREADS)
 
 
+class _Streaming:
+    """Calls ``then`` once, when each of the blobs expected is streaming or done (or when
+    :meth:`done` says there is nothing more to wait for)."""
+
+    def __init__(self, then: Callable[[], None] | None) -> None:
+        self._then = then
+        self._lock = threading.Lock()
+        self._left = 0
+
+    def expect(self, count: int) -> None:
+        with self._lock:
+            self._left += count
+
+    def once(self) -> Callable[[], None]:
+        """A mark for one blob: its first call counts it, later calls do nothing."""
+        marked = False
+
+        def mark() -> None:
+            nonlocal marked
+            with self._lock:
+                if marked:
+                    return
+                marked = True
+                self._left -= 1
+                if self._left > 0:
+                    return
+            self.done()
+
+        return mark
+
+    def done(self) -> None:
+        with self._lock:
+            then, self._then = self._then, None
+        if then is not None:
+            then()
+
+
 def _ensure_blob(
-    blob: Blob, source: Store, writes: WritePlan, dest: Store, stats: PushStats, homes: BlobHomes
+    blob: Blob,
+    source: Store,
+    writes: WritePlan,
+    dest: Store,
+    stats: PushStats,
+    homes: BlobHomes,
+    begun: Callable[[], None] = lambda: None,
 ) -> None:
     name, repo, src_repo = dest.name, writes.repository, writes.source_repository
     with homes.claim(name, blob.digest):
@@ -291,7 +348,7 @@ def _ensure_blob(
         elif source.name == name and dest.mount_blob(repo, blob.digest, src_repo):
             stats.count("blobs_mounted")
         else:
-            _copy_blob(blob, source, src_repo, dest, repo)
+            _copy_blob(blob, source, src_repo, dest, repo, begun)
             stats.count("blobs_uploaded")
         homes.note(name, repo, blob.digest)
 
@@ -309,21 +366,32 @@ def _non_distributable(blob: Blob) -> bool:
     return mt.base(blob.media_type) in mt.FOREIGN | {mt.OCI_ND_LAYER_GZIP, mt.OCI_ND_LAYER_TAR}
 
 
-def _copy_blob(blob: Blob, source: Store, src_repo: str, dest: Store, repo: str) -> None:
+def _copy_blob(
+    blob: Blob,
+    source: Store,
+    src_repo: str,
+    dest: Store,
+    repo: str,
+    begun: Callable[[], None] = lambda: None,
+) -> None:
     @contextlib.contextmanager
     def open_body() -> Iterator[Iterator[bytes | memoryview]]:
         """One upload try: a fresh source stream, hashed on the way through."""
         resp = source.open_blob(src_repo, blob.digest)
         with resp:
-            yield _verified_chunks(resp, blob, f"{source.name}/{src_repo}")
+            yield _verified_chunks(resp, blob, f"{source.name}/{src_repo}", begun)
 
     # A callable body lets the registry client restart the whole upload after a failure.
     dest.upload_blob(repo, blob.digest, blob.size, open_body)
 
 
-def _verified_chunks(resp: BlobStream, blob: Blob, where: str) -> Iterator[bytes | memoryview]:
+def _verified_chunks(
+    resp: BlobStream, blob: Blob, where: str, begun: Callable[[], None] = lambda: None
+) -> Iterator[bytes | memoryview]:
     """The blob's bytes as they arrive, hashed on the way: one buffer of :data:`CHUNK` bytes
-    refilled per read where the source can (each chunk is sent before the next read)."""
+    refilled per read where the source can (each chunk is sent before the next read).
+    ``begun`` is told when the upload first asks for the body (its request is sent)."""
+    begun()
     hasher = blob.digest.hasher()
     count = 0
     # One buffer, no larger than the blob: a read sets aside a buffer of the size asked for,
