@@ -86,13 +86,22 @@ def test_confirmed_put_needs_no_verify() -> None:
     assert dest.log == [("PUT", "b", "v1")]
 
 
+def meet_in_groups_of(dest: MemoryStore, size: int) -> None:
+    """Each upload to ``dest`` waits until ``size`` of them have begun: a writer that runs
+    fewer at once fails (the barrier breaks after 10 s) instead of passing by luck of timing."""
+    barrier = threading.Barrier(size, timeout=10)
+    dest.before("blob-upload", barrier.wait, times=None)
+
+
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_blob_streams_are_bounded(concurrency: int) -> None:
     src, dest = MemoryStore("src"), MemoryStore("dest", upload_delay=0.05)
-    blobs = tuple(blob(src, "a", f"layer {i}".encode()) for i in range(8))
+    meet_in_groups_of(dest, concurrency)
+    count = 3 * concurrency
+    blobs = tuple(blob(src, "a", f"layer {i}".encode()) for i in range(count))
     writes = WritePlan(repository="b", blobs=blobs, source_repository="a")
     stats = execute(writes, dest=dest, source=src, blob_concurrency=concurrency)
-    assert stats.blobs_uploaded == 8
+    assert stats.blobs_uploaded == count
     assert dest.max_in_flight == concurrency
 
 
@@ -254,7 +263,8 @@ def test_the_pool_keeps_its_threads_for_the_next_image() -> None:
     before = set(threading.enumerate())
     for image in range(5):
         dest = MemoryStore("dest", upload_delay=0.05)
-        blobs = tuple(blob(src, "a", f"image {image} layer {i}".encode()) for i in range(6))
+        meet_in_groups_of(dest, 4)
+        blobs = tuple(blob(src, "a", f"image {image} layer {i}".encode()) for i in range(8))
         writes = WritePlan(repository="b", blobs=blobs, source_repository="a")
         execute(writes, dest=dest, source=src, blob_concurrency=4, pool=pool)
         assert dest.max_in_flight == 4  # the caller and three helpers
