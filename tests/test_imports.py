@@ -69,7 +69,9 @@ NETWORK: Final = (
     "oci_normalize.store.client",
     "oci_normalize.api",
 )
-REGISTRY_REF: Final = (*BATCH, *LOCAL_STORES, *SCHEMA1, *RICH, *DOCKER)
+#: ``serve``'s command and package: only ``serve`` (and the whole app, for help) loads them.
+SERVE: Final = ("oci_normalize.serve", "oci_normalize.cli.serve")
+REGISTRY_REF: Final = (*BATCH, *LOCAL_STORES, *SCHEMA1, *RICH, *DOCKER, *SERVE)
 #: What plans and writes: ``check`` loads it only once it has read a tree (to list referrers).
 PLANNING: Final = (
     "oci_normalize.convert.pipeline",
@@ -203,6 +205,8 @@ def test_a_command_builds_only_itself_and_the_rest_gets_the_whole_app() -> None:
         assert cli_app._app_for(args) is cli_app.app, args
     served = cli_app._app_for(["serve", "--help"])
     assert [c.name for c in served.registered_commands] == ["serve"]
+    names = [c.name or c.callback.__name__ for c in cli_app.app.registered_commands if c.callback]
+    assert names == ["check", "convert", "batch", "rollback", "serve"]  # serve last, once
 
 
 def test_one_command_app_prints_and_fails_as_the_whole_app(

@@ -9,7 +9,9 @@ Start-up is most of a short command's time, so each command imports what it runs
 ``--version`` loads neither the API nor the HTTP stack, a registry command no batch or archive
 module, and pydantic is loaded only to build a result (tests/test_imports.py holds the lists).
 :func:`run` hands typer an app holding only the command named (typer builds the options of
-every command it holds at each start), and the whole app for help and unknown names.
+every command it holds at each start), and the whole app for help and unknown names. ``serve``
+(its module and its defaults) is added to the app only when it is asked for: :func:`whole_app`,
+or the module attribute ``app``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import typer
 from oci_normalize import mediatypes as mt
 from oci_normalize.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from oci_normalize.cli import exits, guard
-from oci_normalize.cli import serve as serve_cli
 from oci_normalize.cli.exits import say_error
 from oci_normalize.cli.options import (
     Connection,
@@ -48,7 +49,10 @@ _SETTINGS: Final[dict[str, Any]] = {
     "help": "Rewrite Docker media types in registry images to their OCI equivalents.",
     "context_settings": {"help_option_names": ["-h", "--help"]},
 }
-app = typer.Typer(**_SETTINGS)
+#: The commands every start knows; ``serve`` joins them in :func:`whole_app`.
+_commands = typer.Typer(**_SETTINGS)
+_SERVE: Final = "serve"
+_HELP: Final = frozenset(_SETTINGS["context_settings"]["help_option_names"])
 
 
 def _version(value: bool) -> None:
@@ -59,7 +63,7 @@ def _version(value: bool) -> None:
         raise typer.Exit(exits.OK)
 
 
-@app.callback()
+@_commands.callback()
 def _root(
     version: Annotated[
         bool,
@@ -90,7 +94,7 @@ def _client_or_exit(conn: Connection, code: int, *, pool_size: int = 16) -> Clie
         raise typer.Exit(code) from None
 
 
-@app.command()
+@_commands.command()
 @connection_options
 def check(
     refs: Annotated[
@@ -175,7 +179,7 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-@app.command()
+@_commands.command()
 @connection_options
 @safety_options
 def convert(
@@ -331,7 +335,7 @@ ConcurrencyOpt = Annotated[
 ]
 
 
-@app.command()
+@_commands.command()
 @connection_options
 @safety_options
 def batch(
@@ -415,7 +419,7 @@ def batch(
     raise typer.Exit(batch_cli.run_batch(request, client))
 
 
-@app.command()
+@_commands.command()
 @connection_options
 def rollback(
     journal: Annotated[str, typer.Argument(metavar="JOURNAL", help="A batch journal file.")],
@@ -441,7 +445,20 @@ def rollback(
     )
 
 
-app.command(name="serve")(serve_cli.serve)
+def whole_app() -> typer.Typer:
+    """The app with every command, ``serve`` last (its module is loaded here, once)."""
+    if not any(info.name == _SERVE for info in _commands.registered_commands):
+        from oci_normalize.cli import serve as serve_cli
+
+        _commands.command(name=_SERVE)(serve_cli.serve)
+    return _commands
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``app``: the whole app (:func:`whole_app`), as tests and embedders import it."""
+    if name == "app":
+        return whole_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
@@ -462,17 +479,28 @@ def run(args: list[str] | None = None) -> int:
 def _app_for(args: list[str]) -> typer.Typer:
     """The app as ``args`` need it: typer builds every registered command's options from its
     signature at each start, so when ``args`` begin with a command's name, an app with that
-    command alone (and the root's ``--version``). Anything else (no command, an option first,
-    a name that is no command) gets the whole app: its help and its errors list every command.
+    command alone (and the root's ``--version``). No command, help, or a name that is no
+    command get the whole app: its help and its errors list every command. A root option
+    without help (``--version``) gets the app as it is, ``serve`` not loaded.
     """
-    if not args or args[0].startswith("-"):
-        return app
+    if not args or (args[0].startswith("-") and not _HELP.isdisjoint(args)):
+        return whole_app()  # its help lists every command
+    if args[0].startswith("-"):
+        return _commands  # the root's own options (--version)
+    if args[0] == _SERVE:
+        whole_app()  # serve is registered only now
+    return _one(_commands, args[0]) or whole_app()
+
+
+def _one(app: typer.Typer, command: str) -> typer.Typer | None:
+    """An app with ``app``'s root options and its command ``command`` alone; None: no such
+    command."""
     for info in app.registered_commands:
         callback = info.callback
         name = info.name or (callback.__name__.replace("_", "-") if callback else None)
-        if name == args[0]:
+        if name == command:
             one = typer.Typer(**_SETTINGS)
             one.registered_callback = app.registered_callback
             one.registered_commands.append(info)
             return one
-    return app
+    return None
