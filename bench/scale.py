@@ -6,11 +6,20 @@ paginated 100 names a page): seeding 100,000 tags into distribution takes longer
 bench. For each size, a fresh source (and an empty destination) serve:
 
 1. ``batch SOURCE --to DEST`` (every image copied and normalized on the way), then
-2. ``batch SOURCE`` (every tag converted in place), then, with ``--journal``,
-3. ``batch SOURCE --journal J --report R.html`` run twice: the first run writes a journal line
+2. ``batch SOURCE`` (every tag converted in place), then, with ``--modes`` naming them,
+3. ``reconcile``: ``serve --registry SOURCE --reconcile-every 1d`` (in place), whose start-up
+   sweep runs the batch runner over the whole registry; the sweep's time comes from serve's JSON
+   log (its ``reconcile`` lines ``started`` and ``done``), its peak RSS is ``VmHWM`` of the serve
+   process itself when the sweep is done; then SIGTERM, and serve must stop with exit 0;
+4. ``resume``: ``batch SOURCE --journal J --report R.html --json`` over a source whose tags a
+   batch converted already, J written beforehand (:mod:`bench.journals`) with at least
+   ``--resume-lines`` lines (default a million): the converting batch's line pair per tag, and
+   those of tags deleted since, each vouching for a digest of its own. Every tag must come out
+   ``already-oci``. Then, with ``--journal``,
+5. ``batch SOURCE --journal J --report R.html`` run twice: the first run writes a journal line
    pair per tag, the second resumes from it (every root digest vouched for by the journal).
 
-Each run is a child process; its peak RSS is its own, as GNU time reports it
+Each batch is a child process; its peak RSS is its own, as GNU time reports it
 (:func:`bench.child.measured`; ``ru_maxrss`` of a child this bench forks would count the bench).
 ``--baseline DIR`` runs a checkout of another version (``DIR`` holds its ``oci_normalize``
 package) side by side, at the sizes up to ``--baseline-max``. Targets (issue 19): peak RSS at
