@@ -271,7 +271,7 @@ def resume(refs: int, repos: int, opts: argparse.Namespace, work: Path) -> Row:
     report.unlink()
     if summary.get("already_oci") != refs or summary.get("failed") != 0:
         raise SystemExit(f"resume at {refs}: not every reference already OCI: {summary}")
-    row = Row(f"resume ({lines // 1000}k-line journal)", refs, child.seconds, child.rss_mib)
+    row = Row(f"resume ({lines:,}-line journal)", refs, child.seconds, child.rss_mib)
     print(
         f"  {row.label:<34}{refs:>8}{row.seconds:>9.1f}{row.ms_per_ref:>9.2f}{row.rss_mib:>10.1f}",
         flush=True,
