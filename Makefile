@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+SCALE_MODES ?= to,inplace
 
 .PHONY: help venv test unit lint demo bench bench-memory bench-scale bench-serve bench-startup clean
 
@@ -14,6 +15,7 @@ help:
 	@echo "              batch --to vs skopeo sync (side by side, one run; see bench/README.md)"
 	@echo "make bench-memory - peak RSS converting a 1 GiB-layer schema1 image and docker-archive"
 	@echo "make bench-scale  - batch and batch --to peak RSS and time per reference, 1,000 to 100,000 refs"
+	@echo "                    (SCALE_MODES=reconcile,resume: serve's sweep; a million-line journal resume)"
 	@echo "make bench-serve  - serve: push-to-OCI latency p50/p99, events/s, RSS idle and under load"
 	@echo "make bench-startup - --version and check start-up against the previous release, side by side"
 	@echo "make image  - build the OCI image oci-normalize:VERSION (buildah + mmdebstrap, as root)"
@@ -52,7 +54,7 @@ bench-memory: $(PY)
 	$(PY) bench/memory.py
 
 bench-scale: $(PY)
-	$(PY) bench/scale.py
+	$(PY) bench/scale.py --modes $(SCALE_MODES)
 
 bench-serve: $(PY)
 	$(PY) bench/serve.py

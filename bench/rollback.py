@@ -20,7 +20,6 @@ peak RSS grows by at most 0.5 KiB a move from the smallest size to the largest.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import subprocess
@@ -35,12 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.child import measured  # noqa: E402
-from bench.fakeregistry import OCI_MANIFEST, V2S2, images, oci_twin, sha256  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
+from bench.journals import write_journal  # noqa: E402
 from bench.scale import TAGS_PER_REPO, command, fake_registry  # noqa: E402
 
 GROWTH_TARGET_KIB: Final = 0.5
-OCI_MEDIA_TYPE: Final = OCI_MANIFEST
 
 
 @dataclass
@@ -49,27 +47,6 @@ class Row:
     moves: int
     seconds: float
     rss_mib: float
-
-
-def write_journal(path: Path, host: str, repos: int) -> int:
-    """The journal a batch converting every tag in place would have written; its size."""
-    with path.open("w") as fh:
-        for image in images(repos, TAGS_PER_REPO):
-            line = {
-                "v": 1,
-                "run": "bench",
-                "time": "2026-12-02T00:00:00.000+00:00",
-                "reference": f"{host}/{image.repo}:{image.tag}",
-                "old_digest": sha256(image.manifest),
-                "old_media_type": V2S2,
-                "old_manifest": base64.b64encode(image.manifest).decode(),
-                "new_digest": sha256(oci_twin(image.manifest)),
-                "new_media_type": OCI_MEDIA_TYPE,
-                "error": None,
-            }
-            for status in ("pending", "converted"):
-                fh.write(json.dumps({**line, "status": status}, separators=(",", ":")) + "\n")
-    return path.stat().st_size
 
 
 def measure(label: str, moves: int, args: list[str], out: Path) -> tuple[Row, str]:
@@ -112,7 +89,7 @@ def sweep(size: int, opts: argparse.Namespace, work: Path) -> list[Row]:
     for suffix, checkout in contenders:
         with fake_registry(repos, converted=True) as host:
             journal = work / f"journal-{moves}.jsonl"
-            size_mib = write_journal(journal, host, repos) / 1024 / 1024
+            size_mib = write_journal(journal, host, repos, TAGS_PER_REPO) / 1024 / 1024
             if not suffix:
                 print(f"  journal of {moves} moves: {size_mib:.1f} MiB", flush=True)
             ours = command(checkout)

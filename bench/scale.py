@@ -6,11 +6,20 @@ paginated 100 names a page): seeding 100,000 tags into distribution takes longer
 bench. For each size, a fresh source (and an empty destination) serve:
 
 1. ``batch SOURCE --to DEST`` (every image copied and normalized on the way), then
-2. ``batch SOURCE`` (every tag converted in place), then, with ``--journal``,
-3. ``batch SOURCE --journal J --report R.html`` run twice: the first run writes a journal line
+2. ``batch SOURCE`` (every tag converted in place), then, with ``--modes`` naming them,
+3. ``reconcile``: ``serve --registry SOURCE --reconcile-every 1d`` (in place), whose start-up
+   sweep runs the batch runner over the whole registry; the sweep's time comes from serve's JSON
+   log (its ``reconcile`` lines ``started`` and ``done``), its peak RSS is ``VmHWM`` of the serve
+   process itself when the sweep is done; then SIGTERM, and serve must stop with exit 0;
+4. ``resume``: ``batch SOURCE --journal J --report R.html --json`` over a source whose tags a
+   batch converted already, J written beforehand (:mod:`bench.journals`) with at least
+   ``--resume-lines`` lines (default a million): the converting batch's line pair per tag, and
+   those of tags deleted since, each vouching for a digest of its own. Every tag must come out
+   ``already-oci``. Then, with ``--journal``,
+5. ``batch SOURCE --journal J --report R.html`` run twice: the first run writes a journal line
    pair per tag, the second resumes from it (every root digest vouched for by the journal).
 
-Each run is a child process; its peak RSS is its own, as GNU time reports it
+Each batch is a child process; its peak RSS is its own, as GNU time reports it
 (:func:`bench.child.measured`; ``ru_maxrss`` of a child this bench forks would count the bench).
 ``--baseline DIR`` runs a checkout of another version (``DIR`` holds its ``oci_normalize``
 package) side by side, at the sizes up to ``--baseline-max``. Targets (issue 19): peak RSS at
@@ -32,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,9 +59,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.child import Child, measured, require, run_child  # noqa: E402
 from bench.installed import byte_compile  # noqa: E402
+from bench.journals import write_journal  # noqa: E402
 from tests.support import seed  # noqa: E402
 from tests.support.bulk_seed import Seeder, docker_manifest_variant  # noqa: E402
-from tests.support.registry import start_registry  # noqa: E402
+from tests.support.registry import free_port, start_registry  # noqa: E402
 
 TAGS_PER_REPO: Final = 100
 RSS_TARGET_MIB: Final = 128.0
@@ -61,6 +72,11 @@ REAL_SIZES: Final = "1000,2000,10000"
 SEED_THREADS: Final = 8
 BASE_REPO: Final = "base/img"
 OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
+#: How often the bench reads serve's log while it sweeps.
+POLL_S: Final = 0.5
+#: Longest a reconcile sweep may take before the bench gives up (100,000 refs: ~15 min here).
+SWEEP_TIMEOUT_S: Final = 3 * 3600.0
+RESUME_LINES: Final = 1_000_000
 T = TypeVar("T")
 
 
@@ -142,6 +158,11 @@ def sweep(size: int, opts: argparse.Namespace, work: Path) -> list[Row]:
         with fake_registry(repos) as source:
             old = command(opts.baseline)
             rows.append(measure("batch (in place, baseline)", refs, [*old, "batch", source, *conc]))
+    if "reconcile" in modes:
+        with fake_registry(repos) as source:
+            rows.append(reconcile(refs, source, opts, work))
+    if "resume" in modes:
+        rows.append(resume(refs, repos, opts, work))
     if opts.journal:
         with fake_registry(repos) as source:
             journal, report = work / f"j{size}.jsonl", work / f"r{size}.html"
@@ -153,6 +174,109 @@ def sweep(size: int, opts: argparse.Namespace, work: Path) -> list[Row]:
             journal.unlink()
             report.unlink()
     return rows
+
+
+def vm_hwm_mib(pid: int) -> float:
+    """Peak RSS (``VmHWM``) of process ``pid`` so far, its own: exec gives a process a fresh
+    address space, so nothing of the bench that forked it counts."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise SystemExit(f"no VmHWM in /proc/{pid}/status")
+
+
+def sweep_line(log: Path, proc: subprocess.Popen[bytes]) -> tuple[float, dict[str, Any]]:
+    """Follow serve's JSON log ``log`` until its first sweep ends: the ``started`` line's time,
+    and the closing ``reconcile`` line (outcome ``done``; SystemExit on anything else)."""
+    started: float | None = None
+    deadline = time.monotonic() + SWEEP_TIMEOUT_S
+    partial = b""
+    with log.open("rb") as fh:
+        while time.monotonic() < deadline:
+            chunk = fh.read()
+            lines = (partial + chunk).split(b"\n")
+            partial = lines.pop()
+            for raw in lines:
+                if b'"reconcile"' not in raw or b'"reference"' in raw:
+                    continue  # one line a converted reference: not the sweep's start or end
+                doc = json.loads(raw)
+                if doc.get("outcome") == "started":
+                    started = float(doc["time"])
+                elif doc.get("outcome") == "done" and started is not None:
+                    return started, doc
+                elif doc.get("outcome") == "sweep-failed":
+                    raise SystemExit(f"serve's reconcile failed: {doc}")
+            if not chunk:
+                if proc.poll() is not None:
+                    tail = log.read_bytes()[-2000:].decode(errors="replace")
+                    raise SystemExit(f"serve exited ({proc.returncode}) before its sweep: {tail}")
+                time.sleep(POLL_S)
+    raise SystemExit(f"serve's reconcile did not end within {SWEEP_TIMEOUT_S:.0f} s")
+
+
+def reconcile(refs: int, source: str, opts: argparse.Namespace, work: Path) -> Row:
+    """``serve`` against ``source`` (in place): its start-up sweep's wall time, from the log's
+    own timestamps, and the serve process's peak RSS when the sweep is done; then SIGTERM."""
+    state, log = work / f"serve-{refs}", work / f"serve-{refs}.log"
+    args = [*command(None), "serve", "--registry", source, "--state", str(state)]
+    args += ["--listen", f"127.0.0.1:{free_port()}", "--reconcile-every", "1d"]
+    args += ["--concurrency", str(opts.concurrency), "--log-format", "json"]
+    args += ["--insecure-no-webhook-auth"]
+    with log.open("wb") as err:  # a file: no pipe to fill up (a line a converted reference)
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+    try:
+        started, done = sweep_line(log, proc)
+        rss = vm_hwm_mib(proc.pid)  # the Popen'd python is serve itself, no wrapper
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if code != 0 or b'"stopped"' not in log.read_bytes()[-4096:]:
+        raise SystemExit(f"serve did not stop cleanly on SIGTERM (exit {code})")
+    if done.get("references") != refs or done.get("converted") != refs:
+        raise SystemExit(f"reconcile at {refs}: not every reference converted: {done}")
+    log.unlink()
+    row = Row("serve reconcile (in place)", refs, float(done["time"]) - started, rss)
+    print(
+        f"  {row.label:<34}{refs:>8}{row.seconds:>9.1f}{row.ms_per_ref:>9.2f}{rss:>10.1f}",
+        flush=True,
+    )
+    return row
+
+
+def resume(refs: int, repos: int, opts: argparse.Namespace, work: Path) -> Row:
+    """``batch --journal J --report R`` over a fake registry whose ``refs`` tags a batch
+    converted already, resuming from a journal of at least ``opts.resume_lines`` lines: that
+    batch's lines, and those of tags deleted since (each vouching for a digest of its own, the
+    most a resume's index can be asked to hold). Every tag must come out ``already-oci``."""
+    pairs = max(repos, -(-opts.resume_lines // (2 * TAGS_PER_REPO)))
+    journal, report = work / f"resume-{refs}.jsonl", work / f"resume-{refs}.html"
+    with fake_registry(repos, converted=True) as source:
+        took = time.perf_counter()
+        size = write_journal(journal, source, pairs, TAGS_PER_REPO)
+        lines = 2 * pairs * TAGS_PER_REPO
+        print(
+            f"  journal of {lines} lines ({size / 2**20:.0f} MiB) written in"
+            f" {time.perf_counter() - took:.0f} s",
+            flush=True,
+        )
+        args = [*command(None), "batch", source, "--concurrency", str(opts.concurrency)]
+        args += ["--journal", str(journal), "--report", str(report), "--json"]
+        child, summary = run_json(args, work / f"resume-{refs}.out")
+    (work / f"resume-{refs}.out").unlink()
+    journal.unlink()
+    report.unlink()
+    if summary.get("already_oci") != refs or summary.get("failed") != 0:
+        raise SystemExit(f"resume at {refs}: not every reference already OCI: {summary}")
+    row = Row(f"resume ({lines:,}-line journal)", refs, child.seconds, child.rss_mib)
+    print(
+        f"  {row.label:<34}{refs:>8}{row.seconds:>9.1f}{row.ms_per_ref:>9.2f}{row.rss_mib:>10.1f}",
+        flush=True,
+    )
+    return row
 
 
 # ---- --real: CNCF distribution registries -----------------------------------------------------
@@ -308,7 +432,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", help="default 1000,2000,20000,100000 (--real: 1000,2000,10000)")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--modes", default="to,inplace", help="to, inplace or both")
+    parser.add_argument(
+        "--modes", default="to,inplace", help="comma-separated: to, inplace, reconcile, resume"
+    )
+    parser.add_argument(
+        "--resume-lines",
+        type=int,
+        default=RESUME_LINES,
+        help=f"--modes resume: lines of the journal resumed from (default {RESUME_LINES})",
+    )
     parser.add_argument("--journal", action="store_true", help="also journal, report, resume")
     parser.add_argument("--baseline", type=Path, help="a checkout of another version")
     parser.add_argument("--baseline-max", type=int, default=20_000)
