@@ -79,6 +79,11 @@ class OncePerKey(Generic[K, V]):
         with self._lock:
             return self._values.get(key)
 
+    def known(self, key: K) -> bool:
+        """Whether an answer for ``key`` is remembered (a None answer too)."""
+        with self._lock:
+            return key in self._values
+
     def put(self, key: K, value: V) -> None:
         """Remember ``value`` unless an answer is there already (a listing read elsewhere)."""
         with self._lock:

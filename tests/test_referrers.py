@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -22,6 +23,9 @@ from oci_normalize.results import (
 from oci_normalize.store import referrers as rf
 from tests.support.memimages import oci_index
 from tests.test_normalize import case_tree
+
+if TYPE_CHECKING:
+    from tests.support.memstore import MemoryStore
 
 HEX = "ab" * 32
 D = Digest("sha256", HEX)
@@ -266,3 +270,51 @@ def test_a_new_tag_is_claimed_once_whoever_asks() -> None:
     assert claims.count(True) == 1
     assert memory.claim_new_tag("dest", "new", "v2")
     assert not memory.claim_new_tag("dest", "never-listed", "v1")  # nothing known: no claim
+
+
+def _image_store() -> tuple[MemoryStore, Digest]:
+    from tests.support.memstore import MemoryStore
+
+    store = MemoryStore("src")
+    digest = store.add_manifest("app", "v1", b'{"schemaVersion":2}', mt.OCI_MANIFEST)
+    return store, digest
+
+
+def test_the_tag_list_and_the_first_probe_are_asked_at_once() -> None:
+    # A first conversion knows what names its image after one round trip, not two: the tag
+    # list is read while the referrers probe waits (each waits at a barrier for the other, so
+    # asking them one after the other breaks it).
+    import threading
+
+    store, digest = _image_store()
+    both = threading.Barrier(2, timeout=10)
+    store.before("tags", both.wait)
+    store.before("referrers", both.wait)
+    memory = rf.Referrers()
+    assert memory.of(store, "app", [digest]) == []
+    assert sorted(op[0] for op in store.log) == ["referrers", "tags"]
+    assert memory.tags(store, "app") == {"v1"}  # listed once, remembered
+    assert not memory.has_api("src")  # the probe's verdict too
+    memory.of(store, "app", [digest])
+    assert len(store.log) == 2  # a second image asks nothing
+
+
+def test_a_failed_tag_list_is_raised_before_the_probes_answer() -> None:
+    from oci_normalize.errors import RegistryError
+
+    store, digest = _image_store()
+    store.fail("tags", RegistryError("tags/list answered 500", status=500))
+    store.fail("referrers", RegistryError("referrers answered 503", status=503))
+    with pytest.raises(RegistryError, match="tags/list answered 500"):
+        rf.Referrers().of(store, "app", [digest])
+    store.fail("tags", RegistryError("tags/list answered 500", status=500))
+    with pytest.raises(RegistryError, match="tags/list answered 500"):  # probe fine, list not
+        rf.Referrers().of(store, "app", [digest])
+
+
+def test_a_listed_repository_is_not_listed_again_beside_the_probe() -> None:
+    store, digest = _image_store()
+    memory = rf.Referrers()
+    memory.prime("src", "app", ["v1"])  # batch read the tags while enumerating
+    memory.of(store, "app", [digest])
+    assert [op[0] for op in store.log] == ["referrers"]

@@ -23,7 +23,7 @@ import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from oci_normalize import mediatypes as mt
 from oci_normalize.digest import Digest
@@ -267,6 +267,37 @@ class Referrers:
     def has_api(self, registry: str) -> bool:
         return bool(self._api.peek(registry))
 
+    def _tags_beside(self, store: ListingStore, repository: str, subject: Digest) -> _Asked | None:
+        """The repository's tag list, read on a thread of its own while this one asks for
+        ``subject``'s referrers, when both are requests still to send (this run has not
+        listed the repository, and the registry's referrers API is unknown or there): one
+        round trip instead of two before a conversion knows what names its image. Either
+        failure is raised, the tag list's first (as when they ran one after the other).
+        None: nothing was asked (the caller asks as usual)."""
+        if self._tags.known((store.name, repository)) or self._api.peek(store.name) is False:
+            return None
+        failed: list[BaseException] = []
+
+        def list_tags() -> None:
+            try:
+                self.listed(store, repository)
+            except BaseException as exc:  # handed to the caller, which raises it
+                failed.append(exc)
+
+        lister = threading.Thread(target=list_tags, name="list-tags", daemon=True)
+        lister.start()
+        try:
+            index = self.index(store, repository, subject)
+        except BaseException:
+            lister.join()
+            if failed:
+                raise failed[0] from None
+            raise
+        lister.join()
+        if failed:
+            raise failed[0]
+        return _Asked(index)
+
     def index(self, store: ListingStore, repository: str, digest: Digest) -> bytes | None:
         """The referrers API's answer, or None when this registry lacks the API.
 
@@ -289,18 +320,27 @@ class Referrers:
         """cosign tags and OCI referrers (API or fallback tag) of each subject in ``repository``;
         a referrer listed without an artifact type is typed from its manifest (one GET), so an
         unlisted type cannot let a signature pass as unsigned."""
+        wanted = list(dict.fromkeys(subjects))
+        first = self._tags_beside(store, repository, wanted[0]) if wanted else None
         tags = self.tags(store, repository)
         found: list[Referrer] = []
-        for subject in dict.fromkeys(subjects):
+        for n, subject in enumerate(wanted):
             found.extend(cosign_referrers(subject, tags))
             what = f"{store.name}/{repository} referrers of {subject.short}"
-            index = self.index(store, repository, subject)
+            if n == 0 and first is not None:
+                index = first.answer  # asked beside the tag list
+            else:
+                index = self.index(store, repository, subject)
             if index is None and fallback_tag(subject) in tags:
                 index = store.get_manifest(repository, fallback_tag(subject), what=what).data
             if index is not None:
                 for ref in referrers_from_index(subject, index, what):
                     found.append(ref if ref.artifact_type else _typed(store, repository, ref))
         return found
+
+
+class _Asked(NamedTuple):
+    answer: bytes | None  # the first subject's referrers index, as :meth:`Referrers.index`
 
 
 def _typed(store: ListingStore, repository: str, ref: Referrer) -> Referrer:
