@@ -659,7 +659,10 @@ class NatsQueue:
         ).encode()
         # Recorded first: a crash between the two leaves it recorded and redelivered, not lost.
         await self._parked.put(item_key(item.repository, item.ref), record)
-        await (await self._done(lease)).term()
+        msg = await self._done(lease)
+        # Terminated and confirmed, as an ack is (``ack_sync``): when park returns, the item
+        # has left the stream (depth, the next take). nats-py's ``term`` only publishes.
+        await self._nc.request(msg.reply, Msg.Ack.Term, timeout=self._options.call_timeout)
 
     def release(self, lease: Lease) -> None:
         self._settle(self._nak(lease, None))
