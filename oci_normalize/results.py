@@ -4,9 +4,10 @@ pydantic result models whose fields carry those types are in :mod:`.result_model
 
 The words cost nothing to import. The models live in :mod:`.result_models`, imported where a
 result is built: a command that builds no result (``--version``, a ``check`` that cannot reach
-its registry) never loads pydantic. A conversion that writes starts loading them on a thread of
-their own when its writes begin (:func:`preload_result_models`), so that import overlaps the
-writes' waits on the network instead of coming before its first request or after its last.
+its registry) never loads pydantic. A conversion that copies blobs starts loading them on a
+thread of their own once every blob is streaming (:func:`preload_result_models`, called through
+``push.execute(streaming=…)``), so that import overlaps the writes' waits on the network instead
+of coming before its first request or after its last.
 """
 
 from __future__ import annotations
