@@ -310,6 +310,11 @@ def test_a_failed_tag_list_is_raised_before_the_probes_answer() -> None:
     store.fail("tags", RegistryError("tags/list answered 500", status=500))
     with pytest.raises(RegistryError, match="tags/list answered 500"):  # probe fine, list not
         rf.Referrers().of(store, "app", [digest])
+    store.fail("referrers", RegistryError("referrers answered 503", status=503))
+    memory = rf.Referrers()
+    with pytest.raises(RegistryError, match="referrers answered 503"):  # list fine, probe not
+        memory.of(store, "app", [digest])
+    assert memory.tags(store, "app") == {"v1"}  # the list read beside it is kept
 
 
 def test_a_listed_repository_is_not_listed_again_beside_the_probe() -> None:
